@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# The virtualenv lives outside the clone, keyed by requirements.lock (scripts/env.sh).
+SHELL := /bin/bash
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export RASA_TELEMETRY_ENABLED := false
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: demo test chat train bench env train-text dashboard
+
+demo:  ## Redis + trained demo bot + action server + Rasa with Toneline
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m scripts.stack demo
+
+test:  ## lint, type-check and the whole test suite
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/ruff check . && $$venv/bin/ruff format --check . && \
+	  $$venv/bin/mypy && \
+	  $$venv/bin/python -m pytest
+
+chat:  ## talk to the running demo bot in this terminal
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m scripts.chat
+
+train:  ## train the demo bot's Rasa model if its inputs changed
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m scripts.stack train
+
+train-text:  ## retrain the text emotion head (needs ../shared/data)
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.text.train
+
+bench:  ## run the benchmarks in bench/
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m bench.nlu_component && $$venv/bin/python -m bench.dashboard_live && $$venv/bin/python -m bench.telephony
+
+env:  ## create the virtualenv only; prints its path
+	@./scripts/env.sh
+
+dashboard:  ## only the supervisor dashboard (needs Redis; set TONELINE_DASHBOARD_PASSWORD)
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m plugin.analytics serve

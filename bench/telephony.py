@@ -1,0 +1,130 @@
+"""Concurrent Twilio calls against the demo bot: end of caller speech to first reply audio.
+
+    python -m bench.telephony [--calls 1 2 4 6 8] [--turns 3] [--speed 1.0]
+
+Starts the action server and Rasa with the Toneline channels (as `make demo`
+does), then for each N places N simulated Twilio calls at once (staggered over
+a second) that stream caller speech in real time as 20 ms mu-law frames, line
+silence in between, exactly as Twilio does (connectors/twilio/simulator.py).
+Speech is real: RAVDESS sentences from ../shared/data when present, else
+espeak-ng. Each clip is trimmed to its speech, so latency = first reply media
+frame received minus the moment the caller's last spoken frame was sent; it
+includes the VAD's end-of-turn silence (450 ms), Whisper, Rasa with Toneline,
+and TTS. Prints a table and the largest N whose p95 stays under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from connectors.speech.tts import EspeakEngine, Prosody
+from connectors.twilio.simulator import place_call
+from models.audio import load
+from models.data import data_root
+from scripts.stack import ensure_model, ensure_redis, free_port, stack_env, start_actions, start_rasa, stop
+
+TOKEN = "bench-" + uuid.uuid4().hex[:8]
+ESPEAK_LINES = ["Hello, is anyone there?", "I have a question about my bill.", "My internet is down again."]
+
+
+def trim(pcm: np.ndarray, threshold: float = 0.02) -> np.ndarray:
+    loud = np.flatnonzero(np.abs(pcm) > threshold)
+    return pcm[max(0, loud[0] - 800) : loud[-1] + 160] if loud.size else pcm
+
+
+async def caller_clips() -> tuple[list[np.ndarray], str]:
+    root = data_root() / "speech" / "ravdess"
+    files = sorted(root.glob("Actor_0[1-4]/03-01-0[12]-01-0*-01-*.flac"))[:8] if root.exists() else []
+    if files:
+        return [trim(load(f)) for f in files], f"RAVDESS ({len(files)} neutral/calm clips)"
+    engine = EspeakEngine("en-us+m3", {"neutral": Prosody(150, 45)})
+    return [trim(await engine.synthesize(t)) for t in ESPEAK_LINES], "espeak-ng en-us+m3"
+
+
+async def one_call(url: str, clips: list[np.ndarray], turns: int, speed: float, delay: float) -> list[float]:
+    await asyncio.sleep(delay)
+    call = await place_call(url, TOKEN, caller=f"+1555{random.randint(0, 9999999):07d}", speed=speed)
+    latencies = []
+    try:
+        await call.silence(0.6)
+        for i in range(turns):
+            reply = await call.say(clips[(i + random.randint(0, 99)) % len(clips)], then_silence=2.0)
+            await call.wait_reply(reply, timeout=20, quiet=0.3)
+            if reply.first_audio_at is not None:
+                latencies.append((reply.first_audio_at - call.speech_ended_at[-1]) * speed)
+    finally:
+        await call.hang_up()
+    return latencies
+
+
+async def level(url: str, clips: list[np.ndarray], n: int, turns: int, speed: float) -> list[float]:
+    results = await asyncio.gather(*(one_call(url, clips, turns, speed, random.uniform(0, 1.0)) for _ in range(n)))
+    return [x for r in results for x in r]
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(xs, q)) if xs else float("nan")
+
+
+async def sweep(url: str, levels: list[int], turns: int, speed: float) -> None:
+    clips, source = await caller_clips()
+    print(f"speech: {source}; {turns} turns per call; speed {speed}x real time", flush=True)
+    print("| concurrent calls | turns answered | p50 | p95 | max |\n|---|---|---|---|---|", flush=True)
+    best = 0
+    await level(url, clips, 1, 1, speed)  # warm-up: first Rasa parse and model caches
+    for n in levels:
+        lat = await level(url, clips, n, turns, speed)
+        expected = n * turns
+        p50, p95 = pct(lat, 50), pct(lat, 95)
+        worst = max(lat) if lat else float("nan")
+        row = f"| {n} | {len(lat)} of {expected} | {p50 * 1000:.0f} ms | {p95 * 1000:.0f} ms | {worst * 1000:.0f} ms |"
+        print(row, flush=True)
+        if p95 < 1.0 and len(lat) == expected:
+            best = n
+        elif n > 1:
+            break
+    print(f"largest N with p95 < 1 s: {best}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, nargs="+", default=[1, 2, 4, 6, 8])
+    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--speed", type=float, default=1.0)
+    args = parser.parse_args()
+    random.seed(7)
+    redis_endpoint, redis_proc = ensure_redis()
+    model = ensure_model(quiet=True)
+    action_port, rasa_port = free_port(), free_port()
+    prefix = f"toneline-bench-{uuid.uuid4().hex[:6]}"
+    env = stack_env(redis_endpoint, action_port=action_port, tracker_prefix=f"{prefix}-tracker", toneline_prefix=prefix)
+    env.update(
+        TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+        TWILIO_AUTH_TOKEN=TOKEN,
+        TONELINE_TWILIO_PUBLIC_URL=f"http://127.0.0.1:{rasa_port}",
+        TONELINE_TWILIO_API_BASE=f"http://127.0.0.1:{free_port()}",  # nothing there: the bench never hands off
+        OMP_NUM_THREADS="1",
+    )
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}", flush=True)
+    log_path = Path(os.environ.get("TONELINE_BENCH_LOG", "/tmp/toneline-bench-telephony.log"))
+    with log_path.open("w") as log:
+        actions = rasa = None
+        try:
+            actions = start_actions(env, action_port, log)
+            rasa = start_rasa(env, model, rasa_port, log)
+            asyncio.run(sweep(f"http://127.0.0.1:{rasa_port}", args.calls, args.turns, args.speed))
+        finally:
+            stop(rasa, actions, redis_proc)
+
+
+if __name__ == "__main__":
+    main()

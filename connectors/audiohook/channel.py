@@ -1,0 +1,161 @@
+"""The Genesys AudioHook monitoring channel, mounted in Rasa's server; it listens and never speaks.
+
+credentials.yml:
+
+    connectors.audiohook.channel.AudioHookInput:
+      api_key_env: TONELINE_AUDIOHOOK_API_KEY            # names of environment variables, never the secrets
+      client_secret_env: TONELINE_AUDIOHOOK_CLIENT_SECRET  # base64, as configured in Genesys
+      config_env: TONELINE_AUDIOHOOK_CONFIG              # optional: another toneline.yml (default: toneline.yml)
+
+Routes under /webhooks/toneline_audiohook/: WebSocket `ws` (the AudioHook
+session), GET `health`. The upgrade is refused with HTTP 401 without the right
+`X-API-KEY` or, when a client secret is configured, without a valid signature.
+Customer turns are recorded with `StateStore.record` under channel `genesys`;
+Rasa's bot is never called.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict
+
+from rasa.core.channels.channel import InputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from connectors.audiohook import signature
+from connectors.audiohook.protocol import AudioHookServer, ServerConfig
+from connectors.audiohook.recorder import EmotionRecorder
+from connectors.audiohook.serializer import Open
+from connectors.audiohook.session import AudioHookSession, SessionSettings
+from connectors.speech.runtime import SpeechRuntime, shared_runtime
+from connectors.speech.turns import TurnSettings
+from connectors.transport import WebSocketTransport
+from models.logs import log_event
+from plugin import settings as toneline_settings
+from plugin.nlu import shared_text_model
+from plugin.state import StateStore
+
+logger = logging.getLogger(__name__)
+WS_PATH = "/ws"
+
+
+def _env(credentials: Dict[str, Any], key: str, default_env: str) -> str:
+    return os.environ.get(str(credentials.get(f"{key}_env") or default_env), "") or str(credentials.get(key) or "")
+
+
+def _settings(path: str) -> toneline_settings.Settings:
+    chosen = Path(path) if path else Path("toneline.yml")
+    return toneline_settings.load(chosen if chosen.is_file() else None)
+
+
+class AudioHookInput(InputChannel):
+    """Rasa input channel for Genesys AudioHook (monitoring of calls already with an agent)."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "toneline_audiohook"
+
+    @classmethod
+    def from_credentials(cls, credentials: Dict[str, Any] | None) -> InputChannel:
+        creds = credentials or {}
+        turn = TurnSettings(end_silence_ms=int(creds.get("end_silence_ms") or TurnSettings.end_silence_ms))
+        return cls(
+            api_key=_env(creds, "api_key", "TONELINE_AUDIOHOOK_API_KEY"),
+            client_secret=_env(creds, "client_secret", "TONELINE_AUDIOHOOK_CLIENT_SECRET"),
+            settings=_settings(_env(creds, "config", "TONELINE_AUDIOHOOK_CONFIG")),
+            session=SessionSettings(turn=turn),
+        )
+
+    def __init__(
+        self,
+        api_key: str,
+        client_secret: str = "",
+        settings: toneline_settings.Settings | None = None,
+        session: SessionSettings | None = None,
+        runtime: SpeechRuntime | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.client_secret = client_secret
+        self.settings = settings or toneline_settings.Settings()
+        self.session_settings = session or SessionSettings()
+        self._runtime = runtime
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toneline-audiohook")
+        store = StateStore(self.settings.redis, self.settings.state)
+        self.recorder = EmotionRecorder(self.settings, store, lambda: shared_text_model(None, None))
+        if not api_key:
+            log_event(logger, logging.ERROR, "audiohook.channel.unconfigured", missing="api key; all requests refused")
+        if not client_secret:
+            log_event(
+                logger, logging.WARNING, "audiohook.channel.unsigned", detail="no client secret: signatures not checked"
+            )
+
+    @property
+    def runtime(self) -> SpeechRuntime:
+        if self._runtime is None:
+            self._runtime = shared_runtime()
+        return self._runtime
+
+    def refusal(self, request: Request) -> str | None:
+        """Why the upgrade request is refused (a code for the log), or None when it is authentic."""
+        key = request.headers.get(signature.API_KEY_HEADER) or ""
+        if not self.api_key or not hmac.compare_digest(key.encode(), self.api_key.encode()):
+            return "bad_api_key"
+        if not self.client_secret:
+            return None
+        signed = signature.SignedRequest(
+            path_and_query=request.path + (f"?{request.query_string}" if request.query_string else ""),
+            authority=request.headers.get("host") or request.host,
+            headers={k.lower(): v for k, v in request.headers.items()},
+        )
+        try:
+            signature.verify(
+                signed,
+                request.headers.get("signature-input"),
+                request.headers.get("signature"),
+                self.api_key,
+                self.client_secret,
+            )
+        except signature.SignatureError as exc:
+            return exc.code
+        return None
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        bp = Blueprint("toneline_audiohook", __name__)
+
+        @bp.listener("after_server_start")
+        async def preload(app: Any, loop: Any) -> None:
+            loop.create_task(self.runtime.recognizer())
+            loop.run_in_executor(self._executor, self.recorder.text_estimate, "warm up", "preload")
+
+        @bp.middleware("request")
+        async def authenticate(request: Request) -> HTTPResponse | None:
+            # Runs before Sanic's WebSocket handshake, so a refused client gets a plain HTTP 401.
+            if not request.path.endswith(WS_PATH):
+                return None
+            code = self.refusal(request)
+            if code is None:
+                return None
+            log_event(logger, logging.WARNING, "audiohook.auth.rejected", code=code, path=request.path)
+            return response.text("unauthorized", status=401)
+
+        @bp.route("/health", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @bp.websocket(WS_PATH)
+        async def ws(request: Request, socket: Any) -> None:
+            transport = WebSocketTransport(socket, "audiohook")
+            config = ServerConfig(session_id=request.headers.get("audiohook-session-id") or "")
+            server = AudioHookServer(transport, config, self._start_session)
+            await server.run()
+
+        return bp
+
+    def _start_session(self, session_id: str, start: Open) -> AudioHookSession:
+        return AudioHookSession(session_id, start, self.runtime, self.recorder, self._executor, self.session_settings)

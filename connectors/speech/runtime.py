@@ -1,0 +1,129 @@
+"""The process-wide speech runtime: models loaded once, a bounded executor, TTS.
+
+Model work (VAD windows, the Whisper pass, the emotion head, audio conversion)
+runs in thread pools, never on the event loop:
+- `models`: a small pool (`workers` threads) for the Whisper pass. Jobs beyond
+  the pool wait; `pending` counts them. When more than `overload_after` turns
+  are waiting, new turns are heard without the emotion head (logged): the reply
+  must not be dropped, the emotion estimate may be.
+- `light`: one thread for VAD windows and codec/resampling, which are cheap but
+  must not queue behind a Whisper pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+from connectors.speech.recognizer import Hearing, SpeechRecognizer
+from connectors.speech.tts import EspeakEngine, TtsEngine
+from models.logs import log_event
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How much of the machine speech may use."""
+
+    workers: int = 1
+    overload_after: int = 2
+    emotion: bool = True
+
+    @classmethod
+    def from_env(cls) -> RuntimeSettings:
+        return cls(
+            workers=int(os.environ.get("TONELINE_SPEECH_WORKERS", "1")),
+            overload_after=int(os.environ.get("TONELINE_SPEECH_OVERLOAD_AFTER", "2")),
+            emotion=os.environ.get("TONELINE_SPEECH_EMOTION", "1") != "0",
+        )
+
+
+class SpeechRuntime:
+    """Shared by every call in the process; sessions keep their own state and call in here."""
+
+    def __init__(
+        self,
+        settings: RuntimeSettings | None = None,
+        tts: TtsEngine | None = None,
+        loader: Callable[[RuntimeSettings], SpeechRecognizer] | None = None,
+    ) -> None:
+        self.settings = settings or RuntimeSettings()
+        self._tts = tts
+        self._loader = loader or (lambda s: SpeechRecognizer.load(workers=s.workers, emotion=s.emotion))
+        self._models = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="toneline-asr")
+        self._light = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toneline-vad")
+        self._recognizer: SpeechRecognizer | None = None
+        self._loading: asyncio.Future[SpeechRecognizer] | None = None
+        self.pending = 0
+        self.skipped_emotion = 0
+
+    @property
+    def tts(self) -> TtsEngine:
+        if self._tts is None:
+            self._tts = EspeakEngine()
+        return self._tts
+
+    @property
+    def overloaded(self) -> bool:
+        return self.pending > self.settings.overload_after
+
+    async def recognizer(self) -> SpeechRecognizer:
+        """The loaded models; the first caller loads them (in the pool), the others wait for it."""
+        if self._recognizer is not None:
+            return self._recognizer
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load())
+        return await asyncio.shield(self._loading)
+
+    async def _load(self) -> SpeechRecognizer:
+        loop = asyncio.get_running_loop()
+        recognizer = await loop.run_in_executor(self._models, self._loader, self.settings)
+        self._recognizer = recognizer
+        log_event(logger, logging.INFO, "speech.models.loaded", emotion=recognizer.emotion is not None)
+        return recognizer
+
+    async def light(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run cheap audio work (VAD, codec) off the loop, in order with the other light jobs."""
+        return await asyncio.get_running_loop().run_in_executor(self._light, partial(fn, *args))
+
+    async def hear(self, pcm: np.ndarray, start: float, end: float, call_id: str) -> Hearing:
+        """ASR + voice emotion of one turn; under overload the emotion head is skipped, never the turn."""
+        recognizer = await self.recognizer()
+        emotion = not self.overloaded
+        if not emotion:
+            self.skipped_emotion += 1
+            log_event(logger, logging.WARNING, "speech.emotion.skipped", call_id=call_id, pending=self.pending)
+        self.pending += 1
+        try:
+            job = partial(recognizer.hear, pcm, start, end, emotion)
+            return await asyncio.get_running_loop().run_in_executor(self._models, job)
+        finally:
+            self.pending -= 1
+
+    async def speak(self, text: str, tone: str) -> np.ndarray:
+        """Canonical audio of `text` in `tone`."""
+        return await self.tts.synthesize(text, tone)
+
+    def close(self) -> None:
+        self._models.shutdown(wait=False, cancel_futures=True)
+        self._light.shutdown(wait=False, cancel_futures=True)
+
+
+_RUNTIMES: dict[RuntimeSettings, SpeechRuntime] = {}
+
+
+def shared_runtime(settings: RuntimeSettings | None = None) -> SpeechRuntime:
+    """The one runtime of this process for `settings` (channels mounted together share the models)."""
+    key = settings or RuntimeSettings.from_env()
+    if key not in _RUNTIMES:
+        _RUNTIMES[key] = SpeechRuntime(key)
+    return _RUNTIMES[key]

@@ -1,0 +1,81 @@
+"""Loaders for the labelled corpora in ../shared/data, mapped to canonical labels.
+
+Nothing here copies data into the repository: paths come from `TONELINE_DATA`
+(default `../shared/data` beside the repository).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.emotion import canonical_label
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_root() -> Path:
+    """Where the shared labelled data lives."""
+    return Path(os.environ.get("TONELINE_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@dataclass(frozen=True)
+class TextSample:
+    """One labelled utterance, with its place in a dialogue when it has one."""
+
+    text: str
+    label: str
+    dialogue_id: str | None = None
+    turn: int | None = None
+    source: str = ""
+
+
+def meld(split: str) -> list[TextSample]:
+    """MELD utterances (split: train, dev, test) with dialogue context ids."""
+    path = data_root() / "text" / "meld" / f"{split}_sent_emo.csv"
+    out = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            label = canonical_label(row["Emotion"])
+            if label is None:
+                continue
+            text = row["Utterance"].replace("\u2019", "'").replace("\u0092", "'").strip()
+            out.append(TextSample(text, label, f"meld-{split}-{row['Dialogue_ID']}", int(row["Utterance_ID"]), "meld"))
+    return out
+
+
+def goemotions(split: str, single_label_only: bool = True) -> list[TextSample]:
+    """GoEmotions (Ekman mapping); multi-label comments are skipped unless asked for."""
+    base = data_root() / "text" / "goemotions" / "ekman"
+    names = (base / "labels.txt").read_text().split()
+    out = []
+    with (base / f"{split}.tsv").open(encoding="utf-8") as handle:
+        for line in handle:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 2:
+                continue
+            ids = [int(i) for i in parts[1].split(",") if i]
+            if single_label_only and len(ids) != 1:
+                continue
+            label = canonical_label(names[ids[0]])
+            if label is not None:
+                out.append(TextSample(parts[0].strip(), label, None, None, "goemotions"))
+    return out
+
+
+_DAILYDIALOG_LABELS = {0: "neutral", 1: "angry", 2: "disgusted", 3: "fearful", 4: "happy", 5: "sad", 6: "surprised"}
+
+
+def dailydialog_validation() -> list[TextSample]:
+    """DailyDialog validation dialogues, one sample per utterance."""
+    base = data_root() / "text" / "dailydialog" / "validation"
+    dialogues = (base / "dialogues.txt").read_text(encoding="utf-8").splitlines()
+    emotions = (base / "dialogues_emotion.txt").read_text(encoding="utf-8").splitlines()
+    out = []
+    for d, (line, labels) in enumerate(zip(dialogues, emotions)):
+        utterances = [u.strip() for u in line.split("__eou__") if u.strip()]
+        for t, (utt, lab) in enumerate(zip(utterances, labels.split())):
+            out.append(TextSample(utt, _DAILYDIALOG_LABELS[int(lab)], f"dd-{d}", t, "dailydialog"))
+    return out

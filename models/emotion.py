@@ -1,0 +1,289 @@
+"""The shared emotion vocabulary: labels, valence/arousal, estimates and turns.
+
+Every modality maps into the same seven labels; every consumer (fusion, policy,
+state store, dashboard) reads the same two typed units, `EmotionEstimate` and
+`TurnEmotion`, which serialise to small JSON dicts for Rasa metadata and Redis.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+LABELS: tuple[str, ...] = (
+    "neutral",
+    "happy",
+    "sad",
+    "angry",
+    "fearful",
+    "disgusted",
+    "surprised",
+)
+LABEL_INDEX: dict[str, int] = {name: i for i, name in enumerate(LABELS)}
+
+# Valence in [-1, 1], arousal in [0, 1]. Anchored on the NRC VAD lexicon scores
+# of the label words (rescaled); "surprised" is kept only mildly positive
+# because in contact centres surprise is as often bad news as good.
+VALENCE: Mapping[str, float] = {
+    "neutral": 0.0,
+    "happy": 0.9,
+    "sad": -0.75,
+    "angry": -0.8,
+    "fearful": -0.7,
+    "disgusted": -0.7,
+    "surprised": 0.1,
+}
+AROUSAL: Mapping[str, float] = {
+    "neutral": 0.2,
+    "happy": 0.7,
+    "sad": 0.3,
+    "angry": 0.9,
+    "fearful": 0.8,
+    "disgusted": 0.6,
+    "surprised": 0.85,
+}
+_VALENCE_VEC = np.array([VALENCE[name] for name in LABELS])
+_AROUSAL_VEC = np.array([AROUSAL[name] for name in LABELS])
+
+# Names other corpora use for the canonical labels. Anything not here (calm,
+# love, contempt, ...) is not silently folded into a neighbour: callers skip it.
+ALIASES: Mapping[str, str] = {
+    "neutral": "neutral",
+    "no emotion": "neutral",
+    "none": "neutral",
+    "happy": "happy",
+    "happiness": "happy",
+    "joy": "happy",
+    "sad": "sad",
+    "sadness": "sad",
+    "angry": "angry",
+    "anger": "angry",
+    "fearful": "fearful",
+    "fear": "fearful",
+    "disgusted": "disgusted",
+    "disgust": "disgusted",
+    "surprised": "surprised",
+    "surprise": "surprised",
+}
+
+
+class InvalidEstimate(ValueError):
+    """An emotion estimate (or its JSON form) that cannot be used."""
+
+
+class Modality(str, enum.Enum):
+    """The streams Toneline reads a customer's emotion from."""
+
+    TEXT = "text"
+    VOICE = "voice"
+    FACE = "face"
+
+
+MODALITIES: tuple[Modality, ...] = (Modality.TEXT, Modality.VOICE, Modality.FACE)
+
+
+def canonical_label(name: str) -> str | None:
+    """Map a dataset's label name to the canonical one, or None if it has none."""
+    return ALIASES.get(name.strip().lower())
+
+
+def valence_of(probs: Sequence[float] | np.ndarray) -> float:
+    """Expected valence under a distribution over `LABELS`."""
+    return float(np.dot(np.asarray(probs, dtype=float), _VALENCE_VEC))
+
+
+def arousal_of(probs: Sequence[float] | np.ndarray) -> float:
+    """Expected arousal under a distribution over `LABELS`."""
+    return float(np.dot(np.asarray(probs, dtype=float), _AROUSAL_VEC))
+
+
+def normalise_probs(raw: Sequence[float] | Mapping[str, float] | np.ndarray) -> tuple[float, ...]:
+    """Validate a distribution over `LABELS` (list or label->p dict) and renormalise it.
+
+    Raises `InvalidEstimate` naming what is wrong: wrong length, unknown label,
+    NaN/inf, negative mass or all-zero mass.
+    """
+    if isinstance(raw, Mapping):
+        unknown = [k for k in raw if k not in LABEL_INDEX]
+        if unknown:
+            raise InvalidEstimate(f"unknown emotion labels {unknown}; expected a subset of {list(LABELS)}")
+        values = [raw.get(name, 0.0) for name in LABELS]
+    else:
+        values = list(raw)
+        if len(values) != len(LABELS):
+            raise InvalidEstimate(
+                f"expected {len(LABELS)} probabilities in the order {list(LABELS)}, got {len(values)}"
+            )
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InvalidEstimate(f"probabilities must be numbers: {exc}") from None
+    if not np.all(np.isfinite(arr)):
+        raise InvalidEstimate("probabilities contain NaN or infinity")
+    if np.any(arr < 0):
+        raise InvalidEstimate("probabilities must not be negative")
+    total = float(arr.sum())
+    if total <= 0:
+        raise InvalidEstimate("probabilities sum to zero")
+    return tuple(float(p) for p in arr / total)
+
+
+def _finite(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidEstimate(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise InvalidEstimate(f"{name} must be finite, got {value!r}")
+    return number
+
+
+class _Distribution:
+    """Label, valence and arousal read off a distribution `probs` over `LABELS`."""
+
+    probs: tuple[float, ...]
+
+    @property
+    def label(self) -> str:
+        """The most probable canonical label."""
+        return LABELS[int(np.argmax(self.probs))]
+
+    @property
+    def valence(self) -> float:
+        return valence_of(self.probs)
+
+    @property
+    def arousal(self) -> float:
+        return arousal_of(self.probs)
+
+    def probs_dict(self) -> dict[str, float]:
+        return {name: round(p, 6) for name, p in zip(LABELS, self.probs)}
+
+
+@dataclass(frozen=True)
+class EmotionEstimate(_Distribution):
+    """One modality's view of one customer turn.
+
+    `probs` follows `LABELS`. `confidence` is the model's own reliability in
+    [0, 1] (by default the top probability). `embedding` is an optional vector
+    that a trained fusion model may attend over.
+    """
+
+    modality: Modality
+    probs: tuple[float, ...]
+    confidence: float
+    start: float | None = None
+    end: float | None = None
+    embedding: tuple[float, ...] | None = None
+    model: str = ""
+
+    @classmethod
+    def from_probs(
+        cls,
+        modality: Modality | str,
+        probs: Sequence[float] | Mapping[str, float] | np.ndarray,
+        *,
+        confidence: float | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        embedding: Sequence[float] | np.ndarray | None = None,
+        model: str = "",
+    ) -> EmotionEstimate:
+        """Build a validated estimate; confidence defaults to the top probability."""
+        try:
+            mod = Modality(modality)
+        except ValueError:
+            raise InvalidEstimate(
+                f"unknown modality {modality!r}; expected one of {[m.value for m in MODALITIES]}"
+            ) from None
+        clean = normalise_probs(probs)
+        conf = max(clean) if confidence is None else _finite(confidence, "confidence")
+        if not 0.0 <= conf <= 1.0:
+            raise InvalidEstimate(f"confidence must lie in [0, 1], got {conf}")
+        emb = None
+        if embedding is not None:
+            emb = tuple(_finite(x, "embedding value") for x in np.asarray(embedding, dtype=float).ravel())
+        span = [None if t is None else _finite(t, "time") for t in (start, end)]
+        return cls(mod, clean, conf, span[0], span[1], emb, model)
+
+    def to_dict(self, *, with_embedding: bool = True) -> dict[str, Any]:
+        """JSON-ready dict; probabilities keyed by label so readers need no order."""
+        out: dict[str, Any] = {
+            "modality": self.modality.value,
+            "probs": self.probs_dict(),
+            "label": self.label,
+            "confidence": round(self.confidence, 6),
+            "valence": round(self.valence, 6),
+            "arousal": round(self.arousal, 6),
+        }
+        if self.start is not None or self.end is not None:
+            out["start"], out["end"] = self.start, self.end
+        if self.model:
+            out["model"] = self.model
+        if with_embedding and self.embedding is not None:
+            out["embedding"] = [round(x, 6) for x in self.embedding]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, *, modality: Modality | str | None = None) -> EmotionEstimate:
+        """Parse the dict form (as produced by `to_dict` or sent by a connector)."""
+        if not isinstance(data, Mapping):
+            raise InvalidEstimate(f"an emotion estimate must be a JSON object, got {type(data).__name__}")
+        if "probs" not in data:
+            raise InvalidEstimate("an emotion estimate needs 'probs'")
+        return cls.from_probs(
+            modality if modality is not None else data.get("modality", ""),
+            data["probs"],
+            confidence=data.get("confidence"),
+            start=data.get("start"),
+            end=data.get("end"),
+            embedding=data.get("embedding"),
+            model=str(data.get("model", "")),
+        )
+
+
+@dataclass(frozen=True)
+class TurnEmotion(_Distribution):
+    """The fused emotion of one customer turn, with the attention weight of each modality."""
+
+    probs: tuple[float, ...]
+    weights: Mapping[str, float]
+    estimates: tuple[EmotionEstimate, ...] = field(default_factory=tuple)
+    confidence: float | None = None
+
+    @property
+    def effective_confidence(self) -> float:
+        """The fusion's confidence, or the top probability when none was given."""
+        return self.confidence if self.confidence is not None else float(max(self.probs))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Small JSON dict for parse data, Redis and the dashboard (embeddings dropped)."""
+        return {
+            "label": self.label,
+            "confidence": round(self.effective_confidence, 6),
+            "valence": round(self.valence, 6),
+            "arousal": round(self.arousal, 6),
+            "probs": self.probs_dict(),
+            "weights": {k: round(v, 6) for k, v in self.weights.items()},
+            "estimates": [e.to_dict(with_embedding=False) for e in self.estimates],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TurnEmotion:
+        """Parse the dict form; raises `InvalidEstimate` naming the bad field."""
+        if not isinstance(data, Mapping) or "probs" not in data:
+            raise InvalidEstimate("a turn emotion must be a JSON object with 'probs'")
+        weights = data.get("weights", {})
+        if not isinstance(weights, Mapping):
+            raise InvalidEstimate("'weights' must be an object of modality -> weight")
+        estimates = tuple(EmotionEstimate.from_dict(e) for e in data.get("estimates", []))
+        return cls(
+            probs=normalise_probs(data["probs"]),
+            weights={str(k): _finite(v, f"weight of {k}") for k, v in weights.items()},
+            estimates=estimates,
+            confidence=None if data.get("confidence") is None else _finite(data["confidence"], "confidence"),
+        )

@@ -1,0 +1,131 @@
+"""Evaluate a Toneline model on a labelled manifest.
+
+    python -m models.evaluate text MANIFEST.csv [--head PATH] [--batch-size 64]
+    python -m models.evaluate voice MANIFEST.csv [--telephone] [--head PATH]
+
+MANIFEST.csv for text has the columns `text,label` (optionally `dialogue_id,turn`).
+Labels are canonical (neutral, happy, sad, angry, fearful, disgusted, surprised)
+or a common alias of one (joy, anger, sadness, fear, disgust, surprise, ...);
+rows with any other label are skipped and counted. MANIFEST.csv for voice has
+the columns `path,label`: audio paths relative to the CSV, any format soundfile
+reads at any rate; `--telephone` first passes each clip through the simulated
+phone channel (seeded per row). Prints per-class
+precision/recall/F1, a confusion matrix and, as the last line, one JSON object
+with n, accuracy, macro_f1 and weighted_f1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+from models.emotion import LABELS, canonical_label
+from models.metrics import evaluate, json_line
+
+
+class ManifestError(ValueError):
+    """The manifest cannot be read as asked."""
+
+
+def read_manifest(path: Path, required: tuple[str, ...]) -> tuple[list[dict[str, str]], Counter[str]]:
+    """Rows whose label maps to the canonical set (label replaced), and counts of skipped labels."""
+    if not path.is_file():
+        raise ManifestError(f"manifest not found: {path}")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ManifestError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
+        rows, skipped = [], Counter[str]()
+        for row in reader:
+            label = canonical_label(row.get("label") or "")
+            if label is None:
+                skipped[(row.get("label") or "").strip() or "<empty>"] += 1
+                continue
+            rows.append({**row, "label": label})
+    return rows, skipped
+
+
+def evaluate_text(args: argparse.Namespace) -> str:
+    from models.text import TextEmotionModel
+
+    rows, skipped = read_manifest(args.manifest, ("text", "label"))
+    _print_skipped(skipped)
+    model = TextEmotionModel.load(args.head)
+    predicted: list[str] = []
+    for start in range(0, len(rows), args.batch_size):
+        batch = rows[start : start + args.batch_size]
+        predicted += [e.label for e in model.predict_batch([r["text"] or "" for r in batch])]
+    report = evaluate([r["label"] for r in rows], predicted, LABELS)
+    print(f"model: {model.name}\nmanifest: {args.manifest}\n")
+    print(report.render())
+    return json_line(report, modality="text", skipped=sum(skipped.values()))
+
+
+def evaluate_voice(args: argparse.Namespace) -> str:
+    import numpy as np
+
+    from models.audio import AudioError, TelephoneChannel, load
+    from models.voice import VoiceEmotionModel
+
+    rows, skipped = read_manifest(args.manifest, ("path", "label"))
+    _print_skipped(skipped)
+    model = VoiceEmotionModel.load(args.head)
+    channel = TelephoneChannel()
+    gold, predicted, unreadable = [], [], 0
+    for i, row in enumerate(rows):
+        try:
+            pcm = load(args.manifest.parent / row["path"])
+            if args.telephone:
+                pcm = channel.apply(pcm, np.random.default_rng([7_777, i]))
+            predicted.append(model.predict(pcm).label)
+        except AudioError as exc:  # one broken file must not void a whole evaluation; it is counted
+            print(f"skipped: {exc}", file=sys.stderr)
+            unreadable += 1
+            continue
+        gold.append(row["label"])
+    if unreadable:
+        print(f"skipped {unreadable} rows whose audio could not be used")
+    report = evaluate(gold, predicted, LABELS)
+    condition = "telephone (simulated G.711 channel)" if args.telephone else "as recorded"
+    print(f"model: {model.name}\nmanifest: {args.manifest}\naudio: {condition}\n")
+    print(report.render())
+    return json_line(
+        report, modality="voice", telephone=bool(args.telephone), skipped=sum(skipped.values()) + unreadable
+    )
+
+
+def _print_skipped(skipped: Counter[str]) -> None:
+    if skipped:
+        detail = ", ".join(f"{label}: {n}" for label, n in skipped.most_common())
+        print(f"skipped {sum(skipped.values())} rows with labels outside the canonical set ({detail})")
+
+
+EVALUATORS: dict[str, Callable[[argparse.Namespace], str]] = {"text": evaluate_text, "voice": evaluate_voice}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m models.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("modality", choices=sorted(EVALUATORS))
+    parser.add_argument("manifest", type=Path)
+    parser.add_argument("--head", type=Path, default=None, help="head checkpoint (default: the shipped one)")
+    parser.add_argument("--telephone", action="store_true", help="voice: simulate a phone line before predicting")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    try:
+        line = EVALUATORS[args.modality](args)
+    except (ManifestError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Classification metrics and the report every evaluation prints."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from models.emotion import LABELS
+
+
+@dataclass(frozen=True)
+class Report:
+    """Scores of predictions against gold labels over the canonical label set."""
+
+    n: int
+    accuracy: float
+    macro_f1: float
+    weighted_f1: float
+    per_class: dict[str, dict[str, float]]
+    confusion: np.ndarray
+    labels: tuple[str, ...]
+
+    def headline(self) -> dict[str, float | int]:
+        return {
+            "n": self.n,
+            "accuracy": round(self.accuracy, 4),
+            "macro_f1": round(self.macro_f1, 4),
+            "weighted_f1": round(self.weighted_f1, 4),
+        }
+
+    def render(self) -> str:
+        """Per-class precision/recall/F1/support, then the confusion matrix (rows: gold)."""
+        width = max(len(name) for name in self.labels) + 2
+        lines = [f"{'label':<{width}}precision  recall  f1      support"]
+        for name in self.labels:
+            c = self.per_class[name]
+            lines.append(f"{name:<{width}}{c['precision']:<11.3f}{c['recall']:<8.3f}{c['f1']:<8.3f}{int(c['support'])}")
+        lines.append("")
+        lines.append(
+            f"accuracy {self.accuracy:.4f}  macro-F1 {self.macro_f1:.4f}  "
+            f"weighted-F1 {self.weighted_f1:.4f}  n={self.n}"
+        )
+        lines.append("")
+        lines.append("confusion matrix (rows = gold, columns = predicted)")
+        short = [name[:5] for name in self.labels]
+        lines.append(" " * width + "".join(f"{s:>7}" for s in short))
+        for name, row in zip(self.labels, self.confusion):
+            lines.append(f"{name:<{width}}" + "".join(f"{int(v):>7}" for v in row))
+        return "\n".join(lines)
+
+
+def evaluate(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str] = LABELS) -> Report:
+    """Score label predictions; classes absent from gold still appear with support 0."""
+    labels = tuple(labels)
+    if len(gold) != len(predicted):
+        raise ValueError("gold and predicted differ in length")
+    if not gold:
+        raise ValueError("nothing to evaluate: no samples with a usable label")
+    p, r, f, s = precision_recall_fscore_support(gold, predicted, labels=list(labels), zero_division=0)
+    present = [lab for lab in labels if lab in set(gold)]
+    return Report(
+        n=len(gold),
+        accuracy=float(accuracy_score(gold, predicted)),
+        # Macro-F1 over the classes the gold data has, so a corpus without
+        # "disgusted" is not scored on a class it cannot contain.
+        macro_f1=float(f1_score(gold, predicted, labels=present, average="macro", zero_division=0)),
+        weighted_f1=float(f1_score(gold, predicted, labels=present, average="weighted", zero_division=0)),
+        per_class={
+            lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": float(s[i])}
+            for i, lab in enumerate(labels)
+        },
+        confusion=confusion_matrix(gold, predicted, labels=list(labels)),
+        labels=labels,
+    )
+
+
+def expected_calibration_error(probs: np.ndarray, gold_idx: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-class confidence, equal-width bins."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == gold_idx
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = (conf > lo) & (conf <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(conf[in_bin].mean() - correct[in_bin].mean())
+    return float(ece)
+
+
+def json_line(report: Report, **extra: object) -> str:
+    return json.dumps({**report.headline(), **extra})

@@ -1,0 +1,1 @@
+"""SpeechBrain recipe of the voice emotion head: features, training, evaluation, export."""

@@ -1,0 +1,1 @@
+"""Toneline's Rasa side: NLU component, policy, Redis state, routing and analytics."""

@@ -1,0 +1,216 @@
+"""Read models of the dashboard: what supervisors see, computed from Toneline's Redis keys.
+
+Key layout: see `plugin.state`. Rollups (`{p}:rollup:{YYYYMMDDHH}`) are written by
+`plugin.analytics.rollups` from the event stream.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from redis.asyncio import Redis
+
+from plugin.keys import Keys
+
+TREND_FLAT = 0.05
+MAX_CONVERSATIONS = 2000
+
+
+def risk(summary: dict[str, Any], last: dict[str, Any], escalated: bool) -> float:
+    """How urgently a supervisor should look: low running valence, a negative streak, agitation.
+
+    In [0, ~2]; escalated conversations sink (a person already has them).
+    """
+    valence = float(summary.get("ewma_valence", 0.0))
+    arousal = float(summary.get("ewma_arousal", 0.0))
+    streak = int(summary.get("negative_streak", 0))
+    score = max(0.0, -valence) + 0.15 * min(streak, 5) + (0.3 * arousal if valence < 0 else 0.0)
+    score += 0.2 * max(0.0, -float(last.get("valence", 0.0)))
+    return round(score * (0.25 if escalated else 1.0), 4)
+
+
+def trend_arrow(trend: float) -> str:
+    return "up" if trend > TREND_FLAT else "down" if trend < -TREND_FLAT else "flat"
+
+
+def floor_row(conversation_id: str, meta: dict[str, str], now: float) -> dict[str, Any]:
+    """One line of the live floor."""
+    summary = json.loads(meta.get("summary") or "{}")
+    last = json.loads(meta.get("last_turn") or "{}")
+    escalated = bool(meta.get("escalated_message_id"))
+    started = float(meta.get("started_at") or now)
+    return {
+        "conversation_id": conversation_id,
+        "customer_id": meta.get("customer_id", ""),
+        "channel": meta.get("channel", "unknown"),
+        "label": last.get("label"),
+        "valence": last.get("valence"),
+        "arousal": last.get("arousal"),
+        "weights": last.get("weights", {}),
+        "trend": summary.get("trend", 0.0),
+        "trend_arrow": trend_arrow(float(summary.get("trend", 0.0))),
+        "negative_streak": summary.get("negative_streak", 0),
+        "n_turns": int(meta.get("n_turns") or 0),
+        "tone": meta.get("tone"),
+        "escalated": escalated,
+        "escalation_reason": meta.get("escalation_reason"),
+        "started_at": started,
+        "last_at": float(meta.get("last_at") or started),
+        "seconds_since_start": round(now - started, 1),
+        "risk": risk(summary, last, escalated),
+    }
+
+
+class Dashboard:
+    """Queries behind the dashboard's pages and API."""
+
+    def __init__(self, redis: Redis, prefix: str, idle_seconds: int) -> None:
+        self.redis = redis
+        self.keys = Keys(prefix)
+        self.idle_seconds = idle_seconds
+
+    async def rows(self, conversation_ids: list[str], now: float) -> list[dict[str, Any]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for conv in conversation_ids:
+            pipe.hgetall(self.keys.conv(conv, "meta"))
+        metas = await pipe.execute()
+        return [floor_row(c, m, now) for c, m in zip(conversation_ids, metas) if m]
+
+    async def floor(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Conversations active within the idle window, riskiest first."""
+        now = time.time() if now is None else now
+        ids = await self.redis.zrevrangebyscore(
+            self.keys.active, "+inf", now - self.idle_seconds, start=0, num=MAX_CONVERSATIONS
+        )
+        rows = await self.rows(list(ids), now)
+        return sorted(rows, key=lambda r: (-r["risk"], -r["last_at"]))
+
+    async def conversation(self, conversation_id: str, now: float | None = None) -> dict[str, Any] | None:
+        """Timeline of one conversation: turns with label, valence/arousal, weights; escalations."""
+        now = time.time() if now is None else now
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.conv(conversation_id, "meta"))
+        pipe.lrange(self.keys.conv(conversation_id, "turns"), 0, -1)
+        pipe.lrange(self.keys.conv(conversation_id, "escalations"), 0, -1)
+        meta, turns, escalations = await pipe.execute()
+        if not meta:
+            return None
+        return {
+            **floor_row(conversation_id, meta, now),
+            "summary": json.loads(meta.get("summary") or "{}"),
+            "turns": [json.loads(t) for t in turns],
+            "escalations": [json.loads(e) for e in escalations],
+        }
+
+    async def escalations(self, status: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Handoff cases, newest first, with their claim; status: open, claimed or all."""
+        entries = await self.redis.xrevrange(self.keys.handoffs, count=limit)
+        claims = await self.redis.hgetall(self.keys.claims)
+        out = []
+        for case_id, fields in entries:
+            claim = json.loads(claims[case_id]) if case_id in claims else None
+            if (status == "open" and claim) or (status == "claimed" and not claim):
+                continue
+            out.append({"case_id": case_id, **json.loads(fields["data"]), "claim": claim})
+        return out
+
+    async def claim(self, case_id: str, agent: str, now: float | None = None) -> dict[str, Any] | None:
+        """Claim a case for `agent`; returns the existing claim if someone was first (None if no case)."""
+        if not await self.redis.xrange(self.keys.handoffs, min=case_id, max=case_id):
+            return None
+        claim = {"agent": agent, "at": time.time() if now is None else now}
+        if await self.redis.hsetnx(self.keys.claims, case_id, json.dumps(claim)):
+            return claim
+        return json.loads(await self.redis.hget(self.keys.claims, case_id))
+
+    async def outcomes(self, start: float, end: float, now: float | None = None) -> dict[str, dict[str, int]]:
+        """Per hour of start: conversations escalated, resolved (went idle) or still active."""
+        now = time.time() if now is None else now
+        ids = await self.redis.zrangebyscore(self.keys.active, start, "+inf")
+        pipe = self.redis.pipeline(transaction=False)
+        for conv in ids:
+            pipe.hmget(self.keys.conv(conv, "meta"), ["started_at", "last_at", "escalated_message_id"])
+        out: dict[str, dict[str, int]] = {}
+        for started, last, escalated in await pipe.execute():
+            if started is None or not start <= float(started) < end:
+                continue
+            outcome = "escalated" if escalated else "active" if now - float(last) < self.idle_seconds else "resolved"
+            bucket = out.setdefault(hour_key(float(started)), {"escalated": 0, "resolved": 0, "active": 0})
+            bucket[outcome] += 1
+        return out
+
+    async def history(self, start: float, end: float, now: float | None = None) -> dict[str, Any]:
+        """Hourly rollups between `start` and `end`, with totals per channel, intent, label and outcome."""
+        hours = hours_between(start, end)
+        pipe = self.redis.pipeline(transaction=False)
+        for hour in hours:
+            pipe.hgetall(self.keys.rollup(hour))
+            pipe.pfcount(self.keys.rollup(hour) + ":convs")
+        raw = await pipe.execute()
+        outcomes = await self.outcomes(start, end, now)
+        rows, totals = [], _Totals()
+        for i, hour in enumerate(hours):
+            fields, conversations = raw[2 * i], raw[2 * i + 1]
+            totals.add(fields)
+            rows.append(
+                {
+                    "hour": hour_iso(hour),
+                    "conversations": conversations,
+                    **stats(fields, ""),
+                    "outcomes": outcomes.get(hour, {"escalated": 0, "resolved": 0, "active": 0}),
+                }
+            )
+        return {"hours": rows, **totals.as_dict()}
+
+
+class _Totals:
+    """Sums of rollup fields over hours, grouped by dimension."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, float] = {}
+
+    def add(self, fields: dict[str, str]) -> None:
+        for key, value in fields.items():
+            self.fields[key] = self.fields.get(key, 0.0) + float(value)
+
+    def group(self, dimension: str) -> dict[str, dict[str, float]]:
+        names = {k.split(":")[1] for k in self.fields if k.startswith(f"{dimension}:")}
+        return {name: stats(self.fields, f"{dimension}:{name}:") for name in sorted(names)}
+
+    def as_dict(self) -> dict[str, Any]:
+        labels = {k.split(":", 1)[1]: int(v) for k, v in self.fields.items() if k.startswith("label:")}
+        return {
+            "channels": self.group("channel"),
+            "intents": self.group("intent"),
+            "labels": labels,
+            "total": stats(self.fields, ""),
+        }
+
+
+def stats(fields: dict[str, Any], prefix: str) -> dict[str, Any]:
+    turns = int(float(fields.get(f"{prefix}turns", 0)))
+    negative = int(float(fields.get(f"{prefix}neg_turns", 0)))
+    valence_sum = float(fields.get(f"{prefix}valence_sum", 0.0))
+    return {
+        "turns": turns,
+        "negative_turns": negative,
+        "negative_share": round(negative / turns, 4) if turns else None,
+        "mean_valence": round(valence_sum / turns, 4) if turns else None,
+        "escalations": int(float(fields.get(f"{prefix}escalations", 0))),
+    }
+
+
+def hour_key(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y%m%d%H")
+
+
+def hour_iso(key: str) -> str:
+    return datetime.strptime(key, "%Y%m%d%H").replace(tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:00Z")
+
+
+def hours_between(start: float, end: float) -> list[str]:
+    first = int(start // 3600) * 3600
+    return [hour_key(t) for t in range(first, int(end), 3600)]

@@ -1,0 +1,45 @@
+"""Toneline's Redis key layout, in one place for the state store and the dashboard.
+
+{p}:conv:{id}:turns|seen|meta|escalations   per conversation
+{p}:cust:{id}:convs|escalated               per customer, across conversations
+{p}:active                                  conversations by last activity
+{p}:events, {p}:handoffs                    streams (turns and decisions; handoff cases)
+{p}:handoffs:claims                         who claimed which case
+{p}:rollup:{YYYYMMDDHH}[:convs]             hourly history
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix."""
+
+    prefix: str
+
+    def conv(self, conversation_id: str, kind: str) -> str:
+        return f"{self.prefix}:conv:{conversation_id}:{kind}"
+
+    def cust(self, customer_id: str, kind: str) -> str:
+        return f"{self.prefix}:cust:{customer_id}:{kind}"
+
+    @property
+    def active(self) -> str:
+        return f"{self.prefix}:active"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    @property
+    def handoffs(self) -> str:
+        return f"{self.prefix}:handoffs"
+
+    @property
+    def claims(self) -> str:
+        return f"{self.prefix}:handoffs:claims"
+
+    def rollup(self, hour: str) -> str:
+        return f"{self.prefix}:rollup:{hour}"

@@ -1,0 +1,107 @@
+"""`EmotionRecognizer`: the Rasa NLU component that gives every customer turn an emotion.
+
+It runs the text model on the message, takes voice and face estimates that a
+connector put in the message metadata (`toneline` block), fuses them with
+masked attention and writes the `TurnEmotion` dict to the parse data under
+`toneline`. Agent turns (`role: agent`) are never analysed.
+
+Add it at the end of the NLU pipeline:
+
+    - name: plugin.nlu.EmotionRecognizer
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.nlu.constants import TEXT
+from rasa.shared.nlu.training_data.message import Message
+
+from models.emotion import EmotionEstimate, TurnEmotion
+from models.fusion import AttentionFusion
+from models.logs import log_event
+from models.text import TextEmotionModel
+from plugin import metadata as turn_metadata
+
+logger = logging.getLogger(__name__)
+
+PARSE_KEY = "toneline"
+HEAD_PATH_KEY = "head_path"
+THREADS_KEY = "threads"
+
+
+@functools.lru_cache(maxsize=4)
+def shared_text_model(head_path: str | None, threads: int | None) -> TextEmotionModel:
+    """One text model per process, however many times Rasa builds the graph."""
+    started = time.perf_counter()
+    model = TextEmotionModel.load(Path(head_path) if head_path else None, threads=threads)
+    log_event(
+        logger,
+        logging.INFO,
+        "toneline.text_model.loaded",
+        model=model.name,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    return model
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR, is_trainable=False)
+class EmotionRecognizer(GraphComponent):
+    """Per-message text emotion, fused with connector-supplied voice and face estimates."""
+
+    @staticmethod
+    def get_default_config() -> Dict[str, Any]:
+        return {HEAD_PATH_KEY: None, THREADS_KEY: None}
+
+    def __init__(self, config: Dict[str, Any], text_model: TextEmotionModel, fusion: AttentionFusion) -> None:
+        self.config = config
+        self.text_model = text_model
+        self.fusion = fusion
+
+    @classmethod
+    def create(
+        cls,
+        config: Dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> EmotionRecognizer:
+        model = shared_text_model(config.get(HEAD_PATH_KEY), config.get(THREADS_KEY))
+        return cls(config, model, AttentionFusion())
+
+    def process_training_data(self, training_data: Any) -> Any:
+        # Training examples need no emotion: skip the encoder cost at train time.
+        return training_data
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        """Attach a `TurnEmotion` dict to each customer message under `toneline`."""
+        for message in messages:
+            turn = self.recognise(message)
+            if turn is not None:
+                message.set(PARSE_KEY, turn.to_dict(), add_to_output=True)
+        return messages
+
+    def recognise(self, message: Message) -> TurnEmotion | None:
+        """The fused emotion of one message, or None for agent turns or total failure."""
+        message_id = message.get("message_id")
+        meta = turn_metadata.parse(message.get("metadata"), message_id)
+        if meta.is_agent:
+            return None
+        estimates: list[EmotionEstimate] = list(meta.estimates)
+        text = message.get(TEXT)
+        if isinstance(text, str) and text.strip():
+            try:
+                estimates.insert(0, self.text_model.predict(text))
+            except Exception as exc:  # a model bug must not cost the turn its reply
+                log_event(logger, logging.ERROR, "toneline.text_model.failed", message_id=message_id, error=repr(exc))
+        if not estimates:
+            return None
+        return self.fusion.fuse(estimates)

@@ -1,0 +1,140 @@
+"""Typed Toneline settings, read once from YAML plus environment, failing fast.
+
+Precedence: environment (`TONELINE_REDIS_URL`, then `REDIS_URL`; `TONELINE_PREFIX`)
+over the YAML file over the defaults here. Every error names the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from plugin.routing import RoutingConfig
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+CONFIG_ENV = "TONELINE_CONFIG"
+
+
+class SettingsError(ValueError):
+    """A Toneline setting is missing, unknown or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where Toneline keeps emotion state (may differ from Rasa's tracker store)."""
+
+    url: str = DEFAULT_REDIS_URL
+    prefix: str = "toneline"
+    ttl_seconds: int = 30 * 24 * 3600
+    socket_timeout: float = 0.25
+    retry_after_seconds: float = 2.0
+    stream_maxlen: int = 100_000
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """How much of a conversation is kept and fed to the rules."""
+
+    max_turns: int = 200
+    batch_turns: int = 20
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    """What Toneline may keep beyond emotion numbers."""
+
+    store_transcripts: bool = False
+    handoff_transcript_turns: int = 10
+
+
+@dataclass(frozen=True)
+class AnalyticsSettings:
+    """The supervisor dashboard."""
+
+    host: str = "127.0.0.1"
+    port: int = 5080
+    # username -> password hash from `python -m plugin.analytics hash-password`
+    supervisors: dict = field(default_factory=dict)
+    session_ttl_seconds: int = 8 * 3600
+    cookie_secure: bool = False
+    idle_seconds: int = 1800
+    max_history_hours: int = 24 * 31
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of Toneline's runtime settings."""
+
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    state: StateSettings = field(default_factory=StateSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
+
+
+def _section(cls: type, data: Any, name: str) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, Mapping):
+        raise SettingsError(f"settings section '{name}' must be a mapping")
+    known = dataclasses.fields(cls)
+    known_names = {f.name for f in known}
+    unknown = sorted(set(data) - known_names)
+    if unknown:
+        raise SettingsError(f"unknown keys in '{name}': {unknown}; known: {sorted(known_names)}")
+    values = {}
+    for key, raw in data.items():
+        default = getattr(cls(), key)
+        caster = (lambda v: str(v).lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)
+        try:
+            values[key] = caster(raw)
+        except (TypeError, ValueError):
+            raise SettingsError(f"'{name}.{key}' must be {type(default).__name__}, got {raw!r}") from None
+    return cls(**values)
+
+
+def from_mapping(data: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from parsed YAML and an environment mapping."""
+    data = dict(data or {})
+    env = os.environ if env is None else env
+    unknown = sorted(set(data) - set(Settings.__dataclass_fields__))
+    if unknown:
+        raise SettingsError(f"unknown settings sections {unknown}")
+    redis_data = dict(data.get("redis") or {})
+    url = env.get("TONELINE_REDIS_URL") or env.get("REDIS_URL")
+    if url:
+        redis_data["url"] = url
+    if env.get("TONELINE_PREFIX"):
+        redis_data["prefix"] = env["TONELINE_PREFIX"]
+    try:
+        routing = RoutingConfig.from_mapping(data.get("routing"))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return Settings(
+        redis=_section(RedisSettings, redis_data, "redis"),
+        state=_section(StateSettings, data.get("state"), "state"),
+        privacy=_section(PrivacySettings, data.get("privacy"), "privacy"),
+        routing=routing,
+        analytics=_section(AnalyticsSettings, data.get("analytics"), "analytics"),
+    )
+
+
+def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from `path` (or `$TONELINE_CONFIG`); no file means defaults."""
+    env = os.environ if env is None else env
+    chosen = path or env.get(CONFIG_ENV)
+    if not chosen:
+        return from_mapping({}, env)
+    file = Path(chosen)
+    if not file.is_file():
+        raise SettingsError(f"Toneline config file not found: {file.resolve()}")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{file}: not valid YAML: {exc}") from None
+    return from_mapping(data, env)

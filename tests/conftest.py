@@ -1,0 +1,51 @@
+"""Suite-wide settings: offline model loading, data location, Redis for tests."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+
+from models.data import data_root  # noqa: E402
+from scripts.stack import RedisEndpoint, StackError, ensure_redis  # noqa: E402
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test saying why."""
+    path = data_root().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the labelled data at {path} (set TONELINE_DATA); not part of the repository")
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_endpoint() -> Iterator[RedisEndpoint]:
+    """The real Redis the tests use: REDIS_URL, the local one, or one started here."""
+    try:
+        endpoint, proc = ensure_redis(os.environ.get("TONELINE_TEST_REDIS_URL"))
+    except StackError as exc:
+        pytest.fail(str(exc))
+    yield endpoint
+    if proc is not None:
+        proc.terminate()
+
+
+@pytest.fixture
+def redis_prefix(redis_endpoint: RedisEndpoint) -> Iterator[str]:
+    """A fresh key prefix per test; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"toneline-test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_endpoint.url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)

@@ -1,0 +1,94 @@
+"""A running stack for the connector tests: the trained demo bot in Rasa with the Toneline channels,
+its action server, a real Redis under a unique prefix, and a fake Twilio REST API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+import yaml
+
+from scripts.stack import REPO, RedisEndpoint, ensure_model, free_port, stack_env, start_actions, start_rasa, stop
+from tests.connectors.fake_twilio import FakeTwilioRest
+
+ARTIFACTS = REPO / "test-artifacts"
+ACCOUNT_SID = "AC" + "7" * 32
+AUTH_TOKEN = "test-auth-token-" + uuid.uuid4().hex[:8]
+AUDIOHOOK_API_KEY = "audiohook-key-" + uuid.uuid4().hex[:8]
+AUDIOHOOK_SECRET = base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
+
+
+@dataclass
+class VoiceStack:
+    """Client side of the running stack."""
+
+    url: str
+    prefix: str
+    redis_url: str
+    twilio: FakeTwilioRest
+    log_path: Path
+
+    def tracker(self, sender: str) -> dict:
+        with urllib.request.urlopen(f"{self.url}/conversations/{sender}/tracker", timeout=30) as response:
+            return json.loads(response.read())
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url, decode_responses=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def audiohook_env() -> dict[str, str]:
+    """The AudioHook channel's secrets, and a Toneline config that stores transcripts (so tests can read them)."""
+    config = yaml.safe_load((REPO / "rasa_project" / "toneline.yml").read_text())
+    config.setdefault("privacy", {})["store_transcripts"] = True
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "audiohook-toneline.yml"
+    path.write_text(yaml.safe_dump(config))
+    return {
+        "TONELINE_AUDIOHOOK_API_KEY": AUDIOHOOK_API_KEY,
+        "TONELINE_AUDIOHOOK_CLIENT_SECRET": AUDIOHOOK_SECRET,
+        "TONELINE_AUDIOHOOK_CONFIG": str(path),
+    }
+
+
+# One stack for the whole connector package: starting Rasa costs ~45 s on two cores.
+@pytest.fixture(scope="package")
+def voice_stack(redis_endpoint: RedisEndpoint) -> Iterator[VoiceStack]:
+    model = ensure_model(quiet=True)
+    twilio = FakeTwilioRest(ACCOUNT_SID, AUTH_TOKEN, port=free_port())
+    twilio.start()
+    prefix = f"toneline-voice-{uuid.uuid4().hex[:8]}"
+    action_port, rasa_port = free_port(), free_port()
+    env = stack_env(redis_endpoint, action_port=action_port, tracker_prefix=f"{prefix}-tracker", toneline_prefix=prefix)
+    env.update(
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        TONELINE_TWILIO_API_BASE=twilio.url,
+        TONELINE_TWILIO_PUBLIC_URL=f"http://127.0.0.1:{rasa_port}",
+        OMP_NUM_THREADS="1",
+    )
+    env.update(audiohook_env())
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / "connectors-stack.log"
+    with log_path.open("w") as log:
+        actions = rasa = None
+        try:
+            actions = start_actions(env, action_port, log)
+            rasa = start_rasa(env, model, rasa_port, log)
+            yield VoiceStack(f"http://127.0.0.1:{rasa_port}", prefix, env["TONELINE_REDIS_URL"], twilio, log_path)
+        finally:
+            stop(rasa, actions)
+            twilio.stop()
+            client = redis.Redis.from_url(redis_endpoint.url)
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)

@@ -1,0 +1,108 @@
+"""Codec at the edge, VAD turn segmentation with pre-roll, TTS prosody by tone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from connectors.speech import codec
+from connectors.speech.tts import DEFAULT_PROSODY, EspeakEngine, sentences
+from connectors.speech.turns import SpeechStarted, Turn, TurnSegmenter, TurnSettings
+from models.audio import SAMPLE_RATE, float_to_pcm16, ulaw_encode
+from tests.connectors.speech_fixtures import needs_espeak, speak
+
+
+def tone(seconds: float, freq: float = 440.0, level: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_streaming_decode_matches_whole_clip_decode() -> None:
+    pcm = tone(1.0)
+    wire = codec.mulaw_from_canonical(pcm)
+    assert len(wire) == 8000
+    decoder = codec.InboundDecoder()
+    streamed = np.concatenate([decoder.decode(f) for f in codec.split_frames(wire)] + [decoder.flush()])
+    whole = codec.canonical_from_mulaw(wire)
+    assert abs(streamed.size - whole.size) <= 2
+    n = min(streamed.size, whole.size)
+    assert np.max(np.abs(streamed[200 : n - 200] - whole[200 : n - 200])) < 0.02
+    # A 440 Hz tone survives the phone round trip (mu-law + 8 kHz).
+    assert np.corrcoef(streamed[400:n], pcm[400:n])[0, 1] > 0.99
+
+
+def test_split_frames_pads_the_last_frame_with_mulaw_silence() -> None:
+    frames = codec.split_frames(b"\x01" * 330)
+    assert [len(f) for f in frames] == [160, 160, 160]
+    assert frames[-1][10:] == b"\xff" * 150
+    assert ulaw_encode(float_to_pcm16(np.zeros(1)))[0] == codec.ULAW_SILENCE
+
+
+def test_deinterleave_stereo() -> None:
+    assert codec.deinterleave(bytes([1, 2, 3, 4, 5]), 2) == [bytes([1, 3]), bytes([2, 4])]
+
+
+def test_silence_and_tones_are_not_turns() -> None:
+    seg = TurnSegmenter()
+    events = seg.push(np.zeros(3 * SAMPLE_RATE, np.float32)) + seg.push(tone(1.0)) + seg.flush()
+    assert not [e for e in events if isinstance(e, Turn)]
+
+
+@needs_espeak
+@pytest.mark.asyncio
+async def test_two_spoken_turns_are_cut_with_pre_roll() -> None:
+    first = await speak("Hello, is anyone there?")
+    second = await speak("My internet is down again.")
+    gap = np.zeros(SAMPLE_RATE, np.float32)
+    stream = np.concatenate([gap, first, gap, second, gap])
+    seg = TurnSegmenter(TurnSettings(end_silence_ms=450, pre_roll_ms=320))
+    events = []
+    for i in range(0, stream.size, 320):  # 20 ms chunks, as they come off the wire
+        events += seg.push(stream[i : i + 320])
+    starts = [e for e in events if isinstance(e, SpeechStarted)]
+    turns = [e for e in events if isinstance(e, Turn)]
+    assert len(starts) == 2 and len(turns) == 2, events
+    onset = 1.0 + np.argmax(np.abs(first) > 0.01) / SAMPLE_RATE
+    # The turn begins before the VAD fired, early enough to keep the first syllable.
+    assert turns[0].start <= onset - 0.05 < starts[0].at
+    assert turns[0].speech_end < turns[0].end <= turns[0].speech_end + 0.2
+    offset = 1.0 + (first.size - np.argmax(np.abs(first[::-1]) > 0.01)) / SAMPLE_RATE
+    assert abs(turns[0].speech_end - offset) < 0.3
+    assert turns[1].start > turns[0].end
+    assert events.index(starts[1]) > events.index(turns[0])
+
+
+@needs_espeak
+def test_a_caller_who_never_pauses_is_cut_at_the_cap() -> None:
+    seg = TurnSegmenter(TurnSettings(max_turn_ms=1000))
+    speech = np.concatenate([speak_sync("one two three four five six seven eight nine ten")] * 2)
+    turns = [e for e in seg.push(speech) if isinstance(e, Turn)]
+    assert turns and turns[0].forced and turns[0].seconds <= 1.05
+
+
+def speak_sync(text: str) -> np.ndarray:
+    import asyncio
+
+    return asyncio.run(speak(text))
+
+
+def test_reply_is_spoken_sentence_by_sentence() -> None:
+    assert sentences("Hello. I can help! Is that ok?  Yes") == ["Hello.", "I can help!", "Is that ok?", "Yes"]
+
+
+def test_prosody_follows_the_tone() -> None:
+    p = DEFAULT_PROSODY
+    assert p["empathetic"].rate < p["neutral"].rate and p["empathetic"].pitch < p["neutral"].pitch
+    assert p["calm"].rate < p["neutral"].rate
+    assert p["upbeat"].rate > p["neutral"].rate and p["upbeat"].pitch > p["neutral"].pitch
+
+
+@needs_espeak
+@pytest.mark.asyncio
+async def test_espeak_speaks_slower_when_empathetic() -> None:
+    engine = EspeakEngine()
+    text = "I'm sorry your bill has caused you trouble."
+    empathetic, upbeat = await engine.synthesize(text, "empathetic"), await engine.synthesize(text, "upbeat")
+    assert empathetic.dtype == np.float32 and np.max(np.abs(empathetic)) <= 1.0
+    assert empathetic.size > 1.2 * upbeat.size
+    assert "--" in engine.command("-rf /", "neutral")

@@ -1,0 +1,121 @@
+"""A running demo stack for end-to-end tests: trained model, actions, Rasa, real Redis.
+
+Toneline's state goes to a redis-server of its own (append-only, on a free
+port) so a test can stop it mid-conversation and start it again; Rasa's
+tracker and lock stores stay on the suite's Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import redis
+
+from scripts.stack import (
+    REPO,
+    RedisEndpoint,
+    ensure_model,
+    free_port,
+    stack_env,
+    start_actions,
+    start_rasa,
+    start_redis_server,
+    stop,
+)
+
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@dataclass
+class StateRedis:
+    """Toneline's own Redis for the e2e run, which tests may stop and restart."""
+
+    port: int
+    data_dir: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = start_redis_server(self.port, self.data_dir)
+
+    def stop(self) -> None:
+        stop(self.proc)
+        self.proc = None
+
+
+@dataclass
+class Stack:
+    """Client side of the running stack."""
+
+    url: str
+    prefix: str
+    state: StateRedis | None
+    state_url: str
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def say(self, sender: str, text: str, metadata: dict | None = None) -> list[str]:
+        payload: dict[str, Any] = {"sender": sender, "message": text}
+        if metadata is not None:
+            payload["metadata"] = metadata
+        replies = _post(f"{self.url}/webhooks/rest/webhook", payload)
+        return [r.get("text", "") for r in replies]
+
+    def tracker(self, sender: str) -> dict:
+        with urllib.request.urlopen(f"{self.url}/conversations/{sender}/tracker", timeout=30) as response:
+            return json.loads(response.read())
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.state_url, decode_responses=True)
+
+    def handoffs(self, sender: str) -> list[dict]:
+        entries = self.redis().xrange(f"{self.prefix}:handoffs")
+        cases = [json.loads(fields["data"]) for _, fields in entries]
+        return [c for c in cases if c["conversation_id"] == sender]
+
+
+def _post(url: str, payload: dict) -> Any:
+    request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="session")
+def stack(redis_endpoint: RedisEndpoint, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    model = ensure_model(quiet=True)
+    state = None
+    if shutil.which("redis-server"):
+        state = StateRedis(free_port(), tmp_path_factory.mktemp("state-redis"))
+        state.start()
+    prefix = f"toneline-e2e-{uuid.uuid4().hex[:8]}"
+    action_port, rasa_port = free_port(), free_port()
+    env = stack_env(
+        redis_endpoint,
+        action_port=action_port,
+        tracker_prefix=f"{prefix}-tracker",
+        toneline_redis_url=state.url if state else redis_endpoint.url,
+        toneline_prefix=prefix,
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / "e2e-stack.log"
+    with log_path.open("w") as log:
+        actions = rasa = None
+        try:
+            actions = start_actions(env, action_port, log)
+            rasa = start_rasa(env, model, rasa_port, log)
+            yield Stack(f"http://127.0.0.1:{rasa_port}", prefix, state, env["TONELINE_REDIS_URL"], log_path, env)
+        finally:
+            stop(rasa, actions)
+            if state:
+                state.stop()

@@ -1,0 +1,135 @@
+"""Conversations over Rasa's REST channel against the trained demo bot and real Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import yaml
+
+from models.emotion import EmotionEstimate
+from tests.e2e.conftest import REPO, Stack
+
+pytestmark = pytest.mark.e2e
+
+ROUTING = yaml.safe_load((REPO / "rasa_project" / "toneline.yml").read_text())["routing"]
+HANDOFF_MARK = "member of our team"
+
+ANGRIER = [
+    "Hi, I have a question about my bill",
+    "I was charged twice this month and I'm not happy about it",
+    "This is ridiculous, I've called three times and nobody has fixed it!",
+    "I'm absolutely furious, this is the worst service I have ever had!",
+    "I am so angry right now, you people are useless!",
+    "This is a disgrace, I hate dealing with you!",
+]
+CALM = [
+    "Hello there",
+    "I have a question about my bill",
+    "Thanks, that makes sense",
+    "Can I set up autopay?",
+    "Great, thank you so much for your help!",
+]
+
+
+def sender() -> str:
+    return f"e2e-{uuid.uuid4().hex[:10]}"
+
+
+def emotion_of(stack: Stack, who: str) -> dict:
+    return stack.tracker(who)["latest_message"]["toneline"]
+
+
+def test_a_customer_growing_angrier_is_handed_to_a_human_with_the_reason(stack: Stack) -> None:
+    who = sender()
+    limit = ROUTING["sustained_turns"] + 1  # the greeting turn is not negative
+    for turn, text in enumerate(ANGRIER[: limit + 1], start=1):
+        replies = stack.say(who, text)
+        assert replies, f"turn {turn}: the bot must answer"
+        if any(HANDOFF_MARK in r for r in replies):
+            break
+    else:
+        pytest.fail(f"no handoff within {limit + 1} turns; last emotion {emotion_of(stack, who)}")
+    assert turn <= limit + 1
+    slots = stack.tracker(who)["slots"]
+    assert slots["handed_off"] is True
+    assert "negative" in slots["toneline_escalation_reason"]
+    (case,) = stack.handoffs(who)
+    assert "negative" in case["reason"] and case["customer_id"] == who
+    assert len(case["emotion_timeline"]) == turn
+    assert case["emotion_timeline"][-1]["valence"] < 0
+    assert case["transcript"][0] == {"from": "customer", "text": ANGRIER[0], "ts": case["transcript"][0]["ts"]}
+    meta = stack.redis().hgetall(f"{stack.prefix}:conv:{who}:meta")
+    assert meta["escalation_reason"] == case["reason"]
+
+
+def test_a_calm_customer_is_not_escalated(stack: Stack) -> None:
+    who = sender()
+    for text in CALM:
+        replies = stack.say(who, text)
+        assert replies and not any(HANDOFF_MARK in r for r in replies)
+    tracker = stack.tracker(who)
+    assert tracker["slots"]["handed_off"] is False
+    assert tracker["slots"]["toneline_tone"] in {"neutral", "upbeat"}
+    assert stack.handoffs(who) == []
+    assert stack.redis().llen(f"{stack.prefix}:conv:{who}:turns") == len(CALM)
+
+
+def test_the_same_intent_gets_a_gentler_reply_when_the_customer_is_upset(stack: Stack) -> None:
+    calm, upset = sender(), sender()
+    calm_reply = stack.say(calm, "I have a question about my bill")
+    stack.say(upset, "I'm really upset, nothing works and nobody helps me")
+    upset_reply = stack.say(upset, "Why was I charged twice? I'm so frustrated with this")
+    assert stack.tracker(upset)["latest_message"]["intent"]["name"] == "billing_question"
+    assert stack.tracker(upset)["slots"]["toneline_tone"] in {"empathetic", "calm"}
+    assert upset_reply != calm_reply
+    assert any(word in upset_reply[0] for word in ("sorry", "understand")), upset_reply
+
+
+def test_asking_for_a_person_hands_over_with_that_reason(stack: Stack) -> None:
+    who = sender()
+    replies = stack.say(who, "I want to talk to a person")
+    assert any(HANDOFF_MARK in r for r in replies)
+    (case,) = stack.handoffs(who)
+    assert case["reason"] == "customer asked for a human agent"
+
+
+def test_a_voice_estimate_in_metadata_reaches_the_parse_data(stack: Stack) -> None:
+    who = sender()
+    voice = EmotionEstimate.from_probs("voice", {"angry": 0.95, "neutral": 0.05}).to_dict()
+    stack.say(who, "okay, thanks for checking", {"toneline": {"voice": voice, "channel": "twilio"}})
+    emotion = emotion_of(stack, who)
+    assert set(emotion["weights"]) == {"text", "voice"}
+    assert emotion["weights"]["voice"] > emotion["weights"]["text"]
+    assert stack.redis().hget(f"{stack.prefix}:conv:{who}:meta", "channel") == "twilio"
+
+
+@pytest.mark.parametrize("metadata", [{"toneline": "loud"}, {"toneline": {"voice": {"probs": [9]}}}, {"other": 1}])
+def test_malformed_metadata_still_gets_an_answer(stack: Stack, metadata: dict) -> None:
+    who = sender()
+    assert stack.say(who, "my internet is down", metadata)
+    assert set(emotion_of(stack, who)["weights"]) == {"text"}
+
+
+def test_redis_outage_mid_conversation(stack: Stack) -> None:
+    if stack.state is None:
+        pytest.skip("needs `redis-server` on PATH to stop and restart Toneline's Redis")
+    who = sender()
+    turns_key = f"{stack.prefix}:conv:{who}:turns"
+    assert stack.say(who, "Hello there")
+    assert stack.redis().llen(turns_key) == 1
+    stack.state.stop()
+    try:
+        for text in ("my internet is down", "it has been down since yesterday"):
+            replies = stack.say(who, text)
+            assert replies, "the bot keeps answering while Redis is down"
+        assert stack.tracker(who)["latest_message"]["toneline"]["label"]
+    finally:
+        stack.state.start()
+    assert "toneline.state.unavailable" in stack.log_path.read_text()
+    assert stack.redis().llen(turns_key) == 1, "the turn stored before the outage survived it"
+    time.sleep(2.5)  # the breaker's retry_after_seconds
+    assert stack.say(who, "thanks, bye")
+    recorded = [stack.redis().lindex(turns_key, i) for i in range(4)]
+    assert all(recorded), "turns missed during the outage are backfilled from the tracker"

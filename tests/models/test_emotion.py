@@ -1,0 +1,97 @@
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.emotion import (
+    AROUSAL,
+    LABELS,
+    VALENCE,
+    EmotionEstimate,
+    InvalidEstimate,
+    Modality,
+    TurnEmotion,
+    canonical_label,
+)
+
+
+def test_label_set_is_the_canonical_seven() -> None:
+    assert LABELS == ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+    assert set(VALENCE) == set(AROUSAL) == set(LABELS)
+    assert all(-1 <= v <= 1 for v in VALENCE.values()) and all(0 <= a <= 1 for a in AROUSAL.values())
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("joy", "happy"),
+        ("Anger", "angry"),
+        ("sadness", "sad"),
+        ("fear", "fearful"),
+        ("disgust", "disgusted"),
+        ("surprise", "surprised"),
+        ("no emotion", "neutral"),
+        ("calm", None),
+        ("love", None),
+    ],
+)
+def test_aliases_map_into_the_canonical_set_and_nothing_else(raw: str, expected: str | None) -> None:
+    assert canonical_label(raw) == expected
+
+
+def test_valence_and_arousal_follow_the_distribution() -> None:
+    angry = EmotionEstimate.from_probs("text", {"angry": 1.0})
+    happy = EmotionEstimate.from_probs("text", {"happy": 1.0})
+    assert angry.valence == pytest.approx(VALENCE["angry"]) and angry.arousal == pytest.approx(AROUSAL["angry"])
+    assert happy.valence > 0 > angry.valence
+    assert angry.label == "angry" and angry.confidence == 1.0
+
+
+@pytest.mark.parametrize(
+    "probs",
+    [[0.5] * 6, [float("nan")] + [0.1] * 6, [-0.1] + [0.2] * 6, [0.0] * 7, {"furious": 1.0}, ["a"] * 7],
+)
+def test_invalid_probabilities_are_refused_with_a_reason(probs: object) -> None:
+    with pytest.raises(InvalidEstimate) as info:
+        EmotionEstimate.from_probs("voice", probs)  # type: ignore[arg-type]
+    assert str(info.value)
+
+
+def test_unknown_modality_and_bad_confidence_are_refused() -> None:
+    with pytest.raises(InvalidEstimate, match="modality"):
+        EmotionEstimate.from_probs("smell", [1 / 7] * 7)
+    with pytest.raises(InvalidEstimate, match="confidence"):
+        EmotionEstimate.from_probs("voice", [1 / 7] * 7, confidence=1.5)
+
+
+probabilities = st.lists(st.floats(0, 1, allow_nan=False), min_size=7, max_size=7).filter(lambda p: sum(p) > 1e-6)
+
+
+@given(probabilities, st.sampled_from(list(Modality)), st.one_of(st.none(), st.lists(st.floats(-5, 5), max_size=8)))
+def test_estimate_round_trips_through_json(probs: list[float], modality: Modality, emb: list[float] | None) -> None:
+    est = EmotionEstimate.from_probs(modality, probs, embedding=emb, start=0.5, end=1.25, model="m")
+    back = EmotionEstimate.from_dict(json.loads(json.dumps(est.to_dict())))
+    assert back.modality == est.modality and back.label == est.label
+    assert np.allclose(back.probs, est.probs, atol=1e-5)
+    assert math.isclose(sum(back.probs), 1.0, abs_tol=1e-9)
+    assert (back.embedding is None) == (emb is None)
+
+
+def test_turn_emotion_serialises_small_and_parses_back() -> None:
+    text = EmotionEstimate.from_probs("text", {"neutral": 0.7, "happy": 0.3})
+    voice = EmotionEstimate.from_probs("voice", {"angry": 0.9, "neutral": 0.1}, embedding=[0.1] * 256)
+    turn = TurnEmotion(
+        probs=tuple(0.5 * np.array(text.probs) + 0.5 * np.array(voice.probs)),
+        weights={"text": 0.5, "voice": 0.5},
+        estimates=(text, voice),
+    )
+    data = turn.to_dict()
+    assert "embedding" not in json.dumps(data), "embeddings stay out of parse data and Redis"
+    back = TurnEmotion.from_dict(json.loads(json.dumps(data)))
+    assert back.label == turn.label and back.weights == {"text": 0.5, "voice": 0.5}
+    assert [e.modality for e in back.estimates] == [Modality.TEXT, Modality.VOICE]
+    with pytest.raises(InvalidEstimate):
+        TurnEmotion.from_dict({"weights": {}})

@@ -1,0 +1,78 @@
+"""`python -m models.evaluate text MANIFEST.csv`: the contract an independent evaluation relies on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.data import meld
+from tests.conftest import shared_data
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "models.evaluate", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+        timeout=600,
+    )
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_report_and_last_line_json_on_a_small_manifest(tmp_path: Path) -> None:
+    rows = [
+        {"text": "I'm so happy, thank you, this is wonderful!", "label": "happy", "dialogue_id": "1", "turn": "0"},
+        {
+            "text": "This is outrageous, I'm furious with your service!",
+            "label": "anger",
+            "dialogue_id": "1",
+            "turn": "1",
+        },
+        {"text": "My dog died yesterday and I can't stop crying.", "label": "sad", "dialogue_id": "2", "turn": "0"},
+        {"text": "I'll check and call you back.", "label": "neutral", "dialogue_id": "2", "turn": "1"},
+        {"text": "Feeling calm today.", "label": "calm", "dialogue_id": "3", "turn": "0"},
+        {"text": "Love it.", "label": "love", "dialogue_id": "3", "turn": "1"},
+    ]
+    result = run_cli("text", str(write_csv(tmp_path / "m.csv", rows)))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.strip().splitlines()
+    summary = json.loads(out[-1])
+    assert summary["n"] == 4 and summary["skipped"] == 2
+    assert set(summary) >= {"n", "accuracy", "macro_f1", "weighted_f1"}
+    assert summary["accuracy"] >= 0.75, result.stdout
+    assert "confusion matrix" in result.stdout and "precision" in result.stdout
+    assert "calm: 1" in result.stdout and "love: 1" in result.stdout
+
+
+def test_a_manifest_without_the_columns_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_cli("text", str(write_csv(tmp_path / "bad.csv", [{"utterance": "hi", "emotion": "joy"}])))
+    assert result.returncode == 2 and "missing column" in result.stderr
+    assert run_cli("text", str(tmp_path / "absent.csv")).returncode == 2
+
+
+@pytest.mark.data
+def test_meld_test_sample_scores_as_the_card_says(tmp_path: Path) -> None:
+    shared_data("text", "meld")
+    samples = meld("test")[::5]  # every fifth utterance: a fixed, spread sample
+    rows = [{"text": s.text, "label": s.label} for s in samples]
+    result = run_cli("text", str(write_csv(tmp_path / "meld.csv", rows)))
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["n"] == len(rows)
+    # The card reports the full test set; a 20% sample must land near it.
+    assert summary["weighted_f1"] >= 0.45, summary

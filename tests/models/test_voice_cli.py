@@ -1,0 +1,91 @@
+"""`python -m models.evaluate voice MANIFEST.csv [--telephone]` on a small manifest of real RAVDESS clips."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from models import audio
+from tests.conftest import shared_data
+
+REPO = Path(__file__).resolve().parents[2]
+# (RAVDESS file, manifest label): labels as a user would write them, aliases included.
+CLIPS = [
+    ("Actor_01/03-01-05-02-01-01-01.flac", "angry"),
+    ("Actor_02/03-01-05-02-02-01-02.flac", "anger"),
+    ("Actor_03/03-01-01-01-01-01-03.flac", "neutral"),
+    ("Actor_04/03-01-03-02-01-01-04.flac", "happy"),
+    ("Actor_05/03-01-04-02-01-01-05.flac", "sadness"),
+    ("Actor_06/03-01-06-02-01-01-06.flac", "fear"),
+    ("Actor_07/03-01-02-01-01-01-07.flac", "calm"),  # no canonical label: skipped and counted
+]
+
+
+def build_manifest(tmp_path: Path) -> Path:
+    """Copies clips as different formats and rates under a subfolder; paths in the CSV are relative."""
+    base = shared_data("speech", "ravdess")
+    (tmp_path / "audio").mkdir()
+    rows = []
+    for i, (name, label) in enumerate(CLIPS):
+        pcm = audio.load(base / name)
+        if i % 3 == 0:
+            rel, data, rate = f"audio/{i}.wav", audio.resample(pcm, 16_000, 44_100), 44_100
+            data = np.stack([data, data], axis=1)  # stereo
+        elif i % 3 == 1:
+            rel, data, rate = f"audio/{i}.flac", audio.resample(pcm, 16_000, 8_000), 8_000
+        else:
+            rel, data, rate = f"audio/{i}.ogg", pcm, 16_000
+        sf.write(tmp_path / rel, data, rate)
+        rows.append({"path": rel, "label": label})
+    manifest = tmp_path / "manifest.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "models.evaluate", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=600,
+    )
+
+
+@pytest.mark.parametrize("telephone", [False, True])
+def test_voice_report_and_last_line_json(tmp_path: Path, telephone: bool) -> None:
+    manifest = build_manifest(tmp_path)
+    result = run_cli("voice", str(manifest), *(["--telephone"] if telephone else []))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["n"] == 6 and summary["skipped"] == 1 and summary["telephone"] is telephone
+    assert set(summary) >= {"n", "accuracy", "macro_f1", "weighted_f1"}
+    assert summary["accuracy"] >= 0.5, result.stdout
+    assert "skipped 1 rows with labels outside the canonical set (calm: 1)" in result.stdout
+    assert "confusion matrix" in result.stdout and "angry" in result.stdout
+
+
+def test_missing_column_and_unreadable_audio_are_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,label\nx.wav,angry\n")
+    result = run_cli("voice", str(bad))
+    assert result.returncode == 2 and "missing column(s) ['path']" in result.stderr
+    manifest = build_manifest(tmp_path)
+    (tmp_path / "audio" / "0.wav").write_bytes(b"not audio")
+    result = run_cli("voice", str(manifest))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["n"] == 5
+    assert "cannot read audio" in result.stderr

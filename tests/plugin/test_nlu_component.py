@@ -1,0 +1,71 @@
+import logging
+
+import pytest
+from rasa.shared.nlu.training_data.message import Message
+
+from models.emotion import EmotionEstimate, TurnEmotion
+from plugin.nlu import PARSE_KEY, EmotionRecognizer, shared_text_model
+
+
+def message(text: str, metadata: object = None) -> Message:
+    return Message(data={"text": text, "message_id": "m-1", "metadata": metadata})
+
+
+def parsed(recognizer: EmotionRecognizer, msg: Message) -> TurnEmotion:
+    recognizer.process([msg])
+    assert PARSE_KEY in msg.as_dict(only_output_properties=True), "the emotion must reach the parse data"
+    return TurnEmotion.from_dict(msg.get(PARSE_KEY))
+
+
+def test_every_customer_message_gets_a_text_emotion(recognizer: EmotionRecognizer) -> None:
+    turn = parsed(recognizer, message("This is the third time I'm calling and nobody has fixed my internet!"))
+    assert turn.weights == {"text": 1.0}
+    assert turn.valence < 0, f"an angry complaint must read negative, got {turn.to_dict()}"
+
+
+def test_the_model_is_loaded_once_per_process(rasa_context: tuple, recognizer: EmotionRecognizer) -> None:
+    again = EmotionRecognizer.create(EmotionRecognizer.get_default_config(), *rasa_context)
+    assert again.text_model is recognizer.text_model is shared_text_model(None, None)
+
+
+def test_voice_in_metadata_is_fused(recognizer: EmotionRecognizer) -> None:
+    voice = EmotionEstimate.from_probs("voice", {"angry": 0.97, "neutral": 0.03}).to_dict()
+    text_only = parsed(recognizer, message("Okay, thank you for checking that."))
+    fused = parsed(recognizer, message("Okay, thank you for checking that.", {"toneline": {"voice": voice}}))
+    assert set(fused.weights) == {"text", "voice"}
+    assert fused.probs[3] > text_only.probs[3], "an angry voice raises the fused anger"
+    assert fused.valence < text_only.valence
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"toneline": "angry"},
+        {"toneline": {"voice": {"probs": [1, 2]}}},
+        {"toneline": {"face": "x", "voice": None}},
+        {"toneline": {"voice": {"probs": {"rage": 1}}}},
+        {"toneline": {"customer_id": 5}},
+        "not-a-dict",
+        None,
+    ],
+)
+def test_malformed_metadata_is_warned_about_never_fatal(
+    recognizer: EmotionRecognizer, metadata: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    turn = parsed(recognizer, message("I need help with my bill", metadata))
+    assert turn.weights == {"text": 1.0}
+    if isinstance(metadata, dict):  # a toneline block was sent, and each of these is broken
+        assert "toneline.metadata.malformed" in caplog.text
+
+
+def test_agent_turns_are_never_analysed(recognizer: EmotionRecognizer) -> None:
+    msg = message("I understand, let me check.", {"toneline": {"role": "agent"}})
+    recognizer.process([msg])
+    assert msg.get(PARSE_KEY) is None
+
+
+def test_empty_text_with_a_voice_estimate_uses_the_voice(recognizer: EmotionRecognizer) -> None:
+    voice = EmotionEstimate.from_probs("voice", {"sad": 0.8, "neutral": 0.2}).to_dict()
+    turn = parsed(recognizer, message("", {"toneline": {"voice": voice}}))
+    assert turn.weights == {"voice": 1.0} and turn.label == "sad"

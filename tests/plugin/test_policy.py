@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from rasa.shared.core.constants import ACTION_LISTEN_NAME
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from models.emotion import EmotionEstimate
+from models.fusion import AttentionFusion
+from plugin.policy import EmotionPolicy
+from plugin.state import StateStore
+from scripts.stack import RedisEndpoint, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+DOMAIN = Domain.load(str(REPO / "rasa_project" / "domain.yml"))
+
+
+def policy_with(tmp_path: Path, rasa_context: tuple, redis_url: str, prefix: str) -> EmotionPolicy:
+    config_file = tmp_path / "toneline.yml"
+    config_file.write_text(yaml.safe_dump({"redis": {"url": redis_url, "prefix": prefix, "retry_after_seconds": 60}}))
+    config = {**EmotionPolicy.get_default_config(), "config": str(config_file)}
+    return EmotionPolicy(config, *rasa_context)
+
+
+def user_turn(text: str, intent: str, **probs: float) -> UserUttered:
+    emotion = AttentionFusion().fuse([EmotionEstimate.from_probs("text", probs)]).to_dict()
+    parse = {"text": text, "intent": {"name": intent, "confidence": 0.9}, "entities": [], "toneline": emotion}
+    return UserUttered(text, parse_data=parse, message_id=uuid.uuid4().hex)
+
+
+def tracker_of(*events: object, sender: str | None = None) -> DialogueStateTracker:
+    return DialogueStateTracker.from_events(
+        sender or uuid.uuid4().hex, [ActionExecuted(ACTION_LISTEN_NAME), *events], slots=DOMAIN.slots
+    )
+
+
+def predicted(prediction: object) -> str | None:
+    probs = np.asarray(prediction.probabilities)  # type: ignore[attr-defined]
+    return DOMAIN.action_names_or_texts[int(probs.argmax())] if probs.max() > 0 else None
+
+
+ANGRY = [
+    ("my bill is wrong", "billing_question", {"angry": 0.8, "neutral": 0.2}),
+    ("I was charged twice, again", "billing_question", {"angry": 0.9, "sad": 0.1}),
+    ("this is ridiculous", "complain", {"angry": 0.95, "disgusted": 0.05}),
+]
+
+
+def conversation(turns: list) -> list:
+    events: list = []
+    for text, intent, probs in turns:
+        events += [
+            user_turn(text, intent, **probs),
+            ActionExecuted("utter_billing"),
+            ActionExecuted(ACTION_LISTEN_NAME),
+        ]
+    return events[:-2]  # end right after the last customer message
+
+
+def test_sustained_anger_predicts_the_handoff_and_records_it(
+    tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
+) -> None:
+    policy = policy_with(tmp_path, rasa_context, redis_endpoint.url, redis_prefix)
+    tracker = tracker_of(*conversation(ANGRY))
+    prediction = policy.predict_action_probabilities(tracker, DOMAIN)
+    assert predicted(prediction) == "action_handoff"
+    assert prediction.policy_priority == 7
+    slots = {e.key: e.value for e in prediction.events if isinstance(e, SlotSet)}
+    assert slots["toneline_tone"] == "calm" and "negative" in slots["toneline_escalation_reason"]
+    store = StateStore(policy.settings.redis)
+    assert len(store.turns(tracker.sender_id)) == 3
+    assert store.meta(tracker.sender_id)["escalation_rule"]
+
+
+def test_calm_customer_gets_no_prediction_and_no_needless_slot_events(
+    tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
+) -> None:
+    policy = policy_with(tmp_path, rasa_context, redis_endpoint.url, redis_prefix)
+    tracker = tracker_of(*conversation([("hello", "greet", {"neutral": 0.9, "happy": 0.1})] * 4))
+    prediction = policy.predict_action_probabilities(tracker, DOMAIN)
+    assert predicted(prediction) is None
+    assert [e.key for e in prediction.events] == ["toneline_emotion"]
+
+
+def test_after_the_handoff_it_listens_and_mid_turn_it_abstains(
+    tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
+) -> None:
+    policy = policy_with(tmp_path, rasa_context, redis_endpoint.url, redis_prefix)
+    handed = tracker_of(*conversation(ANGRY), ActionExecuted("action_handoff"))
+    assert predicted(policy.predict_action_probabilities(handed, DOMAIN)) == ACTION_LISTEN_NAME
+    mid_turn = tracker_of(*conversation(ANGRY), ActionExecuted("utter_billing"))
+    assert predicted(policy.predict_action_probabilities(mid_turn, DOMAIN)) is None
+
+
+def test_no_second_escalation_during_the_cooldown(
+    tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
+) -> None:
+    policy = policy_with(tmp_path, rasa_context, redis_endpoint.url, redis_prefix)
+    events = conversation(ANGRY) + [ActionExecuted("action_handoff"), ActionExecuted(ACTION_LISTEN_NAME)]
+    events += [user_turn("still angry", "complain", angry=0.95, sad=0.05)]
+    assert predicted(policy.predict_action_probabilities(tracker_of(*events), DOMAIN)) is None
+
+
+def test_without_redis_the_policy_still_decides_from_the_tracker(tmp_path: Path, rasa_context: tuple) -> None:
+    policy = policy_with(tmp_path, rasa_context, f"redis://127.0.0.1:{free_port()}/0", "nowhere")
+    prediction = policy.predict_action_probabilities(tracker_of(*conversation(ANGRY)), DOMAIN)
+    assert predicted(prediction) == "action_handoff"
+    assert policy.store.breaker.failures == 1
+
+
+def test_turns_without_emotion_are_left_alone(
+    tmp_path: Path, rasa_context: tuple, redis_prefix: str, redis_endpoint: RedisEndpoint
+) -> None:
+    policy = policy_with(tmp_path, rasa_context, redis_endpoint.url, redis_prefix)
+    agent = UserUttered("let me check", parse_data={"intent": {"name": "affirm"}}, message_id="x")
+    prediction = policy.predict_action_probabilities(tracker_of(agent), DOMAIN)
+    assert predicted(prediction) is None and prediction.events == []
+
+
+def test_training_checks_the_domain(tmp_path: Path, rasa_context: tuple) -> None:
+    policy = policy_with(tmp_path, rasa_context, "redis://127.0.0.1:1/0", "x")
+    policy.train([], DOMAIN)
+    with pytest.raises(Exception, match="slots"):
+        policy.train([], Domain.from_dict({"intents": ["greet"], "actions": ["action_handoff"]}))
