@@ -7,7 +7,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test chat train bench env train-text dashboard
+.PHONY: demo test chat train bench env train-text train-voice dashboard
 
 demo:  ## Redis + trained demo bot + action server + Rasa with Toneline
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m scripts.stack demo
@@ -26,8 +26,11 @@ train:  ## train the demo bot's Rasa model if its inputs changed
 train-text:  ## retrain the text emotion head (needs ../shared/data)
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.text.train
 
+train-voice:  ## recompute voice features and retrain the voice head (needs ../shared/data; features are cached, training takes about 20 minutes on 2 cores)
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.voice.features && $$venv/bin/python -m models.recipes.voice.train
+
 bench:  ## run the benchmarks in bench/
-	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m bench.nlu_component && $$venv/bin/python -m bench.dashboard_live && $$venv/bin/python -m bench.telephony
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m bench.nlu_component && $$venv/bin/python -m bench.dashboard_live && $$venv/bin/python -m bench.telephony && $$venv/bin/python -m bench.voice --repeats 10
 
 env:  ## create the virtualenv only; prints its path
 	@./scripts/env.sh

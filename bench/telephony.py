@@ -1,6 +1,6 @@
 """Concurrent Twilio calls against the demo bot: end of caller speech to first reply audio.
 
-    python -m bench.telephony [--calls 1 2 4 6 8] [--turns 3] [--speed 1.0]
+    python -m bench.telephony [--calls 1 2 4 6 8] [--turns 3] [--speed 1.0] [--early both|on|off]
 
 Starts the action server and Rasa with the Toneline channels (as `make demo`
 does), then for each N places N simulated Twilio calls at once (staggered over
@@ -11,6 +11,11 @@ espeak-ng. Each clip is trimmed to its speech, so latency = first reply media
 frame received minus the moment the caller's last spoken frame was sent; it
 includes the VAD's end-of-turn silence (450 ms), Whisper, Rasa with Toneline,
 and TTS. Prints a table and the largest N whose p95 stays under 1 s.
+
+`--early both` (the default) runs the sweep twice in the same run, first with
+the Whisper pass started only when the turn is cut (the simple way), then with
+it started 200 ms into the pause (`prepare_silence_ms`, the default), and
+prints the latency ratios.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import random
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,14 +81,14 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) if xs else float("nan")
 
 
-async def sweep(url: str, levels: list[int], turns: int, speed: float) -> None:
+async def sweep(url: str, levels: list[int], turns: int, speed: float) -> dict[int, list[float]]:
     clips, source = await caller_clips()
     print(f"speech: {source}; {turns} turns per call; speed {speed}x real time", flush=True)
     print("| concurrent calls | turns answered | p50 | p95 | max |\n|---|---|---|---|---|", flush=True)
-    best = 0
+    best, results = 0, {}
     await level(url, clips, 1, 1, speed)  # warm-up: first Rasa parse and model caches
     for n in levels:
-        lat = await level(url, clips, n, turns, speed)
+        lat = results[n] = await level(url, clips, n, turns, speed)
         expected = n * turns
         p50, p95 = pct(lat, 50), pct(lat, 95)
         worst = max(lat) if lat else float("nan")
@@ -93,6 +99,26 @@ async def sweep(url: str, levels: list[int], turns: int, speed: float) -> None:
         elif n > 1:
             break
     print(f"largest N with p95 < 1 s: {best}", flush=True)
+    return results
+
+
+def run_mode(env: dict[str, str], model: Path, early: bool, args: argparse.Namespace, log: Any) -> dict[int, list]:
+    rasa_port = free_port()
+    env = dict(env, TONELINE_TWILIO_PUBLIC_URL=f"http://127.0.0.1:{rasa_port}")
+    env["TONELINE_TWILIO_PREPARE_SILENCE_MS"] = "default" if early else "off"
+    when = "200 ms into the pause" if early else "when the turn is cut"
+    print(f"\n## Whisper pass started {when}", flush=True)
+    rasa = start_rasa(env, model, rasa_port, log)
+    try:
+        return asyncio.run(sweep(f"http://127.0.0.1:{rasa_port}", args.calls, args.turns, args.speed))
+    finally:
+        stop(rasa)
+
+
+def print_ratios(off: dict[int, list], on: dict[int, list]) -> None:
+    print("\n| concurrent calls | p50 cut / early | p95 cut / early |\n|---|---|---|")
+    for n in sorted(set(off) & set(on)):
+        print(f"| {n} | {pct(off[n], 50) / pct(on[n], 50):.2f}x | {pct(off[n], 95) / pct(on[n], 95):.2f}x |")
 
 
 def main() -> None:
@@ -100,30 +126,32 @@ def main() -> None:
     parser.add_argument("--calls", type=int, nargs="+", default=[1, 2, 4, 6, 8])
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument("--early", choices=["both", "on", "off"], default="both")
     args = parser.parse_args()
     random.seed(7)
     redis_endpoint, redis_proc = ensure_redis()
     model = ensure_model(quiet=True)
-    action_port, rasa_port = free_port(), free_port()
+    action_port = free_port()
     prefix = f"toneline-bench-{uuid.uuid4().hex[:6]}"
     env = stack_env(redis_endpoint, action_port=action_port, tracker_prefix=f"{prefix}-tracker", toneline_prefix=prefix)
     env.update(
         TWILIO_ACCOUNT_SID="AC" + "0" * 32,
         TWILIO_AUTH_TOKEN=TOKEN,
-        TONELINE_TWILIO_PUBLIC_URL=f"http://127.0.0.1:{rasa_port}",
         TONELINE_TWILIO_API_BASE=f"http://127.0.0.1:{free_port()}",  # nothing there: the bench never hands off
         OMP_NUM_THREADS="1",
     )
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}", flush=True)
     log_path = Path(os.environ.get("TONELINE_BENCH_LOG", "/tmp/toneline-bench-telephony.log"))
+    modes = {"both": [False, True], "on": [True], "off": [False]}[args.early]
     with log_path.open("w") as log:
-        actions = rasa = None
+        actions = None
         try:
             actions = start_actions(env, action_port, log)
-            rasa = start_rasa(env, model, rasa_port, log)
-            asyncio.run(sweep(f"http://127.0.0.1:{rasa_port}", args.calls, args.turns, args.speed))
+            results = {early: run_mode(env, model, early, args, log) for early in modes}
         finally:
-            stop(rasa, actions, redis_proc)
+            stop(actions, redis_proc)
+    if len(results) == 2:
+        print_ratios(results[False], results[True])
 
 
 if __name__ == "__main__":

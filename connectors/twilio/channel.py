@@ -52,6 +52,19 @@ def _env(credentials: Dict[str, Any], key: str, default_env: str) -> str:
     return os.environ.get(str(credentials.get(f"{key}_env") or default_env), "") or str(credentials.get(key) or "")
 
 
+def _prepare_silence(credentials: Dict[str, Any]) -> int | None:
+    """`prepare_silence_ms` from credentials.yml, or TONELINE_TWILIO_PREPARE_SILENCE_MS (`off`: no early ASR)."""
+    raw = os.environ.get("TONELINE_TWILIO_PREPARE_SILENCE_MS", credentials.get("prepare_silence_ms", "default"))
+    if raw is None or str(raw).lower() in ("off", "none", "null"):
+        return None
+    if str(raw) == "default":
+        return TurnSettings.prepare_silence_ms
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"prepare_silence_ms must be a number of milliseconds or 'off', got {raw!r}") from None
+
+
 class TwilioMediaStreamsInput(InputChannel):
     """Rasa input channel for Twilio calls over bidirectional Media Streams."""
 
@@ -67,7 +80,12 @@ class TwilioMediaStreamsInput(InputChannel):
             queue=str(creds.get("handoff_queue") or "support"),
             announcement=creds.get("handoff_announcement") or None,
         )
-        turn = TurnSettings(end_silence_ms=int(creds.get("end_silence_ms") or TurnSettings.end_silence_ms))
+        prepare = _prepare_silence(creds)
+        turn = TurnSettings(
+            end_silence_ms=int(creds.get("end_silence_ms") or TurnSettings.end_silence_ms),
+            # Start the ASR pass this far into a pause (null: only when the turn is cut).
+            prepare_silence_ms=None if prepare is None else int(prepare),
+        )
         return cls(
             account_sid=_env(creds, "account_sid", "TWILIO_ACCOUNT_SID"),
             auth_token=_env(creds, "auth_token", "TWILIO_AUTH_TOKEN"),

@@ -18,10 +18,10 @@ from typing import Any, Awaitable, Callable
 from connectors.bot import BotGateway, BotReply
 from connectors.frames import AudioIn, AudioOut, CallStart, CallStop, Clear, Dtmf, InboundFrame, Mark, MarkPlayed
 from connectors.speech.codec import FRAME_BYTES, InboundDecoder, mulaw_from_canonical, split_frames
-from connectors.speech.recognizer import NO_SPEECH_THRESHOLD
+from connectors.speech.recognizer import NO_SPEECH_THRESHOLD, Hearing
 from connectors.speech.runtime import SpeechRuntime
 from connectors.speech.tts import TtsError, sentences
-from connectors.speech.turns import SpeechStarted, Turn, TurnEvent, TurnSegmenter, TurnSettings
+from connectors.speech.turns import SpeechStarted, Turn, TurnEnding, TurnEvent, TurnSegmenter, TurnSettings
 from connectors.twilio.rest import HandoffTarget, TransferError, TwilioRest
 from models.audio import PHONE_RATE, AudioError
 from models.logs import log_event
@@ -71,7 +71,11 @@ class TwilioCallSession:
         self._rest = rest
         self._decoder = InboundDecoder()
         self._segmenter = TurnSegmenter(self.settings.turn)
-        self._turns: asyncio.Queue[tuple[Turn, TurnTiming] | None] = asyncio.Queue()
+        self._turns: asyncio.Queue[tuple[Turn, TurnTiming, asyncio.Future[Hearing] | None] | None] = asyncio.Queue()
+        # The ASR pass started on a likely end of turn (TurnEnding), keyed by where the speech ended.
+        self._early: tuple[float, asyncio.Future[Hearing]] | None = None
+        self.early_used = 0
+        self.early_dropped = 0
         self._pending_marks: dict[str, asyncio.Event] = {}
         self._mark_ids = itertools.count(1)
         self._generation = 0  # bumped by barge-in: playback of an older reply stops
@@ -107,10 +111,42 @@ class TwilioCallSession:
         for event in events:
             if isinstance(event, SpeechStarted) and self.bot_speaking:
                 await self._barge_in()
+            elif isinstance(event, TurnEnding):
+                self._hear_early(event.turn)
             elif isinstance(event, Turn):
                 timing = TurnTiming(cut_at=time.monotonic())
                 self.timings.append(timing)
-                self._turns.put_nowait((event, timing))
+                self._turns.put_nowait((event, timing, self._take_early(event)))
+
+    def _hear_early(self, turn: Turn) -> None:
+        """Start the Whisper pass while the end-of-turn silence is still running out.
+
+        Most pauses this long are ends of turns; hearing now hides the ASR time inside
+        the silence the VAD waits for anyway. Skipped under load, where a wasted pass
+        would delay other calls.
+        """
+        self._drop_early()
+        if self.transferred or self._runtime.overloaded:
+            return
+        future = asyncio.ensure_future(self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id))
+        future.add_done_callback(_retrieve)
+        self._early = (turn.speech_end, future)
+
+    def _take_early(self, turn: Turn) -> asyncio.Future[Hearing] | None:
+        """The early pass if it heard exactly this turn (the caller did not go on talking)."""
+        if self._early is not None and self._early[0] == turn.speech_end and not turn.forced:
+            future = self._early[1]
+            self._early = None
+            self.early_used += 1
+            return future
+        self._drop_early()
+        return None
+
+    def _drop_early(self) -> None:
+        if self._early is not None:
+            self._early[1].cancel()
+            self._early = None
+            self.early_dropped += 1
 
     def _segment(self, payload: bytes) -> list[TurnEvent]:
         return self._segmenter.push(self._decoder.decode(payload))
@@ -124,21 +160,23 @@ class TwilioCallSession:
     async def _turn_loop(self) -> None:
         # One turn at a time, in order: replies must not overtake each other.
         while (item := await self._turns.get()) is not None:
-            turn, timing = item
+            turn, timing, early = item
             try:
-                await self._answer(turn, timing)
+                await self._answer(turn, timing, early)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # one failed turn must not end the call
                 log_event(logger, logging.ERROR, "twilio.turn.failed", call_id=self.call_id, error=repr(exc))
 
-    async def _answer(self, turn: Turn, timing: TurnTiming) -> None:
+    async def _answer(self, turn: Turn, timing: TurnTiming, early: asyncio.Future[Hearing] | None = None) -> None:
         if self.transferred:
             # The call is on its way to a person; the bot no longer answers.
             log_event(logger, logging.INFO, "twilio.turn.after_handoff", call_id=self.call_id)
+            if early is not None:
+                early.cancel()
             return
         try:
-            heard = await self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id)
+            heard = await (early or self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id))
         except AudioError as exc:
             log_event(logger, logging.WARNING, "twilio.turn.unusable", call_id=self.call_id, error=str(exc))
             return
@@ -155,6 +193,7 @@ class TwilioCallSession:
             call_id=self.call_id,
             seconds=round(turn.seconds, 2),
             voice=heard.voice is not None,
+            early=early is not None,
             encode_ms=round(heard.encode_ms),
             decode_ms=round(heard.decode_ms),
             rasa_ms=round((timing.answered_at - timing.heard_at) * 1000),
@@ -220,6 +259,7 @@ class TwilioCallSession:
 
     async def close(self) -> None:
         """End of call: turns already cut still reach Rasa (for the record), then the worker stops."""
+        self._drop_early()
         self._turns.put_nowait(None)
         try:
             await asyncio.wait_for(asyncio.shield(self._worker), self.settings.drain_s)
@@ -231,3 +271,9 @@ class TwilioCallSession:
         for event in self._pending_marks.values():
             event.set()
         log_event(logger, logging.INFO, "twilio.call.closed", call_id=self.call_id, turns=len(self.timings))
+
+
+def _retrieve(future: asyncio.Future[Hearing]) -> None:
+    # A dropped early pass may fail or be cancelled with nobody awaiting it; say so once, quietly.
+    if not future.cancelled() and future.exception() is not None:
+        log_event(logger, logging.DEBUG, "twilio.turn.early_failed", error=repr(future.exception()))

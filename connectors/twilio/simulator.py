@@ -55,6 +55,7 @@ class SimulatedCall:
     cleared: int = 0
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     speech_ended_at: list[float] = field(default_factory=list)
+    returned_marks: dict[str, float] = field(default_factory=dict)  # mark name -> when it went back to the bot
     _playback_until: float = 0.0
     _last_activity: float = 0.0
     _pending_marks: list[tuple[float, str]] = field(default_factory=list)
@@ -158,6 +159,7 @@ class SimulatedCall:
                             "mark": {"name": name},
                         }
                     )
+                    self.returned_marks[name] = time.monotonic()
             await asyncio.sleep(0.02)
 
     async def hang_up(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -23,6 +24,7 @@ class CallUpdate:
     account_sid: str
     call_sid: str
     twiml: str
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

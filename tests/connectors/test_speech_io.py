@@ -7,7 +7,7 @@ import pytest
 
 from connectors.speech import codec
 from connectors.speech.tts import DEFAULT_PROSODY, EspeakEngine, sentences
-from connectors.speech.turns import SpeechStarted, Turn, TurnSegmenter, TurnSettings
+from connectors.speech.turns import SpeechStarted, Turn, TurnEnding, TurnSegmenter, TurnSettings
 from models.audio import SAMPLE_RATE, float_to_pcm16, ulaw_encode
 from tests.connectors.speech_fixtures import needs_espeak, speak
 
@@ -70,6 +70,50 @@ async def test_two_spoken_turns_are_cut_with_pre_roll() -> None:
     assert abs(turns[0].speech_end - offset) < 0.3
     assert turns[1].start > turns[0].end
     assert events.index(starts[1]) > events.index(turns[0])
+
+
+@needs_espeak
+@pytest.mark.asyncio
+async def test_a_likely_end_of_turn_is_announced_early_with_the_same_audio() -> None:
+    said = await speak("My internet is down again.")
+    gap = np.zeros(SAMPLE_RATE, np.float32)
+    seg = TurnSegmenter(TurnSettings(end_silence_ms=450, prepare_silence_ms=200))
+    events = []
+    for chunk in np.array_split(np.concatenate([gap, said, gap]), 100):
+        events += seg.push(chunk)
+    endings = [e for e in events if isinstance(e, TurnEnding)]
+    turns = [e for e in events if isinstance(e, Turn)]
+    assert len(endings) == 1 and len(turns) == 1, events
+    assert events.index(endings[0]) < events.index(turns[0])
+    early, final = endings[0].turn, turns[0]
+    # Same speech end, same audio: work started on the early one serves the final turn.
+    assert early.speech_end == final.speech_end and early.start == final.start
+    assert np.array_equal(early.pcm, final.pcm)
+
+
+@needs_espeak
+@pytest.mark.asyncio
+async def test_a_pause_shorter_than_the_end_silence_does_not_end_the_turn() -> None:
+    first = await speak("I was charged twice.")
+    second = await speak("And nobody called me back.")
+    pause = np.zeros(int(0.32 * SAMPLE_RATE), np.float32)  # past prepare (200 ms), short of the end (450 ms)
+    gap = np.zeros(SAMPLE_RATE, np.float32)
+    seg = TurnSegmenter(TurnSettings(end_silence_ms=450, prepare_silence_ms=200))
+    events = seg.push(np.concatenate([gap, first, pause, second, gap]))
+    endings = [e.turn for e in events if isinstance(e, TurnEnding)]
+    turns = [e for e in events if isinstance(e, Turn)]
+    assert len(turns) == 1 and len(endings) == 2, events
+    # The first announcement was premature: the final turn holds both phrases and ends later.
+    assert endings[0].speech_end < turns[0].speech_end == endings[1].speech_end
+    assert turns[0].seconds > endings[0].seconds + 1.0
+
+
+def test_turn_settings_reject_a_prepare_point_outside_the_pause() -> None:
+    with pytest.raises(ValueError, match="prepare_silence_ms"):
+        TurnSettings(end_silence_ms=450, prepare_silence_ms=500)
+    with pytest.raises(ValueError, match="prepare_silence_ms"):
+        TurnSettings(tail_ms=160, prepare_silence_ms=100)
+    assert TurnSettings(prepare_silence_ms=None).prepare_silence_ms is None
 
 
 @needs_espeak
