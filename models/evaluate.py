@@ -2,6 +2,7 @@
 
     python -m models.evaluate text MANIFEST.csv [--head PATH] [--batch-size 64]
     python -m models.evaluate voice MANIFEST.csv [--telephone] [--head PATH]
+    python -m models.evaluate fusion [--head PATH] [--pairs]
 
 MANIFEST.csv for text has the columns `text,label` (optionally `dialogue_id,turn`).
 Labels are canonical (neutral, happy, sad, angry, fearful, disgusted, surprised)
@@ -12,6 +13,12 @@ reads at any rate; `--telephone` first passes each clip through the simulated
 phone channel (seeded per row). Prints per-class
 precision/recall/F1, a confusion matrix and, as the last line, one JSON object
 with n, accuracy, macro_f1 and weighted_f1.
+
+`fusion` takes no manifest: it reads $TONELINE_DATA and reports, on held-out
+RAVDESS actors (actor folds; each fold's fusion never saw them), voice alone,
+ASR-text alone and fused, studio and telephone; then MELD test text alone vs
+the shipped fusion (`--head`); then the calibration check. It needs the voice
+head's out-of-fold logits (`python -m models.recipes.voice.train --no-export`).
 """
 
 from __future__ import annotations
@@ -99,13 +106,58 @@ def evaluate_voice(args: argparse.Namespace) -> str:
     )
 
 
+def evaluate_fusion(args: argparse.Namespace) -> str:
+    import json
+
+    from models.fusion import DEFAULT_FUSION, TrainedFusion
+    from models.recipes.fusion.report import calibration_check, meld_test, ravdess_arms, summarise
+    from models.recipes.fusion.train import HPARAMS, cross_validate
+
+    held, _ = cross_validate(HPARAMS, with_pairs=args.pairs)
+    summary = summarise(held, pairs=args.pairs)
+    for variant, h in held.items():
+        for arm, (_, report) in ravdess_arms(h).items():
+            print(f"== RAVDESS {variant}, held-out actors (5 actor folds): {arm} ==\n{report.render()}\n")
+        attention = summary[variant]["attention"]
+        print(f"attention, mean over turns: voice {attention['voice_mean']:.3f}, text {attention['text_mean']:.3f}\n")
+    fusion = TrainedFusion.load(args.head or DEFAULT_FUSION)
+    meld, arms = meld_test(fusion.weights)
+    for arm, (_, report) in arms.items():
+        print(f"== MELD test, text only: {arm} ({fusion.name}) ==\n{report.render()}\n")
+    summary["meld_test"] = meld
+    summary["calibration"] = calibration_check(summary)
+    print("== summary ==\n" + json.dumps(summary, indent=2) + "\n")
+    studio = summary["studio"]
+    return json.dumps(
+        {
+            "n": studio["n"],
+            "accuracy": studio["fused"]["accuracy"],
+            "macro_f1": studio["fused"]["macro_f1"],
+            "voice_accuracy": studio["voice"]["accuracy"],
+            "asr_text_accuracy": studio["asr_text"]["accuracy"],
+            "telephone_fused_accuracy": summary["telephone"]["fused"]["accuracy"],
+            "telephone_voice_accuracy": summary["telephone"]["voice"]["accuracy"],
+            "attention_voice": studio["attention"]["voice_mean"],
+            "attention_text": studio["attention"]["text_mean"],
+            "meld_text_accuracy": meld["text"]["accuracy"],
+            "meld_fused_accuracy": meld["fused"]["accuracy"],
+            "modality": "fusion",
+            "pairs": bool(args.pairs),
+        }
+    )
+
+
 def _print_skipped(skipped: Counter[str]) -> None:
     if skipped:
         detail = ", ".join(f"{label}: {n}" for label, n in skipped.most_common())
         print(f"skipped {sum(skipped.values())} rows with labels outside the canonical set ({detail})")
 
 
-EVALUATORS: dict[str, Callable[[argparse.Namespace], str]] = {"text": evaluate_text, "voice": evaluate_voice}
+EVALUATORS: dict[str, Callable[[argparse.Namespace], str]] = {
+    "text": evaluate_text,
+    "voice": evaluate_voice,
+    "fusion": evaluate_fusion,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,14 +165,17 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m models.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("modality", choices=sorted(EVALUATORS))
-    parser.add_argument("manifest", type=Path)
+    parser.add_argument("manifest", type=Path, nargs="?", help="labelled CSV (text, voice); fusion takes none")
     parser.add_argument("--head", type=Path, default=None, help="head checkpoint (default: the shipped one)")
     parser.add_argument("--telephone", action="store_true", help="voice: simulate a phone line before predicting")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--pairs", action="store_true", help="fusion: also fit on synthetic same-label pairs")
     args = parser.parse_args(argv)
+    if args.manifest is None and args.modality != "fusion":
+        parser.error(f"{args.modality} needs a MANIFEST.csv")
     try:
         line = EVALUATORS[args.modality](args)
-    except (ManifestError, ValueError) as exc:
+    except (ManifestError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(line)

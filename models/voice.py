@@ -14,7 +14,6 @@ thread-safe. Callers run it off the event loop.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from models.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, check_pcm
+from models.checkpoint import Checkpoint
 from models.emotion import LABELS, EmotionEstimate, Modality
 from models.logs import log_event
 
@@ -209,37 +209,8 @@ def pad_states(batch: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]
     return out, lengths
 
 
-@dataclass(frozen=True)
-class VoiceCheckpoint:
-    """What is saved of a trained head: weights, architecture, labels, calibration and provenance."""
-
-    state_dict: dict
-    labels: tuple[str, ...]
-    temperature: float
-    arch: dict
-    info: dict
-
-    def save(self, path: Path) -> None:
-        torch.save(
-            {
-                "state_dict": self.state_dict,
-                "labels": list(self.labels),
-                "temperature": self.temperature,
-                "arch": self.arch,
-                "info": self.info,
-            },
-            path,
-        )
-        summary = {"labels": list(self.labels), "temperature": self.temperature, "arch": self.arch, **self.info}
-        path.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> VoiceCheckpoint:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        labels = tuple(raw["labels"])
-        if labels != LABELS:
-            raise ValueError(f"{path}: head was trained for labels {labels}, this code uses {LABELS}")
-        return cls(raw["state_dict"], labels, float(raw["temperature"]), dict(raw["arch"]), dict(raw["info"]))
+# The voice head's file format is the shared one (weights, labels, temperature, arch, info).
+VoiceCheckpoint = Checkpoint
 
 
 @dataclass(frozen=True)

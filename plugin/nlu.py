@@ -2,7 +2,7 @@
 
 It runs the text model on the message, takes voice and face estimates that a
 connector put in the message metadata (`toneline` block), fuses them with
-masked attention and writes the `TurnEmotion` dict to the parse data under
+the trained masked attention (`models.fusion.load_fusion`) and writes the `TurnEmotion` dict to the parse data under
 `toneline`. Agent turns (`role: agent`) are never analysed.
 
 Add it at the end of the NLU pipeline:
@@ -26,7 +26,7 @@ from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 
 from models.emotion import EmotionEstimate, TurnEmotion
-from models.fusion import AttentionFusion
+from models.fusion import Fuser, load_fusion
 from models.logs import log_event
 from models.text import TextEmotionModel
 from plugin import metadata as turn_metadata
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 PARSE_KEY = "toneline"
 HEAD_PATH_KEY = "head_path"
+FUSION_PATH_KEY = "fusion_path"
 THREADS_KEY = "threads"
 
 
@@ -59,9 +60,9 @@ class EmotionRecognizer(GraphComponent):
 
     @staticmethod
     def get_default_config() -> Dict[str, Any]:
-        return {HEAD_PATH_KEY: None, THREADS_KEY: None}
+        return {HEAD_PATH_KEY: None, THREADS_KEY: None, FUSION_PATH_KEY: None}
 
-    def __init__(self, config: Dict[str, Any], text_model: TextEmotionModel, fusion: AttentionFusion) -> None:
+    def __init__(self, config: Dict[str, Any], text_model: TextEmotionModel, fusion: Fuser) -> None:
         self.config = config
         self.text_model = text_model
         self.fusion = fusion
@@ -75,7 +76,8 @@ class EmotionRecognizer(GraphComponent):
         execution_context: ExecutionContext,
     ) -> EmotionRecognizer:
         model = shared_text_model(config.get(HEAD_PATH_KEY), config.get(THREADS_KEY))
-        return cls(config, model, AttentionFusion())
+        # The trained fusion (models/weights/fusion.pt), loaded once per process; the hand-set one without it.
+        return cls(config, model, load_fusion(config.get(FUSION_PATH_KEY)))
 
     def process_training_data(self, training_data: Any) -> Any:
         # Training examples need no emotion: skip the encoder cost at train time.

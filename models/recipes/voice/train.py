@@ -14,8 +14,9 @@
 3. A temperature is fitted on the pooled out-of-fold logits (honest held-out
    predictions), then the exported head is trained on all 20 actors.
 
-Confusion-matrix PNGs and per-fold JSON go to --runs-dir (default
-~/.cache/toneline/voice-runs), outside the repository.
+Confusion-matrix PNGs, per-fold JSON and the out-of-fold logits (`oof.npz`,
+which the fusion recipe trains on) go to --runs-dir (default
+~/.cache/toneline/voice-runs/calm-<calm>), outside the repository.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 RUNS = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "voice-runs"
 VERSION = "20261124"
+OOF_FILE = "oof.npz"  # out-of-fold logits per variant, read by models.recipes.fusion
 
 
 def label_of(emotion: str, calm: str) -> str | None:
@@ -267,6 +269,7 @@ def cross_validate(corpus: Corpus, hparams_path: Path, overrides: dict, runs: Pa
             fold[f"probe_{key}"] = headline(evaluate(gold, names(probe[variant])))
         log_event(logger, logging.INFO, "voice.cv.fold", **fold)
         folds.append(fold)
+    save_oof(corpus, oof, runs / OOF_FILE)
     pooled: dict[str, Any] = {}
     gold = names(corpus.labels)
     for variant, key in (("studio", "studio"), (EVAL_VARIANT, "telephone")):
@@ -288,6 +291,20 @@ def cross_validate(corpus: Corpus, hparams_path: Path, overrides: dict, runs: Pa
         pred = oof[variant].argmax(axis=1)
         pooled[f"{key}_without_calm_clips"] = headline(evaluate(names(corpus.labels[no_calm]), names(pred[no_calm])))
     return {"folds": folds, "pooled": pooled, "temperature": temperature}
+
+
+def save_oof(corpus: Corpus, oof: dict[str, np.ndarray], path: Path) -> None:
+    """Out-of-fold logits (before temperature) of every clip, for the fusion recipe: each clip's
+    logits come from the fold head that never heard its actor."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        paths=np.array([str(c.path.name) for c in corpus.clips]),
+        actors=np.array([c.actor for c in corpus.clips]),
+        labels=corpus.labels,
+        **{f"logits_{v}": logits.astype(np.float32) for v, logits in oof.items()},
+    )
+    log_event(logger, logging.INFO, "voice.cv.oof_saved", path=str(path), clips=len(corpus.clips))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -1,0 +1,183 @@
+"""The fusion's training and evaluation turns, built from real unimodal data only.
+
+- RAVDESS voice turns: the voice head's out-of-fold estimate (from the actor
+  fold that never heard the speaker, `models.recipes.voice.train`'s `oof.npz`)
+  plus the text model's estimate of the clip's Whisper transcript
+  (`models.recipes.fusion.asr`). The words are two fixed neutral sentences, so
+  the emotion is in the voice only.
+- Text-only turns: the text model's estimates on MELD and GoEmotions splits its
+  head was not trained on (dev to fit, MELD test to evaluate).
+- Face: none. No face model exists yet; see the card.
+
+Text estimates are cached under ~/.cache/toneline/fusion, keyed by the texts and
+the text head's version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models import data
+from models.emotion import LABEL_INDEX, LABELS, MODALITIES, Modality
+from models.fusion import token_features
+from models.recipes.fusion.paths import CACHE
+from models.text import DEFAULT_HEAD as TEXT_HEAD
+from models.voice import DEFAULT_HEAD as VOICE_HEAD
+
+VOICE_RUNS = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "voice-runs" / "calm-skip"
+TEXT, VOICE, FACE = (MODALITIES.index(m) for m in (Modality.TEXT, Modality.VOICE, Modality.FACE))
+
+
+@dataclass(frozen=True)
+class Turns:
+    """Fusion examples: per-modality distributions and confidences, which are present, gold labels, speakers."""
+
+    probs: np.ndarray  # (n, 3, 7), rows in MODALITIES order; zeros where absent
+    confidence: np.ndarray  # (n, 3)
+    mask: np.ndarray  # (n, 3) bool, True where the modality is present
+    labels: np.ndarray  # (n,) indices into LABELS
+    actors: np.ndarray  # (n,) RAVDESS actor, 0 for text-only corpora
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def features(self) -> np.ndarray:
+        """(n, 3, N_FEATURES) token features (zeros where absent)."""
+        feats = token_features(np.where(self.mask[..., None], self.probs, 1.0 / len(LABELS)), self.confidence)
+        return np.where(self.mask[..., None], feats, 0.0)
+
+    def subset(self, index: np.ndarray) -> Turns:
+        return Turns(
+            self.probs[index],
+            self.confidence[index],
+            self.mask[index],
+            self.labels[index],
+            self.actors[index],
+            self.source,
+        )
+
+    def only(self, modality: int) -> Turns:
+        """The same turns with every other modality masked."""
+        mask = np.zeros_like(self.mask)
+        mask[:, modality] = self.mask[:, modality]
+        return Turns(
+            self.probs,
+            self.confidence,
+            mask,
+            self.labels,
+            self.actors,
+            f"{self.source}, {MODALITIES[modality].value} only",
+        )
+
+
+def concat(parts: list[Turns], source: str) -> Turns:
+    return Turns(
+        np.concatenate([p.probs for p in parts]),
+        np.concatenate([p.confidence for p in parts]),
+        np.concatenate([p.mask for p in parts]),
+        np.concatenate([p.labels for p in parts]),
+        np.concatenate([p.actors for p in parts]),
+        source,
+    )
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def text_probs(texts: list[str], tag: str) -> np.ndarray:
+    """Calibrated text-model distributions (n, 7) of `texts`, cached."""
+    version = json.loads(TEXT_HEAD.with_suffix(".json").read_text()).get("version", "dev")
+    digest = hashlib.sha256("\n".join([str(version), *texts]).encode()).hexdigest()[:16]
+    path = CACHE / f"text-{tag}-{digest}.npy"
+    if path.exists():
+        return np.asarray(np.load(path))
+    from models.text import TextEmotionModel
+
+    model = TextEmotionModel.load(threads=1)
+    out = []
+    for start in range(0, len(texts), 128):
+        out += [e.probs for e in model.predict_batch(texts[start : start + 128])]
+    probs = np.array(out, dtype=np.float64).reshape(-1, len(LABELS))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, probs)
+    return probs
+
+
+def _turns(n: int, labels: np.ndarray, actors: np.ndarray, source: str, **present: np.ndarray) -> Turns:
+    probs = np.zeros((n, len(MODALITIES), len(LABELS)))
+    mask = np.zeros((n, len(MODALITIES)), dtype=bool)
+    for name, p in present.items():
+        row = MODALITIES.index(Modality(name))
+        probs[:, row], mask[:, row] = p, True
+    confidence = probs.max(axis=-1)  # what `EmotionEstimate.from_probs` uses by default
+    return Turns(probs, confidence, mask, labels, actors, source)
+
+
+def text_only(corpus: str, split: str) -> Turns:
+    """Text-only turns of MELD or GoEmotions (Ekman, single-label) `split`."""
+    samples = data.meld(split) if corpus == "meld" else data.goemotions(split)
+    probs = text_probs([s.text for s in samples], f"{corpus}-{split}")
+    labels = np.array([LABEL_INDEX[s.label] for s in samples])
+    return _turns(len(samples), labels, np.zeros(len(samples), dtype=int), f"{corpus} {split}", text=probs)
+
+
+def voice_temperature() -> float:
+    """The shipped voice head's temperature (fitted on out-of-fold logits of the same CV)."""
+    return float(json.loads(VOICE_HEAD.with_suffix(".json").read_text())["temperature"])
+
+
+def load_oof(runs: Path = VOICE_RUNS) -> dict[str, np.ndarray]:
+    path = runs / "oof.npz"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: run `python -m models.recipes.voice.train --no-export` first "
+            "(it saves the voice head's out-of-fold logits)"
+        )
+    return dict(np.load(path))
+
+
+def ravdess(variant: str = "studio", runs: Path = VOICE_RUNS) -> Turns:
+    """RAVDESS turns: out-of-fold voice estimate of `variant` (studio or tel-eval) + ASR transcript's text estimate."""
+    from models.recipes.fusion.asr import transcripts
+
+    oof = load_oof(runs)
+    asr = transcripts()
+    words = [asr[str(name)] for name in oof["paths"]]
+    text = text_probs(words, "ravdess-asr")
+    voice = _softmax(oof[f"logits_{variant}"].astype(np.float64) / voice_temperature())
+    labels = oof["labels"].astype(int)
+    return _turns(len(labels), labels, oof["actors"].astype(int), f"ravdess {variant}", text=text, voice=voice)
+
+
+def synthetic_pairs(voice_turns: Turns, text_turns: Turns, seed: int, per_turn: int = 1) -> Turns:
+    """Augmentation only: each voice turn paired with a random text-only turn of the same label (another corpus)."""
+    rng = np.random.default_rng(seed)
+    by_label = {k: np.flatnonzero(text_turns.labels == k) for k in range(len(LABELS))}
+    rows, partners = [], []
+    for i, y in enumerate(voice_turns.labels):
+        if len(by_label[int(y)]):
+            rows += [i] * per_turn
+            partners += list(rng.choice(by_label[int(y)], per_turn))
+    base = voice_turns.subset(np.array(rows))
+    probs, confidence, mask = base.probs.copy(), base.confidence.copy(), base.mask.copy()
+    probs[:, TEXT] = text_turns.probs[partners, TEXT]
+    confidence[:, TEXT] = text_turns.confidence[partners, TEXT]
+    mask[:, TEXT] = True
+    return Turns(
+        probs,
+        confidence,
+        mask,
+        base.labels,
+        base.actors,
+        f"synthetic pairs ({voice_turns.source} + {text_turns.source})",
+    )

@@ -1,0 +1,90 @@
+"""What the fusion's evaluation reports: voice alone, ASR-text alone and fused, with calibration.
+
+Used by `python -m models.recipes.fusion.train` (numbers in the checkpoint's
+sidecar) and `python -m models.evaluate fusion` (printed report).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from models.emotion import LABELS
+from models.fusion import FusionWeights
+from models.metrics import Report, evaluate, expected_calibration_error
+from models.recipes.fusion.data import TEXT, VOICE, Turns, text_only
+from models.recipes.fusion.train import HeldOut
+
+
+def _names(idx: np.ndarray) -> list[str]:
+    return [LABELS[int(i)] for i in idx]
+
+
+def _report(probs: np.ndarray, gold: np.ndarray) -> Report:
+    return evaluate(_names(gold), _names(probs.argmax(axis=1)))
+
+
+def _scores(report: Report, probs: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+    return {
+        "accuracy": round(report.accuracy, 4),
+        "macro_f1": round(report.macro_f1, 4),
+        "ece": round(expected_calibration_error(probs, gold), 4),
+    }
+
+
+def ravdess_arms(held: HeldOut) -> dict[str, tuple[np.ndarray, Report]]:
+    """Voice alone, ASR-text alone and fused distributions of held-out turns, with their reports."""
+    y = held.turns.labels
+    arms = {"voice": held.turns.probs[:, VOICE], "asr_text": held.turns.probs[:, TEXT], "fused": held.fused}
+    return {name: (p, _report(p, y)) for name, p in arms.items()}
+
+
+def summarise_variant(held: HeldOut) -> dict[str, Any]:
+    y = held.turns.labels
+    out: dict[str, Any] = {"n": len(y)}
+    for name, (probs, report) in ravdess_arms(held).items():
+        out[name] = _scores(report, probs, y)
+    out["fused"]["ece_before_temperature"] = round(expected_calibration_error(held.mixture, y), 4)
+    out["attention"] = {
+        "voice_mean": round(float(held.weights[:, VOICE].mean()), 4),
+        "text_mean": round(float(held.weights[:, TEXT].mean()), 4),
+        "voice_min": round(float(held.weights[:, VOICE].min()), 4),
+        "share_voice_above_text": round(float((held.weights[:, VOICE] > held.weights[:, TEXT]).mean()), 4),
+    }
+    out["fused_minus_voice_accuracy"] = round(out["fused"]["accuracy"] - out["voice"]["accuracy"], 4)
+    return out
+
+
+def summarise(held: dict[str, HeldOut], pairs: bool = False) -> dict[str, Any]:
+    """Speaker-held-out numbers per RAVDESS variant (studio, telephone)."""
+    return {"synthetic_pairs": pairs, **{name: summarise_variant(h) for name, h in held.items()}}
+
+
+def text_only_arms(weights: FusionWeights, turns: Turns) -> dict[str, tuple[np.ndarray, Report]]:
+    """Text alone against the fusion on text-only turns (the fusion sees the same single token)."""
+    fused, _, _ = weights.fuse_arrays(turns.probs, turns.confidence, turns.mask)
+    text = turns.probs[:, TEXT]
+    return {"text": (text, _report(text, turns.labels)), "fused": (fused, _report(fused, turns.labels))}
+
+
+def meld_test(weights: FusionWeights) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, Report]]]:
+    """MELD test (never used by the text head's or the fusion's training): text alone vs fused."""
+    turns = text_only("meld", "test")
+    arms = text_only_arms(weights, turns)
+    summary: dict[str, Any] = {"n": len(turns)}
+    for name, (probs, report) in arms.items():
+        summary[name] = _scores(report, probs, turns.labels)
+    summary["label_agreement"] = round(float((arms["text"][0].argmax(1) == arms["fused"][0].argmax(1)).mean()), 4)
+    return summary, arms
+
+
+def calibration_check(summary: dict[str, Any]) -> dict[str, Any]:
+    """Is the fused ECE no worse than the best single modality's, per evaluation set?"""
+    out: dict[str, Any] = {}
+    for name in ("studio", "telephone"):
+        if name in summary:
+            best = min(summary[name]["voice"]["ece"], summary[name]["asr_text"]["ece"])
+            out[name] = {"fused_ece": summary[name]["fused"]["ece"], "best_single_ece": best}
+            out[name]["fused_no_worse"] = summary[name]["fused"]["ece"] <= best + 0.005
+    return out

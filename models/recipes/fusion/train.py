@@ -1,0 +1,263 @@
+"""Train, cross-validate and export the attention fusion.
+
+    python -m models.recipes.fusion.train [--no-export] [--pairs] [--out models/weights/fusion.pt]
+
+Needs the voice head's out-of-fold logits (`python -m models.recipes.voice.train
+--no-export` writes them) and computes, once, the Whisper transcripts of the
+RAVDESS clips and the text model's estimates (cached outside the repository).
+
+1. Attention: fitted on RAVDESS turns (voice out-of-fold estimate + text estimate
+   of the ASR transcript), the only real turns with two modalities. Under a
+   masked softmax a turn with one modality gives it weight 1 whatever the
+   parameters, so single-modality turns teach the attention nothing.
+2. Temperature: fitted on the fused distributions of a mix of real turns with
+   modality dropout (RAVDESS with both, with the voice only, with the words
+   only) and text-only MELD dev + GoEmotions dev (splits the text head was not
+   trained on), each source weighted equally.
+3. Speaker-held-out evaluation: the same 5 actor folds as the voice head; each
+   fold's fusion never saw its actors. Then the exported fusion is fitted on all.
+
+`--pairs` adds synthetic same-label pairs (a RAVDESS voice turn + a MELD/GoEmotions
+dev text turn) to step 1: augmentation, reported separately, never shipped by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.checkpoint import Checkpoint
+from models.emotion import LABELS, MODALITIES
+from models.fusion import DEFAULT_FUSION, N_FEATURES, FusionWeights
+from models.logs import log_event
+from models.recipes.fusion.data import FACE, TEXT, VOICE, Turns, concat, ravdess, synthetic_pairs, text_only
+
+logger = logging.getLogger(__name__)
+VERSION = "20261125"
+HPARAMS: dict[str, Any] = {
+    "seed": 13,
+    "hidden": 8,
+    "steps": 300,
+    "lr": 0.03,
+    "weight_decay": 0.001,
+    "dropout": 0.3,  # modality dropout for the temperature fit: share of RAVDESS turns losing one modality
+    "folds": 5,
+}
+
+
+class FusionNet(nn.Module):
+    """Training twin of `models.fusion.FusionWeights`: same scores, same masked softmax, same mixture."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(N_FEATURES, hidden)
+        self.embedding = nn.Parameter(0.1 * torch.randn(len(MODALITIES), hidden))
+        self.score = nn.Linear(hidden, 1, bias=False)
+        self.bias = nn.Parameter(torch.zeros(len(MODALITIES)))
+
+    def forward(
+        self, features: torch.Tensor, probs: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.score(torch.tanh(self.proj(features) + self.embedding)).squeeze(-1) + self.bias
+        weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
+        return (weights.unsqueeze(-1) * probs).sum(dim=1), weights
+
+    def set_face_prior(self) -> None:
+        """No face turns exist to train on: face gets a zero embedding and the lower of the trained biases."""
+        with torch.no_grad():
+            self.embedding[FACE].zero_()
+            self.bias[FACE] = torch.minimum(self.bias[TEXT], self.bias[VOICE])
+
+    def export(self, temperature: float) -> FusionWeights:
+        state = {k: v.detach().double().numpy() for k, v in self.state_dict().items()}
+        return FusionWeights(
+            state["proj.weight"],
+            state["proj.bias"],
+            state["embedding"],
+            state["score.weight"][0],
+            state["bias"],
+            temperature,
+        )
+
+
+def _tensors(turns: Turns) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (
+        torch.from_numpy(turns.features).float(),
+        torch.from_numpy(turns.probs).float(),
+        torch.from_numpy(turns.mask),
+        torch.from_numpy(turns.labels).long(),
+    )
+
+
+def fit_attention(turns: Turns, hp: dict[str, Any]) -> FusionNet:
+    """Full-batch Adam on the NLL of the mixture over multi-modality turns."""
+    torch.manual_seed(int(hp["seed"]))
+    net = FusionNet(int(hp["hidden"]))
+    multi = turns.subset(np.flatnonzero(turns.mask.sum(axis=1) > 1))
+    features, probs, mask, y = _tensors(multi)
+    opt = torch.optim.AdamW(net.parameters(), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]))
+    for _ in range(int(hp["steps"])):
+        opt.zero_grad()
+        mixture, _ = net(features, probs, mask)
+        loss = nn.functional.nll_loss(torch.log(mixture.clamp_min(1e-8)), y)
+        loss.backward()
+        opt.step()
+    net.set_face_prior()
+    return net.eval()
+
+
+def modality_dropout(turns: Turns, share: float, seed: int) -> Turns:
+    """A copy where `share` of the multi-modality turns lose one present modality at random (never the last)."""
+    rng = np.random.default_rng(seed)
+    mask = turns.mask.copy()
+    for i in np.flatnonzero(mask.sum(axis=1) > 1):
+        if rng.random() < share:
+            mask[i, rng.choice(np.flatnonzero(mask[i]))] = False
+    return Turns(turns.probs, turns.confidence, mask, turns.labels, turns.actors, turns.source)
+
+
+def fit_temperature(weights: FusionWeights, sources: list[Turns]) -> float:
+    """Temperature minimising the mean over sources of each source's NLL of the fused distribution."""
+    mixtures = [
+        torch.from_numpy(np.log(np.clip(weights.fuse_arrays(s.probs, s.confidence, s.mask)[1], 1e-12, 1)))
+        for s in sources
+    ]
+    targets = [torch.from_numpy(s.labels).long() for s in sources]
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = sum(nn.functional.cross_entropy(m / log_t.exp(), y) for m, y in zip(mixtures, targets))
+        assert isinstance(loss, torch.Tensor)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.exp().item())
+
+
+@dataclass(frozen=True)
+class FitData:
+    """What one fit sees: RAVDESS turns of its actors, text-only dev turns, optional synthetic pairs."""
+
+    ravdess: Turns
+    text: list[Turns]
+    pairs: Turns | None = None
+
+
+def fit(data: FitData, hp: dict[str, Any]) -> FusionWeights:
+    """Attention on real two-modality turns (+ pairs if given), then the temperature."""
+    attention_turns = data.ravdess if data.pairs is None else concat([data.ravdess, data.pairs], "ravdess + pairs")
+    net = fit_attention(attention_turns, hp)
+    untempered = net.export(1.0)
+    dropped = modality_dropout(data.ravdess, float(hp["dropout"]), int(hp["seed"]))
+    temperature = fit_temperature(untempered, [dropped, *data.text])
+    return net.export(temperature)
+
+
+def load_fit_text() -> list[Turns]:
+    """Text-only turns the fit may use: MELD dev and GoEmotions dev (the text head was trained on train)."""
+    return [text_only("meld", "dev"), text_only("goemotions", "dev")]
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Fused predictions of every RAVDESS clip by the fold fusion that never saw its actor."""
+
+    turns: Turns
+    fused: np.ndarray  # calibrated (n, 7)
+    mixture: np.ndarray  # before temperature (n, 7)
+    weights: np.ndarray  # (n, 3)
+
+
+def cross_validate(
+    hp: dict[str, Any], with_pairs: bool = False, text: list[Turns] | None = None
+) -> tuple[dict[str, HeldOut], list[float]]:
+    """Actor-fold predictions for the studio and telephone variants, and each fold's temperature."""
+    # The voice recipe's folds; imported here because it pulls in SpeechBrain, which importing this module must not.
+    from models.recipes.voice.train import actor_folds
+
+    variants = {"studio": ravdess("studio"), "telephone": ravdess("tel-eval")}
+    text = text if text is not None else load_fit_text()
+    studio = variants["studio"]
+    out = {
+        k: (np.zeros((len(v), len(LABELS))), np.zeros((len(v), len(LABELS))), np.zeros((len(v), 3)))
+        for k, v in variants.items()
+    }
+    temperatures = []
+    for k, actors in enumerate(actor_folds(int(hp["folds"]))):
+        held = np.isin(studio.actors, actors)
+        train = studio.subset(np.flatnonzero(~held))
+        pairs = synthetic_pairs(train, concat(text, "text dev"), seed=k) if with_pairs else None
+        weights = fit(FitData(train, text, pairs), hp)
+        temperatures.append(weights.temperature)
+        for name, turns in variants.items():
+            part = turns.subset(np.flatnonzero(held))
+            fused, mixture, attention = weights.fuse_arrays(part.probs, part.confidence, part.mask)
+            out[name][0][held], out[name][1][held], out[name][2][held] = fused, mixture, attention
+        log_event(
+            logger, logging.INFO, "fusion.cv.fold", fold=k, actors=actors, temperature=round(weights.temperature, 3)
+        )
+    return {k: HeldOut(variants[k], *out[k]) for k in variants}, temperatures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-export", action="store_true", help="cross-validate only")
+    parser.add_argument(
+        "--pairs", action="store_true", help="augment the attention fit with synthetic same-label pairs"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_FUSION)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(1)
+    from models.recipes.fusion.report import summarise
+
+    started = time.perf_counter()
+    text = load_fit_text()
+    held, temperatures = cross_validate(HPARAMS, args.pairs, text)
+    summary = summarise(held, pairs=args.pairs)
+    print(json.dumps(summary, indent=2))
+    if args.no_export:
+        return
+    studio = ravdess("studio")
+    pairs = synthetic_pairs(studio, concat(text, "text dev"), seed=99) if args.pairs else None
+    weights = fit(FitData(studio, text, pairs), HPARAMS)
+    net = FusionNet(int(HPARAMS["hidden"]))
+    state = {
+        "proj.weight": torch.from_numpy(weights.w).float(),
+        "proj.bias": torch.from_numpy(weights.b).float(),
+        "embedding": torch.from_numpy(weights.embedding).float(),
+        "score.weight": torch.from_numpy(weights.v[None]).float(),
+        "bias": torch.from_numpy(weights.bias).float(),
+    }
+    net.load_state_dict(state)
+    info = {
+        "version": VERSION,
+        "modalities": [m.value for m in MODALITIES],
+        "data": (
+            "RAVDESS speech, 20 actors (CC BY-NC-SA 4.0): voice head out-of-fold estimates + Whisper tiny.en "
+            "transcripts; MELD dev (GPL-3.0), GoEmotions dev (CC BY 4.0): text-only"
+        ),
+        "synthetic_pairs": bool(args.pairs),
+        "face": "untrained: zero embedding, bias = min(text, voice) bias (no face model exists yet)",
+        "settings": HPARAMS,
+        "cv": {**summary, "fold_temperatures": [round(t, 4) for t in temperatures]},
+        "train_seconds": round(time.perf_counter() - started, 1),
+    }
+    Checkpoint(state, LABELS, weights.temperature, {"hidden": int(HPARAMS["hidden"])}, info).save(args.out)
+    log_event(logger, logging.INFO, "fusion.export.done", path=str(args.out), temperature=round(weights.temperature, 4))
+
+
+if __name__ == "__main__":
+    main()
