@@ -111,13 +111,14 @@ def evaluate_fusion(args: argparse.Namespace) -> str:
 
     from models.fusion import DEFAULT_FUSION, TrainedFusion
     from models.recipes.fusion.report import calibration_check, meld_test, ravdess_arms, summarise
-    from models.recipes.fusion.train import HPARAMS, cross_validate
+    from models.recipes.fusion.train import HPARAMS, SYNTHETIC_TEST, cross_validate
 
     held, _ = cross_validate(HPARAMS, with_pairs=args.pairs)
     summary = summarise(held, pairs=args.pairs)
     for variant, h in held.items():
         for arm, (_, report) in ravdess_arms(h).items():
-            print(f"== RAVDESS {variant}, held-out actors (5 actor folds): {arm} ==\n{report.render()}\n")
+            title = f"RAVDESS {variant}" if variant != SYNTHETIC_TEST else "AUGMENTATION ONLY, synthetic pairs"
+            print(f"== {title}, held-out actors (5 actor folds): {arm} ==\n{report.render()}\n")
         attention = summary[variant]["attention"]
         print(f"attention, mean over turns: voice {attention['voice_mean']:.3f}, text {attention['text_mean']:.3f}\n")
     fusion = TrainedFusion.load(args.head or DEFAULT_FUSION)
@@ -133,6 +134,7 @@ def evaluate_fusion(args: argparse.Namespace) -> str:
             "n": studio["n"],
             "accuracy": studio["fused"]["accuracy"],
             "macro_f1": studio["fused"]["macro_f1"],
+            "weighted_f1": studio["fused"]["weighted_f1"],
             "voice_accuracy": studio["voice"]["accuracy"],
             "asr_text_accuracy": studio["asr_text"]["accuracy"],
             "telephone_fused_accuracy": summary["telephone"]["fused"]["accuracy"],

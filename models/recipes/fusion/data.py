@@ -136,8 +136,8 @@ def voice_temperature() -> float:
     return float(json.loads(VOICE_HEAD.with_suffix(".json").read_text())["temperature"])
 
 
-def load_oof(runs: Path = VOICE_RUNS) -> dict[str, np.ndarray]:
-    path = runs / "oof.npz"
+def load_oof(runs: Path | None = None) -> dict[str, np.ndarray]:
+    path = (runs or VOICE_RUNS) / "oof.npz"
     if not path.exists():
         raise FileNotFoundError(
             f"{path} is missing: run `python -m models.recipes.voice.train --no-export` first "
@@ -146,7 +146,7 @@ def load_oof(runs: Path = VOICE_RUNS) -> dict[str, np.ndarray]:
     return dict(np.load(path))
 
 
-def ravdess(variant: str = "studio", runs: Path = VOICE_RUNS) -> Turns:
+def ravdess(variant: str = "studio", runs: Path | None = None) -> Turns:
     """RAVDESS turns: out-of-fold voice estimate of `variant` (studio or tel-eval) + ASR transcript's text estimate."""
     from models.recipes.fusion.asr import transcripts
 

@@ -29,6 +29,7 @@ def _scores(report: Report, probs: np.ndarray, gold: np.ndarray) -> dict[str, fl
     return {
         "accuracy": round(report.accuracy, 4),
         "macro_f1": round(report.macro_f1, 4),
+        "weighted_f1": round(report.weighted_f1, 4),
         "ece": round(expected_calibration_error(probs, gold), 4),
     }
 
@@ -57,7 +58,8 @@ def summarise_variant(held: HeldOut) -> dict[str, Any]:
 
 
 def summarise(held: dict[str, HeldOut], pairs: bool = False) -> dict[str, Any]:
-    """Speaker-held-out numbers per RAVDESS variant (studio, telephone)."""
+    """Speaker-held-out numbers per RAVDESS variant (studio, telephone; and the synthetic pairs test, where
+    "asr_text" is the MELD test text paired with the voice turn)."""
     return {"synthetic_pairs": pairs, **{name: summarise_variant(h) for name, h in held.items()}}
 
 
