@@ -3,6 +3,7 @@
     python -m models.evaluate text MANIFEST.csv [--head PATH] [--batch-size 64]
     python -m models.evaluate voice MANIFEST.csv [--telephone] [--head PATH]
     python -m models.evaluate fusion [--head PATH] [--pairs]
+    python -m models.evaluate face FILE.npz [--head PATH]
 
 MANIFEST.csv for text has the columns `text,label` (optionally `dialogue_id,turn`).
 Labels are canonical (neutral, happy, sad, angry, fearful, disgusted, surprised)
@@ -13,6 +14,12 @@ reads at any rate; `--telephone` first passes each clip through the simulated
 phone channel (seeded per row). Prints per-class
 precision/recall/F1, a confusion matrix and, as the last line, one JSON object
 with n, accuracy, macro_f1 and weighted_f1.
+
+FILE.npz for face holds `images` (N, H, W) uint8 grayscale, `labels` (N,) int
+and `classes` (the names of the label ids, FER2013 spelling or canonical).
+48x48 images are taken as face crops (as in FER2013); larger ones go through
+face detection first, and where no face is found the whole image is used as
+the face (counted and printed).
 
 `fusion` takes no manifest: it reads $TONELINE_DATA and reports, on held-out
 RAVDESS actors (actor folds; each fold's fusion never saw them), voice alone,
@@ -149,6 +156,49 @@ def evaluate_fusion(args: argparse.Namespace) -> str:
     )
 
 
+def evaluate_face(args: argparse.Namespace) -> str:
+    import numpy as np
+
+    from models.face import SIZE, FaceEmotionModel, FaceError, canonical_classes, to_gray
+
+    try:
+        with np.load(args.manifest, allow_pickle=False) as raw:
+            images, labels, classes = raw["images"], raw["labels"].astype(int), [str(c) for c in raw["classes"]]
+    except (OSError, KeyError) as exc:
+        raise ManifestError(f"{args.manifest}: needs arrays images, labels, classes ({exc})") from exc
+    if images.ndim != 3 or images.dtype != np.uint8 or len(images) != len(labels):
+        raise ManifestError(f"{args.manifest}: images must be uint8 (N, H, W) with N labels, got {images.shape}")
+    if labels.size and not 0 <= labels.min() <= labels.max() < len(classes):
+        raise ManifestError(f"{args.manifest}: labels must index classes (0..{len(classes) - 1})")
+    gold_idx = np.array(canonical_classes(classes))[labels]
+    model = FaceEmotionModel.load(args.head)
+    undetected = 0
+    if images.shape[1:] == (SIZE, SIZE):
+        faces = images
+    else:
+        import cv2
+
+        crops = []
+        for image in images:
+            try:
+                face = model.preprocess(image)
+            except FaceError as exc:
+                raise ManifestError(f"{args.manifest}: {exc}") from exc
+            if face is None:
+                undetected += 1
+                face = cv2.resize(to_gray(image), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+            crops.append(face)
+        faces = np.stack(crops)
+    probs = np.concatenate([model.predict_faces(faces[i : i + 256]) for i in range(0, len(faces), 256)])
+    report = evaluate([LABELS[i] for i in gold_idx], [LABELS[i] for i in probs.argmax(axis=1)], LABELS)
+    print(f"model: {model.name}\nimages: {args.manifest} ({len(images)}, {images.shape[1]}x{images.shape[2]})")
+    if undetected:
+        print(f"no face detected in {undetected} images: the whole image was used")
+    print()
+    print(report.render())
+    return json_line(report, modality="face", undetected=undetected)
+
+
 def _print_skipped(skipped: Counter[str]) -> None:
     if skipped:
         detail = ", ".join(f"{label}: {n}" for label, n in skipped.most_common())
@@ -159,6 +209,7 @@ EVALUATORS: dict[str, Callable[[argparse.Namespace], str]] = {
     "text": evaluate_text,
     "voice": evaluate_voice,
     "fusion": evaluate_fusion,
+    "face": evaluate_face,
 }
 
 
@@ -167,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m models.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("modality", choices=sorted(EVALUATORS))
-    parser.add_argument("manifest", type=Path, nargs="?", help="labelled CSV (text, voice); fusion takes none")
+    parser.add_argument(
+        "manifest", type=Path, nargs="?", help="labelled CSV (text, voice), NPZ (face); fusion takes none"
+    )
     parser.add_argument("--head", type=Path, default=None, help="head checkpoint (default: the shipped one)")
     parser.add_argument("--telephone", action="store_true", help="voice: simulate a phone line before predicting")
     parser.add_argument("--batch-size", type=int, default=64)

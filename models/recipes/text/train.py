@@ -25,6 +25,7 @@ from tqdm import tqdm
 from models import data
 from models.emotion import LABEL_INDEX, LABELS
 from models.metrics import evaluate, expected_calibration_error
+from models.recipes.calibration import fit_temperature
 from models.text import DEFAULT_HEAD, ENCODER_NAME, EmotionHead, HeadCheckpoint, MiniLMEncoder
 
 CACHE = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "text-emb"
@@ -50,22 +51,6 @@ def class_weights(y: np.ndarray) -> torch.Tensor:
     counts = np.bincount(y, minlength=len(LABELS)).astype(float)
     w = 1.0 / np.sqrt(np.maximum(counts, 1.0))
     return torch.tensor(w / w.mean(), dtype=torch.float32)
-
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """Temperature minimising validation NLL (Guo et al., 2017)."""
-    log_t = torch.zeros(1, requires_grad=True)
-    x, target = torch.from_numpy(logits), torch.from_numpy(y)
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(x / log_t.exp(), target)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return float(log_t.exp())
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

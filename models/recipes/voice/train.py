@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from models.emotion import LABEL_INDEX, LABELS, canonical_label
 from models.logs import log_event
 from models.metrics import Report, evaluate, expected_calibration_error
+from models.recipes.calibration import fit_temperature
 from models.recipes.voice.features import (
     EVAL_VARIANT,
     TRAIN_VARIANTS,
@@ -198,22 +199,6 @@ def linear_probe(corpus: Corpus, train_idx: np.ndarray, test_idx: np.ndarray) ->
     y = np.tile(corpus.labels[train_idx], 1 + len(TRAIN_VARIANTS))
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000)).fit(x, y)
     return {v: probe.predict(pooled(v, test_idx)) for v in ("studio", EVAL_VARIANT)}
-
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """Temperature minimising NLL on held-out logits (Guo et al., 2017)."""
-    log_t = torch.zeros(1, requires_grad=True)
-    x, target = torch.from_numpy(logits).float(), torch.from_numpy(y).long()
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x / log_t.exp(), target)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return float(log_t.exp().item())
 
 
 def names(idx: np.ndarray) -> list[str]:
