@@ -222,8 +222,11 @@ class _Span:
 class VoiceEmotionModel:
     """16 kHz PCM (or Whisper encoder states) -> `EmotionEstimate`; thread-safe, load once."""
 
-    def __init__(self, encoder: WhisperEncoder, head: VoiceHead, temperature: float, name: str) -> None:
-        self.encoder = encoder
+    def __init__(
+        self, encoder: WhisperEncoder | None, head: VoiceHead, temperature: float, name: str, threads: int = 1
+    ) -> None:
+        self._encoder = encoder
+        self._threads = threads
         self.head = head.eval()
         self.fbank = PhoneBandFbank() if head.needs_audio else None
         self.temperature = temperature
@@ -240,7 +243,17 @@ class VoiceEmotionModel:
         head.load_state_dict(checkpoint.state_dict)
         name = f"voice-whisper-asp@{checkpoint.info.get('version', 'dev')}"
         log_event(logger, logging.INFO, "voice.model.loaded", model=name, temperature=checkpoint.temperature)
-        return cls(WhisperEncoder(threads=threads), head, checkpoint.temperature, name)
+        # The encoder loads on first use: the telephony connector hands over the states of its own
+        # ASR pass (`predict_from_encoder`) and would otherwise hold a second Whisper in memory.
+        return cls(None, head, checkpoint.temperature, name, threads)
+
+    @property
+    def encoder(self) -> WhisperEncoder:
+        """The bundled Whisper tiny.en encoder, loaded on first use."""
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = WhisperEncoder(threads=self._threads)
+            return self._encoder
 
     @property
     def needs_audio(self) -> bool:
@@ -249,8 +262,9 @@ class VoiceEmotionModel:
 
     def encode(self, pcm16k: np.ndarray) -> np.ndarray:
         """Whisper encoder states (T, 384) of one turn, as `predict_from_encoder` takes them."""
+        encoder = self.encoder
         with self._lock:
-            return self.encoder.encode(pcm16k)
+            return encoder.encode(pcm16k)
 
     @torch.inference_mode()
     def forward(
