@@ -78,11 +78,15 @@ class EmotionRecorder:
     def record(self, info: ConversationInfo, turns: Sequence[TurnRecord]) -> tuple[Decision, bool]:
         """Decide on the accumulated turns and write them; Redis down is logged, not raised."""
         routing = self.settings.routing
-        state = ConversationState(info.conversation_id, info.customer_id, tuple(turns))
-        decision = decide(state, routing)
         if self.store is None:
-            return decision, False
+            return decide(ConversationState(info.conversation_id, info.customer_id, tuple(turns)), routing), False
         try:
+            # A customer escalated before needs one negative turn fewer, on calls with an agent too.
+            previous = self.store.previous_escalations(info.customer_id, info.conversation_id)
+            state = ConversationState(
+                info.conversation_id, info.customer_id, tuple(turns), previous_escalations=previous
+            )
+            decision = decide(state, routing)
             self.store.record(info, turns, summarize(turns, routing), decision)
             return decision, True
         except StateUnavailable as exc:
@@ -93,7 +97,7 @@ class EmotionRecorder:
                 conversation_id=info.conversation_id,
                 error=str(exc),
             )
-            return decision, False
+            return decide(ConversationState(info.conversation_id, info.customer_id, tuple(turns)), routing), False
 
     def turn(
         self, info: ConversationInfo, history: list[TurnRecord], hearing: Hearing, message_id: str

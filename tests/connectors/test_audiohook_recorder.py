@@ -9,10 +9,13 @@ import pytest
 from connectors.audiohook.recorder import CHANNEL, EmotionRecorder
 from connectors.speech.recognizer import Hearing
 from models.emotion import EmotionEstimate
+from plugin.routing import Decision, RoutingConfig, TurnRecord, summarize
 from plugin.settings import PrivacySettings, RedisSettings, Settings
 from plugin.state import ConversationInfo, StateStore
+from scripts.stack import RedisEndpoint
 
 ANGRY = EmotionEstimate.from_probs("voice", {"angry": 0.8, "neutral": 0.2})
+SAD = EmotionEstimate.from_probs("voice", {"sad": 0.8, "neutral": 0.2})
 INFO = ConversationInfo("conv-1", "+15550100", CHANNEL)
 
 
@@ -40,3 +43,32 @@ def test_redis_down_is_logged_and_the_session_carries_on(caplog: pytest.LogCaptu
     assert first is not None and second is not None
     assert not first.stored and not second.stored and len(history) == 2
     assert "audiohook.state.unavailable" in caplog.text
+
+
+def test_a_customer_escalated_before_is_escalated_one_negative_turn_sooner(
+    redis_endpoint: RedisEndpoint, redis_prefix: str
+) -> None:
+    # Only the streak rule: no sharp outburst or sudden drop may escalate first.
+    routing = RoutingConfig(sharp_confidence=1.0, sudden_drop=3.0)
+    settings = Settings(redis=RedisSettings(url=redis_endpoint.url, prefix=redis_prefix), routing=routing)
+    store = StateStore(settings.redis, settings.state)
+    needed = routing.sustained_turns
+    fresh, returning = EmotionRecorder(settings, store), EmotionRecorder(settings, store)
+    earlier = ConversationInfo("conv-0", "+15550199", CHANNEL)
+    angry = [TurnRecord(f"e{i}", 1.0 + i, "angry", -0.8, 0.8, 0.9, {"voice": 1.0}) for i in range(needed)]
+    store.record(earlier, angry, summarize(angry, settings.routing), Decision("empathetic", True, "streak", "rule"))
+
+    def decisions(recorder: EmotionRecorder, info: ConversationInfo) -> list[bool]:
+        history: list = []
+        out = []
+        for i in range(needed):
+            heard = Hearing("I am really disappointed, it still does not work.", SAD, 0.01, 10.0, 10.0)
+            recorded = recorder.turn(info, history, heard, f"s:{i}")
+            assert recorded is not None and recorded.stored
+            out.append(recorded.decision.escalate)
+        return out
+
+    first_time = decisions(fresh, ConversationInfo("conv-a", "+15550100", CHANNEL))
+    again = decisions(returning, ConversationInfo("conv-b", "+15550199", CHANNEL))
+    assert first_time.index(True) == needed - 1, first_time
+    assert again.index(True) == needed - 2, again
