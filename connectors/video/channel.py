@@ -1,0 +1,143 @@
+"""The browser video chat channel, mounted in Rasa's server.
+
+credentials.yml:
+
+    connectors.video.channel.VideoInput:
+      fps: 4                                  # frames analysed per second while the camera is on
+      turn_window_s: 10                       # a turn's face estimate covers at most its last 10 s
+      face_weights_env: TONELINE_FACE_WEIGHTS # env variable naming the face weights (wins over face_weights)
+      # face_weights: models/weights/face_cnn.pt
+      # ice_servers: ["stun:stun.example.com:3478"]   # beyond one LAN; none by default
+
+Routes under /webhooks/toneline_video/: GET `/` (the chat page), GET `app.js`,
+GET `health`, WebSocket `ws` (chat, camera consent and WebRTC signalling).
+Without face weights the page still chats; the camera button says analysis is unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict
+
+from rasa.core.channels.channel import InputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from connectors.bot import BotGateway, RasaBot
+from connectors.frames import ProtocolError
+from connectors.transport import NORMAL, TOO_BIG, WebSocketTransport
+from connectors.video import serializer
+from connectors.video.faces import FaceWorker, weights_path
+from connectors.video.frames import ErrorOut, OutboundFrame, Ready
+from connectors.video.session import VideoSession, VideoSettings
+from models.logs import log_event
+
+logger = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+_ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
+_CLOSING = {"oversized_message"}  # everything else is answered with an error and the chat goes on
+
+
+def settings_from(credentials: Dict[str, Any]) -> VideoSettings:
+    """`VideoSettings` from the channel's credentials.yml block; a bad value raises naming its key."""
+    try:
+        fps = float(credentials.get("fps") or VideoSettings.fps)
+        window = float(credentials.get("turn_window_s") or VideoSettings.turn_window_s)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"toneline_video: fps and turn_window_s must be numbers ({exc})") from None
+    servers = credentials.get("ice_servers") or []
+    if not isinstance(servers, list):
+        raise ValueError("toneline_video: ice_servers must be a list of STUN/TURN URLs")
+    return VideoSettings(fps=fps, turn_window_s=window, ice_servers=tuple(str(s) for s in servers))
+
+
+class VideoInput(InputChannel):
+    """Rasa input channel for the browser video chat (text turns, optional camera, WebRTC via aiortc)."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "toneline_video"
+
+    @classmethod
+    def from_credentials(cls, credentials: Dict[str, Any] | None) -> InputChannel:
+        creds = credentials or {}
+        return cls(settings_from(creds), FaceWorker(weights_path(creds)))
+
+    def __init__(self, settings: VideoSettings | None = None, faces: FaceWorker | None = None) -> None:
+        self.settings = settings or VideoSettings()
+        self.faces = faces or FaceWorker()
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        bp = Blueprint("toneline_video", __name__)
+
+        @bp.listener("after_server_start")
+        async def preload(app: Any, loop: Any) -> None:
+            # Load the face model now (off the event loop), not when the first customer opts in.
+            loop.create_task(self.faces.model())
+
+        @bp.route("/", methods=["GET"])
+        async def page(_: Request) -> HTTPResponse:
+            return _asset("index.html")
+
+        @bp.route("/app.js", methods=["GET"])
+        async def script(_: Request) -> HTTPResponse:
+            return _asset("app.js")
+
+        @bp.route("/health", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok", "face": not self.faces.unavailable})
+
+        @bp.websocket("/ws")
+        async def ws(request: Request, socket: Any) -> None:
+            bot = RasaBot(on_new_message, self.name(), lambda: getattr(request.app.ctx, "agent", None))
+            await self.serve(WebSocketTransport(socket, "video"), bot)
+
+        return bp
+
+    async def serve(self, transport: WebSocketTransport, bot: BotGateway) -> None:
+        """Run one page's session to its end; every way out closes the camera, the session and the socket."""
+
+        async def send(frame: OutboundFrame) -> bool:
+            return await transport.send(serializer.serialize(frame))
+
+        session = VideoSession(bot, self.faces, send, self.settings)
+        log_event(logger, logging.INFO, "video.session.started", session_id=session.session_id)
+        try:
+            await send(Ready(session.session_id, face=await self.faces.model() is not None))
+            while (message := await transport.receive()) is not None:
+                try:
+                    frame = serializer.parse(message)
+                except ProtocolError as exc:
+                    log_event(
+                        logger,
+                        logging.WARNING,
+                        "video.ws.bad_message",
+                        session_id=session.session_id,
+                        code=exc.code,
+                        detail=exc.detail[:200],
+                    )
+                    if exc.code in _CLOSING:
+                        await transport.close(TOO_BIG, exc.code)
+                        break
+                    await send(ErrorOut(exc.code, exc.detail[:200]))
+                    continue
+                await session.handle(frame)
+            else:
+                log_event(logger, logging.INFO, "video.ws.disconnected", session_id=session.session_id)
+        except asyncio.CancelledError:
+            # Sanic cancels the handler when the TCP connection drops without a close frame.
+            log_event(logger, logging.INFO, "video.ws.disconnected", session_id=session.session_id)
+            raise
+        finally:
+            await session.close()
+            await transport.close(NORMAL, "session ended")
+
+
+def _asset(name: str) -> HTTPResponse:
+    # The page is a few kB: read per request so a deployment can restyle it without a restart.
+    body = (STATIC / name).read_text(encoding="utf-8")
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    return response.text(body, content_type=_ASSETS[name], headers=headers)
