@@ -41,5 +41,9 @@ class Keys:
     def claims(self) -> str:
         return f"{self.prefix}:handoffs:claims"
 
+    def nonce(self, digest: str) -> str:
+        """A request-signature nonce already used (AudioHook replay protection); `digest` is its hash."""
+        return f"{self.prefix}:nonce:{digest}"
+
     def rollup(self, hour: str) -> str:
         return f"{self.prefix}:rollup:{hour}"

@@ -10,6 +10,7 @@ the bot: while Redis is down, calls fail fast with `StateUnavailable`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -219,6 +220,11 @@ class StateStore:
 
     def meta(self, conversation_id: str) -> dict[str, str]:
         return dict(self._call("meta", lambda: self.client.hgetall(self.keys.conv(conversation_id, "meta"))))
+
+    def claim_nonce(self, nonce: str, ttl_seconds: int) -> bool:
+        """True the first time `nonce` is claimed within `ttl_seconds` (shared by every instance)."""
+        key = self.keys.nonce(hashlib.sha256(nonce.encode()).hexdigest()[:32])
+        return bool(self._call("nonce", lambda: self.client.set(key, 1, nx=True, ex=max(1, ttl_seconds))))
 
     def previous_escalations(self, customer_id: str, conversation_id: str) -> int:
         """How many of the customer's other conversations were escalated."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict
@@ -39,7 +40,7 @@ from connectors.transport import WebSocketTransport
 from models.logs import log_event
 from plugin import settings as toneline_settings
 from plugin.nlu import shared_text_model
-from plugin.state import StateStore
+from plugin.state import StateStore, StateUnavailable
 
 logger = logging.getLogger(__name__)
 WS_PATH = "/ws"
@@ -86,6 +87,7 @@ class AudioHookInput(InputChannel):
         self.session_settings = session or SessionSettings()
         self._runtime = runtime
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toneline-audiohook")
+        self._nonces: dict[str, float] = {}  # fallback replay memory while Redis is away
         store = StateStore(self.settings.redis, self.settings.state)
         self.recorder = EmotionRecorder(self.settings, store, lambda: shared_text_model(None, None))
         if not api_key:
@@ -113,17 +115,44 @@ class AudioHookInput(InputChannel):
             authority=request.headers.get("host") or request.host,
             headers={k.lower(): v for k, v in request.headers.items()},
         )
+        now = time.time()
         try:
-            signature.verify(
+            parsed = signature.verify(
                 signed,
                 request.headers.get("signature-input"),
                 request.headers.get("signature"),
                 self.api_key,
                 self.client_secret,
+                now,
             )
         except signature.SignatureError as exc:
             return exc.code
+        if not self._first_use(str(parsed.params["nonce"]), signature.replay_window(parsed, now), now):
+            return "replayed_nonce"
         return None
+
+    def _first_use(self, nonce: str, ttl: int, now: float) -> bool:
+        """A signed request may be used once: nonces are remembered in Redis (all instances) until they expire.
+
+        With Redis down, this instance's own memory keeps replays out (logged): refusing every
+        call would be worse, and a replay to another instance is the remaining gap.
+        """
+        try:
+            return (
+                self.recorder.store.claim_nonce(nonce, ttl)
+                if self.recorder.store
+                else self._local_nonce(nonce, ttl, now)
+            )
+        except StateUnavailable as exc:
+            log_event(logger, logging.WARNING, "audiohook.nonce.local_only", error=str(exc))
+            return self._local_nonce(nonce, ttl, now)
+
+    def _local_nonce(self, nonce: str, ttl: int, now: float) -> bool:
+        self._nonces = {n: until for n, until in self._nonces.items() if until > now}
+        if nonce in self._nonces:
+            return False
+        self._nonces[nonce] = now + ttl
+        return True
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("toneline_audiohook", __name__)

@@ -112,8 +112,11 @@ def verify(
     api_key: str,
     client_secret: str,
     now: float | None = None,
-) -> None:
-    """Raise `SignatureError` unless the request is signed by the holder of `client_secret` for `api_key`."""
+) -> SignatureInput:
+    """The verified signature's parameters; raises `SignatureError` unless `client_secret`'s holder signed it.
+
+    Replay protection is the caller's: the returned `nonce` must not have been seen before `expires`.
+    """
     if not signature_input or not signature:
         raise SignatureError("missing_signature")
     parsed = parse_input(signature_input)
@@ -127,6 +130,7 @@ def verify(
     expected = compute(signature_base(parsed, request), client_secret)
     if not hmac.compare_digest(expected, match.group(2)):
         raise SignatureError("bad_signature")
+    return parsed
 
 
 def _check_params(parsed: SignatureInput, api_key: str, now: float) -> None:
@@ -134,6 +138,8 @@ def _check_params(parsed: SignatureInput, api_key: str, now: float) -> None:
         raise SignatureError("unsupported_algorithm", str(parsed.params.get("alg")))
     if not hmac.compare_digest(str(parsed.params.get("keyid", "")), api_key):
         raise SignatureError("wrong_keyid")
+    if not str(parsed.params.get("nonce", "")):
+        raise SignatureError("missing_nonce")
     created, expires = parsed.params.get("created"), parsed.params.get("expires")
     if isinstance(created, int) and created > now + CLOCK_SKEW_S:
         raise SignatureError("created_in_future")
@@ -157,3 +163,11 @@ def sign(
     parsed = SignatureInput("sig1", components, {}, raw)
     value = compute(signature_base(parsed, request), client_secret)
     return {"Signature-Input": f"sig1={raw}", "Signature": f"sig1=:{value}:"}
+
+
+def replay_window(parsed: SignatureInput, now: float, default_s: int = 600) -> int:
+    """How long (s) a nonce must be remembered: until the signature expires (plus skew), else `default_s`."""
+    expires = parsed.params.get("expires")
+    if isinstance(expires, int):
+        return max(1, int(expires - now) + CLOCK_SKEW_S)
+    return default_s

@@ -8,9 +8,10 @@ import json
 import uuid
 
 import pytest
+from websockets.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
-from connectors.audiohook.simulator import AudioHookClient, connect_session, open_message, open_session
+from connectors.audiohook.simulator import AudioHookClient, connect_session, headers, open_message, open_session
 from tests.connectors.conftest import AUDIOHOOK_API_KEY, AUDIOHOOK_SECRET, VoiceStack
 from tests.connectors.speech_fixtures import needs_espeak, speak
 from tests.connectors.test_audiohook_session import ws_url
@@ -37,6 +38,19 @@ async def test_upgrade_is_refused_with_401(
     assert refused.value.status_code == 401
     await asyncio.sleep(0.1)
     assert logged in voice_stack.log()
+
+
+@pytest.mark.asyncio
+async def test_a_signed_upgrade_request_cannot_be_replayed(voice_stack: VoiceStack) -> None:
+    url = ws_url(voice_stack)
+    captured = headers(url, AUDIOHOOK_API_KEY, AUDIOHOOK_SECRET, str(uuid.uuid4()), str(uuid.uuid4()), "c-1")
+    first = await connect(url, extra_headers=captured)
+    await first.close()
+    with pytest.raises(InvalidStatusCode) as refused:
+        await connect(url, extra_headers=captured)  # the same signed request, sent again by someone who saw it
+    assert refused.value.status_code == 401
+    await asyncio.sleep(0.1)
+    assert "code=replayed_nonce" in voice_stack.log()
 
 
 async def raw_session(stack: VoiceStack) -> AudioHookClient:

@@ -152,7 +152,10 @@ def expected_signature() -> str:
 
 def test_known_answer_signature_verifies() -> None:
     sig = expected_signature()
-    signature.verify(REQUEST, f"sig1={PARAMS}", f"sig1=:{sig}:", API_KEY, SECRET, now=1641013210)
+    parsed = signature.verify(REQUEST, f"sig1={PARAMS}", f"sig1=:{sig}:", API_KEY, SECRET, now=1641013210)
+    assert parsed.params["nonce"] == "VGhpc0lzQVVuaXF1ZU5vbmNl"
+    # The nonce must be remembered until the signature expires (plus the clock skew allowed).
+    assert signature.replay_window(parsed, now=1641013210) == 3282026430 - 1641013210 + signature.CLOCK_SKEW_S
     signed = signature.sign(
         REQUEST,
         API_KEY,
@@ -196,8 +199,16 @@ def test_bad_signatures_are_named(change: dict, code: str) -> None:
 
 
 def test_a_signature_must_cover_the_audiohook_headers() -> None:
-    partial = f'("@request-target" "@authority");keyid="{API_KEY}";alg="hmac-sha256"'
+    partial = f'("@request-target" "@authority");keyid="{API_KEY}";nonce="n1";alg="hmac-sha256"'
     request = signature.SignedRequest("/ws", "h", HEADERS)
     sig = signature.compute(signature.signature_base(signature.parse_input(f"sig1={partial}"), request), SECRET)
     with pytest.raises(signature.SignatureError, match="uncovered_components"):
         signature.verify(request, f"sig1={partial}", f"sig1=:{sig}:", API_KEY, SECRET)
+
+
+def test_a_signature_without_a_nonce_cannot_be_protected_from_replay() -> None:
+    params = f'("@request-target" "@authority");keyid="{API_KEY}";alg="hmac-sha256"'
+    request = signature.SignedRequest("/ws", "h", HEADERS)
+    sig = signature.compute(signature.signature_base(signature.parse_input(f"sig1={params}"), request), SECRET)
+    with pytest.raises(signature.SignatureError, match="missing_nonce"):
+        signature.verify(request, f"sig1={params}", f"sig1=:{sig}:", API_KEY, SECRET)
