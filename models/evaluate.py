@@ -133,7 +133,7 @@ def evaluate_fusion(args: argparse.Namespace) -> str:
     for arm, (_, report) in arms.items():
         print(f"== MELD test, text only: {arm} ({fusion.name}) ==\n{report.render()}\n")
     summary["meld_test"] = meld
-    summary["calibration"] = calibration_check(summary)
+    summary["calibration"] = calibration_check(held)
     print("== summary ==\n" + json.dumps(summary, indent=2) + "\n")
     studio = summary["studio"]
     return json.dumps(

@@ -1,0 +1,50 @@
+"""`python -m models.evaluate fusion`: voice alone, ASR text alone and fused on held-out RAVDESS actors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.recipes.fusion.data import VOICE_RUNS
+from tests.conftest import shared_data
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_fusion_report_meets_the_acceptance_criteria() -> None:
+    shared_data("speech", "ravdess")
+    shared_data("text", "meld")
+    if not (VOICE_RUNS / "oof.npz").exists():
+        pytest.skip(
+            f"needs the voice head's out-of-fold logits at {VOICE_RUNS / 'oof.npz'}: "
+            "run `python -m models.recipes.voice.train --no-export` (about 15 minutes) first"
+        )
+    done = subprocess.run(
+        [sys.executable, "-m", "models.evaluate", "fusion"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    for heading in (
+        "studio, held-out actors (5 actor folds): voice",
+        ": asr_text",
+        ": fused",
+        "MELD test",
+        "confusion",
+    ):
+        assert heading in out
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last["modality"] == "fusion" and last["n"] > 1000
+    assert last["accuracy"] >= last["voice_accuracy"]  # fused never worse than the voice alone
+    assert last["telephone_fused_accuracy"] >= last["telephone_voice_accuracy"]
+    assert last["attention_voice"] > last["attention_text"] + 0.3
+    assert abs(last["meld_fused_accuracy"] - last["meld_text_accuracy"]) < 0.01
