@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_FUSION = WEIGHTS_DIR / "fusion.pt"
 _MAX_ENTROPY = float(np.log(len(LABELS)))
-_FLOOR = 1e-6  # log-probabilities are clipped here: a zero in one label must not dominate the score
+_FLOOR = 1e-3  # log-probabilities are clipped here: a zero in one label must not dominate the score
 N_FEATURES = len(LABELS) + 2  # log-probabilities, confidence, reliability
 
 
@@ -140,6 +140,8 @@ class TrainedFusion:
         present = [m for m in MODALITIES if m in estimates]
         if not present:
             raise InvalidEstimate("cannot fuse a turn with no estimates")
+        if len(present) == 1:  # a softmax over one token is 1 whatever its score
+            return {present[0]: 1.0}
         probs = np.array([estimates[m].probs for m in present])
         conf = np.array([estimates[m].confidence for m in present])
         scores = self.weights.scores(token_features(probs, conf), [MODALITIES.index(m) for m in present])
