@@ -321,6 +321,7 @@ def print_banner(port: int, dashboard_port: int, password: str) -> None:
 Toneline demo is running.
   Supervisor dashboard:  http://localhost:{dashboard_port}/   (user: supervisor, password: {password})
   Talk to the bot in this machine's terminal:  make chat
+  Video chat in a browser (camera opt-in):  http://localhost:{port}/webhooks/toneline_video/
   REST channel:  curl -s localhost:{port}/webhooks/rest/webhook \\
                    -d '{{"sender": "me", "message": "my internet is down again"}}'
   Emotion of a conversation:  curl -s localhost:{port}/conversations/me/tracker

@@ -113,16 +113,17 @@ function cameraFailed(e) {
 }
 
 function stopCamera(tellServer) {
+  const had = state.stream || state.pc;
+  // Tell the server first: it drops the readings on the opt-out, not on a connection that merely ended.
+  if (tellServer && had) send({ type: "camera_off" });
   if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
   if (state.pc) state.pc.close();
-  const had = state.stream || state.pc;
   state.stream = null;
   state.pc = null;
   $("preview").srcObject = null;
   $("preview").style.display = "none";
   $("camera-on").disabled = false;
   $("camera-off").hidden = true;
-  if (tellServer && had) send({ type: "camera_off" });
 }
 
 $("camera-on").addEventListener("click", startCamera);
