@@ -64,19 +64,6 @@ class Turns:
             self.source,
         )
 
-    def only(self, modality: int) -> Turns:
-        """The same turns with every other modality masked."""
-        mask = np.zeros_like(self.mask)
-        mask[:, modality] = self.mask[:, modality]
-        return Turns(
-            self.probs,
-            self.confidence,
-            mask,
-            self.labels,
-            self.actors,
-            f"{self.source}, {MODALITIES[modality].value} only",
-        )
-
 
 def concat(parts: list[Turns], source: str) -> Turns:
     return Turns(
