@@ -269,13 +269,17 @@ class VideoSession:
             return  # the customer opted out while this frame was in work: its result is not wanted
         self.frames_analysed += 1
         if reading is not None:
-            self.faces_found += 1
-            self._readings.append(reading)
-            oldest = at - self.settings.turn_window_s  # older readings can never belong to a turn
-            if self._readings[0].at < oldest:
-                self._readings = [r for r in self._readings if r.at >= oldest]
+            self.add_reading(reading)
         if self._clock() - self._last_status >= self.settings.status_interval_s:
             await self._status("on")
+
+    def add_reading(self, reading: FaceReading) -> None:
+        """Keep one analysed frame's reading for the current turn (times on the session's clock)."""
+        self.faces_found += 1
+        self._readings.append(reading)
+        oldest = reading.at - self.settings.turn_window_s  # older readings can never belong to a turn
+        if self._readings[0].at < oldest:
+            self._readings = [r for r in self._readings if r.at >= oldest]
 
     def _bad_frame(self, detail: str) -> None:
         self.frames_dropped += 1
@@ -308,8 +312,9 @@ class VideoSession:
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
-        if pc is not None:
+        if pc is not None or reason == "opt_out":  # the page may have closed its peer before the opt-out arrived
             log_event(logger, logging.INFO, "video.camera.off", session_id=self.session_id, reason=reason)
+        if pc is not None:
             await _close_pc(pc)
         if notify:
             await self._status("off")

@@ -9,7 +9,9 @@ estimate and the chat still works. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -118,6 +120,8 @@ def test_a_customer_who_turns_the_camera_on_gets_a_face_estimate_in_the_turn(
 def test_a_customer_who_declines_the_camera_still_chats_without_a_face_estimate(
     voice_stack: VoiceStack, playwright: Any
 ) -> None:
+    with urllib.request.urlopen(f"{voice_stack.url}/webhooks/toneline_video/health", timeout=10) as response:
+        assert json.loads(response.read()) == {"status": "ok", "face": True}
     # No fake-UI flag: the browser's permission prompt is dismissed, as when the customer says no.
     browser, page = open_page(playwright, voice_stack, [])
     try:

@@ -220,3 +220,42 @@ async def test_without_face_weights_the_camera_is_not_connected_and_chat_works(
         await session.close()
         await client.close()
         missing.shutdown()
+
+
+class Clock:
+    """A session clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def reading(at: float, label: int) -> Any:
+    from models.face import FaceReading
+
+    probs = [0.02] * 7
+    probs[label] = 0.88
+    return FaceReading(at, tuple(probs))
+
+
+@pytest.mark.asyncio
+async def test_a_turn_covers_the_readings_since_the_last_turn_capped_to_the_window(worker: FaceWorker) -> None:
+    await worker.model()
+    bot, page, clock = RecordingBot(), Page(), Clock()
+    session = VideoSession(bot, worker, page.send, VideoSettings(turn_window_s=10), clock=clock)
+    for t in range(0, 30, 2):  # happy for 20 s, then angry for the last 10 s
+        session.add_reading(reading(clock.now + t, 1 if t < 20 else 3))
+    clock.now += 30
+    assert session.readings <= 6, "readings older than the window are not even kept"
+    face = (await answered(session, bot, "first"))["face"]
+    assert face["label"] == "angry" and face["start"] == 20.0 and face["end"] == 30.0
+    clock.now += 3  # the next turn starts where the last one ended, not 10 s back
+    session.add_reading(reading(clock.now - 1, 1))
+    face = (await answered(session, bot, "second"))["face"]
+    assert face["label"] == "happy" and face["start"] == 30.0 and face["end"] == 33.0
+    assert session.readings == 0
+    clock.now += 5
+    assert "face" not in await answered(session, bot, "third"), "no readings in the span: no face estimate"
+    await session.close()
