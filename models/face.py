@@ -93,9 +93,14 @@ def five_crops(faces: torch.Tensor, crop: int = CROP) -> torch.Tensor:
 
 
 class FaceDetector:
-    """The largest frontal face in a grayscale frame (OpenCV Haar cascade, offline)."""
+    """The largest frontal face in a grayscale frame (OpenCV Haar cascade, offline).
 
-    def __init__(self, min_face: int = 40) -> None:
+    Frames wider than `detect_width` are searched on a downscaled copy (the cascade's cost grows
+    with the pixel count; a customer's face fills much of a webcam frame) and the box is mapped
+    back, so the crop still comes from the full-resolution frame.
+    """
+
+    def __init__(self, min_face: int = 40, detect_width: int = 320) -> None:
         import cv2
 
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
@@ -103,16 +108,20 @@ class FaceDetector:
         if self._cascade.empty():
             raise RuntimeError(f"could not load the face cascade {path}")
         self.min_face = min_face
+        self.detect_width = detect_width
 
     def largest(self, gray: np.ndarray) -> tuple[int, int, int, int] | None:
-        """(x, y, w, h) of the largest face, or None."""
-        faces = self._cascade.detectMultiScale(
-            gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_face, self.min_face)
-        )
+        """(x, y, w, h) of the largest face in `gray`'s own pixels, or None."""
+        import cv2
+
+        scale = min(1.0, self.detect_width / gray.shape[1])
+        small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        min_side = max(24, int(self.min_face * scale))
+        faces = self._cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
         if len(faces) == 0:
             return None
         x, y, w, h = max(faces, key=lambda f: int(f[2]) * int(f[3]))
-        return int(x), int(y), int(w), int(h)
+        return tuple(int(round(v / scale)) for v in (x, y, w, h))  # type: ignore[return-value]
 
 
 def to_gray(frame: np.ndarray) -> np.ndarray:
