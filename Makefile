@@ -7,7 +7,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test chat train bench env train-text train-voice train-fusion dashboard
+.PHONY: demo test chat train bench env train-text train-voice train-face train-fusion dashboard
 
 demo:  ## Redis + trained demo bot + action server + Rasa with Toneline
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m scripts.stack demo
@@ -29,11 +29,14 @@ train-text:  ## retrain the text emotion head (needs ../shared/data)
 train-voice:  ## recompute voice features and retrain the voice head (needs ../shared/data; features are cached, training takes about 20 minutes on 2 cores)
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.voice.features && $$venv/bin/python -m models.recipes.voice.train
 
+train-face:  ## retrain the facial expression CNN on FER2013 (needs ../shared/data; about 25 minutes for 14 epochs on one core)
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.face.train --epochs 14 --threads 1
+
 train-fusion:  ## refit the attention fusion (needs ../shared/data and the voice CV's out-of-fold logits: make train-voice, or python -m models.recipes.voice.train --no-export)
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.fusion.train
 
 bench:  ## run the benchmarks in bench/
-	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m bench.nlu_component && $$venv/bin/python -m bench.dashboard_live && $$venv/bin/python -m bench.telephony && $$venv/bin/python -m bench.voice --repeats 10 && $$venv/bin/python -m bench.fusion
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m bench.nlu_component && $$venv/bin/python -m bench.dashboard_live && $$venv/bin/python -m bench.telephony && $$venv/bin/python -m bench.voice --repeats 10 && $$venv/bin/python -m bench.fusion && $$venv/bin/python -m bench.face && $$venv/bin/python -m bench.video_session
 
 env:  ## create the virtualenv only; prints its path
 	@./scripts/env.sh

@@ -43,18 +43,22 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
     return (time.perf_counter() - start) / repeats * 1000
 
 
-def frame_with_face(shape: tuple[int, int]) -> tuple[np.ndarray, str]:
-    frame = np.full(shape, 128, np.uint8)
+def frame_with_face(shape: tuple[int, int], model: FaceEmotionModel) -> tuple[np.ndarray, str]:
+    """A frame of `shape` holding the first PublicTest face the detector finds there (blank without data)."""
+    blank = np.full(shape, 128, np.uint8)
     path = data_root() / "faces" / "fer2013" / "PublicTest.npz"
     if not path.exists():
-        return frame, "blank frame (no ../shared/data): detection cost only"
+        return blank, "blank frame (no ../shared/data): detection cost only"
     with np.load(path) as raw:
-        face = raw["images"][0]
+        faces = raw["images"][:50]
     side = int(shape[0] * 0.6)
-    big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
     y, x = (shape[0] - side) // 2, (shape[1] - side) // 2
-    frame[y : y + side, x : x + side] = big
-    return frame, "FER2013 PublicTest face in a mid-gray frame"
+    for i, face in enumerate(faces):
+        frame = blank.copy()
+        frame[y : y + side, x : x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+        if model.detector.largest(frame) is not None:
+            return frame, f"FER2013 PublicTest face #{i} in a mid-gray frame"
+    return blank, "no face found: detection cost only"
 
 
 def one_view(model: FaceEmotionModel, frame: np.ndarray) -> object:
@@ -87,7 +91,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     rows = []
     for shape in SIZES:
-        frame, source = frame_with_face(shape)
+        frame, source = frame_with_face(shape, model)
         found = model.read_frame(frame, 0.0) is not None
         detect = timed(partial(model.detector.largest, to_gray(frame)), args.repeats)
         single = timed(partial(one_view, model, frame), args.repeats)
