@@ -1,4 +1,4 @@
-"""One saved-model format for Toneline's small trained parts (voice head, fusion).
+"""One saved-model format for Toneline's small trained parts (text and voice heads, face CNN, fusion).
 
 A `.pt` file (torch, loaded with `weights_only=True`) holds the state dict, the
 label order, the calibration temperature, the architecture arguments and the
@@ -49,4 +49,6 @@ class Checkpoint:
         labels = tuple(raw["labels"])
         if labels != LABELS:
             raise ValueError(f"{path}: model was trained for labels {labels}, this code uses {LABELS}")
-        return cls(raw["state_dict"], labels, float(raw["temperature"]), dict(raw["arch"]), dict(raw["info"]))
+        # The first text head was saved with only its hidden width in place of `arch`.
+        arch = dict(raw["arch"]) if "arch" in raw else {"hidden": int(raw["hidden"])}
+        return cls(raw["state_dict"], labels, float(raw["temperature"]), arch, dict(raw["info"]))

@@ -10,9 +10,7 @@ Inference follows preprocess -> forward -> postprocess, returns typed
 
 from __future__ import annotations
 
-import json
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.checkpoint import Checkpoint
 from models.emotion import LABELS, EmotionEstimate, Modality
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -79,40 +78,6 @@ class EmotionHead(nn.Module):
         return self.net(x)
 
 
-@dataclass(frozen=True)
-class HeadCheckpoint:
-    """What is saved of a trained head: weights, labels, calibration and provenance."""
-
-    state_dict: dict
-    labels: tuple[str, ...]
-    temperature: float
-    hidden: int
-    info: dict
-
-    def save(self, path: Path) -> None:
-        torch.save(
-            {
-                "state_dict": self.state_dict,
-                "labels": list(self.labels),
-                "temperature": self.temperature,
-                "hidden": self.hidden,
-                "info": self.info,
-            },
-            path,
-        )
-        path.with_suffix(".json").write_text(
-            json.dumps({"labels": list(self.labels), "temperature": self.temperature, **self.info}, indent=2) + "\n"
-        )
-
-    @classmethod
-    def load(cls, path: Path) -> HeadCheckpoint:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        labels = tuple(raw["labels"])
-        if labels != LABELS:
-            raise ValueError(f"{path}: head was trained for labels {labels}, this code uses {LABELS}")
-        return cls(raw["state_dict"], labels, float(raw["temperature"]), int(raw["hidden"]), dict(raw["info"]))
-
-
 class TextEmotionModel:
     """Text -> `EmotionEstimate`; thread-safe, load once and call `predict` many times."""
 
@@ -128,8 +93,8 @@ class TextEmotionModel:
     def load(cls, head_path: Path | None = None, threads: int | None = None) -> TextEmotionModel:
         if threads:
             torch.set_num_threads(threads)
-        checkpoint = HeadCheckpoint.load(head_path or DEFAULT_HEAD)
-        head = EmotionHead(hidden=checkpoint.hidden)
+        checkpoint = Checkpoint.load(head_path or DEFAULT_HEAD)
+        head = EmotionHead(hidden=int(checkpoint.arch["hidden"]))
         head.load_state_dict(checkpoint.state_dict)
         name = f"text-minilm-head@{checkpoint.info.get('version', 'dev')}"
         return cls(MiniLMEncoder(), head, checkpoint.temperature, name)

@@ -23,10 +23,11 @@ from torch import nn
 from tqdm import tqdm
 
 from models import data
+from models.checkpoint import Checkpoint
 from models.emotion import LABEL_INDEX, LABELS
 from models.metrics import evaluate, expected_calibration_error
 from models.recipes.calibration import fit_temperature
-from models.text import DEFAULT_HEAD, ENCODER_NAME, EmotionHead, HeadCheckpoint, MiniLMEncoder
+from models.text import DEFAULT_HEAD, ENCODER_NAME, EmotionHead, MiniLMEncoder
 
 CACHE = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "text-emb"
 
@@ -134,7 +135,7 @@ def main() -> None:
         "hyperparameters": {k: v for k, v in vars(args).items() if k != "out"},
         "results": results,
     }
-    HeadCheckpoint(head.state_dict(), LABELS, temperature, args.hidden, info).save(args.out)
+    Checkpoint(head.state_dict(), LABELS, temperature, {"hidden": args.hidden}, info).save(args.out)
     print(json.dumps({"saved": str(args.out), "temperature": round(temperature, 4), **results}))
 
 
