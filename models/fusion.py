@@ -61,6 +61,21 @@ def _entropy(probs: np.ndarray) -> np.ndarray:
     return -(p * np.log(p)).sum(axis=-1) / _MAX_ENTROPY
 
 
+def _present(estimates: Mapping[Modality, EmotionEstimate]) -> list[Modality]:
+    """The modalities a turn has, in `MODALITIES` order; a turn with none cannot be fused."""
+    present = [m for m in MODALITIES if m in estimates]
+    if not present:
+        raise InvalidEstimate("cannot fuse a turn with no estimates")
+    return present
+
+
+def _softmax(present: list[Modality], scores: np.ndarray) -> dict[Modality, float]:
+    """Attention over the present modalities only: absent ones are masked out, not given zero scores."""
+    weights = np.exp(scores - scores.max())
+    weights /= weights.sum()
+    return {m: float(w) for m, w in zip(present, weights)}
+
+
 def token_features(probs: np.ndarray, confidence: np.ndarray) -> np.ndarray:
     """Features a token is scored by, the same for every modality: (..., 7) probs and (...) confidences -> (..., 9)."""
     probs = np.asarray(probs, dtype=np.float64)
@@ -137,17 +152,13 @@ class TrainedFusion:
 
     def attention(self, estimates: Mapping[Modality, EmotionEstimate]) -> dict[Modality, float]:
         """Masked softmax over the modalities present; absent ones get no weight at all."""
-        present = [m for m in MODALITIES if m in estimates]
-        if not present:
-            raise InvalidEstimate("cannot fuse a turn with no estimates")
+        present = _present(estimates)
         if len(present) == 1:  # a softmax over one token is 1 whatever its score
             return {present[0]: 1.0}
         probs = np.array([estimates[m].probs for m in present])
         conf = np.array([estimates[m].confidence for m in present])
         scores = self.weights.scores(token_features(probs, conf), [MODALITIES.index(m) for m in present])
-        weights = np.exp(scores - scores.max())
-        weights /= weights.sum()
-        return {m: float(w) for m, w in zip(present, weights)}
+        return _softmax(present, scores)
 
     def fuse(self, estimates: Iterable[EmotionEstimate]) -> TurnEmotion:
         """Fuse one turn. Later estimates of the same modality replace earlier ones."""
@@ -183,15 +194,11 @@ class AttentionFusion:
 
     def attention(self, estimates: Mapping[Modality, EmotionEstimate]) -> dict[Modality, float]:
         """Masked softmax over the modalities present; absent ones get no weight at all."""
-        present = [m for m in MODALITIES if m in estimates]
-        if not present:
-            raise InvalidEstimate("cannot fuse a turn with no estimates")
+        present = _present(estimates)
         scores = np.array(
             [self.params.priors.get(m, 0.0) + self.params.gain * reliability(estimates[m]) for m in present]
         )
-        weights = np.exp(scores - scores.max())
-        weights /= weights.sum()
-        return {m: float(w) for m, w in zip(present, weights)}
+        return _softmax(present, scores)
 
     def fuse(self, estimates: Iterable[EmotionEstimate]) -> TurnEmotion:
         """Fuse one turn. Later estimates of the same modality replace earlier ones."""

@@ -10,28 +10,19 @@ estimate and the chat still works. Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
+from tests.browser import CHROMIUM
+from tests.browser import CHROMIUM_ARGS as BROWSER_ARGS
 from tests.connectors.conftest import ARTIFACTS, VoiceStack
 from tests.connectors.video_fixtures import face_frame, face_weights, fer_faces, write_y4m
 
 pytestmark = [pytest.mark.e2e, pytest.mark.data]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--use-fake-device-for-media-stream",
-]
+CHROMIUM_ARGS = [*BROWSER_ARGS, "--use-fake-device-for-media-stream"]
 FACES_BEFORE_TYPING = 3
 
 

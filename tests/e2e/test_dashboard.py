@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import secrets
-import shutil
 import uuid
 from dataclasses import dataclass
 from typing import Iterator
@@ -13,19 +12,10 @@ from typing import Iterator
 import pytest
 
 from scripts.stack import free_port, start_dashboard, stop
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.conftest import ARTIFACTS, Stack
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 @dataclass
