@@ -7,7 +7,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test chat train bench env train-text train-voice train-face train-fusion dashboard
+.PHONY: demo test chat train bench env train-text train-text-frozen train-voice train-face train-fusion dashboard
 
 demo:  ## Redis + trained demo bot + action server + Rasa with Toneline
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m scripts.stack demo
@@ -23,8 +23,14 @@ chat:  ## talk to the running demo bot in this terminal
 train:  ## train the demo bot's Rasa model if its inputs changed
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m scripts.stack train
 
-train-text:  ## retrain the text emotion head (needs ../shared/data)
-	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.text.train
+train-text:  ## fine-tune the text model in two stages (LoRA on MiniLM, dialogue context; needs ../shared/data; about 80 minutes on 2 cores)
+	@venv="$$(./scripts/env.sh)" && stage1="$${TONELINE_CACHE:-$$HOME/.cache/toneline}/text-stage1.pt" && \
+	  $$venv/bin/python -m models.recipes.text.train --epochs 2 --out "$$stage1" && \
+	  $$venv/bin/python -m models.recipes.text.train --init "$$stage1" --epochs 1 --goemotions-share 0.5 \
+	    --goemotions-exclude approval,desire --class-weight-power 0.25 --lr 2e-4 --head-lr 5e-4
+
+train-text-frozen:  ## retrain the foundation's frozen-encoder text head, the baseline (needs ../shared/data)
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.text.frozen
 
 train-voice:  ## recompute voice features and retrain the voice head (needs ../shared/data; features are cached, training takes about 20 minutes on 2 cores)
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.voice.features && $$venv/bin/python -m models.recipes.voice.train
@@ -36,7 +42,7 @@ train-fusion:  ## refit the attention fusion (needs ../shared/data and the voice
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.fusion.train
 
 bench:  ## run the benchmarks in bench/
-	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m bench.nlu_component && $$venv/bin/python -m bench.dashboard_live && $$venv/bin/python -m bench.telephony && $$venv/bin/python -m bench.voice --repeats 10 && $$venv/bin/python -m bench.fusion && $$venv/bin/python -m bench.face && $$venv/bin/python -m bench.video_session
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m bench.nlu_component && $$venv/bin/python -m bench.text && $$venv/bin/python -m bench.dashboard_live && $$venv/bin/python -m bench.telephony && $$venv/bin/python -m bench.voice --repeats 10 && $$venv/bin/python -m bench.fusion && $$venv/bin/python -m bench.face && $$venv/bin/python -m bench.video_session
 
 env:  ## create the virtualenv only; prints its path
 	@./scripts/env.sh

@@ -46,15 +46,21 @@ def meld(split: str) -> list[TextSample]:
     return out
 
 
-def goemotions(split: str, single_label_only: bool = True) -> list[TextSample]:
-    """GoEmotions (Ekman mapping); multi-label comments are skipped unless asked for."""
+def goemotions(split: str, single_label_only: bool = True, exclude: tuple[str, ...] = ()) -> list[TextSample]:
+    """GoEmotions (Ekman mapping); multi-label comments are skipped unless asked for.
+
+    `exclude` names original GoEmotions labels (e.g. "approval", "desire") whose
+    comments are left out: the Ekman grouping files them under joy, which a
+    confirmation or a request in a service conversation is not.
+    """
     base = data_root() / "text" / "goemotions" / "ekman"
     names = (base / "labels.txt").read_text().split()
+    skip = _goemotions_comments_with(split, exclude) if exclude else set()
     out = []
     with (base / f"{split}.tsv").open(encoding="utf-8") as handle:
         for line in handle:
             parts = line.rstrip("\n").split("\t")
-            if len(parts) < 2:
+            if len(parts) < 2 or (len(parts) > 2 and parts[2] in skip):
                 continue
             ids = [int(i) for i in parts[1].split(",") if i]
             if single_label_only and len(ids) != 1:
@@ -63,6 +69,23 @@ def goemotions(split: str, single_label_only: bool = True) -> list[TextSample]:
             if label is not None:
                 out.append(TextSample(parts[0].strip(), label, None, None, "goemotions"))
     return out
+
+
+def _goemotions_comments_with(split: str, labels: tuple[str, ...]) -> set[str]:
+    """Comment ids whose original (28-label) annotation includes any of `labels`."""
+    base = data_root() / "text" / "goemotions" / "original"
+    names = (base / "labels.txt").read_text().split()
+    unknown = set(labels) - set(names)
+    if unknown:
+        raise ValueError(f"not GoEmotions labels: {sorted(unknown)}")
+    wanted = {names.index(label) for label in labels}
+    ids = set()
+    with (base / f"{split}.tsv").open(encoding="utf-8") as handle:
+        for line in handle:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) > 2 and wanted & {int(i) for i in parts[1].split(",") if i}:
+                ids.add(parts[2])
+    return ids
 
 
 _DAILYDIALOG_LABELS = {0: "neutral", 1: "angry", 2: "disgusted", 3: "fearful", 4: "happy", 5: "sad", 6: "surprised"}
@@ -78,4 +101,21 @@ def dailydialog_validation() -> list[TextSample]:
         utterances = [u.strip() for u in line.split("__eou__") if u.strip()]
         for t, (utt, lab) in enumerate(zip(utterances, labels.split())):
             out.append(TextSample(utt, _DAILYDIALOG_LABELS[int(lab)], f"dd-{d}", t, "dailydialog"))
+    return out
+
+
+def contexts(samples: list[TextSample], turns: int) -> list[list[str]]:
+    """For each sample, up to `turns` earlier utterances of its dialogue, oldest first (none without ids)."""
+    by_dialogue: dict[str, dict[int, str]] = {}
+    for s in samples:
+        if s.dialogue_id is not None and s.turn is not None:
+            by_dialogue.setdefault(s.dialogue_id, {})[s.turn] = s.text
+    out: list[list[str]] = []
+    for s in samples:
+        if s.dialogue_id is None or s.turn is None or turns <= 0:
+            out.append([])
+            continue
+        dialogue = by_dialogue[s.dialogue_id]
+        earlier = sorted(t for t in dialogue if t < s.turn)[-turns:]
+        out.append([dialogue[t] for t in earlier])
     return out

@@ -5,7 +5,8 @@
     python -m models.evaluate fusion [--head PATH] [--pairs]
     python -m models.evaluate face FILE.npz [--head PATH]
 
-MANIFEST.csv for text has the columns `text,label` (optionally `dialogue_id,turn`).
+MANIFEST.csv for text has the columns `text,label` and optionally `dialogue_id,turn`:
+rows that have them are read with the turns before them in their dialogue.
 Labels are canonical (neutral, happy, sad, angry, fearful, disgusted, surprised)
 or a common alias of one (joy, anger, sadness, fear, disgust, surprise, ...);
 rows with any other label are skipped and counted. MANIFEST.csv for voice has
@@ -65,19 +66,36 @@ def read_manifest(path: Path, required: tuple[str, ...]) -> tuple[list[dict[str,
 
 
 def evaluate_text(args: argparse.Namespace) -> str:
+    from models.data import TextSample, contexts
     from models.text import TextEmotionModel
 
     rows, skipped = read_manifest(args.manifest, ("text", "label"))
     _print_skipped(skipped)
     model = TextEmotionModel.load(args.head)
+    # Rows that name their dialogue and turn are read with the turns before them (the rows of that dialogue).
+    samples = [TextSample(r["text"] or "", r["label"], _dialogue(r), _turn(r)) for r in rows]
+    context = contexts(samples, model.context_turns)
     predicted: list[str] = []
     for start in range(0, len(rows), args.batch_size):
-        batch = rows[start : start + args.batch_size]
-        predicted += [e.label for e in model.predict_batch([r["text"] or "" for r in batch])]
+        end = start + args.batch_size
+        predicted += [e.label for e in model.predict_batch([s.text for s in samples[start:end]], context[start:end])]
     report = evaluate([r["label"] for r in rows], predicted, LABELS)
-    print(f"model: {model.name}\nmanifest: {args.manifest}\n")
+    with_context = sum(bool(c) for c in context)
+    print(f"model: {model.name}\nmanifest: {args.manifest}\nrows read with context: {with_context}\n")
     print(report.render())
     return json_line(report, modality="text", skipped=sum(skipped.values()))
+
+
+def _dialogue(row: dict) -> str | None:
+    value = (row.get("dialogue_id") or "").strip()
+    return value or None
+
+
+def _turn(row: dict) -> int | None:
+    try:
+        return int(str(row.get("turn", "")).strip())
+    except ValueError:
+        return None
 
 
 def evaluate_voice(args: argparse.Namespace) -> str:

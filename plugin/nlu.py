@@ -22,6 +22,8 @@ from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.core.events import BotUttered, SessionStarted, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 
@@ -37,13 +39,19 @@ PARSE_KEY = "toneline"
 HEAD_PATH_KEY = "head_path"
 FUSION_PATH_KEY = "fusion_path"
 THREADS_KEY = "threads"
+RUNTIME_KEY = "runtime"
+
+
+def shared_text_model(head_path: str | None, threads: int | None, runtime: str = "torch") -> TextEmotionModel:
+    """One text model per process, however many times Rasa builds the graph."""
+    # Positional, so that a default left out and the same default passed share one cache entry.
+    return _cached_text_model(head_path, threads, runtime)
 
 
 @functools.lru_cache(maxsize=4)
-def shared_text_model(head_path: str | None, threads: int | None) -> TextEmotionModel:
-    """One text model per process, however many times Rasa builds the graph."""
+def _cached_text_model(head_path: str | None, threads: int | None, runtime: str) -> TextEmotionModel:
     started = time.perf_counter()
-    model = TextEmotionModel.load(Path(head_path) if head_path else None, threads=threads)
+    model = TextEmotionModel.load(Path(head_path) if head_path else None, threads=threads, runtime=runtime)
     log_event(
         logger,
         logging.INFO,
@@ -60,7 +68,8 @@ class EmotionRecognizer(GraphComponent):
 
     @staticmethod
     def get_default_config() -> Dict[str, Any]:
-        return {HEAD_PATH_KEY: None, THREADS_KEY: None, FUSION_PATH_KEY: None}
+        # runtime: "torch", or "onnx" (ONNX Runtime, same numbers, about half the time; docs/benchmarks.md)
+        return {HEAD_PATH_KEY: None, THREADS_KEY: None, FUSION_PATH_KEY: None, RUNTIME_KEY: "torch"}
 
     def __init__(self, config: Dict[str, Any], text_model: TextEmotionModel, fusion: Fuser) -> None:
         self.config = config
@@ -75,7 +84,7 @@ class EmotionRecognizer(GraphComponent):
         resource: Resource,
         execution_context: ExecutionContext,
     ) -> EmotionRecognizer:
-        model = shared_text_model(config.get(HEAD_PATH_KEY), config.get(THREADS_KEY))
+        model = shared_text_model(config.get(HEAD_PATH_KEY), config.get(THREADS_KEY), config.get(RUNTIME_KEY, "torch"))
         # The trained fusion (models/weights/fusion.pt), loaded once per process; the hand-set one without it.
         return cls(config, model, load_fusion(config.get(FUSION_PATH_KEY)))
 
@@ -83,15 +92,20 @@ class EmotionRecognizer(GraphComponent):
         # Training examples need no emotion: skip the encoder cost at train time.
         return training_data
 
-    def process(self, messages: List[Message]) -> List[Message]:
-        """Attach a `TurnEmotion` dict to each customer message under `toneline`."""
+    def process(self, messages: List[Message], tracker: DialogueStateTracker | None = None) -> List[Message]:
+        """Attach a `TurnEmotion` dict to each customer message under `toneline`.
+
+        Rasa passes the conversation's tracker (the parameter name asks its graph
+        for it): the turns before the message are the text model's context.
+        """
+        context = conversation_context(tracker, self.text_model.context_turns)
         for message in messages:
-            turn = self.recognise(message)
+            turn = self.recognise(message, context)
             if turn is not None:
                 message.set(PARSE_KEY, turn.to_dict(), add_to_output=True)
         return messages
 
-    def recognise(self, message: Message) -> TurnEmotion | None:
+    def recognise(self, message: Message, context: List[str] | None = None) -> TurnEmotion | None:
         """The fused emotion of one message, or None for agent turns or total failure."""
         message_id = message.get("message_id")
         meta = turn_metadata.parse(message.get("metadata"), message_id)
@@ -101,9 +115,27 @@ class EmotionRecognizer(GraphComponent):
         text = message.get(TEXT)
         if isinstance(text, str) and text.strip():
             try:
-                estimates.insert(0, self.text_model.predict(text))
+                estimates.insert(0, self.text_model.predict(text, context or ()))
             except Exception as exc:  # a model bug must not cost the turn its reply
                 log_event(logger, logging.ERROR, "toneline.text_model.failed", message_id=message_id, error=repr(exc))
         if not estimates:
             return None
         return self.fusion.fuse(estimates)
+
+
+def conversation_context(tracker: DialogueStateTracker | None, turns: int) -> List[str]:
+    """The last `turns` texts said in this session (customer and bot alike), oldest first.
+
+    Read from the tracker Rasa already holds, so no transcript is stored for it.
+    """
+    if tracker is None or turns <= 0:
+        return []
+    said: List[str] = []
+    for event in reversed(tracker.events):
+        if isinstance(event, SessionStarted):
+            break
+        if isinstance(event, (UserUttered, BotUttered)) and isinstance(event.text, str) and event.text.strip():
+            said.append(event.text)
+            if len(said) == turns:
+                break
+    return said[::-1]

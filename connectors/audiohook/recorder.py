@@ -48,19 +48,20 @@ class EmotionRecorder:
         self._text_model = text_model
         self.fusion = fusion or AttentionFusion()
 
-    def text_estimate(self, text: str, message_id: str) -> EmotionEstimate | None:
+    def text_estimate(self, text: str, message_id: str, context: Sequence[str] = ()) -> EmotionEstimate | None:
         """The text model's estimate; a model failure costs the turn its text modality only."""
         if not text.strip() or self._text_model is None:
             return None
         try:
-            return self._text_model().predict(text)
+            return self._text_model().predict(text, context)
         except Exception as exc:
             log_event(logger, logging.ERROR, "audiohook.text_model.failed", message_id=message_id, error=repr(exc))
             return None
 
-    def build(self, hearing: Hearing, message_id: str, ts: float) -> TurnRecord | None:
+    def build(self, hearing: Hearing, message_id: str, ts: float, context: Sequence[str] = ()) -> TurnRecord | None:
         """Fuse text and voice into a `TurnRecord`; None when neither modality gave an estimate."""
-        estimates = [e for e in (self.text_estimate(hearing.text, message_id), hearing.voice) if e is not None]
+        text = self.text_estimate(hearing.text, message_id, context)
+        estimates = [e for e in (text, hearing.voice) if e is not None]
         if not estimates:
             return None
         emotion = self.fusion.fuse(estimates)
@@ -100,10 +101,15 @@ class EmotionRecorder:
             return decide(ConversationState(info.conversation_id, info.customer_id, tuple(turns)), routing), False
 
     def turn(
-        self, info: ConversationInfo, history: list[TurnRecord], hearing: Hearing, message_id: str
+        self,
+        info: ConversationInfo,
+        history: list[TurnRecord],
+        hearing: Hearing,
+        message_id: str,
+        context: Sequence[str] = (),
     ) -> Recorded | None:
-        """Build, append to `history` and record one turn."""
-        record = self.build(hearing, message_id, time.time())
+        """Build, append to `history` and record one turn; `context`: the customer's previous words."""
+        record = self.build(hearing, message_id, time.time(), context)
         if record is None:
             return None
         history.append(record)

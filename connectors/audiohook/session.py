@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from connectors.speech.runtime import SpeechRuntime
 from connectors.speech.turns import Turn, TurnEvent, TurnSegmenter, TurnSettings
 from models.audio import AudioError
 from models.logs import log_event
+from models.text import CONTEXT_TURNS
 from plugin.routing import TurnRecord
 from plugin.state import ConversationInfo
 
@@ -57,6 +59,8 @@ class AudioHookSession:
         self.paused = False
         self.turns_cut = 0
         self.history: list[TurnRecord] = []
+        # The customer's last words, in memory for the call only: the text model reads a turn in context.
+        self.said: deque[str] = deque(maxlen=CONTEXT_TURNS)
         self._runtime = runtime
         self._recorder = recorder
         self._executor = executor
@@ -115,8 +119,9 @@ class AudioHookSession:
         message_id = f"{self.session_id}:{turn.start:.3f}"
         loop = asyncio.get_running_loop()
         recorded = await loop.run_in_executor(
-            self._executor, self._recorder.turn, self.info, self.history, heard, message_id
+            self._executor, self._recorder.turn, self.info, self.history, heard, message_id, list(self.said)
         )
+        self.said.append(heard.text)
         if recorded is None:
             return
         log_event(

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import yaml
 
-from models.emotion import EmotionEstimate
+from models.emotion import LABELS, EmotionEstimate
 from tests.e2e.conftest import REPO, Stack
 
 pytestmark = pytest.mark.e2e
@@ -133,3 +133,22 @@ def test_redis_outage_mid_conversation(stack: Stack) -> None:
     assert stack.say(who, "thanks, bye")
     recorded = [stack.redis().lindex(turns_key, i) for i in range(4)]
     assert all(recorded), "turns missed during the outage are backfilled from the tracker"
+
+
+def test_each_message_is_read_in_the_context_of_the_conversation(stack: Stack) -> None:
+    from plugin.nlu import shared_text_model
+
+    who = sender()
+    stack.say(who, "Hi, I have a question about my bill")
+    stack.say(who, "Fine.")
+    events = stack.tracker(who)["events"]
+    said = [e["text"] for e in events if e["event"] in ("user", "bot") and (e.get("text") or "").strip()]
+    assert said[-1] != "Fine." and "Fine." in said, "the bot answered the second message"
+    before = said[: said.index("Fine.")][-2:]
+    assert len(before) == 2 and before[-1] != "Hi, I have a question about my bill", "the bot's answer came between"
+    text_estimate = emotion_of(stack, who)["estimates"][0]
+    model = shared_text_model(None, None)
+    expected, alone = model.predict("Fine.", before), model.predict("Fine.")
+    got = [text_estimate["probs"][label] for label in LABELS]
+    assert got == pytest.approx(list(expected.probs), abs=1e-4), "Rasa's tracker gave the text model its context"
+    assert got != pytest.approx(list(alone.probs), abs=1e-3)

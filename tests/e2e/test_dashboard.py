@@ -85,7 +85,7 @@ def test_a_supervisor_follows_a_conversation_live_claims_it_and_exports_history(
     page.evaluate("window.__noReload = true")  # type: ignore[attr-defined]
     shot(page, "1-floor")
 
-    stack.say(who, "This is a disgrace, I hate dealing with you!")
+    stack.say(who, "I am so angry right now, you people are useless!")
     expect(row.locator(".emotion")).to_contain_text("angry")
     expect(row.locator(".status")).to_have_text("escalated")
     assert page.evaluate("window.__noReload") is True, "the page must update without a reload"  # type: ignore[attr-defined]

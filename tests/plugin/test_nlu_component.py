@@ -1,10 +1,13 @@
 import logging
 
+import numpy as np
 import pytest
+from rasa.shared.core.events import BotUttered, SessionStarted, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.training_data.message import Message
 
 from models.emotion import EmotionEstimate, TurnEmotion
-from plugin.nlu import PARSE_KEY, EmotionRecognizer, shared_text_model
+from plugin.nlu import PARSE_KEY, EmotionRecognizer, conversation_context, shared_text_model
 
 
 def message(text: str, metadata: object = None) -> Message:
@@ -69,3 +72,30 @@ def test_empty_text_with_a_voice_estimate_uses_the_voice(recognizer: EmotionReco
     voice = EmotionEstimate.from_probs("voice", {"sad": 0.8, "neutral": 0.2}).to_dict()
     turn = parsed(recognizer, message("", {"toneline": {"voice": voice}}))
     assert turn.weights == {"voice": 1.0} and turn.label == "sad"
+
+
+def test_the_turns_before_a_message_are_its_context(recognizer: EmotionRecognizer) -> None:
+    tracker = DialogueStateTracker.from_events(
+        "c-ctx",
+        [
+            UserUttered("from an earlier session"),
+            SessionStarted(),
+            UserUttered("My refund still hasn't arrived."),
+            BotUttered("I'm afraid the refund was rejected."),
+            UserUttered("   "),
+        ],
+    )
+    assert conversation_context(tracker, 2) == [
+        "My refund still hasn't arrived.",
+        "I'm afraid the refund was rejected.",
+    ]
+    assert conversation_context(tracker, 5)[0] == "My refund still hasn't arrived.", "never across a session start"
+    assert conversation_context(None, 2) == [] and conversation_context(tracker, 0) == []
+
+    with_context, alone = message("Oh, great."), message("Oh, great.")
+    recognizer.process([with_context], tracker)
+    recognizer.process([alone])
+    text_probs = [TurnEmotion.from_dict(m.get(PARSE_KEY)).estimates[0].probs for m in (with_context, alone)]
+    expected = recognizer.text_model.predict("Oh, great.", conversation_context(tracker, 2))
+    assert np.allclose(text_probs[0], expected.probs, atol=1e-5)
+    assert not np.allclose(text_probs[0], text_probs[1], atol=1e-3), "the tracker's turns must reach the text model"

@@ -10,7 +10,7 @@
 - Face: none. No face model exists yet; see the card.
 
 Text estimates are cached under ~/.cache/toneline/fusion, keyed by the texts and
-the text head's version.
+the text model's weights.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from models import data
 from models.emotion import LABEL_INDEX, LABELS, MODALITIES, Modality
 from models.fusion import token_features
 from models.recipes.fusion.paths import CACHE
-from models.text import DEFAULT_HEAD as TEXT_HEAD
+from models.text import DEFAULT_MODEL as TEXT_MODEL
 from models.voice import DEFAULT_HEAD as VOICE_HEAD
 
 VOICE_RUNS = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "voice-runs" / "calm-skip"
@@ -83,7 +83,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def text_probs(texts: list[str], tag: str) -> np.ndarray:
     """Calibrated text-model distributions (n, 7) of `texts`, cached."""
-    version = json.loads(TEXT_HEAD.with_suffix(".json").read_text()).get("version", "dev")
+    # Keyed by the weights themselves: two text models trained on the same day share a version string.
+    version = hashlib.sha256(TEXT_MODEL.read_bytes()).hexdigest()[:16]
     digest = hashlib.sha256("\n".join([str(version), *texts]).encode()).hexdigest()[:16]
     path = CACHE / f"text-{tag}-{digest}.npy"
     if path.exists():
