@@ -15,6 +15,11 @@ Data (from $TONELINE_DATA, default ../shared/data):
 The encoder stays frozen; rank-`r` adapters on every attention and feed-forward
 projection, the layer norms and the head train. Only those are saved (a few MB),
 so the shipped file is a delta on the PyPI encoder.
+
+The shipped model is two runs (`make train-text`): a general stage (defaults,
+2 epochs), then `--init` from it for one MELD-heavier epoch without the
+GoEmotions comments labelled approval/desire (which the Ekman grouping calls
+joy); see models/cards/text.md.
 """
 
 from __future__ import annotations
