@@ -72,3 +72,16 @@ def test_a_customer_escalated_before_is_escalated_one_negative_turn_sooner(
     again = decisions(returning, ConversationInfo("conv-b", "+15550199", CHANNEL))
     assert first_time.index(True) == needed - 1, first_time
     assert again.index(True) == needed - 2, again
+
+
+def test_the_customer_s_previous_words_are_the_text_model_s_context() -> None:
+    from plugin.nlu import shared_text_model
+
+    model = shared_text_model(None, None)
+    recorder = EmotionRecorder(Settings(), None, text_model=lambda: model)
+    before = ["My refund was rejected again.", "Nobody ever calls me back."]
+    in_context = recorder.text_estimate("Right.", "s:3.0", before)
+    alone = recorder.text_estimate("Right.", "s:3.0")
+    assert in_context is not None and alone is not None
+    assert in_context.probs == pytest.approx(model.predict("Right.", before).probs, abs=1e-6)
+    assert in_context.probs != pytest.approx(alone.probs, abs=1e-3)
