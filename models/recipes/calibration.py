@@ -1,9 +1,15 @@
-"""Temperature scaling (Guo et al., 2017), shared by the training recipes."""
+"""Temperature scaling (Guo et al., 2017) and the softmax it is read through, shared by the training recipes."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax over the last axis, stable for large logits."""
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:

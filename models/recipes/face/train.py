@@ -33,7 +33,7 @@ from models.data import data_root
 from models.emotion import LABELS
 from models.face import CROP, DEFAULT_WEIGHTS, FaceCNN, canonical_classes, five_crops
 from models.metrics import evaluate, expected_calibration_error
-from models.recipes.calibration import fit_temperature
+from models.recipes.calibration import fit_temperature, softmax
 
 RUNS = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "face-runs"
 
@@ -169,11 +169,6 @@ def train(args: argparse.Namespace) -> None:
         print(f"saved {args.out}")
     RUNS.mkdir(parents=True, exist_ok=True)
     (RUNS / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps({**info, "arch": arch}, indent=2))
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def main(argv: list[str] | None = None) -> None:

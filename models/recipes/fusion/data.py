@@ -26,6 +26,7 @@ import numpy as np
 from models import data
 from models.emotion import LABEL_INDEX, LABELS, MODALITIES, Modality
 from models.fusion import token_features
+from models.recipes.calibration import softmax
 from models.recipes.fusion.paths import CACHE
 from models.text import DEFAULT_MODEL as TEXT_MODEL
 from models.voice import DEFAULT_HEAD as VOICE_HEAD
@@ -74,11 +75,6 @@ def concat(parts: list[Turns], source: str) -> Turns:
         np.concatenate([p.actors for p in parts]),
         source,
     )
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def text_probs(texts: list[str], tag: str) -> np.ndarray:
@@ -142,7 +138,7 @@ def ravdess(variant: str = "studio", runs: Path | None = None) -> Turns:
     asr = transcripts()
     words = [asr[str(name)] for name in oof["paths"]]
     text = text_probs(words, "ravdess-asr")
-    voice = _softmax(oof[f"logits_{variant}"].astype(np.float64) / voice_temperature())
+    voice = softmax(oof[f"logits_{variant}"].astype(np.float64) / voice_temperature())
     labels = oof["labels"].astype(int)
     return _turns(len(labels), labels, oof["actors"].astype(int), f"ravdess {variant}", text=text, voice=voice)
 

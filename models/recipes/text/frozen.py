@@ -28,8 +28,9 @@ from tqdm import tqdm
 from models import data
 from models.checkpoint import Checkpoint
 from models.emotion import LABEL_INDEX, LABELS
-from models.metrics import evaluate, expected_calibration_error
+from models.metrics import evaluate
 from models.recipes.calibration import fit_temperature
+from models.recipes.text.train import class_weights, report_split
 from models.text import ENCODER_NAME, FROZEN_HEAD, EmotionHead, MiniLMEncoder
 
 CACHE = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "text-emb"
@@ -50,25 +51,13 @@ def embed(encoder: MiniLMEncoder, texts: list[str], tag: str) -> np.ndarray:
     return arr
 
 
-def class_weights(y: np.ndarray) -> torch.Tensor:
-    """Inverse square-root frequency: helps rare classes without drowning neutral."""
-    counts = np.bincount(y, minlength=len(LABELS)).astype(float)
-    w = 1.0 / np.sqrt(np.maximum(counts, 1.0))
-    return torch.tensor(w / w.mean(), dtype=torch.float32)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def train_head(
     xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndarray, args: argparse.Namespace
 ) -> EmotionHead:
     torch.manual_seed(args.seed)
     head = EmotionHead(hidden=args.hidden, dropout=args.dropout)
     opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=1e-2)
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights(ytr), label_smoothing=0.05)
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(ytr, 0.5), label_smoothing=0.05)
     x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
     best, best_state, gold_va = -1.0, None, [LABELS[i] for i in yva]
     bar = tqdm(range(args.epochs), desc="train head", unit="epoch")
@@ -118,18 +107,8 @@ def main() -> None:
         logits = {k: head(torch.from_numpy(v)).numpy() for k, v in x.items()}
     temperature = fit_temperature(logits["val"], y["val"])
 
-    results: dict[str, dict] = {}
-    for split in ("val", "meld_test", "goemotions_test", "dailydialog_val"):
-        probs_raw, probs_cal = softmax(logits[split]), softmax(logits[split] / temperature)
-        report = evaluate([LABELS[i] for i in y[split]], [LABELS[i] for i in probs_cal.argmax(1)])
-        results[split] = {
-            **report.headline(),
-            "ece_before": round(expected_calibration_error(probs_raw, y[split]), 4),
-            "ece_after": round(expected_calibration_error(probs_cal, y[split]), 4),
-        }
-        print(
-            f"\n== {split} ==\n{report.render()}\nECE {results[split]['ece_before']} -> {results[split]['ece_after']}"
-        )
+    splits_reported = ("val", "meld_test", "goemotions_test", "dailydialog_val")
+    results = {split: report_split(split, logits[split], y[split], temperature) for split in splits_reported}
 
     info = {
         "version": time.strftime("%Y%m%d"),

@@ -43,7 +43,7 @@ from models import data
 from models.checkpoint import Checkpoint
 from models.emotion import LABEL_INDEX, LABELS
 from models.metrics import evaluate, expected_calibration_error
-from models.recipes.calibration import fit_temperature
+from models.recipes.calibration import fit_temperature, softmax
 from models.text import (
     CONTEXT_TURNS,
     DEFAULT_MODEL,
@@ -173,11 +173,6 @@ def train(
     bar.close()
     net.load_state_dict(best["delta"], strict=False)
     return best
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def report_split(name: str, logits: np.ndarray, y: np.ndarray, temperature: float) -> dict:

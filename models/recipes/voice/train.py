@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from models.emotion import LABEL_INDEX, LABELS, canonical_label
 from models.logs import log_event
 from models.metrics import Report, evaluate, expected_calibration_error
-from models.recipes.calibration import fit_temperature
+from models.recipes.calibration import fit_temperature, softmax
 from models.recipes.voice.features import (
     EVAL_VARIANT,
     TRAIN_VARIANTS,
@@ -268,8 +268,8 @@ def cross_validate(corpus: Corpus, hparams_path: Path, overrides: dict, runs: Pa
     temperature = fit_temperature(logits, y)
     pooled["temperature"] = round(temperature, 4)
     pooled["ece_before_after"] = [
-        round(expected_calibration_error(_softmax(logits), y), 4),
-        round(expected_calibration_error(_softmax(logits / temperature), y), 4),
+        round(expected_calibration_error(softmax(logits), y), 4),
+        round(expected_calibration_error(softmax(logits / temperature), y), 4),
     ]
     no_calm = np.array([c.emotion != "calm" for c in corpus.clips])
     for variant, key in (("studio", "studio"), (EVAL_VARIANT, "telephone")):
@@ -290,11 +290,6 @@ def save_oof(corpus: Corpus, oof: dict[str, np.ndarray], path: Path) -> None:
         **{f"logits_{v}": logits.astype(np.float32) for v, logits in oof.items()},
     )
     log_event(logger, logging.INFO, "voice.cv.oof_saved", path=str(path), clips=len(corpus.clips))
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def main(argv: list[str] | None = None) -> None:
