@@ -161,7 +161,9 @@ class _Distribution:
         return arousal_of(self.probs)
 
     def probs_dict(self) -> dict[str, float]:
-        return {name: round(p, 6) for name, p in zip(LABELS, self.probs)}
+        # Full precision: JSON round-trips floats exactly, and rounding could tie two labels and flip the argmax
+        # between the process that wrote an estimate and the one that reads it.
+        return {name: float(p) for name, p in zip(LABELS, self.probs)}
 
 
 @dataclass(frozen=True)
