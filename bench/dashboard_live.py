@@ -42,6 +42,7 @@ def record(store: StateStore, conv: str, index: int, at: float) -> None:
         random.random(),
         {"text": 1.0},
         "billing_question",
+        negative=random.random(),
     )
     store.record(
         ConversationInfo(conv, conv, "bench"), [turn], summarize([turn], CFG), Decision("neutral", False), now=at

@@ -48,6 +48,11 @@ AROUSAL: Mapping[str, float] = {
 }
 _VALENCE_VEC = np.array([VALENCE[name] for name in LABELS])
 _AROUSAL_VEC = np.array([AROUSAL[name] for name in LABELS])
+# The labels a customer is unhappy in. Routing asks how sure we are that a turn is
+# one of them together, not how sure we are of the single top label: a turn read as
+# angry 0.49 / disgusted 0.43 is a confident negative turn, not an unsure one.
+NEGATIVE_LABELS: tuple[str, ...] = tuple(name for name in LABELS if VALENCE[name] < 0)
+_NEGATIVE_MASK = np.array([VALENCE[name] < 0 for name in LABELS], dtype=float)
 
 # Names other corpora use for the canonical labels. Anything not here (calm,
 # love, contempt, ...) is not silently folded into a neighbour: callers skip it.
@@ -99,6 +104,11 @@ def valence_of(probs: Sequence[float] | np.ndarray) -> float:
 def arousal_of(probs: Sequence[float] | np.ndarray) -> float:
     """Expected arousal under a distribution over `LABELS`."""
     return float(np.dot(np.asarray(probs, dtype=float), _AROUSAL_VEC))
+
+
+def negative_of(probs: Sequence[float] | np.ndarray) -> float:
+    """Probability of the negative labels together (`NEGATIVE_LABELS`)."""
+    return float(np.dot(np.asarray(probs, dtype=float), _NEGATIVE_MASK))
 
 
 def normalise_probs(raw: Sequence[float] | Mapping[str, float] | np.ndarray) -> tuple[float, ...]:
@@ -159,6 +169,11 @@ class _Distribution:
     @property
     def arousal(self) -> float:
         return arousal_of(self.probs)
+
+    @property
+    def negative(self) -> float:
+        """Probability that the customer is in a negative state (any of `NEGATIVE_LABELS`)."""
+        return negative_of(self.probs)
 
     def probs_dict(self) -> dict[str, float]:
         # Full precision: JSON round-trips floats exactly, and rounding could tie two labels and flip the argmax
@@ -269,6 +284,7 @@ class TurnEmotion(_Distribution):
             "confidence": round(self.effective_confidence, 6),
             "valence": round(self.valence, 6),
             "arousal": round(self.arousal, 6),
+            "negative": round(self.negative, 6),
             "probs": self.probs_dict(),
             "weights": {k: round(v, 6) for k, v in self.weights.items()},
             "estimates": [e.to_dict(with_embedding=False) for e in self.estimates],

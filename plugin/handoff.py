@@ -42,6 +42,7 @@ def emotion_timeline(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
                 "valence": round(turn.valence, 4),
                 "arousal": round(turn.arousal, 4),
                 "confidence": round(turn.effective_confidence, 4),
+                "negative": round(turn.negative, 4),
                 "weights": dict(turn.weights),
                 "intent": ((event.get("parse_data") or {}).get("intent") or {}).get("name"),
             }

@@ -75,14 +75,10 @@ def turn_records(
             )
             continue
         turns.append(
-            TurnRecord(
+            TurnRecord.of(
+                emotion,
                 message_id=str(event.message_id),
                 ts=float(event.timestamp),
-                label=emotion.label,
-                valence=emotion.valence,
-                arousal=emotion.arousal,
-                confidence=emotion.effective_confidence,
-                weights=dict(emotion.weights),
                 intent=event.intent_name,
                 text=event.text if keep_text else None,
             )

@@ -7,7 +7,10 @@ to a supervisor: `decide(state, config) -> Decision`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from models.emotion import TurnEmotion
 
 TONES = ("empathetic", "calm", "neutral", "upbeat")
 
@@ -25,6 +28,32 @@ class TurnRecord:
     weights: Mapping[str, float] = field(default_factory=dict)
     intent: str | None = None
     text: str | None = None
+    # Probability of the negative labels together. None only for records written
+    # before it existed; the rules then fall back to the top label's confidence.
+    negative: float | None = None
+
+    @classmethod
+    def of(
+        cls, emotion: TurnEmotion, message_id: str, ts: float, intent: str | None = None, text: str | None = None
+    ) -> TurnRecord:
+        """The record of a fused turn (the transcript only when the caller keeps transcripts)."""
+        return cls(
+            message_id=message_id,
+            ts=ts,
+            label=emotion.label,
+            valence=emotion.valence,
+            arousal=emotion.arousal,
+            confidence=emotion.effective_confidence,
+            weights=dict(emotion.weights),
+            intent=intent,
+            text=text,
+            negative=emotion.negative,
+        )
+
+    @property
+    def negativity(self) -> float:
+        """How sure we are that the customer is unhappy in this turn."""
+        return self.confidence if self.negative is None else self.negative
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -37,6 +66,8 @@ class TurnRecord:
             "weights": dict(self.weights),
             "intent": self.intent,
         }
+        if self.negative is not None:
+            out["negative"] = round(self.negative, 4)
         if self.text is not None:
             out["text"] = self.text
         return out
@@ -53,6 +84,7 @@ class TurnRecord:
             weights=dict(data.get("weights") or {}),
             intent=data.get("intent"),
             text=data.get("text"),
+            negative=None if data.get("negative") is None else float(data["negative"]),
         )
 
 
@@ -69,13 +101,18 @@ class ConversationState:
 
 @dataclass(frozen=True)
 class RoutingConfig:
-    """Thresholds of the routing rules; valence in [-1, 1], arousal in [0, 1]."""
+    """Thresholds of the routing rules; valence in [-1, 1], arousal in [0, 1].
+
+    The two confidences are probabilities that the turn is negative (the negative
+    labels together, `TurnRecord.negativity`), not the top label's probability.
+    """
 
     negative_valence: float = -0.25
     min_confidence: float = 0.35
     sustained_turns: int = 3
     sharp_valence: float = -0.55
-    sharp_arousal: float = 0.75
+    # Between disgust (0.6) and anger (0.9): an anger/disgust mix is an outburst too; a sad one is not.
+    sharp_arousal: float = 0.65
     sharp_confidence: float = 0.7
     sudden_drop: float = 1.0
     cooldown_turns: int = 5
@@ -141,7 +178,7 @@ class Decision:
 
 
 def is_negative(turn: TurnRecord, config: RoutingConfig) -> bool:
-    return turn.valence <= config.negative_valence and turn.confidence >= config.min_confidence
+    return turn.valence <= config.negative_valence and turn.negativity >= config.min_confidence
 
 
 def negative_streak(turns: Sequence[TurnRecord], config: RoutingConfig) -> int:
@@ -215,9 +252,12 @@ def _escalation(state: ConversationState, summary: Summary, config: RoutingConfi
     if (
         last.valence <= config.sharp_valence
         and last.arousal >= config.sharp_arousal
-        and last.confidence >= config.sharp_confidence
+        and last.negativity >= config.sharp_confidence
     ):
-        return "sharp_negative", f"sharp negative emotion: {last.label} with confidence {last.confidence:.2f}"
+        return "sharp_negative", (
+            f"sharp negative emotion: {last.label}, negative with probability {last.negativity:.2f}, "
+            f"valence {last.valence:+.2f}, arousal {last.arousal:.2f}"
+        )
     if len(state.turns) >= 2:
         before = ewma([t.valence for t in state.turns[:-1]], config.ewma_alpha)
         if before - last.valence >= config.sudden_drop and is_negative(last, config):

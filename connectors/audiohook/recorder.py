@@ -65,16 +65,8 @@ class EmotionRecorder:
         if not estimates:
             return None
         emotion = self.fusion.fuse(estimates)
-        return TurnRecord(
-            message_id=message_id,
-            ts=ts,
-            label=emotion.label,
-            valence=emotion.valence,
-            arousal=emotion.arousal,
-            confidence=emotion.effective_confidence,
-            weights=dict(emotion.weights),
-            text=hearing.text if self.settings.privacy.store_transcripts else None,
-        )
+        transcript = hearing.text if self.settings.privacy.store_transcripts else None
+        return TurnRecord.of(emotion, message_id=message_id, ts=ts, text=transcript)
 
     def record(self, info: ConversationInfo, turns: Sequence[TurnRecord]) -> tuple[Decision, bool]:
         """Decide on the accumulated turns and write them; Redis down is logged, not raised."""

@@ -48,3 +48,37 @@ def test_contact_centre_sentences_read_in_the_right_family(model: TextEmotionMod
     # card: the sarcastic "Thanks for nothing" and "I appreciate you trying, but ... I'm really frustrated".
     flips = [m for m in misses if {m[1], FAMILY[m[2]]} == {"negative", "positive"}]
     assert len(flips) <= 2, flips
+
+
+# Outbursts a supervisor wants handed over at once, and unhappy turns that should
+# wait for the sustained rule. Several outbursts split their probability between
+# anger and disgust: the sharp rule must read how surely the turn is negative, not
+# how sure the top label is (with the top-label rule, 3 of these 5 did not escalate).
+OUTBURSTS = [
+    "This is a disgrace, I hate dealing with you!",
+    "I'm furious, this is the worst service I have ever had!",
+    "I'm furious",
+    "I am so angry right now, you people are useless!",
+    "Stop wasting my time and get me a manager now!",
+]
+NOT_AT_ONCE = [
+    "I'm so disappointed, I've been a loyal customer for ten years.",
+    "Honestly, I'm fed up. Every month there's a new mistake on my bill.",
+    "I'd like to check the balance on my account.",
+    "Thanks, that fixed it!",
+]
+
+
+def test_outbursts_escalate_at_once_and_milder_turns_wait(model: TextEmotionModel) -> None:
+    from models.fusion import load_fusion
+    from plugin.routing import ConversationState, RoutingConfig, TurnRecord, decide
+
+    fusion, config = load_fusion(), RoutingConfig()
+
+    def first_turn_rule(text: str) -> str | None:
+        emotion = fusion.fuse([model.predict(text)])
+        record = TurnRecord.of(emotion, "m1", 1.0)
+        return decide(ConversationState("conv", "cust", (record,)), config).rule
+
+    assert {text: first_turn_rule(text) for text in OUTBURSTS} == {text: "sharp_negative" for text in OUTBURSTS}
+    assert {text: first_turn_rule(text) for text in NOT_AT_ONCE} == {text: None for text in NOT_AT_ONCE}

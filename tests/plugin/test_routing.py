@@ -1,7 +1,10 @@
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from models.emotion import LABELS, TurnEmotion
 from plugin.routing import (
     ConversationState,
     RoutingConfig,
@@ -49,6 +52,41 @@ def test_sustained_negative_turns_escalate_with_the_reason() -> None:
 def test_one_sharp_turn_escalates_at_once() -> None:
     decision = decide(state(turn(0, "neutral", 0.0), turn(1, "angry", -0.8, 0.9, 0.9)), CFG)
     assert decision.escalate and decision.rule in {"sharp_negative", "sudden_drop"}
+
+
+def fused(**probs: float) -> TurnRecord:
+    """A record built the way the policy builds one, from a fused turn's probabilities."""
+    full = [probs.get(name, 0.0) for name in LABELS]
+    return TurnRecord.of(TurnEmotion(tuple(full), {"text": 1.0}), "m1", 1.0)
+
+
+def test_an_outburst_split_between_anger_and_disgust_escalates_at_once() -> None:
+    # The top label is unsure (0.49) but the turn is surely negative (0.99) and hot.
+    split = fused(angry=0.49, disgusted=0.43, sad=0.07, neutral=0.01)
+    assert split.confidence < CFG.sharp_confidence <= split.negativity
+    decision = decide(state(turn(0, "neutral", 0.0, 0.2), split), CFG)
+    assert decision.escalate and decision.rule == "sharp_negative"
+    assert "negative with probability 0.99" in (decision.reason or "")
+
+
+def test_a_cold_negative_turn_is_not_an_outburst() -> None:
+    # As surely negative, but sad: the sustained rule handles it, not the sharp one.
+    sad = fused(sad=0.9, angry=0.05, neutral=0.05)
+    assert not decide(state(turn(0, "neutral", 0.0, 0.2), sad), CFG).escalate
+
+
+def test_negative_turns_split_across_labels_count_towards_the_streak() -> None:
+    # No label above min_confidence (0.35), but negative with probability 0.96.
+    spread = [fused(sad=0.33, angry=0.32, fearful=0.31, neutral=0.04) for _ in range(3)]
+    assert all(t.confidence < CFG.min_confidence for t in spread)
+    assert negative_streak(spread, CFG) == 3
+
+
+def test_records_written_before_negative_existed_fall_back_to_confidence() -> None:
+    old = {"message_id": "m", "ts": 1.0, "label": "angry", "valence": -0.8, "arousal": 0.9, "confidence": 0.8}
+    record = TurnRecord.from_dict(old)
+    assert record.negative is None and record.negativity == 0.8
+    assert TurnRecord.from_dict({**old, "negative": 0.95}).negativity == 0.95
 
 
 def test_an_unsure_negative_turn_does_not_count() -> None:
@@ -103,7 +141,15 @@ records = st.builds(
     valence=st.floats(-1, 1),
     arousal=st.floats(0, 1),
     confidence=st.floats(0, 1),
+    negative=st.one_of(st.none(), st.floats(0, 1)),
 )
+
+
+@given(records)
+def test_records_round_trip_through_json(record: TurnRecord) -> None:
+    back = TurnRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert back.negativity == pytest.approx(record.negativity, abs=1e-4)
+    assert back.label == record.label and back.message_id == record.message_id
 
 
 @given(st.lists(records, max_size=30), st.one_of(st.none(), st.integers(0, 30)), st.integers(0, 3))

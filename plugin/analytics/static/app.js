@@ -80,6 +80,7 @@ function turnRow(t, i, escalatedIds, escalations) {
   const row = el("tr", { class: escalatedIds.has(t.message_id) ? "turn escalation-marker" : "turn" },
     el("td", {}, String(i + 1)), el("td", {}, time(t.ts)), el("td", {}, t.label),
     el("td", {}, signed(t.valence)), el("td", {}, fmt(t.arousal)), el("td", {}, fmt(t.confidence)),
+    el("td", { title: "probability of angry, disgusted, fearful and sad together" }, t.negative == null ? "–" : fmt(t.negative)),
     el("td", {}, weights), el("td", {}, t.intent ?? "–"), el("td", {}, t.text ?? ""));
   if (escalatedIds.has(t.message_id)) {
     const e = escalations.find((x) => x.message_id === t.message_id);
