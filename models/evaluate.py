@@ -135,7 +135,7 @@ def evaluate_fusion(args: argparse.Namespace) -> str:
     import json
 
     from models.fusion import DEFAULT_FUSION, TrainedFusion
-    from models.recipes.fusion.report import calibration_check, meld_test, ravdess_arms, summarise
+    from models.recipes.fusion.report import calibration_check, fer_test, meld_test, ravdess_arms, summarise
     from models.recipes.fusion.train import HPARAMS, SYNTHETIC_TEST, cross_validate
 
     held, _ = cross_validate(HPARAMS, with_pairs=args.pairs)
@@ -151,6 +151,10 @@ def evaluate_fusion(args: argparse.Namespace) -> str:
     for arm, (_, report) in arms.items():
         print(f"== MELD test, text only: {arm} ({fusion.name}) ==\n{report.render()}\n")
     summary["meld_test"] = meld
+    fer, arms = fer_test(fusion.weights)
+    for arm, (_, report) in arms.items():
+        print(f"== FER2013 PublicTest, face only: {arm} ({fusion.name}) ==\n{report.render()}\n")
+    summary["fer_test"] = fer
     summary["calibration"] = calibration_check(held)
     print("== summary ==\n" + json.dumps(summary, indent=2) + "\n")
     studio = summary["studio"]
@@ -168,6 +172,8 @@ def evaluate_fusion(args: argparse.Namespace) -> str:
             "attention_text": studio["attention"]["text_mean"],
             "meld_text_accuracy": meld["text"]["accuracy"],
             "meld_fused_accuracy": meld["fused"]["accuracy"],
+            "fer_face_accuracy": fer["face"]["accuracy"],
+            "fer_fused_accuracy": fer["fused"]["accuracy"],
             "modality": "fusion",
             "pairs": bool(args.pairs),
         }

@@ -1,11 +1,11 @@
 """Per-turn fusion of modality estimates with masked attention.
 
-Each present modality is a token. Its attention score comes from features every
-modality shares (its log-probabilities, its confidence, how peaked its
-distribution is) passed through one small learned layer, plus a learned
-per-modality embedding and bias. Absent modalities are masked out of the
-softmax rather than zero-filled, so a turn with text only is fused exactly as
-text (up to the temperature, which never changes the label).
+Each present modality is a token. Its attention score is a learned trust of
+its modality plus learned non-negative slopes on how sure the token is (its
+confidence, how peaked its distribution is): trust grows with sureness, at a
+rate learned per modality. Absent modalities are masked out of the softmax
+rather than zero-filled, so a turn with text only is fused exactly as text (up
+to the temperature, which never changes the label).
 
 The fused distribution *is* the attention-weighted mixture of the modality
 distributions, then temperature-scaled: "voice 0.8" means four fifths of the
@@ -16,10 +16,11 @@ turn's probability mass comes from the voice estimate.
 fusion of the foundation, is the documented fallback when no trained weights
 exist, and the baseline the benchmark compares against.
 
-Face: no face model exists yet, so nothing was trained with a face token. The
-face embedding is zero and its bias a fixed prior (that of the least trusted
-trained modality): a present face estimate is scored by the shared features
-only. See `models/cards/fusion.md`.
+Face: no real turn has a face and another modality, so the face token's attention
+is not learned (a face-only turn gives it weight 1 whatever the parameters). Its
+trust and slopes are a fixed prior, the lower of text's and voice's: a face is
+never trusted a priori more than the least trusted trained stream. Face-only
+turns do take part in the temperature. See `models/cards/fusion.md`.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ logger = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_FUSION = WEIGHTS_DIR / "fusion.pt"
 _MAX_ENTROPY = float(np.log(len(LABELS)))
-_FLOOR = 1e-3  # log-probabilities are clipped here: a zero in one label must not dominate the score
-N_FEATURES = len(LABELS) + 2  # log-probabilities, confidence, reliability
+N_FEATURES = 2  # a token's confidence and 1 - normalised entropy
+FUSION_ARCH = "reliability-monotone"
 
 
 class Fuser(Protocol):
@@ -77,12 +78,9 @@ def _softmax(present: list[Modality], scores: np.ndarray) -> dict[Modality, floa
 
 
 def token_features(probs: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-    """Features a token is scored by, the same for every modality: (..., 7) probs and (...) confidences -> (..., 9)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    peaked = 1.0 - _entropy(probs)
-    return np.concatenate(
-        [np.log(np.clip(probs, _FLOOR, 1.0)), np.asarray(confidence)[..., None], peaked[..., None]], axis=-1
-    )
+    """How sure a token is, the same for every modality: (..., 7) probs and (...) confidences -> (..., 2)."""
+    peaked = 1.0 - _entropy(np.asarray(probs, dtype=np.float64))
+    return np.stack([np.broadcast_to(np.asarray(confidence, dtype=np.float64), peaked.shape), peaked], axis=-1)
 
 
 def _calibrate(mixture: np.ndarray, temperature: float) -> np.ndarray:
@@ -94,22 +92,23 @@ def _calibrate(mixture: np.ndarray, temperature: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FusionWeights:
-    """The trained attention: a shared feature layer, per-modality embeddings and biases, a temperature.
+    """The trained attention: per modality, a trust and how fast trust grows with the token's sureness.
 
-    score(token) = v . tanh(W features + b + embedding[modality]) + bias[modality]
+    score(token) = bias[modality] + slope[modality] . (confidence, 1 - entropy), slopes >= 0
+
+    Monotone by construction: a less sure estimate never gets more weight than a surer one of the
+    same modality. A free feature network (tried first) fitted RAVDESS, where the words are always
+    sure and never informative, and then gave an *unsure* text token most of the weight, a region
+    it had never seen; its held-out accuracy also swung with the random init (card).
     """
 
-    w: np.ndarray  # (hidden, N_FEATURES)
-    b: np.ndarray  # (hidden,)
-    embedding: np.ndarray  # (len(MODALITIES), hidden), rows in MODALITIES order
-    v: np.ndarray  # (hidden,)
-    bias: np.ndarray  # (len(MODALITIES),)
+    bias: np.ndarray  # (len(MODALITIES),), rows in MODALITIES order
+    slope: np.ndarray  # (len(MODALITIES), N_FEATURES), non-negative
     temperature: float
 
     def scores(self, features: np.ndarray, rows: list[int] | slice) -> np.ndarray:
         """Attention scores of tokens (..., N_FEATURES) of the modalities at `rows` of `MODALITIES`."""
-        hidden = np.tanh(features @ self.w.T + self.b + self.embedding[rows])
-        return np.asarray(hidden @ self.v + self.bias[rows])
+        return np.asarray((features * self.slope[rows]).sum(axis=-1) + self.bias[rows])
 
     def fuse_arrays(
         self, probs: np.ndarray, confidence: np.ndarray, mask: np.ndarray
@@ -138,16 +137,17 @@ class TrainedFusion:
         """Read trained parameters written by `models.recipes.fusion.train`."""
         from models.checkpoint import Checkpoint
 
-        checkpoint = Checkpoint.load(path or DEFAULT_FUSION)
+        target = path or DEFAULT_FUSION
+        checkpoint = Checkpoint.load(target)
+        if checkpoint.arch.get("attention") != FUSION_ARCH:
+            raise ValueError(
+                f"{target}: fusion weights of another architecture ({checkpoint.arch}); "
+                f"this code reads {FUSION_ARCH!r}: re-run `make train-fusion`"
+            )
         state = {k: v.detach().double().numpy() for k, v in checkpoint.state_dict.items()}
-        weights = FusionWeights(
-            state["proj.weight"],
-            state["proj.bias"],
-            state["embedding"],
-            state["score.weight"][0],
-            state["bias"],
-            checkpoint.temperature,
-        )
+        if np.any(state["slope"] < 0):
+            raise ValueError(f"{target}: fusion slopes must be non-negative")
+        weights = FusionWeights(state["bias"], state["slope"], checkpoint.temperature)
         return cls(weights, f"fusion-attention@{checkpoint.info.get('version', 'dev')}")
 
     def attention(self, estimates: Mapping[Modality, EmotionEstimate]) -> dict[Modality, float]:

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_fusion_report_meets_the_acceptance_criteria() -> None:
     shared_data("speech", "ravdess")
     shared_data("text", "meld")
+    shared_data("faces", "fer2013")
     if not (VOICE_RUNS / "oof.npz").exists():
         pytest.skip(
             f"needs the voice head's out-of-fold logits at {VOICE_RUNS / 'oof.npz'}: "
@@ -39,6 +40,7 @@ def test_fusion_report_meets_the_acceptance_criteria() -> None:
         ": asr_text",
         ": fused",
         "MELD test",
+        "FER2013 PublicTest, face only",
         "confusion",
     ):
         assert heading in out
@@ -48,3 +50,5 @@ def test_fusion_report_meets_the_acceptance_criteria() -> None:
     assert last["telephone_fused_accuracy"] >= last["telephone_voice_accuracy"]
     assert last["attention_voice"] > last["attention_text"] + 0.3
     assert abs(last["meld_fused_accuracy"] - last["meld_text_accuracy"]) < 0.01
+    # One token gets weight 1 and the temperature never moves the argmax: face-only turns keep their label.
+    assert last["fer_fused_accuracy"] == last["fer_face_accuracy"] > 0.55

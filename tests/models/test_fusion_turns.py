@@ -37,8 +37,8 @@ def test_polite_words_in_an_angry_voice_are_fused_as_angry_and_the_weights_say_w
     turn = TrainedFusion.load().fuse([text, voice])
     assert turn.label == "angry"
     assert turn.valence < VALENCE["neutral"]
-    # The weights say which stream it believed: a confident polite text still gets some weight (about
-    # 0.3 here, the fused distribution keeps that much "happy"), the angry voice most of it.
+    # The weights say which stream it believed: the angry voice (RAVDESS taught the fusion that, where
+    # both speak, the voice carries the emotion; the card lists what that costs).
     assert turn.weights["voice"] > 0.6 and turn.weights["voice"] - turn.weights["text"] > 0.25
     shown = turn.to_dict()
     assert shown["weights"]["voice"] > shown["weights"]["text"] and shown["label"] == "angry"

@@ -36,6 +36,7 @@ from models.metrics import evaluate, expected_calibration_error
 from models.recipes.calibration import fit_temperature, softmax
 
 RUNS = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "face-runs"
+SELECTION_SHARE = 0.1  # of Training, held out for model selection and the temperature
 
 
 def load_fer(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +101,7 @@ def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     images, labels = load_fer("Training")
     test_x, test_y = load_fer("PublicTest")
-    train_idx, calib_idx = stratified_split(labels, 0.1, args.seed)
+    train_idx, calib_idx = stratified_split(labels, SELECTION_SHARE, args.seed)
     if args.limit:  # a quick smoke run of the whole recipe
         train_idx, calib_idx, test_x, test_y = (
             train_idx[: args.limit],

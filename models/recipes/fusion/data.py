@@ -6,11 +6,13 @@
   (`models.recipes.fusion.asr`). The words are two fixed neutral sentences, so
   the emotion is in the voice only.
 - Text-only turns: the text model's estimates on MELD and GoEmotions splits its
-  head was not trained on (dev to fit, MELD test to evaluate).
-- Face: none. No face model exists yet; see the card.
+  head was not trained on (dev to fit, MELD test to evaluate). MELD turns are
+  read with the two turns before them, as the NLU component reads a chat.
+- Face-only turns: the face model's estimates on FER2013 faces it was not trained
+  on (its selection split of Training to fit, PublicTest to evaluate).
 
-Text estimates are cached under ~/.cache/toneline/fusion, keyed by the texts and
-the text model's weights.
+Estimates are cached under ~/.cache/toneline/fusion, keyed by the inputs and the
+model's weights.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import numpy as np
 
 from models import data
 from models.emotion import LABEL_INDEX, LABELS, MODALITIES, Modality
+from models.face import DEFAULT_WEIGHTS as FACE_MODEL
 from models.fusion import token_features
 from models.recipes.calibration import softmax
 from models.recipes.fusion.paths import CACHE
+from models.text import CONTEXT_TURNS
 from models.text import DEFAULT_MODEL as TEXT_MODEL
 from models.voice import DEFAULT_HEAD as VOICE_HEAD
 
@@ -77,12 +81,16 @@ def concat(parts: list[Turns], source: str) -> Turns:
     )
 
 
-def text_probs(texts: list[str], tag: str) -> np.ndarray:
-    """Calibrated text-model distributions (n, 7) of `texts`, cached."""
-    # Keyed by the weights themselves: two text models trained on the same day share a version string.
-    version = hashlib.sha256(TEXT_MODEL.read_bytes()).hexdigest()[:16]
-    digest = hashlib.sha256("\n".join([str(version), *texts]).encode()).hexdigest()[:16]
-    path = CACHE / f"text-{tag}-{digest}.npy"
+def _digest(weights: Path, *parts: str) -> str:
+    # Keyed by the weights themselves: two models trained on the same day share a version string.
+    version = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    return hashlib.sha256("\n".join([version, *parts]).encode()).hexdigest()[:16]
+
+
+def text_probs(texts: list[str], tag: str, contexts: list[list[str]] | None = None) -> np.ndarray:
+    """Calibrated text-model distributions (n, 7) of `texts` (each read after `contexts[i]`), cached."""
+    context_key = [] if contexts is None else ["\x1e".join(c) for c in contexts]
+    path = CACHE / f"text-{tag}-{_digest(TEXT_MODEL, *texts, *context_key)}.npy"
     if path.exists():
         return np.asarray(np.load(path))
     from models.text import TextEmotionModel
@@ -90,8 +98,23 @@ def text_probs(texts: list[str], tag: str) -> np.ndarray:
     model = TextEmotionModel.load(threads=1)
     out = []
     for start in range(0, len(texts), 128):
-        out += [e.probs for e in model.predict_batch(texts[start : start + 128])]
+        chunk = None if contexts is None else contexts[start : start + 128]
+        out += [e.probs for e in model.predict_batch(texts[start : start + 128], chunk)]
     probs = np.array(out, dtype=np.float64).reshape(-1, len(LABELS))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, probs)
+    return probs
+
+
+def face_probs(images: np.ndarray, tag: str) -> np.ndarray:
+    """Calibrated face-model distributions (n, 7) of 48x48 faces, cached."""
+    path = CACHE / f"face-{tag}-{_digest(FACE_MODEL, hashlib.sha256(images.tobytes()).hexdigest())}.npy"
+    if path.exists():
+        return np.asarray(np.load(path))
+    from models.face import FaceEmotionModel
+
+    model = FaceEmotionModel.load(threads=1)
+    probs = np.concatenate([model.predict_faces(images[i : i + 512]) for i in range(0, len(images), 512)])
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path, probs)
     return probs
@@ -110,9 +133,28 @@ def _turns(n: int, labels: np.ndarray, actors: np.ndarray, source: str, **presen
 def text_only(corpus: str, split: str) -> Turns:
     """Text-only turns of MELD or GoEmotions (Ekman, single-label) `split`."""
     samples = data.meld(split) if corpus == "meld" else data.goemotions(split)
-    probs = text_probs([s.text for s in samples], f"{corpus}-{split}")
+    contexts = data.contexts(samples, CONTEXT_TURNS) if corpus == "meld" else None
+    probs = text_probs([s.text for s in samples], f"{corpus}-{split}", contexts)
     labels = np.array([LABEL_INDEX[s.label] for s in samples])
     return _turns(len(samples), labels, np.zeros(len(samples), dtype=int), f"{corpus} {split}", text=probs)
+
+
+def face_only(split: str) -> Turns:
+    """Face-only FER2013 turns: "selection" (the 10 % of Training the face model held out) or "test" (PublicTest)."""
+    from models.recipes.face.train import SELECTION_SHARE, load_fer, stratified_split
+
+    if split == "selection":
+        images, labels = load_fer("Training")
+        # The split the shipped weights were trained with: their seed is in the sidecar.
+        seed = int(json.loads(FACE_MODEL.with_suffix(".json").read_text())["seed"])
+        _, held = stratified_split(labels, SELECTION_SHARE, seed)
+        images, labels = images[held], labels[held]
+    elif split == "test":
+        images, labels = load_fer("PublicTest")
+    else:
+        raise ValueError(f"unknown FER2013 split {split!r}: selection or test")
+    probs = face_probs(images, f"fer-{split}")
+    return _turns(len(labels), labels, np.zeros(len(labels), dtype=int), f"fer2013 {split}", face=probs)
 
 
 def voice_temperature() -> float:

@@ -13,7 +13,7 @@ import numpy as np
 from models.emotion import LABELS
 from models.fusion import FusionWeights
 from models.metrics import Report, evaluate, expected_calibration_error
-from models.recipes.fusion.data import TEXT, VOICE, Turns, text_only
+from models.recipes.fusion.data import FACE, TEXT, VOICE, Turns, face_only, text_only
 from models.recipes.fusion.train import HeldOut
 
 
@@ -63,22 +63,36 @@ def summarise(held: dict[str, HeldOut], pairs: bool = False) -> dict[str, Any]:
     return {"synthetic_pairs": pairs, **{name: summarise_variant(h) for name, h in held.items()}}
 
 
-def text_only_arms(weights: FusionWeights, turns: Turns) -> dict[str, tuple[np.ndarray, Report]]:
-    """Text alone against the fusion on text-only turns (the fusion sees the same single token)."""
+def single_arms(weights: FusionWeights, turns: Turns, row: int, name: str) -> dict[str, tuple[np.ndarray, Report]]:
+    """One modality alone against the fusion on turns that have only it (the fusion sees the same single token)."""
     fused, _, _ = weights.fuse_arrays(turns.probs, turns.confidence, turns.mask)
-    text = turns.probs[:, TEXT]
-    return {"text": (text, _report(text, turns.labels)), "fused": (fused, _report(fused, turns.labels))}
+    alone = turns.probs[:, row]
+    return {name: (alone, _report(alone, turns.labels)), "fused": (fused, _report(fused, turns.labels))}
+
+
+def single_modality_test(
+    weights: FusionWeights, turns: Turns, row: int, name: str
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, Report]]]:
+    """Scores of `name` alone vs fused, their label agreement and the calibration gap, on held-out turns."""
+    arms = single_arms(weights, turns, row, name)
+    summary: dict[str, Any] = {"n": len(turns)}
+    for arm, (probs, report) in arms.items():
+        summary[arm] = _scores(report, probs, turns.labels)
+    summary["label_agreement"] = round(float((arms[name][0].argmax(1) == arms["fused"][0].argmax(1)).mean()), 4)
+    gap = ece_gap(arms["fused"][0], arms[name][0], turns.labels)
+    summary["fused_minus_single_ece"] = gap
+    summary["fused_no_worse"] = gap["low"] <= 0.0
+    return summary, arms
 
 
 def meld_test(weights: FusionWeights) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, Report]]]:
-    """MELD test (never used by the text head's or the fusion's training): text alone vs fused."""
-    turns = text_only("meld", "test")
-    arms = text_only_arms(weights, turns)
-    summary: dict[str, Any] = {"n": len(turns)}
-    for name, (probs, report) in arms.items():
-        summary[name] = _scores(report, probs, turns.labels)
-    summary["label_agreement"] = round(float((arms["text"][0].argmax(1) == arms["fused"][0].argmax(1)).mean()), 4)
-    return summary, arms
+    """MELD test with dialogue context (never used by the text head's or the fusion's training)."""
+    return single_modality_test(weights, text_only("meld", "test"), TEXT, "text")
+
+
+def fer_test(weights: FusionWeights) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, Report]]]:
+    """FER2013 PublicTest (never used by the face model's or the fusion's training): face alone vs fused."""
+    return single_modality_test(weights, face_only("test"), FACE, "face")
 
 
 def ece_gap(fused: np.ndarray, single: np.ndarray, gold: np.ndarray, draws: int = 300) -> dict[str, float]:
