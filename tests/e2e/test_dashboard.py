@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -96,12 +97,15 @@ def test_a_supervisor_follows_a_conversation_live_claims_it_and_exports_history(
     expect(turns).to_have_count(2)
     expect(turns.nth(1)).to_contain_text("escalated:")
     expect(turns.nth(1)).to_contain_text("text 1.00")
+    # How surely the turn is negative (the negative labels together): what the routing rules read.
+    expect(turns.nth(1).locator("td").nth(6)).to_have_text(re.compile(r"^(0\.9\d|1\.00)$"))
+    expect(turns.nth(0).locator("td").nth(6)).to_have_text(re.compile(r"^0\.[0-4]\d$"))
     expect(page.locator("#timeline-chart")).to_be_visible()  # type: ignore[attr-defined]
     shot(page, "3-timeline")
 
     page.click("button[data-tab=escalations]")  # type: ignore[attr-defined]
     card = page.locator(f'.case[data-conversation="{who}"]')  # type: ignore[attr-defined]
-    expect(card).to_contain_text("sharp negative emotion")
+    expect(card).to_contain_text("sharp negative emotion: angry, negative with probability 0.9")
     card.locator("button.claim").click()
     expect(card).to_have_count(0)  # claimed cases leave the open queue
     page.select_option("#escalation-status", "claimed")  # type: ignore[attr-defined]
