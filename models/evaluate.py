@@ -24,8 +24,9 @@ the face (counted and printed).
 
 `fusion` takes no manifest: it reads $TONELINE_DATA and reports, on held-out
 RAVDESS actors (actor folds; each fold's fusion never saw them), voice alone,
-ASR-text alone and fused, studio and telephone; then MELD test text alone vs
-the shipped fusion (`--head`); then the calibration check. It needs the voice
+ASR-text alone and fused, studio and telephone; then MELD test text alone and
+FER2013 PublicTest face alone vs the shipped fusion (`--head`); then the
+calibration check. It needs the voice
 head's out-of-fold logits (`python -m models.recipes.voice.train --no-export`).
 """
 
