@@ -53,6 +53,16 @@ _AROUSAL_VEC = np.array([AROUSAL[name] for name in LABELS])
 # angry 0.49 / disgusted 0.43 is a confident negative turn, not an unsure one.
 NEGATIVE_LABELS: tuple[str, ...] = tuple(name for name in LABELS if VALENCE[name] < 0)
 _NEGATIVE_MASK = np.array([VALENCE[name] < 0 for name in LABELS], dtype=float)
+# Coarse families for people and rules that do not need seven labels. Surprise is
+# neutral here: in a service conversation it is a reaction, not a mood.
+FAMILIES: Mapping[str, tuple[str, ...]] = {
+    "negative": NEGATIVE_LABELS,
+    "neutral": ("neutral", "surprised"),
+    "positive": ("happy",),
+}
+_FAMILY_MASKS = {
+    family: np.array([name in members for name in LABELS], dtype=float) for family, members in FAMILIES.items()
+}
 
 # Names other corpora use for the canonical labels. Anything not here (calm,
 # love, contempt, ...) is not silently folded into a neighbour: callers skip it.
@@ -109,6 +119,18 @@ def arousal_of(probs: Sequence[float] | np.ndarray) -> float:
 def negative_of(probs: Sequence[float] | np.ndarray) -> float:
     """Probability of the negative labels together (`NEGATIVE_LABELS`)."""
     return float(np.dot(np.asarray(probs, dtype=float), _NEGATIVE_MASK))
+
+
+def family_of(probs: Sequence[float] | np.ndarray) -> str:
+    """The family (`FAMILIES`) holding the most probability, not the family of the top label.
+
+    Four labels share the negative mass: "I appreciate you trying, but this is still not
+    working and I'm really frustrated" reads happy 0.47 against the negative labels'
+    0.49 together. Mapping the top label would call that customer positive; the
+    family's total is what routing acts on too (`negative_of`).
+    """
+    p = np.asarray(probs, dtype=float)
+    return max(_FAMILY_MASKS, key=lambda family: float(np.dot(p, _FAMILY_MASKS[family])))
 
 
 def normalise_probs(raw: Sequence[float] | Mapping[str, float] | np.ndarray) -> tuple[float, ...]:
@@ -174,6 +196,11 @@ class _Distribution:
     def negative(self) -> float:
         """Probability that the customer is in a negative state (any of `NEGATIVE_LABELS`)."""
         return negative_of(self.probs)
+
+    @property
+    def family(self) -> str:
+        """negative, neutral or positive: the family with the most probability (`family_of`)."""
+        return family_of(self.probs)
 
     def probs_dict(self) -> dict[str, float]:
         # Full precision: JSON round-trips floats exactly, and rounding could tie two labels and flip the argmax
@@ -285,6 +312,7 @@ class TurnEmotion(_Distribution):
             "valence": round(self.valence, 6),
             "arousal": round(self.arousal, 6),
             "negative": round(self.negative, 6),
+            "family": self.family,
             "probs": self.probs_dict(),
             "weights": {k: round(v, 6) for k, v in self.weights.items()},
             "estimates": [e.to_dict(with_embedding=False) for e in self.estimates],

@@ -39,7 +39,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from models.emotion import LABELS, canonical_label
+from models.emotion import FAMILIES, LABELS, canonical_label
 from models.metrics import evaluate, json_line
 
 
@@ -76,15 +76,24 @@ def evaluate_text(args: argparse.Namespace) -> str:
     # Rows that name their dialogue and turn are read with the turns before them (the rows of that dialogue).
     samples = [TextSample(r["text"] or "", r["label"], _dialogue(r), _turn(r)) for r in rows]
     context = contexts(samples, model.context_turns)
-    predicted: list[str] = []
+    estimates = []
     for start in range(0, len(rows), args.batch_size):
         end = start + args.batch_size
-        predicted += [e.label for e in model.predict_batch([s.text for s in samples[start:end]], context[start:end])]
-    report = evaluate([r["label"] for r in rows], predicted, LABELS)
+        estimates += model.predict_batch([s.text for s in samples[start:end]], context[start:end])
+    gold = [r["label"] for r in rows]
+    report = evaluate(gold, [e.label for e in estimates], LABELS)
     with_context = sum(bool(c) for c in context)
     print(f"model: {model.name}\nmanifest: {args.manifest}\nrows read with context: {with_context}\n")
     print(report.render())
+    print(family_line(gold, [e.family for e in estimates]))
     return json_line(report, modality="text", skipped=sum(skipped.values()))
+
+
+def family_line(gold: list[str], families: list[str]) -> str:
+    """Accuracy over negative / neutral / positive (`models.emotion.FAMILIES`), the reading routing acts on."""
+    family_of_label = {label: family for family, labels in FAMILIES.items() for label in labels}
+    hits = sum(family_of_label[g] == f for g, f in zip(gold, families))
+    return f"family accuracy (negative / neutral / positive, by probability mass) {hits / len(gold):.4f}\n"
 
 
 def _dialogue(row: dict) -> str | None:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from models.emotion import (
     AROUSAL,
+    FAMILIES,
     LABELS,
     VALENCE,
     EmotionEstimate,
@@ -15,6 +16,7 @@ from models.emotion import (
     Modality,
     TurnEmotion,
     canonical_label,
+    family_of,
 )
 
 
@@ -40,6 +42,25 @@ def test_label_set_is_the_canonical_seven() -> None:
 )
 def test_aliases_map_into_the_canonical_set_and_nothing_else(raw: str, expected: str | None) -> None:
     assert canonical_label(raw) == expected
+
+
+def test_families_partition_the_labels_by_valence() -> None:
+    members = [label for labels in FAMILIES.values() for label in labels]
+    assert sorted(members) == sorted(LABELS)
+    assert all(VALENCE[label] < 0 for label in FAMILIES["negative"])
+    for label in LABELS:  # a sure estimate sits in its label's family
+        family = next(f for f, labels in FAMILIES.items() if label in labels)
+        assert family_of([float(name == label) for name in LABELS]) == family
+
+
+def test_family_is_read_from_the_mass_not_the_top_label() -> None:
+    # happy is the top label, but the negative labels together outweigh it: a polite complaint.
+    polite_complaint = EmotionEstimate.from_probs("text", {"happy": 0.47, "angry": 0.3, "sad": 0.19, "neutral": 0.04})
+    assert polite_complaint.label == "happy"
+    assert polite_complaint.family == "negative"
+    assert TurnEmotion(probs=polite_complaint.probs, weights={"text": 1.0}).to_dict()["family"] == "negative"
+    # surprise counts with neutral: a reaction, not a mood.
+    assert family_of([0.3, 0.35, 0.0, 0.0, 0.0, 0.0, 0.35]) == "neutral"
 
 
 def test_valence_and_arousal_follow_the_distribution() -> None:

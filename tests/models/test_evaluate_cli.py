@@ -58,6 +58,7 @@ def test_report_and_last_line_json_on_a_small_manifest(tmp_path: Path) -> None:
     assert summary["accuracy"] >= 0.75, result.stdout
     assert "confusion matrix" in result.stdout and "precision" in result.stdout
     assert "calm: 1" in result.stdout and "love: 1" in result.stdout
+    assert "family accuracy (negative / neutral / positive, by probability mass) 1.0000" in result.stdout
 
 
 def test_a_manifest_without_the_columns_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,10 +1,14 @@
 """Contact-centre phrasings the text model must read the way a supervisor would.
 
 The sentences (tests/models/data/contact_centre.csv) are written for Toneline and
-never used for training. Families: negative = sad, angry, fearful, disgusted;
-positive = happy; neutral = neutral or surprised. The foundation's frozen-encoder
-model read 42 of 48 (0.875), the fine-tuned one reads 43 (0.896; the card lists
-the misses): this guards that level. Issue 4 asks for 0.9, one sentence more.
+never used for training. Families (`models.emotion.FAMILIES`): negative = sad,
+angry, fearful, disgusted; positive = happy; neutral = neutral or surprised.
+
+A turn's family is the one holding the most probability (`EmotionEstimate.family`),
+as routing reads negativity: 45 of 48 (0.9375; issue 4 asks for 0.9). Mapping the
+top label instead reads 43 (0.896; the foundation's frozen model 42), because four
+labels share the negative mass; that stricter reading is guarded too, so a model
+that spreads its negatives more thinly cannot hide behind the family sum.
 """
 
 from __future__ import annotations
@@ -14,19 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from models.emotion import FAMILIES
 from models.text import TextEmotionModel
 
 DATA = Path(__file__).resolve().parent / "data" / "contact_centre.csv"
-FAMILY = {
-    "neutral": "neutral",
-    "surprised": "neutral",
-    "happy": "positive",
-    "sad": "negative",
-    "angry": "negative",
-    "fearful": "negative",
-    "disgusted": "negative",
-}
-FLOOR = 43 / 48
+FAMILY = {label: family for family, labels in FAMILIES.items() for label in labels}  # of the top label
+FLOOR = 0.9  # issue 4
+TOP_LABEL_FLOOR = 43 / 48
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +39,15 @@ def test_contact_centre_sentences_read_in_the_right_family(model: TextEmotionMod
         rows = list(csv.DictReader(handle))
     assert len(rows) >= 40 and {r["family"] for r in rows} == {"negative", "neutral", "positive"}
     estimates = model.predict_batch([r["text"] for r in rows])
-    misses = [(r["text"], r["family"], e.label) for r, e in zip(rows, estimates) if FAMILY[e.label] != r["family"]]
+    misses = [(r["text"], r["family"], e.family) for r, e in zip(rows, estimates) if e.family != r["family"]]
     accuracy = 1 - len(misses) / len(rows)
     assert accuracy >= FLOOR, f"family accuracy {accuracy:.3f} < {FLOOR}; misses: {misses}"
-    # Polarity flips (negative read as positive or back) are the costly misses. Two are known and in the
-    # card: the sarcastic "Thanks for nothing" and "I appreciate you trying, but ... I'm really frustrated".
-    flips = [m for m in misses if {m[1], FAMILY[m[2]]} == {"negative", "positive"}]
-    assert len(flips) <= 2, flips
+    # Polarity flips (negative read as positive or back) are the costly misses. One is known and in the
+    # card: the sarcastic "Thanks for nothing, I'm cancelling today".
+    flips = [m for m in misses if {m[1], m[2]} == {"negative", "positive"}]
+    assert len(flips) <= 1, flips
+    top_label_hits = sum(FAMILY[e.label] == r["family"] for r, e in zip(rows, estimates))
+    assert top_label_hits / len(rows) >= TOP_LABEL_FLOOR, f"top-label family accuracy {top_label_hits}/{len(rows)}"
 
 
 # Outbursts a supervisor wants handed over at once, and unhappy turns that should
