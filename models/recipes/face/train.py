@@ -1,6 +1,7 @@
 """Train the facial expression CNN on FER2013.
 
-    python -m models.recipes.face.train [--epochs 30] [--threads 2] [--out models/weights/face_cnn.pt]
+    python -m models.recipes.face.train [--epochs 45] [--threads 2] [--precision bf16]
+                                        [--out models/weights/face_cnn.pt]
 
 Data (from $TONELINE_DATA, default ../shared/data): faces/fer2013/Training.npz,
 split 90/10 (stratified, seeded) into training and a calibration/selection set;
@@ -12,6 +13,12 @@ horizontal flips, small rotations and scalings, brightness/contrast jitter and
 random erasing. AdamW with a one-cycle schedule, label smoothing, the epoch
 with the best calibration-set accuracy is kept, then a temperature is fitted on
 that set. Inference averages ten views (five crops, mirrored).
+
+`--precision bf16` trains under bfloat16 autocast (weights and optimiser stay
+float32, so the exported file and inference are unchanged). On CPUs with AMX or
+AVX512-BF16 it roughly halves the cost of an epoch; elsewhere it is slower than
+float32, which stays the default. The network is kept channels-last either way
+(oneDNN's fast layout for these convolutions).
 """
 
 from __future__ import annotations
@@ -96,6 +103,11 @@ def predict_logits(net: FaceCNN, images: np.ndarray, views: bool, batch: int = 5
     return torch.cat(out).numpy()
 
 
+def snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the weights in the default layout (training keeps them channels-last)."""
+    return {k: v.clone(memory_format=torch.contiguous_format) for k, v in net.state_dict().items()}
+
+
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -113,12 +125,14 @@ def train(args: argparse.Namespace) -> None:
     counts = np.bincount(labels[train_idx], minlength=len(LABELS)).astype(float)
     weights = torch.tensor((counts.sum() / np.maximum(counts, 1)) ** 0.3, dtype=torch.float32)
     net = FaceCNN(channels=args.channels, dropout=args.dropout)
+    net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # the stubs omit memory_format
+    bf16 = args.precision == "bf16"
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps = args.epochs * math.ceil(len(train_idx) / args.batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.2)
     loss_fn = nn.CrossEntropyLoss(weight=weights / weights.mean(), label_smoothing=0.1)
     generator = torch.Generator().manual_seed(args.seed)
-    best = (-1.0, 0, {k: v.clone() for k, v in net.state_dict().items()})
+    best = (-1.0, 0, snapshot(net))
     started = time.time()
     for epoch in range(1, args.epochs + 1):
         net.train()
@@ -127,7 +141,9 @@ def train(args: argparse.Namespace) -> None:
         total = 0.0
         for i in bar:
             idx = order[i : i + args.batch]
-            loss = loss_fn(net(augment(x_train[idx], generator)), y_train[idx])
+            views = augment(x_train[idx], generator).contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(net(views).float(), y_train[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -136,7 +152,7 @@ def train(args: argparse.Namespace) -> None:
         calib_acc = float((predict_logits(net, images[calib_idx], views=False).argmax(1) == labels[calib_idx]).mean())
         print(f"epoch {epoch}: loss {total / len(order):.4f}, calibration-set accuracy {calib_acc:.4f}", flush=True)
         if calib_acc > best[0]:
-            best = (calib_acc, epoch, {k: v.clone() for k, v in net.state_dict().items()})
+            best = (calib_acc, epoch, snapshot(net))
     net.load_state_dict(best[2])
     calib_logits = predict_logits(net, images[calib_idx], views=True)
     temperature = fit_temperature(calib_logits, labels[calib_idx])
@@ -161,6 +177,7 @@ def train(args: argparse.Namespace) -> None:
         "version": time.strftime("%Y%m%d"),
         "data": "FER2013 Training (90%), calibration 10% of Training, reported on PublicTest",
         "epochs": args.epochs,
+        "precision": args.precision,
         "seed": args.seed,
         "publictest": summary,
     }
@@ -174,13 +191,14 @@ def train(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=45)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--dropout", type=float, default=0.3)
     parser.add_argument("--channels", type=int, nargs=4, default=[16, 32, 64, 128])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast, for AMX CPUs")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--no-export", action="store_true")

@@ -57,7 +57,7 @@ from models.voice import DEFAULT_HEAD, ENCODER_NAME, VoiceCheckpoint, pad_states
 logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 RUNS = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "voice-runs"
-VERSION = "20261124"
+VERSION = "20261201"
 OOF_FILE = "oof.npz"  # out-of-fold logits per variant, read by models.recipes.fusion
 
 
