@@ -3,7 +3,7 @@
 Detection is OpenCV's frontal-face Haar cascade from `cv2.data` (ships in the
 PyPI wheel, nothing is fetched). The expression classifier is a compact VGG-style
 CNN over 48x48 grayscale faces trained here (`models/recipes/face/`); its
-weights (about 0.6 MB) live in `models/weights/`. Outputs follow the canonical
+weights (about 5 MB) live in `models/weights/`. Outputs follow the canonical
 `LABELS` directly.
 
 Pipeline per frame: `preprocess` (grayscale, largest face, square crop with

@@ -132,7 +132,7 @@ def test_the_evaluation_cli_reports_the_shipped_model_on_held_out_faces(
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["modality"] == "face" and result["n"] == len(public_test["images"][::3])
     # The card reports the full PublicTest; a third of it lands near that, far above chance (0.25 majority).
-    assert result["accuracy"] >= 0.55 and result["macro_f1"] >= 0.45, result
+    assert result["accuracy"] >= 0.62 and result["macro_f1"] >= 0.57, result
 
     bad = tmp_path / "bad.npz"
     np.savez(bad, images=np.zeros((2, 48, 48), np.float32), labels=np.zeros(2, int), classes=np.array(["happy"]))

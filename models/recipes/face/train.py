@@ -1,6 +1,6 @@
 """Train the facial expression CNN on FER2013.
 
-    python -m models.recipes.face.train [--epochs 45] [--threads 2] [--precision bf16]
+    python -m models.recipes.face.train [--epochs 40] [--threads 1] [--precision bf16]
                                         [--out models/weights/face_cnn.pt]
 
 Data (from $TONELINE_DATA, default ../shared/data): faces/fer2013/Training.npz,
@@ -191,12 +191,12 @@ def train(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=45)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--dropout", type=float, default=0.3)
-    parser.add_argument("--channels", type=int, nargs=4, default=[16, 32, 64, 128])
+    parser.add_argument("--channels", type=int, nargs=4, default=[32, 64, 128, 256])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast, for AMX CPUs")
     parser.add_argument("--seed", type=int, default=13)
