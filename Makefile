@@ -32,7 +32,7 @@ train-text:  ## fine-tune the text model in two stages (LoRA on MiniLM, dialogue
 train-text-frozen:  ## retrain the foundation's frozen-encoder text head, the baseline (needs ../shared/data)
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.text.frozen
 
-train-voice:  ## recompute voice features and retrain the voice head (needs ../shared/data; features are cached, training takes about 20 minutes on 2 cores)
+train-voice:  ## recompute voice features and retrain the voice head (needs ../shared/data; features (all four Whisper blocks, ~4 GB) take ~12 minutes once, then CV + export ~35 minutes on one core)
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.voice.features && $$venv/bin/python -m models.recipes.voice.train
 
 train-face:  ## retrain the facial expression CNN on FER2013 (needs ../shared/data; 40 epochs, about 80 minutes on one core with bf16 on AMX CPUs; use --precision fp32 elsewhere)

@@ -60,6 +60,7 @@ FAMILIES: Mapping[str, tuple[str, ...]] = {
     "neutral": ("neutral", "surprised"),
     "positive": ("happy",),
 }
+FAMILY_OF_LABEL: Mapping[str, str] = {label: family for family, labels in FAMILIES.items() for label in labels}
 _FAMILY_MASKS = {
     family: np.array([name in members for name in LABELS], dtype=float) for family, members in FAMILIES.items()
 }

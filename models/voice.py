@@ -69,14 +69,16 @@ class WhisperEncoder:
     """
 
     width = WIDTH
-    layers = BLOCKS
     dim = WIDTH * BLOCKS
 
     def __init__(self, path: Path | None = None, threads: int = 1) -> None:
         from faster_whisper.feature_extractor import FeatureExtractor
 
+        # torch has no per-module thread setting: cap the process's intra-op threads, as a
+        # per-call budget (callers run one encode per executor worker).
+        if torch.get_num_threads() > threads:
+            torch.set_num_threads(threads)
         self.net = load_encoder_net((path or encoder_path()) / "model.bin")
-        self.threads = threads
         self.features = FeatureExtractor(feature_size=80)
 
     def mel(self, pcm: np.ndarray) -> np.ndarray:
@@ -208,9 +210,8 @@ class VoiceHead(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         b, t, _ = states.shape
         x = states[..., -self.layers * WIDTH :].reshape(b, t, self.layers, WIDTH)
-        x = (
-            self.norm(x).reshape(b, t, self.layers * WIDTH).transpose(1, 2)
-        )  # (B, C, T) as SpeechBrain's pooling expects
+        # Each block normalised on its own, then (B, C, T) as SpeechBrain's pooling expects.
+        x = self.norm(x).reshape(b, t, self.layers * WIDTH).transpose(1, 2)
         if self.stride > 1:
             x = nn.functional.avg_pool1d(x, self.stride, self.stride, ceil_mode=True)
         x = self.project(x)
