@@ -83,6 +83,32 @@ class FaceCNN(nn.Module):
         return self.head(self.features((x - 0.5) / 0.25))
 
 
+class FaceEnsemble(nn.Module):
+    """Several `FaceCNN`s trained apart (different seeds), their logits averaged.
+
+    Independently trained nets err on different faces, so the mean is more accurate than any of
+    them (the card has the numbers); one temperature is fitted on the averaged logits.
+    """
+
+    def __init__(self, members: Sequence[FaceCNN]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+
+
+def build_net(arch: dict) -> nn.Module:
+    """The network a checkpoint's `arch` describes: one `FaceCNN`, or an ensemble of `members` of them."""
+    channels, dropout = tuple(arch["channels"]), float(arch.get("dropout", 0.3))
+    members = int(arch.get("members", 0))  # 0: a single net, saved before ensembles existed
+    if members == 0:
+        return FaceCNN(channels=channels, dropout=dropout)
+    return FaceEnsemble([FaceCNN(channels=channels, dropout=dropout) for _ in range(members)])
+
+
 def five_crops(faces: torch.Tensor, crop: int = CROP) -> torch.Tensor:
     """(N, 1, S, S) -> (10, N, 1, crop, crop): centre and corners, each also mirrored."""
     s = faces.shape[-1]
@@ -168,7 +194,7 @@ class FaceReading:
 class FaceEmotionModel:
     """Frames or face crops -> expression probabilities; load once, thread-safe."""
 
-    def __init__(self, net: FaceCNN, temperature: float, name: str, detector: FaceDetector | None = None) -> None:
+    def __init__(self, net: nn.Module, temperature: float, name: str, detector: FaceDetector | None = None) -> None:
         self.net = net.eval()
         self.temperature = temperature
         self.name = name
@@ -180,8 +206,9 @@ class FaceEmotionModel:
         if threads:
             torch.set_num_threads(threads)
         checkpoint = Checkpoint.load(path or DEFAULT_WEIGHTS)
-        net = FaceCNN(channels=tuple(checkpoint.arch["channels"]), dropout=float(checkpoint.arch.get("dropout", 0.3)))
-        net.load_state_dict(checkpoint.state_dict)
+        net = build_net(checkpoint.arch)
+        # Ensembles are stored in float16 (half the bytes in git); the nets compute in float32.
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint.state_dict.items()})
         name = f"face-cnn@{checkpoint.info.get('version', 'dev')}"
         return cls(net, checkpoint.temperature, name)
 

@@ -11,9 +11,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
+from models.checkpoint import Checkpoint
 from models.emotion import LABELS, Modality
-from models.face import DEFAULT_WEIGHTS, SIZE, FaceEmotionModel, FaceError, FaceReading, canonical_classes
+from models.face import (
+    DEFAULT_WEIGHTS,
+    SIZE,
+    FaceCNN,
+    FaceEmotionModel,
+    FaceEnsemble,
+    FaceError,
+    FaceReading,
+    canonical_classes,
+)
+from models.recipes.face.ensemble import load_members
+from models.recipes.face.train import distillation_loss, load_teacher
 from tests.conftest import shared_data
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,6 +119,63 @@ def test_a_turn_estimate_is_the_mean_of_its_frames_and_grows_surer_with_more(mod
     assert one.modality is Modality.FACE and one.label == "happy" and (one.start, one.end) == (0.0, 1.0)
     assert many.label == "happy" and many.confidence > one.confidence
     assert many.probs[LABELS.index("sad")] > happy[LABELS.index("sad")]
+
+
+SMALL = [8, 16, 16, 32]
+
+
+def save_nets(path: Path, nets: list[FaceCNN], info: dict, half: bool = False) -> None:
+    """A checkpoint of one net, or (several) of an ensemble, in the shipped format."""
+    net = nets[0] if len(nets) == 1 else FaceEnsemble(nets)
+    state = {k: v.half() if half and v.is_floating_point() else v for k, v in net.state_dict().items()}
+    arch = {"channels": SMALL, "dropout": 0.3, **({"members": len(nets)} if len(nets) > 1 else {})}
+    Checkpoint(state, LABELS, 1.3, arch, info).save(path)
+
+
+def test_an_ensemble_reads_the_mean_of_its_members_logits(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    members = [FaceCNN(channels=SMALL).eval() for _ in range(2)]
+    save_nets(tmp_path / "ensemble.pt", members, {"version": "test"}, half=True)
+    ensemble = FaceEmotionModel.load(tmp_path / "ensemble.pt")
+    assert isinstance(ensemble.net, FaceEnsemble) and len(ensemble.net.members) == 2
+    # Stored in float16: each member as it is after that rounding, read alone.
+    for member in members:
+        member.load_state_dict(
+            {k: v.half().float() if v.is_floating_point() else v for k, v in member.state_dict().items()}
+        )
+    faces = np.random.default_rng(4).integers(0, 256, (3, SIZE, SIZE), dtype=np.uint8)
+    alone = [FaceEmotionModel(member, 1.3, "member", ensemble.detector).forward(faces) for member in members]
+    assert not np.allclose(alone[0], alone[1], atol=1e-3)  # the members differ, so the mean means something
+    assert np.allclose(ensemble.forward(faces), np.mean(alone, axis=0), atol=1e-5)
+    assert np.allclose(ensemble.predict_faces(faces), ensemble.postprocess(np.mean(alone, axis=0)), atol=1e-5)
+
+
+def test_a_single_net_checkpoint_still_loads_as_one_cnn(tmp_path: Path) -> None:
+    save_nets(tmp_path / "single.pt", [FaceCNN(channels=SMALL)], {"version": "test"})
+    assert isinstance(FaceEmotionModel.load(tmp_path / "single.pt").net, FaceCNN)
+
+
+def test_the_ensemble_recipe_refuses_members_that_held_out_different_faces(tmp_path: Path) -> None:
+    paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
+    save_nets(paths[0], [FaceCNN(channels=SMALL)], {"seed": 7, "split_seed": 13})
+    save_nets(paths[1], [FaceCNN(channels=SMALL)], {"seed": 29})  # from before --split-seed: split with 29
+    with pytest.raises(SystemExit, match="selection sets"):
+        load_members(paths)
+    save_nets(paths[1], [FaceCNN(channels=SMALL)], {"seed": 13})
+    nets, _ = load_members(paths)
+    assert len(nets) == 2
+
+
+def test_distillation_takes_only_a_teacher_that_held_out_the_same_faces(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    save_nets(tmp_path / "teacher.pt", [FaceCNN(channels=SMALL) for _ in range(2)], {"seed": 7, "split_seed": 29})
+    with pytest.raises(SystemExit, match="leak"):
+        load_teacher(tmp_path / "teacher.pt", split_seed=13)
+    teacher = load_teacher(tmp_path / "teacher.pt", split_seed=29)
+    assert isinstance(teacher, FaceEnsemble) and not teacher.training
+    logits = torch.randn(4, len(LABELS))
+    assert float(distillation_loss(logits, logits, temperature=3.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distillation_loss(logits, -logits, temperature=3.0)) > 0.1
 
 
 def test_crops_of_the_wrong_shape_are_refused(model: FaceEmotionModel) -> None:

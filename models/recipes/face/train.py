@@ -1,6 +1,7 @@
 """Train the facial expression CNN on FER2013.
 
     python -m models.recipes.face.train [--epochs 40] [--threads 1] [--precision bf16]
+                                        [--seed 13] [--teacher ENSEMBLE.pt]
                                         [--out models/weights/face_cnn.pt]
 
 Data (from $TONELINE_DATA, default ../shared/data): faces/fer2013/Training.npz,
@@ -13,6 +14,10 @@ horizontal flips, small rotations and scalings, brightness/contrast jitter and
 random erasing. AdamW with a one-cycle schedule, label smoothing, the epoch
 with the best calibration-set accuracy is kept, then a temperature is fitted on
 that set. Inference averages ten views (five crops, mirrored).
+
+`--teacher` distils from a trained net or ensemble (`models.recipes.face.ensemble`):
+the loss mixes the labels' cross-entropy with the KL divergence to the teacher's
+softened logits on the same augmented views (`--kd-weight`, `--kd-temperature`).
 
 `--precision bf16` trains under bfloat16 autocast (weights and optimiser stay
 float32, so the exported file and inference are unchanged). On CPUs with AMX or
@@ -38,7 +43,7 @@ from tqdm import tqdm
 from models.checkpoint import Checkpoint
 from models.data import data_root
 from models.emotion import LABELS
-from models.face import CROP, DEFAULT_WEIGHTS, FaceCNN, canonical_classes, five_crops
+from models.face import CROP, DEFAULT_WEIGHTS, FaceCNN, build_net, canonical_classes, five_crops
 from models.metrics import evaluate, expected_calibration_error
 from models.recipes.calibration import fit_temperature, softmax
 
@@ -103,6 +108,24 @@ def predict_logits(net: FaceCNN, images: np.ndarray, views: bool, batch: int = 5
     return torch.cat(out).numpy()
 
 
+def load_teacher(path: Path, split_seed: int) -> nn.Module:
+    """A trained net or ensemble to distil from; it must have held out the same selection set."""
+    checkpoint = Checkpoint.load(path)
+    held = int(checkpoint.info.get("split_seed", checkpoint.info.get("seed", -1)))
+    if held != split_seed:
+        raise SystemExit(f"{path} held out the selection split of seed {held}, not {split_seed}: its faces leak")
+    teacher = build_net(checkpoint.arch)
+    teacher.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint.state_dict.items()})
+    return teacher.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL divergence to the teacher's softened distribution, scaled by T^2 (Hinton et al., 2015)."""
+    log_p = nn.functional.log_softmax(student / temperature, dim=1)
+    q = nn.functional.softmax(teacher / temperature, dim=1)
+    return nn.functional.kl_div(log_p, q, reduction="batchmean") * temperature**2
+
+
 def snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of the weights in the default layout (training keeps them channels-last)."""
     return {k: v.clone(memory_format=torch.contiguous_format) for k, v in net.state_dict().items()}
@@ -113,7 +136,7 @@ def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     images, labels = load_fer("Training")
     test_x, test_y = load_fer("PublicTest")
-    train_idx, calib_idx = stratified_split(labels, SELECTION_SHARE, args.seed)
+    train_idx, calib_idx = stratified_split(labels, SELECTION_SHARE, args.split_seed)
     if args.limit:  # a quick smoke run of the whole recipe
         train_idx, calib_idx, test_x, test_y = (
             train_idx[: args.limit],
@@ -132,6 +155,7 @@ def train(args: argparse.Namespace) -> None:
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.2)
     loss_fn = nn.CrossEntropyLoss(weight=weights / weights.mean(), label_smoothing=0.1)
     generator = torch.Generator().manual_seed(args.seed)
+    teacher = load_teacher(args.teacher, args.split_seed) if args.teacher else None
     best = (-1.0, 0, snapshot(net))
     started = time.time()
     for epoch in range(1, args.epochs + 1):
@@ -143,7 +167,13 @@ def train(args: argparse.Namespace) -> None:
             idx = order[i : i + args.batch]
             views = augment(x_train[idx], generator).contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = loss_fn(net(views).float(), y_train[idx])
+                logits = net(views).float()
+                loss = loss_fn(logits, y_train[idx])
+                if teacher is not None:
+                    with torch.no_grad():
+                        soft = teacher(views).float()
+                    kd = distillation_loss(logits, soft, args.kd_temperature)
+                    loss = (1 - args.kd_weight) * loss + args.kd_weight * kd
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -179,6 +209,12 @@ def train(args: argparse.Namespace) -> None:
         "epochs": args.epochs,
         "precision": args.precision,
         "seed": args.seed,
+        "split_seed": args.split_seed,
+        **(
+            {"teacher": args.teacher.name, "kd_weight": args.kd_weight, "kd_temperature": args.kd_temperature}
+            if args.teacher
+            else {}
+        ),
         "publictest": summary,
     }
     arch = {"channels": list(args.channels), "dropout": args.dropout}
@@ -199,7 +235,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channels", type=int, nargs=4, default=[32, 64, 128, 256])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast, for AMX CPUs")
-    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--seed", type=int, default=13, help="initialisation, order and augmentation")
+    # Kept apart from --seed so that ensemble members trained with different seeds share one
+    # selection set: the ensemble's temperature is then fitted on faces none of them trained on.
+    parser.add_argument("--split-seed", type=int, default=13, help="the 90/10 selection split")
+    parser.add_argument("--teacher", type=Path, help="distil from this trained net or ensemble (same --split-seed)")
+    parser.add_argument("--kd-weight", type=float, default=0.7, help="share of the distillation term in the loss")
+    parser.add_argument("--kd-temperature", type=float, default=3.0)
     parser.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--no-export", action="store_true")
     parser.add_argument("--limit", type=int, default=0, help="train on this many faces only (smoke run)")
