@@ -1,14 +1,14 @@
 """Facial expression: OpenCV face detection plus a small CNN trained on FER2013.
 
 Detection is OpenCV's frontal-face Haar cascade from `cv2.data` (ships in the
-PyPI wheel, nothing is fetched). The expression classifier is a compact VGG-style
-CNN over 48x48 grayscale faces trained here (`models/recipes/face/`); its
-weights (about 5 MB) live in `models/weights/`. Outputs follow the canonical
-`LABELS` directly.
+PyPI wheel, nothing is fetched). The expression classifier is an ensemble of
+compact VGG-style CNNs over 48x48 grayscale faces, trained here
+(`models/recipes/face/`); their weights (about 7 MB in float16) live in
+`models/weights/`. Outputs follow the canonical `LABELS` directly.
 
 Pipeline per frame: `preprocess` (grayscale, largest face, square crop with
-margin, 48x48) -> `forward` (the CNN, averaged over a horizontal flip and
-five crops) -> `postprocess` (temperature, probabilities). `aggregate` turns
+margin, 48x48) -> `forward` (each CNN on five crops and their mirror images,
+all logits averaged) -> `postprocess` (temperature, probabilities). `aggregate` turns
 the per-frame probabilities inside one customer turn into one face
 `EmotionEstimate`. Nothing of the face is kept: callers hold probabilities,
 never frames or crops.

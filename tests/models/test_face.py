@@ -188,11 +188,10 @@ def test_crops_of_the_wrong_shape_are_refused(model: FaceEmotionModel) -> None:
 def test_the_evaluation_cli_reports_the_shipped_model_on_held_out_faces(
     tmp_path: Path, public_test: dict[str, np.ndarray]
 ) -> None:
-    # Every third PublicTest face: a held-out sample the CLI reads in the documented NPZ format.
+    # The full PublicTest (held out from training, selection and calibration) in the documented NPZ format:
+    # the acceptance bar of the face model is 0.68 accuracy on it.
     sample = tmp_path / "faces.npz"
-    np.savez(
-        sample, images=public_test["images"][::3], labels=public_test["labels"][::3], classes=public_test["classes"]
-    )
+    np.savez(sample, images=public_test["images"], labels=public_test["labels"], classes=public_test["classes"])
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run(
         [sys.executable, "-m", "models.evaluate", "face", str(sample)], capture_output=True, text=True, env=env
@@ -200,9 +199,8 @@ def test_the_evaluation_cli_reports_the_shipped_model_on_held_out_faces(
     assert out.returncode == 0, out.stderr[-2000:]
     assert "confusion matrix" in out.stdout and "precision" in out.stdout
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["modality"] == "face" and result["n"] == len(public_test["images"][::3])
-    # The card reports the full PublicTest; a third of it lands near that, far above chance (0.25 majority).
-    assert result["accuracy"] >= 0.62 and result["macro_f1"] >= 0.57, result
+    assert result["modality"] == "face" and result["n"] == len(public_test["images"])
+    assert result["accuracy"] >= 0.68 and result["macro_f1"] >= 0.64, result
 
     bad = tmp_path / "bad.npz"
     np.savez(bad, images=np.zeros((2, 48, 48), np.float32), labels=np.zeros(2, int), classes=np.array(["happy"]))

@@ -145,8 +145,9 @@ def face_only(split: str) -> Turns:
 
     if split == "selection":
         images, labels = load_fer("Training")
-        # The split the shipped weights were trained with: their seed is in the sidecar.
-        seed = int(json.loads(FACE_MODEL.with_suffix(".json").read_text())["seed"])
+        # The split the shipped weights held out, from the sidecar (weights from before --split-seed split with --seed).
+        info = json.loads(FACE_MODEL.with_suffix(".json").read_text())
+        seed = int(info.get("split_seed", info.get("seed", -1)))
         _, held = stratified_split(labels, SELECTION_SHARE, seed)
         images, labels = images[held], labels[held]
     elif split == "test":
