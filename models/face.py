@@ -109,6 +109,14 @@ def build_net(arch: dict) -> nn.Module:
     return FaceEnsemble([FaceCNN(channels=channels, dropout=dropout) for _ in range(members)])
 
 
+def net_from(checkpoint: Checkpoint) -> nn.Module:
+    """The network of a saved checkpoint with its weights, in eval mode."""
+    net = build_net(checkpoint.arch)
+    # Ensembles are stored in float16 (half the bytes in git); the nets compute in float32.
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint.state_dict.items()})
+    return net.eval()
+
+
 def five_crops(faces: torch.Tensor, crop: int = CROP) -> torch.Tensor:
     """(N, 1, S, S) -> (10, N, 1, crop, crop): centre and corners, each also mirrored."""
     s = faces.shape[-1]
@@ -206,9 +214,7 @@ class FaceEmotionModel:
         if threads:
             torch.set_num_threads(threads)
         checkpoint = Checkpoint.load(path or DEFAULT_WEIGHTS)
-        net = build_net(checkpoint.arch)
-        # Ensembles are stored in float16 (half the bytes in git); the nets compute in float32.
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint.state_dict.items()})
+        net = net_from(checkpoint)
         name = f"face-cnn@{checkpoint.info.get('version', 'dev')}"
         return cls(net, checkpoint.temperature, name)
 

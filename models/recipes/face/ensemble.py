@@ -15,13 +15,14 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
 from models.checkpoint import Checkpoint
 from models.emotion import LABELS
-from models.face import DEFAULT_WEIGHTS, FaceCNN, FaceEnsemble
+from models.face import DEFAULT_WEIGHTS, FaceCNN, FaceEnsemble, net_from
 from models.metrics import evaluate, expected_calibration_error
 from models.recipes.calibration import fit_temperature, softmax
 from models.recipes.face.train import SELECTION_SHARE, load_fer, predict_logits, stratified_split
@@ -40,12 +41,7 @@ def load_members(paths: list[Path]) -> tuple[list[FaceCNN], list[Checkpoint]]:
         )
     if len({tuple(c.arch["channels"]) for c in checkpoints}) != 1 or any("members" in c.arch for c in checkpoints):
         raise SystemExit("members must be single CNNs with the same channels")
-    nets = []
-    for checkpoint in checkpoints:
-        net = FaceCNN(channels=tuple(checkpoint.arch["channels"]), dropout=float(checkpoint.arch.get("dropout", 0.3)))
-        net.load_state_dict(checkpoint.state_dict)
-        nets.append(net.eval())
-    return nets, checkpoints
+    return [cast(FaceCNN, net_from(c)) for c in checkpoints], checkpoints
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from models.checkpoint import Checkpoint
 from models.data import data_root
 from models.emotion import LABELS
-from models.face import CROP, DEFAULT_WEIGHTS, FaceCNN, build_net, canonical_classes, five_crops
+from models.face import CROP, DEFAULT_WEIGHTS, FaceCNN, canonical_classes, five_crops, net_from
 from models.metrics import evaluate, expected_calibration_error
 from models.recipes.calibration import fit_temperature, softmax
 
@@ -114,9 +114,7 @@ def load_teacher(path: Path, split_seed: int) -> nn.Module:
     held = int(checkpoint.info.get("split_seed", checkpoint.info.get("seed", -1)))
     if held != split_seed:
         raise SystemExit(f"{path} held out the selection split of seed {held}, not {split_seed}: its faces leak")
-    teacher = build_net(checkpoint.arch)
-    teacher.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint.state_dict.items()})
-    return teacher.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return net_from(checkpoint).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
