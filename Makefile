@@ -37,9 +37,9 @@ train-voice:  ## recompute voice features and retrain the voice head (needs ../s
 
 train-face:  ## retrain the facial expression ensemble on FER2013 (needs ../shared/data): three CNNs side by side, 40 epochs each on one thread (with bf16 on AMX/AVX512-BF16 CPUs about 41 min a member when two share two cores; use --precision fp32 elsewhere), then the ensemble
 	@venv="$$(./scripts/env.sh)" && runs="$${TONELINE_CACHE:-$$HOME/.cache/toneline}/face-runs" && mkdir -p "$$runs" && \
-	for seed in 13 7 29; do \
-	  $$venv/bin/python -m models.recipes.face.train --epochs 40 --threads 1 --precision bf16 --seed $$seed --split-seed 13 --out "$$runs/seed$$seed.pt" > "$$runs/seed$$seed.log" 2>&1 & \
-	done; wait && tail -n 1 "$$runs"/seed*.log && \
+	pids=""; for seed in 13 7 29; do \
+	  $$venv/bin/python -m models.recipes.face.train --epochs 40 --threads 1 --precision bf16 --seed $$seed --split-seed 13 --out "$$runs/seed$$seed.pt" > "$$runs/seed$$seed.log" 2>&1 & pids="$$pids $$!"; \
+	done; for pid in $$pids; do wait $$pid || { echo "a face member failed: see $$runs/seed*.log" >&2; exit 1; }; done && \
 	$$venv/bin/python -m models.recipes.face.ensemble "$$runs/seed13.pt" "$$runs/seed7.pt" "$$runs/seed29.pt"
 
 train-fusion:  ## refit the attention fusion (needs ../shared/data and the voice CV's out-of-fold logits: make train-voice, or python -m models.recipes.voice.train --no-export)

@@ -25,17 +25,12 @@ from models.emotion import LABELS
 from models.face import DEFAULT_WEIGHTS, FaceCNN, FaceEnsemble, net_from
 from models.metrics import evaluate, expected_calibration_error
 from models.recipes.calibration import fit_temperature, softmax
-from models.recipes.face.train import SELECTION_SHARE, load_fer, predict_logits, stratified_split
-
-
-def split_seed(checkpoint: Checkpoint) -> int:
-    # Checkpoints from before --split-seed split with their --seed.
-    return int(checkpoint.info.get("split_seed", checkpoint.info["seed"]))
+from models.recipes.face.train import SELECTION_SHARE, held_out_seed, load_fer, predict_logits, stratified_split
 
 
 def load_members(paths: list[Path]) -> tuple[list[FaceCNN], list[Checkpoint]]:
     checkpoints = [Checkpoint.load(p) for p in paths]
-    if len({split_seed(c) for c in checkpoints}) != 1:
+    if len({held_out_seed(c.info) for c in checkpoints}) != 1:
         raise SystemExit(
             "members held out different selection sets (split seeds differ): retrain with one --split-seed"
         )
@@ -55,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     nets, checkpoints = load_members(args.members)
     images, labels = load_fer("Training")
     test_x, test_y = load_fer("PublicTest")
-    _, calib_idx = stratified_split(labels, SELECTION_SHARE, split_seed(checkpoints[0]))
+    _, calib_idx = stratified_split(labels, SELECTION_SHARE, held_out_seed(checkpoints[0].info))
     calib = [predict_logits(net, images[calib_idx], views=True) for net in nets]
     test = [predict_logits(net, test_x, views=True) for net in nets]
     members = []
@@ -88,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         "epochs": first.info["epochs"],
         "precision": first.info.get("precision", "fp32"),
         "seeds": [c.info["seed"] for c in checkpoints],
-        "split_seed": split_seed(first),
+        "split_seed": held_out_seed(first.info),
         "publictest": summary,
     }
     Checkpoint(state, LABELS, temperature, arch, info).save(args.out)

@@ -108,10 +108,19 @@ def predict_logits(net: FaceCNN, images: np.ndarray, views: bool, batch: int = 5
     return torch.cat(out).numpy()
 
 
+def held_out_seed(info: dict) -> int:
+    """The `--split-seed` whose selection faces a checkpoint (its `info`) never trained on."""
+    # Weights from before --split-seed split with --seed.
+    for key in ("split_seed", "seed"):
+        if key in info:
+            return int(info[key])
+    raise SystemExit("the face checkpoint names no split seed: which faces it held out is unknown")
+
+
 def load_teacher(path: Path, split_seed: int) -> nn.Module:
     """A trained net or ensemble to distil from; it must have held out the same selection set."""
     checkpoint = Checkpoint.load(path)
-    held = int(checkpoint.info.get("split_seed", checkpoint.info.get("seed", -1)))
+    held = held_out_seed(checkpoint.info)
     if held != split_seed:
         raise SystemExit(f"{path} held out the selection split of seed {held}, not {split_seed}: its faces leak")
     return net_from(checkpoint).to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -141,13 +141,12 @@ def text_only(corpus: str, split: str) -> Turns:
 
 def face_only(split: str) -> Turns:
     """Face-only FER2013 turns: "selection" (the 10 % of Training the face model held out) or "test" (PublicTest)."""
-    from models.recipes.face.train import SELECTION_SHARE, load_fer, stratified_split
+    from models.recipes.face.train import SELECTION_SHARE, held_out_seed, load_fer, stratified_split
 
     if split == "selection":
         images, labels = load_fer("Training")
-        # The split the shipped weights held out, from the sidecar (weights from before --split-seed split with --seed).
-        info = json.loads(FACE_MODEL.with_suffix(".json").read_text())
-        seed = int(info.get("split_seed", info.get("seed", -1)))
+        # The faces the shipped weights held out: their split seed is in the sidecar.
+        seed = held_out_seed(json.loads(FACE_MODEL.with_suffix(".json").read_text()))
         _, held = stratified_split(labels, SELECTION_SHARE, seed)
         images, labels = images[held], labels[held]
     elif split == "test":
