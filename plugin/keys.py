@@ -5,6 +5,7 @@
 {p}:active                                  conversations by last activity
 {p}:events, {p}:handoffs                    streams (turns and decisions; handoff cases)
 {p}:handoffs:claims                         who claimed which case
+{p}:dash:session:{sha256(token)}             supervisors' dashboard sessions
 {p}:rollup:{YYYYMMDDHH}[:convs]             hourly history
 """
 
@@ -44,6 +45,10 @@ class Keys:
     def nonce(self, digest: str) -> str:
         """A request-signature nonce already used (AudioHook replay protection); `digest` is its hash."""
         return f"{self.prefix}:nonce:{digest}"
+
+    def dash_session(self, digest: str) -> str:
+        """A supervisor's dashboard session; `digest` is the hash of its token (the token itself is never stored)."""
+        return f"{self.prefix}:dash:session:{digest}"
 
     def rollup(self, hour: str) -> str:
         return f"{self.prefix}:rollup:{hour}"
