@@ -93,7 +93,8 @@ def conversation_info(tracker: DialogueStateTracker) -> ConversationInfo:
     # Already validated (and any problem logged) by EmotionRecognizer.
     meta = turn_metadata.parse(latest.metadata if latest else None, log=False)
     channel = meta.channel or (latest.input_channel if latest else None) or "unknown"
-    return ConversationInfo(tracker.sender_id, meta.customer_id or tracker.sender_id, channel)
+    conversation_id = turn_metadata.bounded_id(tracker.sender_id)
+    return ConversationInfo(conversation_id, meta.customer_id or conversation_id, channel)
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT, is_trainable=True)
