@@ -1,0 +1,167 @@
+"""Decided writes that must reach Redis even if Redis is down now and this process dies before it returns.
+
+Escalations (state, reason, the customer's "escalated before" mark) and handoff
+cases are decisions: the conversation has moved on, and the tracker alone does
+not bring them back. A write that Redis refuses goes to an append-only JSON-lines
+file on local disk (fsynced), and a background thread replays the file in order
+once Redis answers again; a restarted process replays what its predecessor left.
+Every entry is idempotent in Redis (turns per message id, an escalation per
+message id, a handoff case per dedupe key), so a replay interrupted halfway and
+started again writes nothing twice.
+
+Several processes may share a file (Rasa replicas on one host): appends and
+replays hold an exclusive lock on a sidecar `.lock` file, and the data file is
+replaced atomically after a replay, so no entry is lost between two processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import redis
+
+from models.logs import log_event
+from plugin.state import StateStore, StateUnavailable
+
+logger = logging.getLogger(__name__)
+Entry = dict[str, Any]
+DIR_ENV = "TONELINE_OUTBOX_DIR"
+
+
+class DurableOutbox:
+    """Applies entries to Redis, holding on disk (in order) those that cannot be applied yet."""
+
+    def __init__(self, path: Path, apply: Callable[[Entry], Any], retry_after: float) -> None:
+        self.path = path
+        self._apply = apply
+        self.retry_after = max(0.05, retry_after)
+        self._lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
+
+    # -- public ---------------------------------------------------------------
+    def submit(self, entry: Entry) -> tuple[bool, Any]:
+        """(True, result) if written to Redis now; (False, None) if held on disk for a later replay.
+
+        An entry never overtakes one held before it, so replays keep the order of decisions.
+        """
+        if self.pending_bytes() == 0:
+            with contextlib.suppress(StateUnavailable):
+                return True, self._apply(entry)
+        with self._locked():
+            self._append(entry)
+            log_event(logger, logging.WARNING, "toneline.outbox.held", file=self.path.name, op=entry.get("op"))
+        left = self.flush()
+        if left:
+            self.start()
+        return left == 0, None
+
+    def flush(self) -> int:
+        """Replay held entries in order until Redis refuses one; returns how many are still held."""
+        with self._locked():
+            entries = self._read()
+            done = 0
+            for entry in entries:
+                try:
+                    self._apply(entry)
+                except StateUnavailable:
+                    break
+                except redis.RedisError as exc:  # a poisoned entry must not block the ones after it
+                    self._reject(entry, exc)
+                done += 1
+            if done:
+                self._rewrite(entries[done:])
+                log_event(logger, logging.INFO, "toneline.outbox.replayed", file=self.path.name, written=done)
+            return len(entries) - done
+
+    def start(self) -> None:
+        """Replay in the background until nothing is held (no thread when the file is empty)."""
+        with self._lock:
+            if self.pending_bytes() == 0 or (self._flusher is not None and self._flusher.is_alive()):
+                return
+            self._flusher = threading.Thread(target=self._run, name=f"toneline-outbox-{self.path.stem}", daemon=True)
+            self._flusher.start()
+
+    def pending_bytes(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    # -- internals ------------------------------------------------------------
+    def _run(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(self.retry_after):
+            try:
+                if self.flush() == 0:
+                    return
+            except OSError as exc:  # disk trouble: keep the file, say so, try again later
+                log_event(logger, logging.ERROR, "toneline.outbox.io_error", file=self.path.name, error=str(exc))
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _append(self, entry: Entry) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _read(self) -> list[Entry]:
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                entries.append(json.loads(line))
+            except ValueError:  # a line torn by a crash mid-write: it was never acknowledged
+                log_event(logger, logging.ERROR, "toneline.outbox.torn_line", file=self.path.name, line=number)
+        return entries
+
+    def _rewrite(self, entries: list[Entry]) -> None:
+        if not entries:
+            self.path.unlink(missing_ok=True)
+            return
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in entries)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+    def _reject(self, entry: Entry, exc: Exception) -> None:
+        log_event(logger, logging.ERROR, "toneline.outbox.rejected", file=self.path.name, error=str(exc)[:200])
+        with open(self.path.with_suffix(".rejected"), "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, separators=(",", ":")) + "\n")
+
+
+def outbox_dir(configured: str = "", env: dict[str, str] | None = None) -> Path:
+    """`$TONELINE_OUTBOX_DIR`, else `state.outbox_dir`, else `$TONELINE_CACHE/outbox` (~/.cache/toneline)."""
+    env = dict(os.environ) if env is None else env
+    chosen = env.get(DIR_ENV) or configured
+    if chosen:
+        return Path(chosen).expanduser()
+    return Path(env.get("TONELINE_CACHE") or Path.home() / ".cache" / "toneline") / "outbox"
+
+
+def outbox_for(store: StateStore, kind: str) -> DurableOutbox:
+    """The outbox of `store`'s key prefix for one kind of write (`state` for the policy, `handoffs` for actions)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", store.keys.prefix)
+    path = outbox_dir(store.state_settings.outbox_dir) / f"{name}.{kind}.jsonl"
+    return DurableOutbox(path, store.apply, store.settings.retry_after_seconds)
