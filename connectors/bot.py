@@ -1,6 +1,11 @@
 """The Rasa side of a voice call: one caller turn in, the bot's replies, tone and handoff out.
 
 A thin adapter: the sessions know `BotGateway`, only this module knows Rasa.
+The reply's tone comes from the reply itself when it can: Rasa passes the
+chosen response variation's keys along with its text, so a variation
+conditioned on the tone slot (`condition: [{type: slot, name: toneline_tone,
+value: calm}]`, as in the demo's domain) names its tone. Only a reply that
+names none (a default variation, a custom action's text) costs a tracker read.
 """
 
 from __future__ import annotations
@@ -38,12 +43,15 @@ class BotGateway(abc.ABC):
 
 
 class _Collector(CollectingOutputChannel):
-    """Collects replies and notices the handoff response (Rasa adds `utter_action` to each response)."""
+    """Collects replies; notices the handoff response (Rasa adds `utter_action` to each response) and the tone a
+    response variation was chosen for (its `condition` on the tone slot)."""
 
-    def __init__(self, channel_name: str) -> None:
+    def __init__(self, channel_name: str, tone_slot: str = TONE_SLOT) -> None:
         super().__init__()
         self._name = channel_name
+        self._tone_slot = tone_slot
         self.handoff = False
+        self.tone: str | None = None
 
     def name(self) -> str:
         return self._name
@@ -52,11 +60,21 @@ class _Collector(CollectingOutputChannel):
         custom = message.get("custom") or message.get("json_message")
         if message.get("utter_action") == HANDOFF_RESPONSE or (isinstance(custom, dict) and custom.get("handoff")):
             self.handoff = True
+        self.tone = _conditioned_tone(message.get("condition"), self._tone_slot) or self.tone
         await super().send_response(recipient_id, message)
 
 
+def _conditioned_tone(condition: Any, slot: str) -> str | None:
+    """The tone slot's value a response variation's `condition` requires, if it names one."""
+    for part in condition if isinstance(condition, list) else []:
+        if isinstance(part, dict) and part.get("type") == "slot" and part.get("name") == slot:
+            value = part.get("value")
+            return value if isinstance(value, str) else None
+    return None
+
+
 class RasaBot(BotGateway):
-    """Sends turns through the channel's `on_new_message` and reads the tone slot from the tracker."""
+    """Sends turns through the channel's `on_new_message`; the tone comes from the reply, else from the tracker."""
 
     def __init__(
         self,
@@ -74,6 +92,8 @@ class RasaBot(BotGateway):
             UserMessage(text, collector, sender_id, input_channel=self._channel, metadata=metadata)
         )
         texts = tuple(m["text"] for m in collector.messages if isinstance(m.get("text"), str) and m["text"].strip())
+        if collector.tone is not None:
+            return BotReply(texts, collector.tone, collector.handoff)
         tone, handed_off = await self._slots(sender_id)
         return BotReply(texts, tone, collector.handoff or handed_off)
 

@@ -1,8 +1,9 @@
-"""The typed units that flow between serializers, transports and call sessions.
+"""The typed units that flow between serializers, transports and call sessions, for every provider.
 
 Serializers turn a provider's wire messages into these frames and back; sessions
 only ever see frames, never provider dicts. Audio in frames is still in the
-wire codec (G.711 mu-law bytes): the session converts it to canonical PCM once.
+wire codec (Twilio's G.711 mu-law, Vonage's 16-bit linear PCM): the call's
+codec converts it to canonical PCM once, at the edge.
 """
 
 from __future__ import annotations
@@ -29,12 +30,21 @@ class Connected:
 
 
 @dataclass(frozen=True)
+class ProviderIds:
+    """Identifiers only the provider's own adapters read (Twilio's account SID, Vonage's conversation UUID)."""
+
+    provider: str
+    account: str = ""
+    conversation: str = ""
+
+
+@dataclass(frozen=True)
 class CallStart:
-    """Metadata of the call: who, which stream, which codec."""
+    """Metadata of the call: who, which stream, which codec. `call_id` is what a transfer moves."""
 
     stream_id: str
     call_id: str
-    account_id: str
+    provider: ProviderIds
     customer_id: str | None
     encoding: str
     sample_rate: int
@@ -46,7 +56,7 @@ class CallStart:
 
 @dataclass(frozen=True)
 class AudioIn:
-    """One chunk of caller audio as the wire carries it (mu-law bytes)."""
+    """One chunk of caller audio as the wire carries it (in the wire codec)."""
 
     payload: bytes
     sequence: int | None
@@ -68,6 +78,11 @@ class MarkPlayed:
 
     name: str
     sequence: int | None = None
+
+
+@dataclass(frozen=True)
+class PlaybackCleared:
+    """The provider dropped all queued bot audio after a `Clear` (Vonage `websocket:cleared`): no mark will follow."""
 
 
 @dataclass(frozen=True)
@@ -97,5 +112,5 @@ class Clear:
     """Drop all bot audio the provider has queued but not yet played (barge-in)."""
 
 
-InboundFrame = Union[Connected, CallStart, AudioIn, Dtmf, MarkPlayed, CallStop]
+InboundFrame = Union[Connected, CallStart, AudioIn, Dtmf, MarkPlayed, PlaybackCleared, CallStop]
 OutboundFrame = Union[AudioOut, Mark, Clear]

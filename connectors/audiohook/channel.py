@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +33,7 @@ from connectors.audiohook.protocol import AudioHookServer, ServerConfig
 from connectors.audiohook.recorder import EmotionRecorder
 from connectors.audiohook.serializer import Open
 from connectors.audiohook.session import AudioHookSession, SessionSettings
+from connectors.call.channel import credential
 from connectors.speech.runtime import SpeechRuntime, shared_runtime
 from connectors.speech.turns import TurnSettings
 from connectors.transport import WebSocketTransport
@@ -44,10 +44,6 @@ from plugin.state import StateStore, StateUnavailable
 
 logger = logging.getLogger(__name__)
 WS_PATH = "/ws"
-
-
-def _env(credentials: Dict[str, Any], key: str, default_env: str) -> str:
-    return os.environ.get(str(credentials.get(f"{key}_env") or default_env), "") or str(credentials.get(key) or "")
 
 
 def _settings(path: str) -> toneline_settings.Settings:
@@ -67,9 +63,9 @@ class AudioHookInput(InputChannel):
         creds = credentials or {}
         turn = TurnSettings(end_silence_ms=int(creds.get("end_silence_ms") or TurnSettings.end_silence_ms))
         return cls(
-            api_key=_env(creds, "api_key", "TONELINE_AUDIOHOOK_API_KEY"),
-            client_secret=_env(creds, "client_secret", "TONELINE_AUDIOHOOK_CLIENT_SECRET"),
-            settings=_settings(_env(creds, "config", "TONELINE_AUDIOHOOK_CONFIG")),
+            api_key=credential(creds, "api_key", "TONELINE_AUDIOHOOK_API_KEY"),
+            client_secret=credential(creds, "client_secret", "TONELINE_AUDIOHOOK_CLIENT_SECRET"),
+            settings=_settings(credential(creds, "config", "TONELINE_AUDIOHOOK_CONFIG")),
             session=SessionSettings(turn=turn),
         )
 

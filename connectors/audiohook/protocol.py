@@ -46,9 +46,7 @@ class AudioHookServer:
         self.config = config
         self._start = start
         self.session: AudioHookSession | None = None
-        self.media: wire.MediaFormat | None = None
-        self.seq = 0  # our own counter
-        self.clientseq = 0  # the last client seq accepted
+        self.wire = wire.AudioHookSerializer(config.session_id)
 
     async def run(self) -> None:
         """Serve until the client closes, we disconnect, or the socket drops; always clean up."""
@@ -71,22 +69,18 @@ class AudioHookServer:
             await self._finish()
 
     async def _dispatch(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            await self._audio(message)
+        parsed = self.wire.parse(message)
+        if isinstance(parsed, wire.AudioFrame):
+            if self.session is not None:
+                await self.session.audio(dict(parsed.channels))
             return
-        parsed = wire.parse(message)
         self._check_envelope(parsed)
         await self._handle(parsed.body)
 
-    async def _audio(self, payload: bytes) -> None:
-        if self.session is None or self.media is None:
-            raise ProtocolError("audio_before_open", f"{len(payload)} bytes of audio before `open`")
-        await self.session.audio(wire.split_audio(payload, self.media))
-
     def _check_envelope(self, message: wire.ClientMessage) -> None:
-        if message.seq != self.clientseq + 1:
-            raise ProtocolError("out_of_order", f"seq {message.seq} after {self.clientseq}")
-        self.clientseq = message.seq
+        if message.seq != self.wire.clientseq + 1:
+            raise ProtocolError("out_of_order", f"seq {message.seq} after {self.wire.clientseq}")
+        self.wire.clientseq = message.seq
         if self.config.session_id and message.session_id != self.config.session_id:
             raise ProtocolError("wrong_session_id", "message id differs from the Audiohook-Session-Id header")
 
@@ -132,7 +126,7 @@ class AudioHookServer:
     async def _open(self, body: wire.Open) -> None:
         if self.session is not None:
             raise ProtocolError("second_open", "`open` on a session already open")
-        self.media = wire.choose_media(body.media)
+        self.wire.media = media = wire.choose_media(body.media)
         self.session = self._start(self.config.session_id, body)
         log_event(
             logger,
@@ -140,9 +134,9 @@ class AudioHookServer:
             "audiohook.session.opened",
             session_id=self.config.session_id,
             conversation_id=body.conversation_id,
-            channels="+".join(self.media.channels),
+            channels="+".join(media.channels),
         )
-        await self._send(wire.opened(self.media))
+        await self._send(wire.opened(media))
 
     async def _close(self, reason: str) -> None:
         """The client's `close`: finish the analysis, then answer `closed` (the client waits for it)."""
@@ -174,8 +168,7 @@ class AudioHookServer:
                 return
 
     async def _send(self, message: wire.ServerMessage) -> bool:
-        self.seq += 1
-        return await self.transport.send(wire.encode(message, self.seq, self.clientseq, self.config.session_id))
+        return await self.transport.send(self.wire.encode(message))
 
     async def _end_session(self) -> None:
         if self.session is not None:

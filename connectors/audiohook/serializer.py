@@ -6,6 +6,8 @@ server `seq` it saw) and `position`, the server adds `clientseq`. Binary frames
 carry PCMU at 8 kHz, byte-interleaved in the order of the `channels` the server
 accepted in `opened`; `external` is the customer, `internal` the agent.
 Reference: https://developer.genesys.cloud/devapps/audiohook/protocol-reference
+`AudioHookSerializer` is the `connectors.serializer.WireSerializer` of one
+connection: it keeps the envelope counters and the media the server accepted.
 """
 
 from __future__ import annotations
@@ -125,6 +127,13 @@ class Unknown:
     """A message type this server does not know; logged and skipped (the protocol may grow)."""
 
     type: str
+
+
+@dataclass(frozen=True)
+class AudioFrame:
+    """One binary frame, split into PCMU bytes per channel name."""
+
+    channels: Mapping[str, bytes]
 
 
 Body = Union[Open, Ping, Pause, Resume, Update, Event, Dtmf, Discarded, Close, ClientError, Unknown]
@@ -296,3 +305,24 @@ def _integer(data: Mapping[str, Any], key: str, default: int | None = None) -> i
 
 def _optional(value: Any, where: str) -> str | None:
     return identifier(str(value), where) if value not in (None, "") else None
+
+
+class AudioHookSerializer:
+    """Client messages and audio in, server messages out, for one AudioHook connection."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.media: MediaFormat | None = None  # set when the server accepts an offer
+        self.seq = 0  # the server's own counter
+        self.clientseq = 0  # the last client seq accepted
+
+    def parse(self, data: str | bytes) -> ClientMessage | AudioFrame:
+        if isinstance(data, bytes):
+            if self.media is None:
+                raise ProtocolError("audio_before_open", f"{len(data)} bytes of audio before `open`")
+            return AudioFrame(split_audio(data, self.media))
+        return parse(data)
+
+    def encode(self, message: ServerMessage) -> str:
+        self.seq += 1
+        return encode(message, self.seq, self.clientseq, self.session_id)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from connectors.audiohook.recorder import CHANNEL, EmotionRecorder
 from connectors.audiohook.serializer import CUSTOMER, Open
+from connectors.call.worker import TurnWorker
 from connectors.speech.codec import InboundDecoder
-from connectors.speech.recognizer import NO_SPEECH_THRESHOLD
 from connectors.speech.runtime import SpeechRuntime
 from connectors.speech.turns import Turn, TurnEvent, TurnSegmenter, TurnSettings
 from models.audio import AudioError
@@ -66,8 +66,8 @@ class AudioHookSession:
         self._executor = executor
         self._decoder = InboundDecoder()
         self._segmenter = TurnSegmenter(self.settings.turn)
-        self._queue: asyncio.Queue[Turn | None] = asyncio.Queue()
-        self._worker = asyncio.create_task(self._turn_loop(), name=f"audiohook-turns-{session_id}")
+        # One turn at a time, in order: the routing decision depends on the turns before it.
+        self._worker: TurnWorker[Turn] = TurnWorker(self._analyse, "audiohook", "session", session_id=session_id)
 
     @property
     def conversation_id(self) -> str:
@@ -87,7 +87,7 @@ class AudioHookSession:
     def _enqueue(self, event: TurnEvent) -> None:
         if isinstance(event, Turn):
             self.turns_cut += 1
-            self._queue.put_nowait(event)
+            self._worker.put(event)
 
     def pause(self) -> None:
         self.paused = True
@@ -97,23 +97,13 @@ class AudioHookSession:
         self.paused = False
         log_event(logger, logging.INFO, "audiohook.session.resumed", session_id=self.session_id)
 
-    async def _turn_loop(self) -> None:
-        # One turn at a time, in order: the routing decision depends on the turns before it.
-        while (turn := await self._queue.get()) is not None:
-            try:
-                await self._analyse(turn)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # one failed turn must not end the monitoring
-                log_event(logger, logging.ERROR, "audiohook.turn.failed", session_id=self.session_id, error=repr(exc))
-
     async def _analyse(self, turn: Turn) -> None:
         try:
             heard = await self._runtime.hear(turn.pcm, turn.start, turn.end, self.session_id)
         except AudioError as exc:
             log_event(logger, logging.WARNING, "audiohook.turn.unusable", session_id=self.session_id, error=str(exc))
             return
-        if not heard.text or (heard.no_speech_prob > NO_SPEECH_THRESHOLD and len(heard.text) < 3):
+        if heard.says_nothing:
             log_event(logger, logging.INFO, "audiohook.turn.no_speech", session_id=self.session_id)
             return
         message_id = f"{self.session_id}:{turn.start:.3f}"
@@ -143,12 +133,7 @@ class AudioHookSession:
         if not self.paused:
             for event in await self._runtime.light(self._segmenter.flush):
                 self._enqueue(event)
-        self._queue.put_nowait(None)
-        try:
-            await asyncio.wait_for(asyncio.shield(self._worker), self.settings.drain_s)
-        except asyncio.TimeoutError:
-            log_event(logger, logging.WARNING, "audiohook.session.drain_timeout", session_id=self.session_id)
-            self._worker.cancel()
+        await self._worker.drain(self.settings.drain_s)
         log_event(
             logger,
             logging.INFO,

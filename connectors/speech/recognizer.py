@@ -16,6 +16,7 @@ that `inter_threads` can match the executor's workers: CTranslate2 runs at most
 
 from __future__ import annotations
 
+import abc
 import logging
 import time
 from dataclasses import dataclass
@@ -57,8 +58,31 @@ class Hearing:
     encode_ms: float
     decode_ms: float
 
+    @property
+    def says_nothing(self) -> bool:
+        """No words, or a scrap Whisper itself doubts is speech (breath, line noise): no turn for the bot."""
+        return not self.text or (self.no_speech_prob > NO_SPEECH_THRESHOLD and len(self.text) < 3)
 
-class SpeechRecognizer:
+
+class Recognizer(abc.ABC):
+    """What the speech runtime needs of a recognizer: one turn of canonical audio in, a `Hearing` out.
+
+    Called from a worker thread, never on the event loop; implementations are thread-safe.
+    """
+
+    @property
+    @abc.abstractmethod
+    def has_emotion(self) -> bool:
+        """Whether `hear` can add a voice estimate."""
+
+    @abc.abstractmethod
+    def hear(
+        self, pcm: np.ndarray, start: float | None = None, end: float | None = None, emotion: bool = True
+    ) -> Hearing:
+        """Transcribe one turn; add the voice estimate when `emotion` and the recognizer has one."""
+
+
+class SpeechRecognizer(Recognizer):
     """Whisper tiny.en ASR plus the voice emotion head on the same encoder states; thread-safe, load once."""
 
     def __init__(self, model: Any, tokenizer: Any, encoder: WhisperEncoder, emotion: VoiceEmotionModel | None) -> None:
@@ -67,6 +91,10 @@ class SpeechRecognizer:
         self.encoder = encoder
         self.emotion = emotion
         self.prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+
+    @property
+    def has_emotion(self) -> bool:
+        return self.emotion is not None
 
     @classmethod
     def load(cls, workers: int = 1, emotion: bool = True, head: Path | None = None) -> SpeechRecognizer:

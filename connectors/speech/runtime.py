@@ -22,7 +22,7 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
-from connectors.speech.recognizer import Hearing, SpeechRecognizer
+from connectors.speech.recognizer import Hearing, Recognizer, SpeechRecognizer
 from connectors.speech.tts import EspeakEngine, TtsEngine
 from models.logs import log_event
 
@@ -54,15 +54,17 @@ class SpeechRuntime:
         self,
         settings: RuntimeSettings | None = None,
         tts: TtsEngine | None = None,
-        loader: Callable[[RuntimeSettings], SpeechRecognizer] | None = None,
+        loader: Callable[[RuntimeSettings], Recognizer] | None = None,
     ) -> None:
         self.settings = settings or RuntimeSettings()
         self._tts = tts
-        self._loader = loader or (lambda s: SpeechRecognizer.load(workers=s.workers, emotion=s.emotion))
+        self._loader: Callable[[RuntimeSettings], Recognizer] = loader or (
+            lambda s: SpeechRecognizer.load(workers=s.workers, emotion=s.emotion)
+        )
         self._models = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="toneline-asr")
         self._light = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toneline-vad")
-        self._recognizer: SpeechRecognizer | None = None
-        self._loading: asyncio.Future[SpeechRecognizer] | None = None
+        self._recognizer: Recognizer | None = None
+        self._loading: asyncio.Future[Recognizer] | None = None
         self.pending = 0
         self.skipped_emotion = 0
 
@@ -76,7 +78,7 @@ class SpeechRuntime:
     def overloaded(self) -> bool:
         return self.pending > self.settings.overload_after
 
-    async def recognizer(self) -> SpeechRecognizer:
+    async def recognizer(self) -> Recognizer:
         """The loaded models; the first caller loads them (in the pool), the others wait for it."""
         if self._recognizer is not None:
             return self._recognizer
@@ -84,11 +86,11 @@ class SpeechRuntime:
             self._loading = asyncio.ensure_future(self._load())
         return await asyncio.shield(self._loading)
 
-    async def _load(self) -> SpeechRecognizer:
+    async def _load(self) -> Recognizer:
         loop = asyncio.get_running_loop()
         recognizer = await loop.run_in_executor(self._models, self._loader, self.settings)
         self._recognizer = recognizer
-        log_event(logger, logging.INFO, "speech.models.loaded", emotion=recognizer.emotion is not None)
+        log_event(logger, logging.INFO, "speech.models.loaded", emotion=recognizer.has_emotion)
         return recognizer
 
     async def light(self, fn: Callable[..., T], *args: Any) -> T:

@@ -5,28 +5,25 @@ form field `Twiml`, HTTP basic auth (account SID, auth token). Twilio then leave
 the `<Connect><Stream>` (the media stream stops) and runs the new TwiML.
 https://www.twilio.com/docs/voice/api/call-resource#update-a-call-resource
 `api_base` is configurable so tests point it at a fake with the same endpoint.
+`TwilioTransfer` is the call core's transfer adapter (connectors/call/transfer.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 from xml.sax.saxutils import escape
 
 import aiohttp
 
+from connectors.call.transfer import rest_call
+from connectors.frames import CallStart
 from models.logs import log_event
 
 logger = logging.getLogger(__name__)
 DEFAULT_API_BASE = "https://api.twilio.com"
-
-
-class TransferError(RuntimeError):
-    """Twilio refused or could not be reached; `status` is the HTTP status (0 if none)."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"call transfer failed ({status}): {detail}")
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -52,22 +49,27 @@ class TwilioRest:
         self.account_sid = account_sid
         self._auth = aiohttp.BasicAuth(account_sid, auth_token)
         self.api_base = api_base.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
 
     def call_url(self, call_sid: str) -> str:
         return f"{self.api_base}/2010-04-01/Accounts/{self.account_sid}/Calls/{call_sid}.json"
 
-    async def update_call(self, call_sid: str, twiml: str) -> dict:
+    async def update_call(self, call_sid: str, twiml: str) -> dict[str, Any]:
         """Replace the call's TwiML; returns Twilio's call resource JSON; raises `TransferError`."""
+        body = await rest_call("POST", self.call_url(call_sid), self._timeout, data={"Twiml": twiml}, auth=self._auth)
+        log_event(logger, logging.INFO, "twilio.call.updated", call_id=call_sid)
         try:
-            async with (
-                aiohttp.ClientSession(timeout=self._timeout) as http,
-                http.post(self.call_url(call_sid), data={"Twiml": twiml}, auth=self._auth) as response,
-            ):
-                body = await response.text()
-                if response.status >= 300:
-                    raise TransferError(response.status, body[:200])
-                log_event(logger, logging.INFO, "twilio.call.updated", call_id=call_sid, status=response.status)
-                return dict(await response.json(content_type=None))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransferError(0, repr(exc)) from None
+            return dict(json.loads(body))
+        except ValueError:
+            return {}
+
+
+@dataclass(frozen=True)
+class TwilioTransfer:
+    """The call core's `TransferAdapter` for Twilio: the live call leaves the stream for the handoff TwiML."""
+
+    rest: TwilioRest
+    target: HandoffTarget
+
+    async def transfer(self, call: CallStart) -> None:
+        await self.rest.update_call(call.call_id, self.target.twiml())

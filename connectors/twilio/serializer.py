@@ -3,7 +3,8 @@
 Message shapes follow https://www.twilio.com/docs/voice/media-streams/websocket-messages
 (inbound: connected, start, media, dtmf, mark, stop; outbound: media, mark, clear).
 Twilio sends `sequenceNumber`, `chunk` and `timestamp` as decimal strings.
-Provider dict lookups never leave this module.
+Provider dict lookups never leave this module. `TwilioSerializer` is the
+`connectors.serializer.CallSerializer` of one stream.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from connectors.frames import (
     MarkPlayed,
     OutboundFrame,
     ProtocolError,
+    ProviderIds,
 )
 from connectors.wire import identifier, integer, load_json
 
@@ -35,6 +37,8 @@ SAMPLE_RATE = 8000
 MAX_PAYLOAD_BYTES = 8000
 MAX_MESSAGE_CHARS = 64 * 1024
 CUSTOMER_PARAMETER = "caller"
+PROVIDER = "twilio"
+TRACKS = ("inbound", "inbound_track")  # what Twilio calls the caller's audio (media and dtmf messages)
 
 
 def _obj(value: Any, where: str) -> Mapping[str, Any]:
@@ -82,7 +86,7 @@ def _start(message: Mapping[str, Any]) -> CallStart:
     return CallStart(
         stream_id=_str(start, "streamSid", "start"),
         call_id=_str(start, "callSid", "start"),
-        account_id=str(start.get("accountSid", "")),
+        provider=ProviderIds(PROVIDER, account=str(start.get("accountSid", ""))[:64]),
         customer_id=None if caller is None else identifier(caller, f"customParameters.{CUSTOMER_PARAMETER}"),
         encoding=str(media_format.get("encoding", "")),
         sample_rate=_int(media_format.get("sampleRate"), "start.mediaFormat.sampleRate") or 0,
@@ -157,3 +161,20 @@ def check_media_format(start: CallStart) -> None:
             "unsupported_codec",
             f"expected {ENCODING} {SAMPLE_RATE} Hz mono, got {start.encoding} {start.sample_rate} Hz x{start.channels}",
         )
+
+
+class TwilioSerializer:
+    """The `CallSerializer` of one Twilio Media Stream (outbound messages carry its stream SID)."""
+
+    def __init__(self) -> None:
+        self.stream_sid = ""
+
+    def parse(self, data: str | bytes) -> InboundFrame:
+        return parse(data)
+
+    def accept(self, start: CallStart) -> None:
+        check_media_format(start)
+        self.stream_sid = start.stream_id
+
+    def encode(self, frame: OutboundFrame) -> str:
+        return serialize(frame, self.stream_sid)

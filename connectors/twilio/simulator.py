@@ -3,10 +3,10 @@
 It signs and POSTs the voice webhook, follows the TwiML to the stream URL,
 opens the WebSocket with a signed upgrade, sends `connected`, `start`, then
 `media` every 20 ms (caller speech, else line silence) with increasing
-`sequenceNumber`, `chunk` and `timestamp`, and plays back what the bot sends:
-outbound `media` is queued for playback, each `mark` is returned when the
-audio before it has "played", and `clear` drops queued audio and returns the
-pending marks at once, as Twilio does.
+`sequenceNumber`, `chunk` and `timestamp`, and plays back what the bot sends
+(connectors/call/simulator.py): outbound `media` is queued for playback, each
+`mark` is returned when the audio before it has "played", and `clear` drops
+queued audio and returns the pending marks at once, as Twilio does.
 """
 
 from __future__ import annotations
@@ -16,167 +16,71 @@ import base64
 import contextlib
 import json
 import re
-import time
 import urllib.parse
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from connectors.speech.codec import FRAME_BYTES, ULAW_SILENCE, mulaw_from_canonical, split_frames
+from connectors.call.simulator import FRAME_SECONDS, Reply, SimulatedCall
+from connectors.speech.codec import MULAW_8K
 from connectors.twilio import signature
 
-FRAME_SECONDS = 0.02
+__all__ = ["Reply", "TwilioCall", "place_call", "webhook"]
 
 
-@dataclass
-class Reply:
-    """Bot audio received after one caller utterance."""
+class TwilioCall(SimulatedCall):
+    """One Twilio call in progress; create with `place_call`."""
 
-    frames: list[bytes] = field(default_factory=list)
-    marks: list[str] = field(default_factory=list)
-    first_audio_at: float | None = None
-
-
-@dataclass
-class SimulatedCall:
-    """One call in progress; create with `place_call`."""
-
-    ws: Any
-    stream_sid: str
-    call_sid: str
-    speed: float = 1.0
-    seq: int = 0
-    chunk: int = 0
-    received: list[dict] = field(default_factory=list)
-    replies: list[Reply] = field(default_factory=list)
-    cleared: int = 0
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-    speech_ended_at: list[float] = field(default_factory=list)
-    returned_marks: dict[str, float] = field(default_factory=dict)  # mark name -> when it went back to the bot
-    _playback_until: float = 0.0
-    _last_activity: float = 0.0
-    _pending_marks: list[tuple[float, str]] = field(default_factory=list)
-    _tasks: list[asyncio.Task] = field(default_factory=list)
+    def __init__(self, ws: Any, stream_sid: str, call_sid: str, speed: float = 1.0) -> None:
+        super().__init__(ws, MULAW_8K, speed)
+        self.stream_sid = stream_sid
+        self.call_sid = call_sid
+        self.seq = 0
+        self.chunk = 0
 
     def next_seq(self) -> str:
         self.seq += 1
         return str(self.seq)
 
-    async def send_json(self, message: dict) -> None:
+    async def send_json(self, message: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(message))
 
-    async def send_media(self, payload: bytes) -> None:
+    async def send_audio(self, frame: bytes) -> None:
         self.chunk += 1
         media = {
             "track": "inbound",
             "chunk": str(self.chunk),
             "timestamp": str(int(self.chunk * FRAME_SECONDS * 1000)),
-            "payload": base64.b64encode(payload).decode(),
+            "payload": base64.b64encode(frame).decode(),
         }
         await self.send_json(
             {"event": "media", "sequenceNumber": self.next_seq(), "media": media, "streamSid": self.stream_sid}
         )
 
-    async def say(self, pcm: np.ndarray, then_silence: float = 1.0) -> Reply:
-        """Stream an utterance (canonical audio) then line silence, in (scaled) real time."""
-        reply = Reply()
-        self.replies.append(reply)
-        frames = split_frames(mulaw_from_canonical(pcm), FRAME_BYTES)
-        await self._stream(frames)
-        self.speech_ended_at.append(time.monotonic())
-        await self.silence(then_silence)
-        return reply
+    async def return_mark(self, name: str) -> None:
+        await self.send_json(
+            {"event": "mark", "sequenceNumber": self.next_seq(), "streamSid": self.stream_sid, "mark": {"name": name}}
+        )
 
-    async def silence(self, seconds: float) -> None:
-        await self._stream([bytes([ULAW_SILENCE]) * FRAME_BYTES] * int(seconds / FRAME_SECONDS))
-
-    async def _stream(self, frames: list[bytes]) -> None:
-        start = time.monotonic()
-        for i, frame in enumerate(frames):
-            if self.closed.is_set():
-                return
-            await self.send_media(frame)
-            delay = start + (i + 1) * FRAME_SECONDS / self.speed - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-
-    async def wait_reply(self, reply: Reply, timeout: float = 30.0, quiet: float = 1.0) -> Reply:
-        """Wait until the reply's audio arrived and a mark followed it, and nothing more came for `quiet` s."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if reply.marks and self._last_activity + quiet / self.speed < time.monotonic():
-                return reply
-            await asyncio.sleep(0.05)
-        return reply
-
-    async def receive_loop(self) -> None:
-        try:
-            async for text in self.ws:
-                self._on_message(json.loads(text))
-        except Exception:  # the server closing is how every call ends
-            pass
-        finally:
-            self.closed.set()
-
-    def _on_message(self, message: dict) -> None:
-        self.received.append(message)
-        self._last_activity = time.monotonic()
-        reply = self.replies[-1] if self.replies else None
-        event = message.get("event")
-        now = time.monotonic()
+    def on_message(self, message: Any) -> None:
+        decoded = json.loads(message)
+        self.received.append(decoded)
+        event = decoded.get("event")
         if event == "media":
-            payload = base64.b64decode(message["media"]["payload"])
-            self._playback_until = max(self._playback_until, now) + len(payload) / 8000 / self.speed
-            if reply is not None:
-                reply.frames.append(payload)
-                if reply.first_audio_at is None:
-                    reply.first_audio_at = now
+            self.played(base64.b64decode(decoded["media"]["payload"]))
         elif event == "mark":
-            self._pending_marks.append((max(self._playback_until, now), message["mark"]["name"]))
-            if reply is not None:
-                reply.marks.append(message["mark"]["name"])
+            self.marked(decoded["mark"]["name"])
         elif event == "clear":
-            self.cleared += 1
-            self._playback_until = now
-            self._pending_marks = [(now, name) for _, name in self._pending_marks]
-
-    async def mark_loop(self) -> None:
-        """Return each mark when its audio has played, as Twilio does."""
-        while not self.closed.is_set():
-            now = time.monotonic()
-            due = [m for m in self._pending_marks if m[0] <= now]
-            self._pending_marks = [m for m in self._pending_marks if m[0] > now]
-            for _, name in due:
-                with contextlib.suppress(Exception):
-                    await self.send_json(
-                        {
-                            "event": "mark",
-                            "sequenceNumber": self.next_seq(),
-                            "streamSid": self.stream_sid,
-                            "mark": {"name": name},
-                        }
-                    )
-                    self.returned_marks[name] = time.monotonic()
-            await asyncio.sleep(0.02)
+            self.cleared_playback(return_marks=True)
 
     async def hang_up(self) -> None:
         """Send `stop` and close, as Twilio does when the caller hangs up."""
         with contextlib.suppress(Exception):
+            stop = {"callSid": self.call_sid}
             await self.send_json(
-                {
-                    "event": "stop",
-                    "sequenceNumber": self.next_seq(),
-                    "stop": {"callSid": self.call_sid},
-                    "streamSid": self.stream_sid,
-                }
+                {"event": "stop", "sequenceNumber": self.next_seq(), "stop": stop, "streamSid": self.stream_sid}
             )
-            await self.ws.close()
-        for task in self._tasks:
-            task.cancel()
-        self.closed.set()
+        await self.close()
 
 
 def webhook(base_url: str, auth_token: str, call_sid: str, caller: str, account_sid: str) -> tuple[str, dict[str, str]]:
@@ -201,7 +105,7 @@ async def place_call(
     account_sid: str = "AC" + "0" * 32,
     speed: float = 1.0,
     call_sid: str | None = None,
-) -> SimulatedCall:
+) -> TwilioCall:
     """Start a call the way Twilio does and return it streaming (`say`, `wait_reply`, `hang_up`)."""
     from websockets.client import connect
 
@@ -212,7 +116,7 @@ async def place_call(
     headers = {"X-Twilio-Signature": signature.compute(stream_url, {}, auth_token)}
     ws = await connect(stream_url, extra_headers=headers, max_size=2**20)
     stream_sid = "MZ" + uuid.uuid4().hex
-    call = SimulatedCall(ws, stream_sid, call_sid, speed)
+    call = TwilioCall(ws, stream_sid, call_sid, speed)
     await call.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
     start = {
         "accountSid": account_sid,
@@ -223,5 +127,5 @@ async def place_call(
         "customParameters": params,
     }
     await call.send_json({"event": "start", "sequenceNumber": call.next_seq(), "start": start, "streamSid": stream_sid})
-    call._tasks = [asyncio.create_task(call.receive_loop()), asyncio.create_task(call.mark_loop())]
+    call.start()
     return call

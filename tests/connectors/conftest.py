@@ -17,12 +17,16 @@ import yaml
 
 from scripts.stack import REPO, RedisEndpoint, ensure_model, free_port, stack_env, start_actions, start_rasa, stop
 from tests.connectors.fake_twilio import FakeTwilioRest
+from tests.connectors.fake_vonage import FakeVonageRest, key_pair
 
 ARTIFACTS = REPO / "test-artifacts"
 ACCOUNT_SID = "AC" + "7" * 32
 AUTH_TOKEN = "test-auth-token-" + uuid.uuid4().hex[:8]
 AUDIOHOOK_API_KEY = "audiohook-key-" + uuid.uuid4().hex[:8]
 AUDIOHOOK_SECRET = base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
+VONAGE_SECRET = "vonage-signature-secret-" + uuid.uuid4().hex
+VONAGE_APPLICATION = str(uuid.uuid4())
+VONAGE_HANDOFF_NUMBER = "15550123"
 
 
 @dataclass
@@ -33,6 +37,7 @@ class VoiceStack:
     prefix: str
     redis_url: str
     twilio: FakeTwilioRest
+    vonage: FakeVonageRest
     log_path: Path
 
     def tracker(self, sender: str) -> dict:
@@ -60,12 +65,31 @@ def audiohook_env() -> dict[str, str]:
     }
 
 
+def vonage_env(api: FakeVonageRest, private_key: str, public_url: str) -> dict[str, str]:
+    """The Vonage channel's secrets (a key pair made for this run) and the fake Voice API."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    key_path = ARTIFACTS / "vonage-test-application.key"  # a throwaway key, generated per run
+    key_path.write_text(private_key)
+    key_path.chmod(0o600)
+    return {
+        "VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
+        "VONAGE_APPLICATION_ID": VONAGE_APPLICATION,
+        "VONAGE_PRIVATE_KEY_PATH": str(key_path),
+        "TONELINE_VONAGE_PUBLIC_URL": public_url,
+        "TONELINE_VONAGE_API_BASE": api.url,
+        "TONELINE_VONAGE_HANDOFF_NUMBER": VONAGE_HANDOFF_NUMBER,
+    }
+
+
 # One stack for the whole connector package: starting Rasa costs ~45 s on two cores.
 @pytest.fixture(scope="package")
 def voice_stack(redis_endpoint: RedisEndpoint) -> Iterator[VoiceStack]:
     model = ensure_model(quiet=True)
     twilio = FakeTwilioRest(ACCOUNT_SID, AUTH_TOKEN, port=free_port())
     twilio.start()
+    private_key, public_key = key_pair()
+    vonage = FakeVonageRest(VONAGE_APPLICATION, public_key, port=free_port())
+    vonage.start()
     prefix = f"toneline-voice-{uuid.uuid4().hex[:8]}"
     action_port, rasa_port = free_port(), free_port()
     env = stack_env(redis_endpoint, action_port=action_port, tracker_prefix=f"{prefix}-tracker", toneline_prefix=prefix)
@@ -77,6 +101,7 @@ def voice_stack(redis_endpoint: RedisEndpoint) -> Iterator[VoiceStack]:
         OMP_NUM_THREADS="1",
     )
     env.update(audiohook_env())
+    env.update(vonage_env(vonage, private_key, f"http://127.0.0.1:{rasa_port}"))
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "connectors-stack.log"
     with log_path.open("w") as log:
@@ -84,10 +109,13 @@ def voice_stack(redis_endpoint: RedisEndpoint) -> Iterator[VoiceStack]:
         try:
             actions = start_actions(env, action_port, log)
             rasa = start_rasa(env, model, rasa_port, log)
-            yield VoiceStack(f"http://127.0.0.1:{rasa_port}", prefix, env["TONELINE_REDIS_URL"], twilio, log_path)
+            yield VoiceStack(
+                f"http://127.0.0.1:{rasa_port}", prefix, env["TONELINE_REDIS_URL"], twilio, vonage, log_path
+            )
         finally:
             stop(rasa, actions)
             twilio.stop()
+            vonage.stop()
             client = redis.Redis.from_url(redis_endpoint.url)
             keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
             if keys:

@@ -3,18 +3,18 @@
 Same path and HTTP basic auth as https://api.twilio.com; answers like Twilio
 (401 with a JSON error on bad credentials, 404 for an unknown account, the call
 resource JSON on success) and records each accepted update for the test.
-Runs in its own thread and event loop so it serves a Rasa subprocess.
+Runs in its own thread and event loop so it serves a Rasa subprocess (fake_rest.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import threading
 import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from tests.connectors.fake_rest import ThreadedApp
 
 
 @dataclass
@@ -28,7 +28,7 @@ class CallUpdate:
 
 
 @dataclass
-class FakeTwilioRest:
+class FakeTwilioRest(ThreadedApp):
     """Start with `start()`; `url` is the API base to configure; `updates` what it received."""
 
     account_sid: str
@@ -36,12 +36,6 @@ class FakeTwilioRest:
     updates: list[CallUpdate] = field(default_factory=list)
     rejected: int = 0
     port: int = 0
-    _loop: asyncio.AbstractEventLoop | None = None
-    _runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -65,24 +59,3 @@ class FakeTwilioRest:
             return web.json_response({"code": 21205, "message": "Invalid TwiML", "status": 400}, status=400)
         self.updates.append(CallUpdate(account, call, twiml))
         return web.json_response({"sid": call, "account_sid": account, "status": "in-progress"})
-
-    def start(self) -> None:
-        ready = threading.Event()
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            self._runner = web.AppRunner(self.app())
-            loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-            loop.run_until_complete(site.start())
-            ready.set()
-            loop.run_forever()
-
-        threading.Thread(target=serve, name="fake-twilio", daemon=True).start()
-        ready.wait(10)
-
-    def stop(self) -> None:
-        if self._loop is not None and self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)

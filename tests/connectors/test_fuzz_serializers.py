@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.audiohook import serializer as audiohook
+from connectors.call.stream import check_sequence
 from connectors.frames import AudioIn, CallStart, CallStop, Connected, Dtmf, MarkPlayed, ProtocolError
 from connectors.twilio import serializer as twilio
-from connectors.twilio.channel import _check_sequence
 from connectors.video import serializer as video
 from connectors.video.frames import CameraOff, CameraOffer, ChatIn, Hello
 from connectors.wire import MAX_ID_CHARS
@@ -91,7 +91,7 @@ def twilio_check(message: str | bytes, last_seq: list[int | None]) -> None:
     if isinstance(frame, CallStart):
         assert frame.customer_id is None or len(frame.customer_id) <= MAX_ID_CHARS
         outcome(twilio.check_media_format, frame, {"unsupported_codec"})
-    outcome(lambda f: _check_sequence(f, last_seq[0]), frame, {"out_of_order"})
+    outcome(lambda f: check_sequence(f, last_seq[0]), frame, {"out_of_order"})
 
 
 def audiohook_check(message: str | bytes, rng: random.Random) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 
@@ -12,39 +11,21 @@ import pytest
 from connectors.speech.codec import FRAME_BYTES, canonical_from_mulaw
 from connectors.twilio.simulator import place_call
 from models.voice import DEFAULT_HEAD
+from tests.connectors.calls import ANGRY_CALLER, SPEED, eventually, greeted, user_turns
 from tests.connectors.conftest import AUTH_TOKEN, VoiceStack
 from tests.connectors.speech_fixtures import needs_espeak, speak
 
 pytestmark = [pytest.mark.e2e, needs_espeak]
-ANGRY_CALLER = [
-    "I was charged twice and nobody fixed it.",
-    "I am so angry, this is ridiculous!",
-    "This is the worst service ever. I am furious!",
-    "I am so angry, this is ridiculous!",
-]
-SPEED = 2.0  # stream twice as fast as real time: the VAD and the bot see the same audio
 
 
 async def transferred(stack: VoiceStack, call_sid: str, within: float) -> bool:
-    for _ in range(int(within / 0.1)):
-        if any(u.call_sid == call_sid for u in stack.twilio.updates):
-            return True
-        await asyncio.sleep(0.1)
-    return False
-
-
-def user_turns(tracker: dict) -> list[dict]:
-    return [e for e in tracker["events"] if e["event"] == "user"]
+    return await eventually(lambda: any(u.call_sid == call_sid for u in stack.twilio.updates), within)
 
 
 @pytest.mark.asyncio
 async def test_a_caller_is_heard_and_answered_in_mulaw_with_a_mark(voice_stack: VoiceStack) -> None:
     call = await place_call(voice_stack.url, AUTH_TOKEN, caller="+15550111", speed=SPEED)
-    try:
-        await call.silence(0.5)
-        reply = await call.wait_reply(await call.say(await speak("Hello, is anyone there?")))
-    finally:
-        await call.hang_up()
+    reply = await greeted(call)
 
     assert reply.frames and reply.marks, call.received[-5:]
     assert all(len(f) == FRAME_BYTES for f in reply.frames)

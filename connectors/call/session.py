@@ -1,8 +1,11 @@
-"""One Twilio call: caller audio -> turns -> Rasa -> spoken replies, with barge-in and handoff.
+"""One phone call with the bot, for any provider: caller audio -> turns -> Rasa -> spoken replies.
 
-The session sees frames only (never Twilio JSON) and sends frames through a
-`send` callback the channel binds to its serializer and transport. All of a
-call's state lives here; nothing is shared between calls but the runtime.
+The session sees frames only (never a provider's JSON) and sends frames through
+a `send` callback the stream binds to the provider's serializer and transport.
+What differs between providers comes in a `Provider`: the channel name (in the
+turn's metadata and every log event), the inbound track names, the wire codec
+and the transfer adapter. All of a call's state lives here; nothing is shared
+between calls but the speech runtime.
 """
 
 from __future__ import annotations
@@ -13,22 +16,46 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Awaitable, Callable
 
 from connectors.bot import BotGateway, BotReply
-from connectors.frames import AudioIn, AudioOut, CallStart, CallStop, Clear, Dtmf, InboundFrame, Mark, MarkPlayed
-from connectors.speech.codec import FRAME_BYTES, InboundDecoder, mulaw_from_canonical, split_frames
-from connectors.speech.recognizer import NO_SPEECH_THRESHOLD, Hearing
+from connectors.call.transfer import TransferAdapter, TransferError
+from connectors.call.worker import TurnWorker
+from connectors.frames import (
+    AudioIn,
+    AudioOut,
+    CallStart,
+    CallStop,
+    Clear,
+    Dtmf,
+    InboundFrame,
+    Mark,
+    MarkPlayed,
+    OutboundFrame,
+    PlaybackCleared,
+)
+from connectors.speech.codec import WireCodec
+from connectors.speech.recognizer import Hearing
 from connectors.speech.runtime import SpeechRuntime
 from connectors.speech.tts import TtsError, sentences
 from connectors.speech.turns import SpeechStarted, Turn, TurnEnding, TurnEvent, TurnSegmenter, TurnSettings
-from connectors.twilio.rest import HandoffTarget, TransferError, TwilioRest
-from models.audio import PHONE_RATE, AudioError
+from models.audio import AudioError
+from models.emotion import EmotionEstimate
 from models.logs import log_event
 
 logger = logging.getLogger(__name__)
-CHANNEL = "twilio"
-SendFrame = Callable[[Any], Awaitable[bool]]
+SendFrame = Callable[[OutboundFrame], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Provider:
+    """What a telephony provider contributes to the call core."""
+
+    channel: str  # `toneline.channel` in the turn's metadata, and the prefix of every log event
+    codec: WireCodec
+    tracks: tuple[str, ...]  # inbound tracks that carry the caller (the bot's own audio is never heard)
+    transfer: TransferAdapter | None = None  # None: handoffs are logged as unconfigured
 
 
 @dataclass(frozen=True)
@@ -36,8 +63,7 @@ class CallSettings:
     """Per-call behaviour, shared by all calls of a channel."""
 
     turn: TurnSettings = field(default_factory=TurnSettings)
-    handoff: HandoffTarget = field(default_factory=HandoffTarget)
-    mark_grace_s: float = 2.0  # how long past the audio's own length to wait for Twilio's mark before transferring
+    mark_grace_s: float = 2.0  # how long past the audio's own length to wait for the provider's mark
     drain_s: float = 15.0  # at hang-up, how long turns already cut may still reach Rasa
 
 
@@ -51,8 +77,20 @@ class TurnTiming:
     first_audio_at: float = 0.0
 
 
-class TwilioCallSession:
-    """The domain logic of one bidirectional Media Stream."""
+@dataclass(frozen=True)
+class _Spoken:
+    """One sentence sent: the mark that follows it, its event and how long it plays."""
+
+    mark: str
+    played: asyncio.Event
+    seconds: float
+
+
+_Queued = tuple[Turn, TurnTiming, "asyncio.Future[Hearing] | None"]
+
+
+class CallSession:
+    """The domain logic of one bidirectional call stream."""
 
     def __init__(
         self,
@@ -60,18 +98,17 @@ class TwilioCallSession:
         send: SendFrame,
         runtime: SpeechRuntime,
         bot: BotGateway,
-        rest: TwilioRest | None,
+        provider: Provider,
         settings: CallSettings | None = None,
     ) -> None:
         self.start = start
+        self.provider = provider
         self.settings = settings or CallSettings()
         self._send = send
         self._runtime = runtime
         self._bot = bot
-        self._rest = rest
-        self._decoder = InboundDecoder()
+        self._decoder = provider.codec.decoder()
         self._segmenter = TurnSegmenter(self.settings.turn)
-        self._turns: asyncio.Queue[tuple[Turn, TurnTiming, asyncio.Future[Hearing] | None] | None] = asyncio.Queue()
         # The ASR pass started on a likely end of turn (TurnEnding), keyed by where the speech ended.
         self._early: tuple[float, asyncio.Future[Hearing]] | None = None
         self.early_used = 0
@@ -81,7 +118,7 @@ class TwilioCallSession:
         self._generation = 0  # bumped by barge-in: playback of an older reply stops
         self.transferred = False
         self.timings: list[TurnTiming] = []
-        self._worker = asyncio.create_task(self._turn_loop(), name=f"twilio-turns-{start.call_id}")
+        self._worker: TurnWorker[_Queued] = TurnWorker(self._answer, provider.channel, "call", call_id=start.call_id)
 
     @property
     def call_id(self) -> str:
@@ -91,6 +128,9 @@ class TwilioCallSession:
     def bot_speaking(self) -> bool:
         return bool(self._pending_marks)
 
+    def _log(self, level: int, event: str, **fields: Any) -> None:
+        log_event(logger, level, f"{self.provider.channel}.{event}", call_id=self.call_id, **fields)
+
     async def handle(self, frame: InboundFrame) -> None:
         """One inbound frame (after the start)."""
         if isinstance(frame, AudioIn):
@@ -99,16 +139,17 @@ class TwilioCallSession:
             event = self._pending_marks.pop(frame.name, None)
             if event is not None:
                 event.set()
+        elif isinstance(frame, PlaybackCleared):
+            self._release_marks()
         elif isinstance(frame, Dtmf):
-            log_event(logger, logging.INFO, "twilio.dtmf", call_id=self.call_id, digit=frame.digit)
+            self._log(logging.INFO, "dtmf", digit=frame.digit)
         elif isinstance(frame, CallStop):
-            log_event(logger, logging.INFO, "twilio.call.stopped", call_id=self.call_id)
+            self._log(logging.INFO, "call.stopped")
 
     async def _on_audio(self, frame: AudioIn) -> None:
-        if frame.track not in ("inbound", "inbound_track"):
+        if frame.track not in self.provider.tracks:
             return  # only the caller is heard
-        events = await self._runtime.light(self._segment, frame.payload)
-        for event in events:
+        for event in await self._runtime.light(self._segment, frame.payload):
             if isinstance(event, SpeechStarted) and self.bot_speaking:
                 await self._barge_in()
             elif isinstance(event, TurnEnding):
@@ -116,10 +157,13 @@ class TwilioCallSession:
             elif isinstance(event, Turn):
                 timing = TurnTiming(cut_at=time.monotonic())
                 self.timings.append(timing)
-                self._turns.put_nowait((event, timing, self._take_early(event)))
+                self._worker.put((event, timing, self._take_early(event)))
+
+    def _segment(self, payload: bytes) -> list[TurnEvent]:
+        return self._segmenter.push(self._decoder.decode(payload))
 
     def _hear_early(self, turn: Turn) -> None:
-        """Start the Whisper pass while the end-of-turn silence is still running out.
+        """Start the ASR pass while the end-of-turn silence is still running out.
 
         Most pauses this long are ends of turns; hearing now hides the ASR time inside
         the silence the VAD waits for anyway. Skipped under load, where a wasted pass
@@ -129,7 +173,7 @@ class TwilioCallSession:
         if self.transferred or self._runtime.overloaded:
             return
         future = asyncio.ensure_future(self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id))
-        future.add_done_callback(_retrieve)
+        future.add_done_callback(partial(_retrieve, self.provider.channel))
         self._early = (turn.speech_end, future)
 
     def _take_early(self, turn: Turn) -> asyncio.Future[Hearing] | None:
@@ -148,49 +192,32 @@ class TwilioCallSession:
             self._early = None
             self.early_dropped += 1
 
-    def _segment(self, payload: bytes) -> list[TurnEvent]:
-        return self._segmenter.push(self._decoder.decode(payload))
-
     async def _barge_in(self) -> None:
-        """The caller talks over the bot: Twilio drops its queued audio and returns the pending marks."""
+        """The caller talks over the bot: the provider drops its queued audio."""
         self._generation += 1
-        log_event(logger, logging.INFO, "twilio.barge_in", call_id=self.call_id, marks=len(self._pending_marks))
+        self._log(logging.INFO, "barge_in", marks=len(self._pending_marks))
         await self._send(Clear())
 
-    async def _turn_loop(self) -> None:
-        # One turn at a time, in order: replies must not overtake each other.
-        while (item := await self._turns.get()) is not None:
-            turn, timing, early = item
-            try:
-                await self._answer(turn, timing, early)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # one failed turn must not end the call
-                log_event(logger, logging.ERROR, "twilio.turn.failed", call_id=self.call_id, error=repr(exc))
-
-    async def _answer(self, turn: Turn, timing: TurnTiming, early: asyncio.Future[Hearing] | None = None) -> None:
+    async def _answer(self, item: _Queued) -> None:
+        turn, timing, early = item
         if self.transferred:
             # The call is on its way to a person; the bot no longer answers.
-            log_event(logger, logging.INFO, "twilio.turn.after_handoff", call_id=self.call_id)
+            self._log(logging.INFO, "turn.after_handoff")
             if early is not None:
                 early.cancel()
             return
-        try:
-            heard = await (early or self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id))
-        except AudioError as exc:
-            log_event(logger, logging.WARNING, "twilio.turn.unusable", call_id=self.call_id, error=str(exc))
+        heard = await self._hear(turn, early)
+        if heard is None:
             return
         timing.heard_at = time.monotonic()
-        if not heard.text or (heard.no_speech_prob > NO_SPEECH_THRESHOLD and len(heard.text) < 3):
-            log_event(logger, logging.INFO, "twilio.turn.no_speech", call_id=self.call_id, seconds=turn.seconds)
+        if heard.says_nothing:
+            self._log(logging.INFO, "turn.no_speech", seconds=turn.seconds)
             return
         reply = await self._bot.send(self.call_id, heard.text, self.metadata(heard.voice))
         timing.answered_at = time.monotonic()
-        log_event(
-            logger,
+        self._log(
             logging.INFO,
-            "twilio.turn.answered",
-            call_id=self.call_id,
+            "turn.answered",
             seconds=round(turn.seconds, 2),
             voice=heard.voice is not None,
             early=early is not None,
@@ -202,9 +229,16 @@ class TwilioCallSession:
         )
         await self._reply(reply, timing)
 
-    def metadata(self, voice: Any) -> dict[str, Any]:
+    async def _hear(self, turn: Turn, early: asyncio.Future[Hearing] | None) -> Hearing | None:
+        try:
+            return await (early or self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id))
+        except AudioError as exc:
+            self._log(logging.WARNING, "turn.unusable", error=str(exc))
+            return None
+
+    def metadata(self, voice: EmotionEstimate | None) -> dict[str, Any]:
         """The `toneline` block for Rasa (plugin/metadata.py reads it)."""
-        block: dict[str, Any] = {"channel": CHANNEL, "role": "customer", "call_id": self.call_id}
+        block: dict[str, Any] = {"channel": self.provider.channel, "role": "customer", "call_id": self.call_id}
         block["customer_id"] = self.start.customer_id or self.call_id
         if voice is not None:
             block["voice"] = voice.to_dict()
@@ -212,68 +246,66 @@ class TwilioCallSession:
 
     async def _reply(self, reply: BotReply, timing: TurnTiming) -> None:
         generation = self._generation
-        marks: list[tuple[str, asyncio.Event, float]] = []
+        spoken: list[_Spoken] = []
         for text in reply.texts:
             for sentence in sentences(text):
                 if generation != self._generation:
                     break  # barged in: the rest of this reply is not wanted
                 sent = await self._speak(sentence, reply.tone, timing)
                 if sent is not None:
-                    marks.append(sent)
+                    spoken.append(sent)
         if reply.handoff and not self.transferred:
-            await self._transfer(marks)
+            await self._transfer(spoken)
 
-    async def _speak(self, text: str, tone: str, timing: TurnTiming) -> tuple[str, asyncio.Event, float] | None:
+    async def _speak(self, text: str, tone: str, timing: TurnTiming) -> _Spoken | None:
         try:
             pcm = await self._runtime.speak(text, tone)
         except TtsError as exc:
-            log_event(logger, logging.ERROR, "twilio.tts.failed", call_id=self.call_id, error=str(exc))
+            self._log(logging.ERROR, "tts.failed", error=str(exc))
             return None
-        payload = await self._runtime.light(mulaw_from_canonical, pcm)
-        for chunk in split_frames(payload, FRAME_BYTES):
+        codec = self.provider.codec
+        frames = await self._runtime.light(codec.frames, pcm)
+        for chunk in frames:
             if not await self._send(AudioOut(chunk)):
-                return None
+                return None  # the socket is gone
             if not timing.first_audio_at:
                 timing.first_audio_at = time.monotonic()
         name = f"reply-{next(self._mark_ids)}"
-        event = asyncio.Event()
-        self._pending_marks[name] = event
+        played = asyncio.Event()
+        self._pending_marks[name] = played
         await self._send(Mark(name))
-        return name, event, len(payload) / PHONE_RATE
+        return _Spoken(name, played, len(frames) * codec.frame_bytes / codec.bytes_per_second)
 
-    async def _transfer(self, marks: list[tuple[str, asyncio.Event, float]]) -> None:
-        """Let the handoff announcement finish playing (Twilio returns its mark), then move the call."""
+    async def _transfer(self, spoken: list[_Spoken]) -> None:
+        """Let the handoff announcement finish playing (the provider returns its mark), then move the call."""
         self.transferred = True
-        if marks:
-            wait = sum(seconds for _, _, seconds in marks) + self.settings.mark_grace_s
+        if spoken:
+            wait = sum(s.seconds for s in spoken) + self.settings.mark_grace_s
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(marks[-1][1].wait(), wait)
-        if self._rest is None:
-            log_event(logger, logging.ERROR, "twilio.handoff.unconfigured", call_id=self.call_id)
+                await asyncio.wait_for(spoken[-1].played.wait(), wait)
+        if self.provider.transfer is None:
+            self._log(logging.ERROR, "handoff.unconfigured")
             return
         try:
-            await self._rest.update_call(self.call_id, self.settings.handoff.twiml())
-            log_event(logger, logging.INFO, "twilio.handoff.transferred", call_id=self.call_id)
+            await self.provider.transfer.transfer(self.start)
+            self._log(logging.INFO, "handoff.transferred")
         except TransferError as exc:
-            log_event(logger, logging.ERROR, "twilio.handoff.failed", call_id=self.call_id, status=exc.status)
+            self._log(logging.ERROR, "handoff.failed", status=exc.status)
+
+    def _release_marks(self) -> None:
+        for event in self._pending_marks.values():
+            event.set()
+        self._pending_marks.clear()
 
     async def close(self) -> None:
         """End of call: turns already cut still reach Rasa (for the record), then the worker stops."""
         self._drop_early()
-        self._turns.put_nowait(None)
-        try:
-            await asyncio.wait_for(asyncio.shield(self._worker), self.settings.drain_s)
-        except asyncio.TimeoutError:
-            log_event(logger, logging.WARNING, "twilio.call.drain_timeout", call_id=self.call_id)
-            self._worker.cancel()
-        except Exception as exc:
-            log_event(logger, logging.ERROR, "twilio.call.worker_failed", call_id=self.call_id, error=repr(exc))
-        for event in self._pending_marks.values():
-            event.set()
-        log_event(logger, logging.INFO, "twilio.call.closed", call_id=self.call_id, turns=len(self.timings))
+        await self._worker.drain(self.settings.drain_s)
+        self._release_marks()
+        self._log(logging.INFO, "call.closed", turns=len(self.timings))
 
 
-def _retrieve(future: asyncio.Future[Hearing]) -> None:
+def _retrieve(channel: str, future: asyncio.Future[Hearing]) -> None:
     # A dropped early pass may fail or be cancelled with nobody awaiting it; say so once, quietly.
     if not future.cancelled() and future.exception() is not None:
-        log_event(logger, logging.DEBUG, "twilio.turn.early_failed", error=repr(future.exception()))
+        log_event(logger, logging.DEBUG, f"{channel}.turn.early_failed", error=repr(future.exception()))

@@ -1,0 +1,153 @@
+"""The Rasa side of a telephony channel on the call core: routes, authentication and one stream per call.
+
+A provider subclasses `CallChannel` and adds what is its own: its name, its
+answer webhook, how its requests are authenticated (checked before the
+WebSocket upgrade: a refused client gets a plain HTTP error, never a 101), its
+serializer and its `Provider` (codec, tracks, transfer adapter).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Awaitable, Callable, Dict
+
+from rasa.core.channels.channel import InputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from connectors.bot import RasaBot
+from connectors.call.session import CallSession, CallSettings, Provider, SendFrame
+from connectors.call.stream import CallStream
+from connectors.frames import CallStart
+from connectors.serializer import CallSerializer
+from connectors.speech.runtime import SpeechRuntime, shared_runtime
+from connectors.speech.turns import TurnSettings
+from connectors.transport import WebSocketTransport
+from models.logs import log_event
+
+logger = logging.getLogger(__name__)
+STREAM_PATH = "/stream"
+
+
+def credential(credentials: Dict[str, Any], key: str, default_env: str) -> str:
+    """`key` from the environment variable credentials.yml names (`<key>_env`, else `default_env`), else the
+    value written in credentials.yml itself (for what is not secret)."""
+    return os.environ.get(str(credentials.get(f"{key}_env") or default_env), "") or str(credentials.get(key) or "")
+
+
+def turn_settings(credentials: Dict[str, Any], prefix: str) -> TurnSettings:
+    """`end_silence_ms` and `prepare_silence_ms` from credentials.yml, the latter overridable by
+    `TONELINE_<PREFIX>_PREPARE_SILENCE_MS` (`off`: no early ASR pass, only when the turn is cut)."""
+    raw = os.environ.get(
+        f"TONELINE_{prefix.upper()}_PREPARE_SILENCE_MS", credentials.get("prepare_silence_ms", "default")
+    )
+    if raw is None or str(raw).lower() in ("off", "none", "null"):
+        prepare: int | None = None
+    elif str(raw) == "default":
+        prepare = TurnSettings.prepare_silence_ms
+    else:
+        try:
+            prepare = int(raw)
+        except ValueError:
+            raise ValueError(f"prepare_silence_ms must be a number of milliseconds or 'off', got {raw!r}") from None
+    end = int(credentials.get("end_silence_ms") or TurnSettings.end_silence_ms)
+    return TurnSettings(end_silence_ms=end, prepare_silence_ms=prepare)
+
+
+class CallChannel(InputChannel):
+    """Base of the telephony input channels whose calls run on `CallSession`."""
+
+    refused_status = 403  # the HTTP status of a refused WebSocket upgrade
+
+    def __init__(
+        self, settings: CallSettings | None = None, runtime: SpeechRuntime | None = None, public_url: str | None = None
+    ) -> None:
+        self.settings = settings or CallSettings()
+        self._runtime = runtime
+        self.public_url = public_url.rstrip("/") if public_url else None
+
+    @staticmethod
+    def common_credentials(credentials: Dict[str, Any], provider: str) -> Dict[str, Any]:
+        """What every call channel reads from credentials.yml: the URL the provider reaches it at, the provider's
+        API base (tests point it at a fake) and the turn settings."""
+        upper = provider.upper()
+        return {
+            "public_url": credential(credentials, "public_url", f"TONELINE_{upper}_PUBLIC_URL") or None,
+            "api_base": credential(credentials, "api_base", f"TONELINE_{upper}_API_BASE") or None,
+            "settings": CallSettings(turn=turn_settings(credentials, provider)),
+        }
+
+    @property
+    def runtime(self) -> SpeechRuntime:
+        if self._runtime is None:
+            self._runtime = shared_runtime()
+        return self._runtime
+
+    @property
+    def provider(self) -> Provider:
+        """Codec, tracks and transfer adapter of this provider."""
+        raise NotImplementedError
+
+    def serializer(self, request: Request) -> CallSerializer:
+        """A fresh serializer for the connection `request` upgraded."""
+        raise NotImplementedError
+
+    def refusal(self, request: Request) -> str | None:
+        """Why the stream's upgrade request is refused (a code, logged by the provider), or None if authentic."""
+        raise NotImplementedError
+
+    def add_routes(self, bp: Blueprint) -> None:
+        """The provider's own routes (its answer webhook)."""
+        raise NotImplementedError
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        bp = Blueprint(self.name(), __name__)
+
+        @bp.listener("after_server_start")
+        async def preload(app: Any, loop: Any) -> None:
+            # Load Whisper and the voice head now, not on the first caller's first turn.
+            loop.create_task(self.runtime.recognizer())
+
+        @bp.middleware("request")
+        async def authenticate(request: Request) -> HTTPResponse | None:
+            # Runs before Sanic's WebSocket handshake: an unauthenticated upgrade gets a plain error, never a 101.
+            if not request.path.endswith(STREAM_PATH) or self.refusal(request) is None:
+                return None
+            return response.text("unauthorized", status=self.refused_status)
+
+        @bp.route("/health", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @bp.websocket(STREAM_PATH)
+        async def stream(request: Request, ws: Any) -> None:
+            transport = WebSocketTransport(ws, self.provider.channel)
+            bot = RasaBot(on_new_message, self.name(), lambda: getattr(request.app.ctx, "agent", None))
+            await self.serve(transport, bot, self.serializer(request))
+
+        self.add_routes(bp)
+        return bp
+
+    async def serve(self, transport: WebSocketTransport, bot: RasaBot, serializer: CallSerializer) -> None:
+        """Run one call's stream to its end (every way out closes the socket and the session cleanly)."""
+
+        def open_session(start: CallStart, send: SendFrame) -> CallSession:
+            return CallSession(start, send, self.runtime, bot, self.provider, self.settings)
+
+        await CallStream(transport, serializer, self.provider.channel, open_session).run()
+
+    def stream_url(self, request: Request) -> str:
+        """The wss:// URL of this channel's stream route, as the provider must reach it."""
+        if self.public_url:
+            base = self.public_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        else:
+            base = f"{'wss' if request.scheme == 'https' else 'ws'}://{request.host}"
+        return f"{base}{request.path.rsplit('/', 1)[0]}{STREAM_PATH}"
+
+
+def log_refusal(channel: str, code: str, request: Request) -> str:
+    """Log a refused request (never its credentials) and return the code."""
+    log_event(logger, logging.WARNING, f"{channel}.auth.rejected", code=code, path=request.path)
+    return code

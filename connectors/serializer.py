@@ -1,0 +1,38 @@
+"""The one serializer protocol every provider's wire format implements.
+
+A serializer maps a provider's wire messages to typed frames and back, and
+nothing else: no sockets (the transport), no call logic (the session). It is
+total: `parse` answers any text or bytes with a frame or raises `ProtocolError`
+with a code the channel logs and maps to a close; it never raises anything
+else (tests/connectors/test_fuzz_serializers.py holds every parser to that).
+A serializer object lives for one connection, so it may remember what the wire
+needs from earlier messages (Twilio's stream SID, AudioHook's sequence numbers).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, TypeVar, Union
+
+from connectors.frames import CallStart, InboundFrame, OutboundFrame
+
+In_co = TypeVar("In_co", covariant=True)
+Out_contra = TypeVar("Out_contra", contravariant=True)
+Wire = Union[str, bytes]
+
+
+class WireSerializer(Protocol[In_co, Out_contra]):
+    """Wire messages <-> frames of one provider, for one connection."""
+
+    def parse(self, data: Wire) -> In_co:
+        """One wire message -> a frame; raises only `ProtocolError` (a named code), never another exception."""
+
+    def encode(self, frame: Out_contra) -> Wire:
+        """One outbound frame -> the message to send (text or binary, as the provider expects)."""
+
+
+class CallSerializer(WireSerializer[InboundFrame, OutboundFrame], Protocol):
+    """A telephony provider whose calls run on the call core (connectors/call/)."""
+
+    def accept(self, start: CallStart) -> None:
+        """Take the call's start: refuse media this provider's leg cannot carry (`ProtocolError`
+        `unsupported_codec`) and remember what outbound messages need (e.g. the stream id)."""

@@ -1,0 +1,1 @@
+"""Vonage Voice API WebSocket calls on the call core."""

@@ -1,0 +1,333 @@
+"""The provider-neutral call core with fakes for Whisper, espeak-ng, Rasa and the provider's REST API.
+
+The real VAD, codec, session and stream run; each test takes well under a
+second. End-to-end tests with the real parts are beside these
+(test_twilio_call.py, test_vonage_call.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Callable
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from connectors.bot import BotReply
+from connectors.call.session import CallSession, CallSettings, Provider
+from connectors.call.stream import CallStream
+from connectors.frames import (
+    AudioIn,
+    AudioOut,
+    CallStart,
+    Clear,
+    Mark,
+    MarkPlayed,
+    OutboundFrame,
+    PlaybackCleared,
+    ProviderIds,
+)
+from connectors.speech.codec import MULAW_8K, Linear16Codec, WireCodec
+from connectors.speech.runtime import RuntimeSettings, SpeechRuntime
+from connectors.transport import WebSocketTransport
+from connectors.twilio.serializer import TwilioSerializer
+from tests.connectors.fakes import FakeBot, FakeRecognizer, FakeTransfer, FakeTts, caller_speech, silence
+
+pytestmark = pytest.mark.asyncio
+L16 = Linear16Codec(16000)
+START = CallStart("S1", "C1", ProviderIds("testline"), "+15550100", "audio/l16", 16000, 1)
+
+
+@dataclass
+class Line:
+    """The provider's side of one call, in memory: what the session sent; the socket can drop."""
+
+    sent: list[OutboundFrame] = field(default_factory=list)
+    drop_after: int | None = None  # audio frames accepted before the socket goes
+
+    async def send(self, frame: OutboundFrame) -> bool:
+        audio = sum(isinstance(f, AudioOut) for f in self.sent)
+        if self.drop_after is not None and isinstance(frame, AudioOut) and audio >= self.drop_after:
+            return False
+        self.sent.append(frame)
+        return True
+
+    def of(self, kind: type) -> list[OutboundFrame]:
+        return [f for f in self.sent if isinstance(f, kind)]
+
+
+@dataclass
+class Call:
+    session: CallSession
+    line: Line
+    tts: FakeTts
+    bot: FakeBot
+    recognizer: FakeRecognizer
+    transfer: FakeTransfer
+
+    async def say(self, pcm: np.ndarray, codec: WireCodec = L16) -> None:
+        for chunk in codec.frames(pcm):
+            await self.session.handle(AudioIn(chunk, None, None, "inbound"))
+
+    async def play_marks(self) -> None:
+        """The provider finished playing everything: every mark comes back."""
+        for mark in self.line.of(Mark):
+            assert isinstance(mark, Mark)
+            await self.session.handle(MarkPlayed(mark.name))
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+@pytest_asyncio.fixture
+async def make_call() -> AsyncIterator[Callable[..., Call]]:
+    runtimes: list[SpeechRuntime] = []
+
+    def build(
+        lines: list[str],
+        reply: Callable[[str], BotReply] | None = None,
+        tts: FakeTts | None = None,
+        transfer: FakeTransfer | None = None,
+        codec: WireCodec = L16,
+        delay_s: float = 0.0,
+        line: Line | None = None,
+    ) -> Call:
+        recognizer = FakeRecognizer(lines, delay_s=delay_s)
+        tts = tts or FakeTts()
+        runtime = SpeechRuntime(RuntimeSettings(), tts=tts, loader=lambda _: recognizer)
+        runtimes.append(runtime)
+        bot = FakeBot() if reply is None else FakeBot(reply)
+        transfer = transfer or FakeTransfer()
+        line = line or Line()
+        provider = Provider("testline", codec, ("inbound",), transfer)
+        settings = CallSettings(mark_grace_s=0.2, drain_s=5.0)
+        session = CallSession(START, line.send, runtime, bot, provider, settings)
+        return Call(session, line, tts, bot, recognizer, transfer)
+
+    yield build
+    for runtime in runtimes:
+        runtime.close()
+
+
+async def test_a_turn_is_heard_answered_in_the_bots_tone_and_followed_by_a_mark(make_call: Callable[..., Call]) -> None:
+    call = make_call(["my internet is down"])
+    await call.say(np.concatenate([silence(0.3), caller_speech(1.2), silence(0.8)]))
+    await until(lambda: bool(call.line.of(Mark)))
+    await call.session.close()
+
+    assert [(sender, text) for sender, text, _ in call.bot.turns] == [("C1", "my internet is down")]
+    block = call.bot.turns[0][2]["toneline"]
+    assert block == {"channel": "testline", "role": "customer", "call_id": "C1", "customer_id": "+15550100"}
+    assert call.tts.spoken == [("You said my internet is down.", "calm")]
+    audio = call.line.of(AudioOut)
+    assert audio and all(isinstance(f, AudioOut) and len(f.payload) == L16.frame_bytes for f in audio)
+    assert isinstance(call.line.sent[-1], Mark)
+
+
+async def test_the_early_asr_pass_serves_the_turn_with_one_pass(make_call: Callable[..., Call]) -> None:
+    call = make_call(["hello"], delay_s=0.1)
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+    await until(lambda: bool(call.bot.turns))
+    await call.session.close()
+    assert (call.session.early_used, call.session.early_dropped) == (1, 0)
+    assert len(call.recognizer.passes) == 1
+
+
+async def test_a_caller_who_goes_on_talking_drops_the_early_pass(make_call: Callable[..., Call]) -> None:
+    call = make_call(["one long turn"])
+    # A 300 ms pause passes the early point (200 ms) but not the end of turn (450 ms).
+    more = caller_speech(0.8, seed=3)[4800:]  # no lead-in: the caller goes straight on
+    await call.say(np.concatenate([caller_speech(0.8), silence(0.3), more, silence(0.8)]))
+    await until(lambda: bool(call.bot.turns))
+    await call.session.close()
+    # The pass started in the short pause is dropped; the one started in the final pause serves the turn.
+    assert (call.session.early_dropped, call.session.early_used) == (1, 1)
+    assert [text for _, text, _ in call.bot.turns] == ["one long turn"]
+
+
+async def test_talking_over_the_bot_clears_its_audio_and_stops_the_rest_of_the_reply(
+    make_call: Callable[..., Call],
+) -> None:
+    three = BotReply(("First sentence. Second sentence. Third sentence.",), "neutral")
+    call = make_call(["tell me everything"], reply=lambda _: three, tts=FakeTts(delay_s=0.3))
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+    await until(lambda: bool(call.line.of(Mark)))
+    assert call.session.bot_speaking
+    await call.say(caller_speech(0.5))  # the caller talks over the first sentence
+    await until(lambda: bool(call.line.of(Clear)))
+    await call.session.close()
+    assert len(call.line.of(Clear)) == 1
+    assert len(call.tts.spoken) < 3  # the rest of the reply was not spoken
+
+
+async def test_a_provider_that_acknowledges_the_clear_ends_the_pending_marks(make_call: Callable[..., Call]) -> None:
+    call = make_call(["hello"])
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+    await until(lambda: bool(call.line.of(Mark)))
+    assert call.session.bot_speaking
+    await call.session.handle(PlaybackCleared())
+    assert not call.session.bot_speaking
+    await call.session.close()
+
+
+async def test_a_handoff_waits_for_the_announcement_then_moves_the_call_once(make_call: Callable[..., Call]) -> None:
+    handoff = BotReply(("Let me get you a person.",), "empathetic", handoff=True)
+    call = make_call(["I want a person", "are you there"], reply=lambda _: handoff)
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+    await until(lambda: bool(call.line.of(Mark)))
+    assert not call.transfer.moved  # the announcement is still playing
+    await call.play_marks()
+    await until(lambda: bool(call.transfer.moved))
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))  # the bot no longer answers
+    await call.session.close()
+    assert call.transfer.moved[0][0] == "C1" and len(call.transfer.moved) == 1
+    assert len(call.bot.turns) == 1 and call.tts.spoken == [("Let me get you a person.", "empathetic")]
+
+
+async def test_a_refused_transfer_is_logged_and_the_call_closes_cleanly(
+    make_call: Callable[..., Call], caplog: pytest.LogCaptureFixture
+) -> None:
+    handoff = BotReply(("Transferring you now.",), "calm", handoff=True)
+    call = make_call(["a person please"], reply=lambda _: handoff, transfer=FakeTransfer(fail_status=503))
+    with caplog.at_level(logging.INFO):
+        await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+        await until(lambda: "testline.handoff.failed" in caplog.text)  # after the mark's grace time
+        await call.session.close()
+    assert "testline.handoff.failed call_id=C1 status=503" in caplog.text
+    assert "testline.call.closed call_id=C1 turns=1" in caplog.text
+
+
+async def test_a_socket_that_drops_mid_reply_ends_the_reply_not_the_call(
+    make_call: Callable[..., Call], caplog: pytest.LogCaptureFixture
+) -> None:
+    two = BotReply(("First sentence here. Second sentence here.",), "neutral")
+    call = make_call(["hello", "still there"], reply=lambda _: two, line=Line(drop_after=3))
+    with caplog.at_level(logging.INFO):
+        await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+        await until(lambda: len(call.tts.spoken) == 2)
+        await call.session.close()
+    assert len(call.line.of(AudioOut)) == 3 and not call.line.of(Mark)  # no mark for audio that never went
+    assert "turn.failed" not in caplog.text and "testline.call.closed" in caplog.text
+
+
+async def test_a_turn_whisper_finds_no_words_in_is_not_sent_to_the_bot(
+    make_call: Callable[..., Call], caplog: pytest.LogCaptureFixture
+) -> None:
+    call = make_call([""])
+    with caplog.at_level(logging.INFO):
+        await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+        await until(lambda: "testline.turn.no_speech" in caplog.text)
+        await call.session.close()
+    assert not call.bot.turns
+
+
+async def test_mulaw_callers_are_heard_the_same_way(make_call: Callable[..., Call]) -> None:
+    call = make_call(["hello over mu-law"], codec=MULAW_8K)
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]), codec=MULAW_8K)
+    await until(lambda: bool(call.line.of(Mark)))
+    await call.session.close()
+    assert [text for _, text, _ in call.bot.turns] == ["hello over mu-law"]
+    assert all(isinstance(f, AudioOut) and len(f.payload) == 160 for f in call.line.of(AudioOut))
+
+
+class MemorySocket:
+    """A WebSocket in memory: queued messages to receive, then the peer closes; records sends and the close."""
+
+    def __init__(self, messages: list[str | bytes]) -> None:
+        self.incoming = list(messages)
+        self.sent: list[str | bytes] = []
+        self.close_code: int | None = None
+
+    async def recv(self) -> str | bytes | None:
+        await asyncio.sleep(0)
+        return self.incoming.pop(0) if self.incoming else None
+
+    async def send(self, data: str | bytes) -> None:
+        self.sent.append(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.close_code = code
+
+
+TWILIO_START = {
+    "event": "start",
+    "sequenceNumber": "1",
+    "start": {
+        "streamSid": "MZ1",
+        "callSid": "CA1",
+        "tracks": ["inbound"],
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+    },
+}
+
+
+async def run_stream(messages: list[str | bytes], caplog: pytest.LogCaptureFixture) -> tuple[MemorySocket, Call | None]:
+    socket = MemorySocket(messages)
+    opened: list[Call] = []
+    recognizer = FakeRecognizer([])
+    runtime = SpeechRuntime(RuntimeSettings(), tts=FakeTts(), loader=lambda _: recognizer)
+
+    def open_session(start: CallStart, send: Callable) -> CallSession:
+        provider = Provider("twilio", MULAW_8K, ("inbound",), FakeTransfer())
+        session = CallSession(start, send, runtime, FakeBot(), provider, CallSettings(drain_s=1.0))
+        opened.append(Call(session, Line(), FakeTts(), FakeBot(), recognizer, FakeTransfer()))
+        return session
+
+    with caplog.at_level(logging.INFO):
+        await CallStream(WebSocketTransport(socket, "twilio"), TwilioSerializer(), "twilio", open_session).run()
+    runtime.close()
+    return socket, (opened[0] if opened else None)
+
+
+@pytest.mark.parametrize(
+    ("messages", "close", "code"),
+    [
+        (["{not json"], 1002, "malformed_json"),
+        ([json.dumps({"event": "media", "media": {"payload": ""}})], 1002, "before_start"),
+        ([b"\x00\x01"], 1003, "unexpected_binary"),
+        (
+            [
+                json.dumps(
+                    {**TWILIO_START, "start": {**TWILIO_START["start"], "mediaFormat": {"encoding": "audio/l16"}}}
+                )
+            ],
+            1003,
+            "unsupported_codec",
+        ),
+        (
+            [json.dumps(TWILIO_START), json.dumps({"event": "media", "media": {"payload": "%%%"}})],
+            1002,
+            "malformed_message",
+        ),
+    ],
+)
+async def test_malformed_frames_close_that_call_with_a_named_code(
+    messages: list[str | bytes], close: int, code: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    socket, _ = await run_stream(messages, caplog)
+    assert socket.close_code == close
+    assert "twilio.stream.bad_message" in caplog.text and f"code={code}" in caplog.text
+
+
+async def test_unknown_and_stale_messages_are_skipped_and_a_hang_up_closes_normally(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    messages: list[str | bytes] = [
+        json.dumps(TWILIO_START),
+        json.dumps({"event": "transcription", "sequenceNumber": "2"}),
+        json.dumps({"event": "dtmf", "sequenceNumber": "1", "dtmf": {"digit": "5"}}),
+        json.dumps({"event": "stop", "sequenceNumber": "3"}),
+    ]
+    socket, call = await run_stream(messages, caplog)
+    assert socket.close_code == 1000 and call is not None
+    assert "code=unknown_event" in caplog.text and "code=out_of_order" in caplog.text
+    assert "twilio.call.stopped call_id=CA1" in caplog.text and "twilio.call.closed call_id=CA1" in caplog.text

@@ -1,0 +1,137 @@
+"""End to end: simulated Vonage calls into the running demo bot (Rasa, actions, Redis, fake Vonage Voice API),
+through the real channel, with Whisper hearing the caller; and the channel's doors and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from websockets.client import connect
+from websockets.exceptions import InvalidStatusCode
+
+from connectors.speech.codec import Linear16Codec
+from connectors.vonage import signature
+from connectors.vonage.simulator import answer, place_call, websocket_endpoint
+from tests.connectors.calls import ANGRY_CALLER, SPEED, eventually, greeted, user_turns
+from tests.connectors.conftest import VONAGE_HANDOFF_NUMBER, VONAGE_SECRET, VoiceStack
+from tests.connectors.speech_fixtures import needs_espeak, speak
+
+pytestmark = pytest.mark.e2e
+
+
+async def transferred(stack: VoiceStack, call_uuid: str, within: float) -> bool:
+    return await eventually(lambda: any(t.call_uuid == call_uuid for t in stack.vonage.transfers), within)
+
+
+@needs_espeak
+@pytest.mark.asyncio
+async def test_a_caller_is_heard_and_answered_in_16_khz_linear_pcm_with_a_notify(voice_stack: VoiceStack) -> None:
+    call = await place_call(voice_stack.url, VONAGE_SECRET, caller="15550211", speed=SPEED)
+    reply = await greeted(call)
+
+    assert reply.frames and reply.marks, call.received[-5:]
+    assert all(len(f) == 640 for f in reply.frames)
+    audio = Linear16Codec(16000).decoder().decode(b"".join(reply.frames))
+    assert audio.size > 16000 and float(np.sqrt(np.mean(audio**2))) > 0.01  # a second or more of real speech
+    kinds = ["audio" if "audio" in m else m.get("action") for m in call.received]
+    assert kinds.index("notify") > kinds.index("audio")
+
+    turns = user_turns(voice_stack.tracker(call.call_uuid))
+    assert turns and "hello" in turns[0]["text"].lower(), [t["text"] for t in turns]
+    assert turns[0]["input_channel"] == "toneline_vonage"
+    block = turns[0]["metadata"]["toneline"]
+    assert block["channel"] == "vonage" and block["customer_id"] == "15550211"
+    answered = re.search(rf"vonage\.turn\.answered call_id={call.call_uuid} .*", voice_stack.log())
+    assert answered and "early=true" in answered.group(0), answered
+
+
+@needs_espeak
+@pytest.mark.asyncio
+async def test_an_angry_caller_is_transferred_through_the_voice_api(voice_stack: VoiceStack) -> None:
+    call = await place_call(voice_stack.url, VONAGE_SECRET, caller="15550222", speed=SPEED)
+    try:
+        await call.silence(0.5)
+        for text in ANGRY_CALLER:
+            await call.wait_reply(await call.say(await speak(text)))
+            # Long enough for the handoff announcement to play out: talking over it would clear it.
+            if await transferred(voice_stack, call.call_uuid, within=12.0):
+                break
+    finally:
+        await call.hang_up()
+
+    moved = [t for t in voice_stack.vonage.transfers if t.call_uuid == call.call_uuid]
+    tracker = voice_stack.tracker(call.call_uuid)
+    assert len(moved) == 1, ([t["text"] for t in user_turns(tracker)], tracker["slots"])
+    assert moved[0].ncco == [{"action": "connect", "endpoint": [{"type": "phone", "number": VONAGE_HANDOFF_NUMBER}]}]
+    assert voice_stack.vonage.rejected == 0 and tracker["slots"]["handed_off"] is True
+    spoken = [r for r in call.replies if r.marks and r.frames]
+    announcement = spoken[-1].marks[-1]
+    assert announcement in call.returned_marks and call.returned_marks[announcement] <= moved[0].at
+
+
+def http_status(url: str, headers: dict[str, str] | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_the_answer_webhook_needs_vonages_signature(voice_stack: VoiceStack) -> None:
+    url = f"{voice_stack.url}/webhooks/toneline_vonage/answer?uuid=abc&from=15550100"
+    assert http_status(url) == 401
+    assert http_status(url, {"Authorization": f"Bearer {signature.webhook_token('not-the-secret')}"}) == 401
+    assert http_status(url, {"Authorization": f"Bearer {signature.webhook_token(VONAGE_SECRET)}"}) == 200
+    assert "vonage.auth.rejected code=invalid_token" in voice_stack.log()
+
+
+async def stream_uri(stack: VoiceStack, call_uuid: str) -> str:
+    ncco = await asyncio.get_running_loop().run_in_executor(None, answer, stack.url, VONAGE_SECRET, call_uuid, "1555")
+    return str(websocket_endpoint(ncco)["uri"])
+
+
+@pytest.mark.asyncio
+async def test_the_stream_upgrade_needs_a_signed_unused_url(voice_stack: VoiceStack) -> None:
+    uri = await stream_uri(voice_stack, "call-doors")
+    unsigned = uri.split("?")[0]
+    forged = uri.replace("call=call-doors", "call=another-call")
+    for refused in (unsigned, forged):
+        with pytest.raises(InvalidStatusCode) as raised:  # refused before the handshake: never a 101
+            await connect(refused)
+        assert raised.value.status_code == 401
+    ws = await connect(uri)
+    await ws.close()
+    with pytest.raises(InvalidStatusCode):
+        await connect(uri)  # a signed URL opens one stream
+    assert "code=replayed_stream_url" in voice_stack.log()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("first", "close", "code"),
+    [
+        ("{not json", 1002, "malformed_json"),
+        (b"\x00" * 640, 1002, "before_start"),
+        ({"content-type": "audio/l16;rate=8000"}, 1003, "unsupported_codec"),
+        ({"call_uuid": "someone-else"}, 1008, "wrong_call"),
+    ],
+)
+async def test_bad_first_messages_close_the_stream_with_a_named_code(
+    voice_stack: VoiceStack, first: str | bytes | dict, close: int, code: str
+) -> None:
+    call_uuid = f"call-bad-{code}"
+    ws = await connect(await stream_uri(voice_stack, call_uuid))
+    if isinstance(first, dict):
+        first = json.dumps(
+            {"event": "websocket:connected", "content-type": "audio/l16;rate=16000", "call_uuid": call_uuid, **first}
+        )
+    await ws.send(first)
+    await asyncio.wait_for(ws.wait_closed(), 10)
+    assert ws.close_code == close
+    await asyncio.sleep(0.2)
+    assert f"code={code}" in voice_stack.log()
