@@ -113,7 +113,7 @@ class CallChannel(InputChannel):
         @bp.middleware("request")
         async def authenticate(request: Request) -> HTTPResponse | None:
             # Runs before Sanic's WebSocket handshake: an unauthenticated upgrade gets a plain error, never a 101.
-            if not request.path.endswith(STREAM_PATH) or self.refusal(request) is None:
+            if not request.path.rstrip("/").endswith(f"/{self.name()}{STREAM_PATH}") or self.refusal(request) is None:
                 return None
             return response.text("unauthorized", status=self.refused_status)
 

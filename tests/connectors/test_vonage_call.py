@@ -90,6 +90,26 @@ def test_the_answer_webhook_needs_vonages_signature(voice_stack: VoiceStack) -> 
     assert "vonage.auth.rejected code=invalid_token" in voice_stack.log()
 
 
+def test_the_event_webhook_needs_a_signature_over_its_body(voice_stack: VoiceStack) -> None:
+    url = f"{voice_stack.url}/webhooks/toneline_vonage/event"
+    body = json.dumps({"uuid": "call-events", "status": "completed"}).encode()
+
+    def post(token: str) -> int:
+        request = urllib.request.Request(
+            url, body, {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert post(signature.webhook_token(VONAGE_SECRET, body)) == 204
+    assert post(signature.webhook_token(VONAGE_SECRET, b'{"uuid": "another"}')) == 401  # the body was changed
+    assert "vonage.call.event call_id=call-events status=completed" in voice_stack.log()
+    assert "code=payload_hash_mismatch" in voice_stack.log()
+
+
 async def stream_uri(stack: VoiceStack, call_uuid: str) -> str:
     ncco = await asyncio.get_running_loop().run_in_executor(None, answer, stack.url, VONAGE_SECRET, call_uuid, "1555")
     return str(websocket_endpoint(ncco)["uri"])
