@@ -11,7 +11,7 @@ needs from earlier messages (Twilio's stream SID, AudioHook's sequence numbers).
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar, Union
+from typing import Protocol, TypeVar, Union, runtime_checkable
 
 from connectors.frames import CallStart, InboundFrame, OutboundFrame
 
@@ -20,6 +20,7 @@ Out_contra = TypeVar("Out_contra", contravariant=True)
 Wire = Union[str, bytes]
 
 
+@runtime_checkable
 class WireSerializer(Protocol[In_co, Out_contra]):
     """Wire messages <-> frames of one provider, for one connection."""
 
@@ -30,6 +31,7 @@ class WireSerializer(Protocol[In_co, Out_contra]):
         """One outbound frame -> the message to send (text or binary, as the provider expects)."""
 
 
+@runtime_checkable
 class CallSerializer(WireSerializer[InboundFrame, OutboundFrame], Protocol):
     """A telephony provider whose calls run on the call core (connectors/call/)."""
 

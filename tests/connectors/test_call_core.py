@@ -331,3 +331,13 @@ async def test_unknown_and_stale_messages_are_skipped_and_a_hang_up_closes_norma
     assert socket.close_code == 1000 and call is not None
     assert "code=unknown_event" in caplog.text and "code=out_of_order" in caplog.text
     assert "twilio.call.stopped call_id=CA1" in caplog.text and "twilio.call.closed call_id=CA1" in caplog.text
+
+
+def test_every_providers_serializer_implements_the_one_protocol() -> None:
+    from connectors.audiohook.serializer import AudioHookSerializer
+    from connectors.serializer import CallSerializer, WireSerializer
+    from connectors.vonage.serializer import VonageSerializer
+
+    assert isinstance(TwilioSerializer(), CallSerializer) and isinstance(VonageSerializer(), CallSerializer)
+    assert isinstance(AudioHookSerializer("session-1"), WireSerializer)
+    assert not isinstance(AudioHookSerializer("session-1"), CallSerializer)  # it listens; it never starts a call
