@@ -222,6 +222,11 @@ def stack_env(
     )
 
 
+def without(env: dict[str, str], *names: str) -> dict[str, str]:
+    """`env` less the secrets a process has no use for."""
+    return {key: value for key, value in env.items() if key not in names}
+
+
 def api_url(base: str, path: str, token: str) -> str:
     """A Rasa HTTP API URL with its auth token (Rasa 3.6 reads `?token=` only)."""
     sep = "&" if "?" in path else "?"
@@ -253,7 +258,7 @@ def start_actions(env: dict[str, str], port: int, log: IO[str] | None) -> subpro
         "--port",
         str(port),
     ]
-    proc = subprocess.Popen(cmd, cwd=RASA_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=RASA_DIR, env=without(env, RASA_TOKEN_ENV), stdout=log, stderr=subprocess.STDOUT)
     wait_http(f"http://127.0.0.1:{port}/health", proc, 60, "the action server")
     return proc
 
@@ -300,7 +305,8 @@ def start_dashboard(env: dict[str, str], port: int, log: IO[str] | None, host: s
         "--port",
         str(port),
     ]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    dashboard_env = without(env, RASA_TOKEN_ENV, ACTION_SECRET_ENV)  # it needs neither
+    proc = subprocess.Popen(cmd, cwd=REPO, env=dashboard_env, stdout=log, stderr=subprocess.STDOUT)
     wait_http(f"http://127.0.0.1:{port}/healthz", proc, 60, "the dashboard")
     return proc
 

@@ -1,6 +1,7 @@
 """Fuzzed messages through the channels' socket loops: every bad message gets its protocol's answer.
 
-The parser tests (test_fuzz_serializers.py) show no input raises; these show what the peer sees: the
+The parser tests (test_fuzz_serializers.py) show no input raises; these show what the peer sees: Twilio
+closes the stream with the code mapped from the error (1002, 1003, 1009; unknown events are skipped), the
 AudioHook server answers a message its serializer refuses with `disconnect` (reason `error`, the code as
 `info`) and then closes with the mapped code; the video channel answers with an `error` naming the code
 (closing with 1009 when oversized) and keeps the chat going. Runs on an in-memory socket, real sessions.
@@ -23,16 +24,18 @@ from connectors.audiohook import serializer as wire
 from connectors.audiohook.protocol import AudioHookServer, ServerConfig
 from connectors.audiohook.recorder import EmotionRecorder
 from connectors.audiohook.session import AudioHookSession
-from connectors.frames import ProtocolError
+from connectors.frames import CallStart, ProtocolError
 from connectors.speech.runtime import SpeechRuntime
 from connectors.transport import PROTOCOL_ERROR, TOO_BIG, UNSUPPORTED_DATA, WebSocketTransport
+from connectors.twilio import serializer as twilio
+from connectors.twilio.channel import TwilioMediaStreamsInput
 from connectors.video import serializer as video
 from connectors.video.channel import VideoInput
 from connectors.video.faces import FaceWorker
 from connectors.video.session import VideoSettings
 from plugin.settings import Settings
 from tests.connectors.fuzz import batch
-from tests.connectors.test_fuzz_serializers import AUDIOHOOK_VALID, SESSION, VIDEO_VALID
+from tests.connectors.test_fuzz_serializers import AUDIOHOOK_VALID, SESSION, TWILIO_VALID, VIDEO_VALID
 from tests.connectors.test_video_channel import EchoBot, MemorySocket
 
 # AudioHook sessions load the VAD (~0.1 s each), so fewer examples there.
@@ -120,12 +123,35 @@ def test_the_video_channel_answers_each_refused_message_with_an_error(seed: int,
             assert [e["code"] for e in errors] == [code], (message[:120], socket.outbox)
 
 
+TWILIO_CLOSE = {"oversized_frame": TOO_BIG, "unexpected_binary": UNSUPPORTED_DATA}
+
+
+async def twilio_run(message: str | bytes) -> MemorySocket:
+    channel = TwilioMediaStreamsInput(account_sid="", auth_token="unused-here")
+    socket = MemorySocket()
+    for item in (message, None):
+        socket.inbox.put_nowait(item)
+    await asyncio.wait_for(channel.serve(WebSocketTransport(socket, "twilio"), EchoBot()), 20)  # type: ignore[arg-type]
+    return socket
+
+
+@VIDEO
+@given(seed=st.integers(0, 2**32 - 1))
+def test_twilio_closes_the_stream_with_the_mapped_code_on_each_refused_message(seed: int) -> None:
+    for message in batch(seed, TWILIO_VALID, PER_EXAMPLE):
+        code = refusal(twilio.parse, message)
+        if code is None and isinstance(twilio.parse(message), CallStart):
+            continue  # a good `start` begins a call with speech models: the call tests cover that
+        socket = asyncio.run(twilio_run(message))
+        if code == "unknown_event":
+            assert socket.closed is None, "unknown events are logged and skipped"
+        elif code is not None:
+            assert socket.closed == (TWILIO_CLOSE.get(code, PROTOCOL_ERROR), code), (message[:120], code)
+
+
 @pytest.mark.parametrize("kind", ["twilio", "audiohook", "video"])
 def test_the_fuzz_corpus_is_mostly_refused(kind: str) -> None:
     """A check on the generator: most fuzzed messages must be bad, or the channel tests above prove little."""
-    from connectors.twilio import serializer as twilio
-    from tests.connectors.test_fuzz_serializers import TWILIO_VALID
-
     parse, valid = {
         "twilio": (twilio.parse, TWILIO_VALID),
         "audiohook": (wire.parse, AUDIOHOOK_VALID),
