@@ -200,12 +200,13 @@ def stack_env(
     action_port: int,
     tracker_prefix: str = "tracker",
     toneline_redis_url: str | None = None,
-    toneline_prefix: str = "toneline",
+    toneline_prefix: str | None = None,
 ) -> dict[str, str]:
     """Environment for `rasa run` and the action server (see rasa_project/endpoints.yml).
 
     Toneline's Redis: `toneline_redis_url`, else TONELINE_REDIS_URL from the environment,
-    else the tracker's Redis. The Rasa API token and the action server's secret come from
+    else the tracker's Redis; its key prefix likewise (`toneline_prefix`, TONELINE_PREFIX,
+    "toneline"). The Rasa API token and the action server's secret come from
     TONELINE_RASA_TOKEN and TONELINE_ACTION_SECRET, or are generated for this run.
     """
     return base_env(
@@ -218,7 +219,7 @@ def stack_env(
         TONELINE_TRACKER_REDIS_PASSWORD=tracker_redis.password,
         TONELINE_TRACKER_PREFIX=tracker_prefix,
         TONELINE_REDIS_URL=toneline_redis_url or os.environ.get("TONELINE_REDIS_URL") or tracker_redis.url,
-        TONELINE_PREFIX=toneline_prefix,
+        TONELINE_PREFIX=toneline_prefix or os.environ.get("TONELINE_PREFIX") or "toneline",
     )
 
 
