@@ -17,7 +17,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from connectors.bot import RasaBot
+from connectors.bot import BotGateway, RasaBot
 from connectors.call.session import CallSession, CallSettings, Provider, SendFrame
 from connectors.call.stream import CallStream
 from connectors.frames import CallStart
@@ -90,7 +90,7 @@ class CallChannel(InputChannel):
         """Codec, tracks and transfer adapter of this provider."""
         raise NotImplementedError
 
-    def serializer(self, request: Request) -> CallSerializer:
+    def serializer(self, request: Request | None = None) -> CallSerializer:
         """A fresh serializer for the connection `request` upgraded."""
         raise NotImplementedError
 
@@ -130,13 +130,15 @@ class CallChannel(InputChannel):
         self.add_routes(bp)
         return bp
 
-    async def serve(self, transport: WebSocketTransport, bot: RasaBot, serializer: CallSerializer) -> None:
+    async def serve(
+        self, transport: WebSocketTransport, bot: BotGateway, serializer: CallSerializer | None = None
+    ) -> None:
         """Run one call's stream to its end (every way out closes the socket and the session cleanly)."""
 
         def open_session(start: CallStart, send: SendFrame) -> CallSession:
             return CallSession(start, send, self.runtime, bot, self.provider, self.settings)
 
-        await CallStream(transport, serializer, self.provider.channel, open_session).run()
+        await CallStream(transport, serializer or self.serializer(), self.provider.channel, open_session).run()
 
     def stream_url(self, request: Request) -> str:
         """The wss:// URL of this channel's stream route, as the provider must reach it."""

@@ -81,7 +81,7 @@ class TwilioMediaStreamsInput(CallChannel):
     def provider(self) -> Provider:
         return self._provider
 
-    def serializer(self, request: Request) -> wire.TwilioSerializer:
+    def serializer(self, request: Request | None = None) -> wire.TwilioSerializer:
         return wire.TwilioSerializer()
 
     def refusal(self, request: Request) -> str | None:

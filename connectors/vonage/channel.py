@@ -94,8 +94,8 @@ class VonageVoiceInput(CallChannel):
     def provider(self) -> Provider:
         return self._provider
 
-    def serializer(self, request: Request) -> wire.VonageSerializer:
-        return wire.VonageSerializer(expected_call=request.args.get(signature.CALL_PARAM))
+    def serializer(self, request: Request | None = None) -> wire.VonageSerializer:
+        return wire.VonageSerializer(expected_call=request.args.get(signature.CALL_PARAM) if request else None)
 
     def refusal(self, request: Request) -> str | None:
         query = {key: request.args.get(key, "") for key in request.args}

@@ -15,7 +15,18 @@ import pytest
 import redis
 import yaml
 
-from scripts.stack import REPO, RedisEndpoint, ensure_model, free_port, stack_env, start_actions, start_rasa, stop
+from scripts.stack import (
+    RASA_TOKEN_ENV,
+    REPO,
+    RedisEndpoint,
+    api_url,
+    ensure_model,
+    free_port,
+    stack_env,
+    start_actions,
+    start_rasa,
+    stop,
+)
 from tests.connectors.fake_twilio import FakeTwilioRest
 from tests.connectors.fake_vonage import FakeVonageRest, key_pair
 
@@ -39,9 +50,11 @@ class VoiceStack:
     twilio: FakeTwilioRest
     vonage: FakeVonageRest
     log_path: Path
+    token: str
 
     def tracker(self, sender: str) -> dict:
-        with urllib.request.urlopen(f"{self.url}/conversations/{sender}/tracker", timeout=30) as response:
+        url = api_url(self.url, f"/conversations/{sender}/tracker", self.token)
+        with urllib.request.urlopen(url, timeout=30) as response:
             return json.loads(response.read())
 
     def redis(self) -> redis.Redis:
@@ -109,9 +122,9 @@ def voice_stack(redis_endpoint: RedisEndpoint) -> Iterator[VoiceStack]:
         try:
             actions = start_actions(env, action_port, log)
             rasa = start_rasa(env, model, rasa_port, log)
-            yield VoiceStack(
-                f"http://127.0.0.1:{rasa_port}", prefix, env["TONELINE_REDIS_URL"], twilio, vonage, log_path
-            )
+            url = f"http://127.0.0.1:{rasa_port}"
+            token = env[RASA_TOKEN_ENV]
+            yield VoiceStack(url, prefix, env["TONELINE_REDIS_URL"], twilio, vonage, log_path, token)
         finally:
             stop(rasa, actions)
             twilio.stop()
