@@ -63,19 +63,18 @@ class HeldOut:
 
 
 def held_out() -> HeldOut:
-    """Ask the voice model which speakers it never heard; without that answer, what its card says."""
+    """Ask the voice model which speakers it never heard; a head that names none has heard every RAVDESS actor."""
     try:
-        from models.voice import held_out_speakers  # type: ignore[attr-defined]
-    except ImportError:
-        return HeldOut(
-            (),
-            FSDD_SPEAKERS,
-            "models/cards/voice.md: the head is trained on all 20 RAVDESS actors in ../shared and on no FSDD speaker",
-        )
-    spec = held_out_speakers()
-    actors = spec.get("ravdess", ()) if isinstance(spec, dict) else getattr(spec, "ravdess", ())
-    fsdd = spec.get("fsdd", ()) if isinstance(spec, dict) else getattr(spec, "fsdd", ())
-    return HeldOut(tuple(int(a) for a in actors), tuple(str(s) for s in fsdd), "models.voice.held_out_speakers()")
+        from models.voice import held_out_speakers  # type: ignore[attr-defined,unused-ignore]
+
+        spec = held_out_speakers()
+    except (ImportError, ValueError, OSError) as exc:
+        return HeldOut((), FSDD_SPEAKERS, f"the shipped head names none ({exc}); it was trained on no FSDD speaker")
+    return HeldOut(
+        tuple(int(a) for a in spec.ravdess_actors),
+        tuple(str(s) for s in spec.fsdd_speakers),
+        "models.voice.held_out_speakers()",
+    )
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
