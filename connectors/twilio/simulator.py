@@ -7,6 +7,11 @@ opens the WebSocket with a signed upgrade, sends `connected`, `start`, then
 (connectors/call/simulator.py): outbound `media` is queued for playback, each
 `mark` is returned when the audio before it has "played", and `clear` drops
 queued audio and returns the pending marks at once, as Twilio does.
+
+`run_caller` plays a whole caller (a list of utterances) into a call and reads
+back from Rasa's tracker what each turn became (`TurnReport`): transcript,
+voice, text and fused emotion, reply tone, and whether the call was handed to
+a person; the end-to-end tests and `bench.quality_calls` use it.
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ import re
 import urllib.parse
 import urllib.request
 import uuid
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Awaitable, Callable
+
+import numpy as np
 
 from connectors.call.simulator import FRAME_SECONDS, Reply, SimulatedCall
 from connectors.speech.codec import MULAW_8K
 from connectors.twilio import signature
 
-__all__ = ["Reply", "TwilioCall", "place_call", "webhook"]
+__all__ = ["CallerOutcome", "Reply", "TurnReport", "TwilioCall", "place_call", "run_caller", "turn_reports", "webhook"]
 
 
 class TwilioCall(SimulatedCall):
@@ -129,3 +137,94 @@ async def place_call(
     await call.send_json({"event": "start", "sequenceNumber": call.next_seq(), "start": start, "streamSid": stream_sid})
     call.start()
     return call
+
+
+@dataclass(frozen=True)
+class TurnReport:
+    """One customer turn as Rasa recorded it: what was heard, how each modality read it, and what followed."""
+
+    transcript: str
+    fused: str  # fused label
+    valence: float
+    voice: str | None  # the voice estimate's label, None when the turn had none
+    text: str | None
+    weights: dict[str, float]
+    tone: str  # the reply tone after this turn
+    handoff: bool  # action_handoff ran on this turn
+
+    def line(self) -> str:
+        weights = " ".join(f"{k}={v:.2f}" for k, v in self.weights.items())
+        return (
+            f"{self.transcript!r}: voice={self.voice} text={self.text} -> fused={self.fused} "
+            f"(valence {self.valence:+.2f}; {weights}) tone={self.tone}{' HANDOFF' if self.handoff else ''}"
+        )
+
+
+def turn_reports(tracker: dict) -> list[TurnReport]:
+    """Each customer turn of a Rasa tracker (JSON, as `GET /conversations/{id}/tracker` returns it)."""
+    reports: list[TurnReport] = []
+    tone = "neutral"
+    for event in tracker.get("events", []):
+        kind = event.get("event")
+        if kind == "slot" and event.get("name") == "toneline_tone" and reports:
+            tone = str(event.get("value"))
+            reports[-1] = replace(reports[-1], tone=tone)
+        elif kind == "action" and event.get("name") == "action_handoff" and reports:
+            reports[-1] = replace(reports[-1], handoff=True)
+        elif kind == "user":
+            reports.append(_report(event, tone))
+    return reports
+
+
+def _report(event: dict, tone: str) -> TurnReport:
+    emotion = (event.get("parse_data") or {}).get("toneline") or {}
+    by_modality = {e.get("modality"): e.get("label") for e in emotion.get("estimates", [])}
+    return TurnReport(
+        transcript=str(event.get("text") or ""),
+        fused=str(emotion.get("label", "none")),
+        valence=float(emotion.get("valence", 0.0)),
+        voice=by_modality.get("voice"),
+        text=by_modality.get("text"),
+        weights={str(k): float(v) for k, v in (emotion.get("weights") or {}).items()},
+        tone=tone,
+        handoff=False,
+    )
+
+
+@dataclass
+class CallerOutcome:
+    """A played caller: utterances spoken, the turn reports, and after which utterance the call was handed over."""
+
+    call_sid: str
+    spoken: int
+    turns: list[TurnReport]
+    transferred_after: int | None  # 1-based utterance index; None if never
+
+    @property
+    def transferred(self) -> bool:
+        return self.transferred_after is not None
+
+
+async def run_caller(
+    base_url: str,
+    auth_token: str,
+    utterances: list[np.ndarray],
+    tracker: Callable[[str], Awaitable[dict]],
+    caller: str = "+15550100",
+    speed: float = 1.0,
+    reply_timeout: float = 20.0,
+) -> CallerOutcome:
+    """Place a call, say each utterance (waiting for the reply), stop once the bot hands the call over."""
+    call = await place_call(base_url, auth_token, caller=caller, speed=speed)
+    transferred_after = None
+    spoken = 0
+    try:
+        await call.silence(0.5)
+        for spoken, pcm in enumerate(utterances, start=1):
+            await call.wait_reply(await call.say(pcm), timeout=reply_timeout)
+            if (await tracker(call.call_sid)).get("slots", {}).get("handed_off"):
+                transferred_after = spoken
+                break
+    finally:
+        await call.hang_up()
+    return CallerOutcome(call.call_sid, spoken, turn_reports(await tracker(call.call_sid)), transferred_after)

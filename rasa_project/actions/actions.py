@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import ActionExecuted, ConversationPaused, EventType, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from models.logs import log_event
@@ -20,6 +21,26 @@ from plugin.state import StateStore
 
 logger = logging.getLogger(__name__)
 CONFIG = Path(__file__).resolve().parent.parent / "toneline.yml"
+
+ACCOUNT_SLOT = "account_number"
+TOPIC_SLOT = "account_topic"
+HANDOFF_SLOTS = ("handed_off", "toneline_escalation_reason")
+# Demo account numbers have 6 to 12 digits; callers read them as Whisper writes them.
+MIN_DIGITS, MAX_DIGITS = 6, 12
+DIGIT_WORDS = {
+    "zero": "0",
+    "oh": "0",
+    "o": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+}
 
 
 @lru_cache(maxsize=1)
@@ -62,4 +83,68 @@ class ActionHandoff(Action):
             reason=reason,
         )
         dispatcher.utter_message(response="utter_handoff")
-        return [SlotSet("handed_off", True), SlotSet("toneline_escalation_reason", reason)]
+        # Rasa's own human-handoff switch: a paused conversation still records the
+        # customer's messages (NLU runs) but predicts no action, on every channel,
+        # until a new session or an agent resumes it.
+        return [SlotSet("handed_off", True), SlotSet("toneline_escalation_reason", reason), ConversationPaused()]
+
+
+def account_digits(said: str) -> str | None:
+    """The digits of an account number as read out ("one two 3, 4" -> "1234"); None if anything else was said."""
+    tokens = [t for t in re.split(r"[\s,.;:-]+", said.lower()) if t]
+    digits = [DIGIT_WORDS.get(t, t) for t in tokens]
+    if not digits or not all(d.isdigit() for d in digits):
+        return None
+    return "".join(digits)
+
+
+def spoken(digits: str) -> str:
+    """Digits one by one, as a person reads them back (and TTS speaks them): "1 2 3"."""
+    return " ".join(digits)
+
+
+class ActionAccountStatus(Action):
+    """Ask for the account number, check what was read out, and answer the billing or outage question with it."""
+
+    def name(self) -> str:
+        return "action_account_status"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]
+    ) -> List[Dict[str, Any]]:
+        said = tracker.get_slot(ACCOUNT_SLOT)
+        if isinstance(said, list):  # several numbers in one message: read them as one
+            said = " ".join(str(part) for part in said)
+        if not said:
+            dispatcher.utter_message(response="utter_ask_account_number")
+            return []
+        digits = account_digits(str(said))
+        if digits is None or not MIN_DIGITS <= len(digits) <= MAX_DIGITS:
+            heard = spoken(digits) if digits else str(said)
+            dispatcher.utter_message(
+                response="utter_account_number_unclear", heard=heard, min_digits=MIN_DIGITS, max_digits=MAX_DIGITS
+            )
+            return [SlotSet(ACCOUNT_SLOT, None)]
+        topic = tracker.get_slot(TOPIC_SLOT)
+        response = {"billing": "utter_account_billing", "outage": "utter_account_outage"}.get(
+            str(topic), "utter_account_confirmed"
+        )
+        dispatcher.utter_message(response=response, spoken=spoken(digits))
+        return [SlotSet(ACCOUNT_SLOT, digits)]
+
+
+class ActionSessionStart(Action):
+    """A new session carries the customer's slots over, but not a past handoff: the bot serves them again."""
+
+    def name(self) -> str:
+        return "action_session_start"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:
+        events: List[EventType] = [SessionStarted()]
+        carry = (domain.get("session_config") or {}).get("carry_over_slots_to_new_session", True)
+        if carry:
+            for name, value in tracker.current_slot_values().items():
+                if value is not None and name not in HANDOFF_SLOTS:
+                    events.append(SlotSet(name, value))
+        events.append(ActionExecuted("action_listen"))
+        return events

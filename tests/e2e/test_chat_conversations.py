@@ -152,3 +152,108 @@ def test_each_message_is_read_in_the_context_of_the_conversation(stack: Stack) -
     got = [text_estimate["probs"][label] for label in LABELS]
     assert got == pytest.approx(list(expected.probs), abs=1e-4), "Rasa's tracker gave the text model its context"
     assert got != pytest.approx(list(alone.probs), abs=1e-3)
+
+
+# What callers really say, as Whisper writes it: none of it is a request for a person.
+DIGIT_STRINGS = [
+    "123456",
+    "one two three four five six",
+    "4 8 1 5 9 2 7",
+    "Six. Nine. Four. Two. Seven.",
+    "0, 7, 3, 3, 1, 9",
+    "nine eight seven",
+    "55 12 90 33",
+]
+SINGLE_WORDS = ["yes", "okay", "hello", "no", "thanks", "sure", "right"]
+NOISE = ["uh", "hmm", "[BLANK_AUDIO]", "...", "um, uh", "you", "(coughing)", "[Music]"]
+OUT_OF_SCOPE = [
+    "what's the weather like in Paris",
+    "can you recommend a good restaurant",
+    "the quick brown fox jumps over the lazy dog",
+    "he was not an ill disposed young man",
+]
+
+
+def handed_off(replies: list[str]) -> bool:
+    return any(HANDOFF_MARK in r for r in replies)
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [DIGIT_STRINGS, SINGLE_WORDS, NOISE, OUT_OF_SCOPE],
+    ids=["digit strings", "single words", "noise", "out of scope"],
+)
+def test_what_callers_really_say_never_transfers(stack: Stack, turns: list[str]) -> None:
+    who = sender()
+    for text in turns:
+        replies = stack.say(who, text)
+        intent = stack.tracker(who)["latest_message"]["intent"]["name"]
+        assert replies, f"{text!r}: the bot must answer (intent {intent})"
+        assert not handed_off(replies), f"{text!r} was transferred (intent {intent}): {replies}"
+        assert intent != "request_human", f"{text!r} read as a request for a person"
+    tracker = stack.tracker(who)
+    assert tracker["slots"]["handed_off"] is False
+    assert stack.handoffs(who) == []
+
+
+def test_noise_and_out_of_scope_turns_get_a_request_to_rephrase(stack: Stack) -> None:
+    who = sender()
+    for text in ("[BLANK_AUDIO]", "what's the weather like in Paris"):
+        (reply,) = stack.say(who, text)
+        assert "another way" in reply or "didn't catch" in reply, (text, reply)
+
+
+def test_a_billing_question_asks_for_the_account_and_answers_with_it(stack: Stack) -> None:
+    who = sender()
+    replies = stack.say(who, "I have a question about my bill")
+    assert "account number" in replies[-1], replies
+    replies = stack.say(who, "one two three four five six")
+    tracker = stack.tracker(who)
+    assert tracker["latest_message"]["intent"]["name"] == "provide_account_number"
+    assert tracker["slots"]["account_number"] == "123456"
+    assert "1 2 3 4 5 6" in replies[-1] and "bill" in replies[-1], replies
+
+
+def test_an_outage_report_uses_the_account_number_given_with_digits(stack: Stack) -> None:
+    who = sender()
+    stack.say(who, "my internet is down")
+    replies = stack.say(who, "my account number is 4815927")
+    assert stack.tracker(who)["slots"]["account_number"] == "4815927"
+    assert "4 8 1 5 9 2 7" in replies[-1] and "outage" in replies[-1], replies
+
+
+def test_an_account_number_given_first_is_confirmed_and_used_for_the_next_question(stack: Stack) -> None:
+    who = sender()
+    (reply,) = stack.say(who, "7 7 3 1 0 9 4")
+    assert "7 7 3 1 0 9 4" in reply and "bill or about an outage" in reply, reply
+    replies = stack.say(who, "I want to change my payment date")
+    assert "7 7 3 1 0 9 4" in replies[-1], replies
+
+
+def test_a_number_too_short_for_an_account_is_asked_again(stack: Stack) -> None:
+    who = sender()
+    stack.say(who, "I have a question about my bill")
+    (reply,) = stack.say(who, "three four five")
+    assert "3 4 5" in reply and "again" in reply, reply
+    assert stack.tracker(who)["slots"]["account_number"] is None
+
+
+def test_after_a_transfer_the_bot_says_once_a_person_is_joining_then_stays_quiet(stack: Stack) -> None:
+    who = sender()
+    assert stack.say(who, "I have a question about my bill")
+    replies = stack.say(who, "Can I speak to a person please?")
+    assert sum(HANDOFF_MARK in r for r in replies) == 1, replies
+    later = ["hello?", "I have a question about my bill", "123456", "I want to talk to a person", "I'm furious!"]
+    for text in later:
+        assert stack.say(who, text) == [], f"the bot answered {text!r} after the transfer"
+    tracker = stack.tracker(who)
+    assert tracker["slots"]["handed_off"] is True and tracker["paused"] is True
+    events = tracker["events"]
+    # action_handoff's own events: its announcement, the slots, then the pause.
+    paused_at = max(i for i, e in enumerate(events) if e["event"] == "pause")
+    assert events[paused_at - 4]["name"] == "action_handoff", events[paused_at - 4 :]
+    after = events[paused_at + 1 :]
+    assert [e["text"] for e in after if e["event"] == "user"] == later, "the customer's turns are still recorded"
+    assert all(e["parse_data"]["toneline"] for e in after if e["event"] == "user"), "and still read for emotion"
+    assert [e for e in after if e["event"] in ("bot", "action")] == []
+    assert len(stack.handoffs(who)) == 1

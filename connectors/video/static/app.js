@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const base = location.pathname.endsWith("/") ? location.pathname : location.pathname + "/";
 const wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + base + "ws";
-const state = { ws: null, pc: null, stream: null, sessionId: null, faceAvailable: false };
+const state = { ws: null, pc: null, stream: null, sessionId: null, faceAvailable: false, handedOff: false };
 
 function customerId() {
   const fromUrl = new URLSearchParams(location.search).get("customer");
@@ -42,13 +42,15 @@ function onMessage(event) {
     $("status").textContent = "Connected.";
     if (!m.face) cameraStatus("Expression reading is not available on this server; chat works as usual.");
   } else if (m.type === "bot") {
-    const texts = m.texts.length ? m.texts : ["(no reply)"];
+    // After a handoff the bot stays quiet (the conversation is paused for the agent): no "(no reply)" lines.
+    const texts = m.texts.length ? m.texts : state.handedOff ? [] : ["(no reply)"];
     for (const t of texts) {
       const div = show(t, "bot");
       div.dataset.tone = m.tone;
     }
     if (m.face) show(`expression this turn: ${m.face.label} (${Math.round(m.face.confidence * 100)}%)`, "meta");
-    if (m.handoff) show("You are being connected to a person.", "meta");
+    if (m.handoff && !state.handedOff) show("You are being connected to a person.", "meta");
+    state.handedOff = state.handedOff || m.handoff;
   } else if (m.type === "answer") {
     if (state.pc) state.pc.setRemoteDescription({ type: "answer", sdp: m.sdp }).catch((e) => cameraFailed(e));
   } else if (m.type === "camera") {
