@@ -18,7 +18,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from connectors.bot import BotGateway, RasaBot
-from connectors.call.session import CallSession, CallSettings, Provider, SendFrame
+from connectors.call.session import CallServices, CallSession, CallSettings, Provider, SendFrame
 from connectors.call.stream import CallStream
 from connectors.frames import CallStart
 from connectors.serializer import CallSerializer
@@ -136,7 +136,7 @@ class CallChannel(InputChannel):
         """Run one call's stream to its end (every way out closes the socket and the session cleanly)."""
 
         def open_session(start: CallStart, send: SendFrame) -> CallSession:
-            return CallSession(start, send, self.runtime, bot, self.provider, self.settings)
+            return CallSession(start, send, bot, CallServices(self.runtime, self.provider, self.settings))
 
         await CallStream(transport, serializer or self.serializer(), self.provider.channel, open_session).run()
 

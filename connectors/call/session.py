@@ -67,6 +67,15 @@ class CallSettings:
     drain_s: float = 15.0  # at hang-up, how long turns already cut may still reach Rasa
 
 
+@dataclass(frozen=True)
+class CallServices:
+    """What all calls of a channel share: the speech runtime, the provider's parts and the call settings."""
+
+    runtime: SpeechRuntime
+    provider: Provider
+    settings: CallSettings = field(default_factory=CallSettings)
+
+
 @dataclass
 class TurnTiming:
     """Where one turn's latency went (monotonic seconds), for logs and the benchmark."""
@@ -92,20 +101,12 @@ _Queued = tuple[Turn, TurnTiming, "asyncio.Future[Hearing] | None"]
 class CallSession:
     """The domain logic of one bidirectional call stream."""
 
-    def __init__(
-        self,
-        start: CallStart,
-        send: SendFrame,
-        runtime: SpeechRuntime,
-        bot: BotGateway,
-        provider: Provider,
-        settings: CallSettings | None = None,
-    ) -> None:
+    def __init__(self, start: CallStart, send: SendFrame, bot: BotGateway, services: CallServices) -> None:
         self.start = start
-        self.provider = provider
-        self.settings = settings or CallSettings()
+        self.provider = provider = services.provider
+        self.settings = services.settings
         self._send = send
-        self._runtime = runtime
+        self._runtime = services.runtime
         self._bot = bot
         self._decoder = provider.codec.decoder()
         self._segmenter = TurnSegmenter(self.settings.turn)

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from connectors.bot import BotReply
-from connectors.call.session import CallSession, CallSettings, Provider
+from connectors.call.session import CallServices, CallSession, CallSettings, Provider
 from connectors.call.stream import CallStream
 from connectors.frames import (
     AudioIn,
@@ -110,7 +110,7 @@ async def make_call() -> AsyncIterator[Callable[..., Call]]:
         line = line or Line()
         provider = Provider("testline", codec, ("inbound",), transfer)
         settings = CallSettings(mark_grace_s=0.2, drain_s=5.0)
-        session = CallSession(START, line.send, runtime, bot, provider, settings)
+        session = CallSession(START, line.send, bot, CallServices(runtime, provider, settings))
         return Call(session, line, tts, bot, recognizer, transfer)
 
     yield build
@@ -278,7 +278,7 @@ async def run_stream(messages: list[str | bytes], caplog: pytest.LogCaptureFixtu
 
     def open_session(start: CallStart, send: Callable) -> CallSession:
         provider = Provider("twilio", MULAW_8K, ("inbound",), FakeTransfer())
-        session = CallSession(start, send, runtime, FakeBot(), provider, CallSettings(drain_s=1.0))
+        session = CallSession(start, send, FakeBot(), CallServices(runtime, provider, CallSettings(drain_s=1.0)))
         opened.append(Call(session, Line(), FakeTts(), FakeBot(), recognizer, FakeTransfer()))
         return session
 
