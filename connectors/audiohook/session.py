@@ -57,7 +57,6 @@ class AudioHookSession:
             channel=CHANNEL,
         )
         self.paused = False
-        self.turns_cut = 0
         self.history: list[TurnRecord] = []
         # The customer's last words, in memory for the call only: the text model reads a turn in context.
         self.said: deque[str] = deque(maxlen=CONTEXT_TURNS)
@@ -86,7 +85,6 @@ class AudioHookSession:
 
     def _enqueue(self, event: TurnEvent) -> None:
         if isinstance(event, Turn):
-            self.turns_cut += 1
             self._worker.put(event)
 
     def pause(self) -> None:

@@ -66,7 +66,6 @@ class SpeechRuntime:
         self._recognizer: Recognizer | None = None
         self._loading: asyncio.Future[Recognizer] | None = None
         self.pending = 0
-        self.skipped_emotion = 0
 
     @property
     def tts(self) -> TtsEngine:
@@ -102,7 +101,6 @@ class SpeechRuntime:
         recognizer = await self.recognizer()
         emotion = not self.overloaded
         if not emotion:
-            self.skipped_emotion += 1
             log_event(logger, logging.WARNING, "speech.emotion.skipped", call_id=call_id, pending=self.pending)
         self.pending += 1
         try:
