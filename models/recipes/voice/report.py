@@ -120,7 +120,7 @@ def save_confusion_png(report: Any, title: str, path: Path) -> None:
     ax.set_title(f"{title}\naccuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path.with_name(path.name.replace("/", "-")), dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
