@@ -43,6 +43,7 @@ from connectors.speech.turns import SpeechStarted, Turn, TurnEnding, TurnEvent, 
 from models.audio import AudioError
 from models.emotion import EmotionEstimate
 from models.logs import log_event
+from models.voice import CallerBaseline
 
 logger = logging.getLogger(__name__)
 SendFrame = Callable[[OutboundFrame], Awaitable[bool]]
@@ -119,6 +120,8 @@ class CallSession:
         self._generation = 0  # bumped by barge-in: playback of an older reply stops
         self.transferred = False
         self.timings: list[TurnTiming] = []
+        # How this caller sounds: the voice reads each turn against it. In memory for this call only.
+        self.baseline = CallerBaseline()
         self._worker: TurnWorker[_Queued] = TurnWorker(self._answer, provider.channel, "call", call_id=start.call_id)
 
     @property
@@ -173,7 +176,7 @@ class CallSession:
         self._drop_early()
         if self.transferred or self._runtime.overloaded:
             return
-        future = asyncio.ensure_future(self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id))
+        future = asyncio.ensure_future(self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id, self.baseline))
         future.add_done_callback(partial(_retrieve, self.provider.channel))
         self._early = (turn.speech_end, future)
 
@@ -214,6 +217,7 @@ class CallSession:
         if heard.says_nothing:
             self._log(logging.INFO, "turn.no_speech", seconds=turn.seconds)
             return
+        heard.keep_in(self.baseline)  # only a turn the bot answers joins the baseline (an early pass may be dropped)
         reply = await self._bot.send(self.call_id, heard.text, self.metadata(heard.voice))
         timing.answered_at = time.monotonic()
         self._log(
@@ -232,7 +236,7 @@ class CallSession:
 
     async def _hear(self, turn: Turn, early: asyncio.Future[Hearing] | None) -> Hearing | None:
         try:
-            return await (early or self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id))
+            return await (early or self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id, self.baseline))
         except AudioError as exc:
             self._log(logging.WARNING, "turn.unusable", error=str(exc))
             return None

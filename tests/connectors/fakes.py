@@ -26,6 +26,7 @@ from connectors.speech.recognizer import Hearing, Recognizer
 from connectors.speech.tts import TtsEngine, TtsError
 from models.audio import SAMPLE_RATE
 from models.emotion import EmotionEstimate
+from models.voice import STATS_DIM, CallerBaseline
 
 # Formants (Hz, bandwidth) of four vowels: a, i, u, e.
 _VOWELS = (
@@ -74,6 +75,7 @@ class FakeRecognizer(Recognizer):
         self.delay_s = delay_s  # a slow Whisper, in the worker thread
         self.voice = voice
         self.passes: list[tuple[float | None, float | None]] = []
+        self.baselines: list[CallerBaseline | None] = []  # the baseline each pass was read against
         self._starts: list[float | None] = []
         self._lock = threading.Lock()
 
@@ -82,16 +84,23 @@ class FakeRecognizer(Recognizer):
         return self.voice is not None
 
     def hear(
-        self, pcm: np.ndarray, start: float | None = None, end: float | None = None, emotion: bool = True
+        self,
+        pcm: np.ndarray,
+        start: float | None = None,
+        end: float | None = None,
+        emotion: bool = True,
+        baseline: CallerBaseline | None = None,
     ) -> Hearing:
         time.sleep(self.delay_s)
         with self._lock:
             self.passes.append((start, end))
+            self.baselines.append(baseline)
             if start not in self._starts:
                 self._starts.append(start)
             index = self._starts.index(start)
         text = self.lines[index] if index < len(self.lines) else ""
-        return Hearing(text, self.voice if emotion else None, 0.01 if text else 0.9, 1.0, 1.0)
+        stats = np.full(STATS_DIM, float(index), np.float32)  # what the real encoder would pool for the baseline
+        return Hearing(text, self.voice if emotion else None, 0.01 if text else 0.9, 1.0, 1.0, stats)
 
 
 class FakeTts(TtsEngine):

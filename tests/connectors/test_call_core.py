@@ -154,6 +154,22 @@ async def test_a_caller_who_goes_on_talking_drops_the_early_pass(make_call: Call
     assert [text for _, text, _ in call.bot.turns] == ["one long turn"]
 
 
+async def test_one_baseline_per_call_learns_only_from_the_turns_the_bot_answers(make_call: Callable[..., Call]) -> None:
+    first, second = make_call(["hello", "", "my bill is wrong"]), make_call(["hi"])
+    more = caller_speech(0.8, seed=3)[4800:]  # the caller goes on after a short pause: that early pass is dropped
+    await first.say(np.concatenate([caller_speech(0.8), silence(0.3), more, silence(0.8)]))
+    await first.say(np.concatenate([caller_speech(0.8, seed=1), silence(0.8)]))  # heard as no words
+    await first.say(np.concatenate([caller_speech(0.8, seed=2), silence(0.8)]))
+    await second.say(np.concatenate([caller_speech(0.8), silence(0.8)]))
+    await until(lambda: len(first.bot.turns) == 2 and len(second.bot.turns) == 1)
+    await first.session.close()
+    await second.session.close()
+    assert {id(b) for b in first.recognizer.baselines} == {id(first.session.baseline)}
+    assert second.recognizer.baselines == [second.session.baseline]
+    assert first.session.baseline is not second.session.baseline
+    assert (first.session.baseline.turns, second.session.baseline.turns) == (2, 1)  # not the dropped, not the empty
+
+
 async def test_talking_over_the_bot_clears_its_audio_and_stops_the_rest_of_the_reply(
     make_call: Callable[..., Call],
 ) -> None:
