@@ -17,15 +17,11 @@ from websockets.exceptions import InvalidStatusCode
 from connectors.speech.codec import Linear16Codec
 from connectors.vonage import signature
 from connectors.vonage.simulator import answer, place_call, websocket_endpoint
-from tests.connectors.calls import ANGRY_CALLER, SPEED, eventually, greeted, user_turns
-from tests.connectors.conftest import VONAGE_HANDOFF_NUMBER, VONAGE_SECRET, VoiceStack
-from tests.connectors.speech_fixtures import needs_espeak, speak
+from tests.connectors.calls import SPEED, greeted, user_turns
+from tests.connectors.conftest import VONAGE_SECRET, VoiceStack
+from tests.connectors.speech_fixtures import needs_espeak
 
 pytestmark = pytest.mark.e2e
-
-
-async def transferred(stack: VoiceStack, call_uuid: str, within: float) -> bool:
-    return await eventually(lambda: any(t.call_uuid == call_uuid for t in stack.vonage.transfers), within)
 
 
 @needs_espeak
@@ -48,30 +44,6 @@ async def test_a_caller_is_heard_and_answered_in_16_khz_linear_pcm_with_a_notify
     assert block["channel"] == "vonage" and block["customer_id"] == "15550211"
     answered = re.search(rf"vonage\.turn\.answered call_id={call.call_uuid} .*", voice_stack.log())
     assert answered and "early=true" in answered.group(0), answered
-
-
-@needs_espeak
-@pytest.mark.asyncio
-async def test_an_angry_caller_is_transferred_through_the_voice_api(voice_stack: VoiceStack) -> None:
-    call = await place_call(voice_stack.url, VONAGE_SECRET, caller="15550222", speed=SPEED)
-    try:
-        await call.silence(0.5)
-        for text in ANGRY_CALLER:
-            await call.wait_reply(await call.say(await speak(text)))
-            # Long enough for the handoff announcement to play out: talking over it would clear it.
-            if await transferred(voice_stack, call.call_uuid, within=12.0):
-                break
-    finally:
-        await call.hang_up()
-
-    moved = [t for t in voice_stack.vonage.transfers if t.call_uuid == call.call_uuid]
-    tracker = voice_stack.tracker(call.call_uuid)
-    assert len(moved) == 1, ([t["text"] for t in user_turns(tracker)], tracker["slots"])
-    assert moved[0].ncco == [{"action": "connect", "endpoint": [{"type": "phone", "number": VONAGE_HANDOFF_NUMBER}]}]
-    assert voice_stack.vonage.rejected == 0 and tracker["slots"]["handed_off"] is True
-    spoken = [r for r in call.replies if r.marks and r.frames]
-    announcement = spoken[-1].marks[-1]
-    assert announcement in call.returned_marks and call.returned_marks[announcement] <= moved[0].at
 
 
 def http_status(url: str, headers: dict[str, str] | None = None) -> int:
