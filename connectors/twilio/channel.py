@@ -155,7 +155,7 @@ class TwilioMediaStreamsInput(InputChannel):
         @bp.middleware("request")
         async def authenticate(request: Request) -> HTTPResponse | None:
             # Runs before Sanic's WebSocket handshake: an unsigned upgrade gets a plain 403, never a 101.
-            if not request.path.endswith(STREAM_PATH) or self.verified(request, {}):
+            if not request.path.endswith(f"/{self.name()}{STREAM_PATH}") or self.verified(request, {}):
                 return None
             return response.text("invalid signature", status=403)
 
