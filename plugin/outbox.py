@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -89,7 +90,7 @@ class DurableOutbox:
     def start(self) -> None:
         """Replay in the background until nothing is held (no thread when the file is empty)."""
         with self._lock:
-            if self.pending_bytes() == 0 or (self._flusher is not None and self._flusher.is_alive()):
+            if self.pending_bytes() == 0 or self._flusher is not None:
                 return
             self._flusher = threading.Thread(target=self._run, name=f"toneline-outbox-{self.path.stem}", daemon=True)
             self._flusher.start()
@@ -102,13 +103,17 @@ class DurableOutbox:
 
     # -- internals ------------------------------------------------------------
     def _run(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(self.retry_after):
+        while True:
+            time.sleep(self.retry_after)
             try:
-                if self.flush():
+                self.flush()
+            except Exception as exc:  # disk trouble or a bug: keep the file, say so, try again later
+                log_event(logger, logging.ERROR, "toneline.outbox.replay_failed", file=self.path.name, error=repr(exc))
+            # Decide to stop under the lock `start` takes, so an entry held meanwhile is never left behind.
+            with self._lock:
+                if self.pending_bytes() == 0:
+                    self._flusher = None
                     return
-            except OSError as exc:  # disk trouble: keep the file, say so, try again later
-                log_event(logger, logging.ERROR, "toneline.outbox.io_error", file=self.path.name, error=str(exc))
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
