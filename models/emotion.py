@@ -161,7 +161,11 @@ def normalise_probs(raw: Sequence[float] | Mapping[str, float] | np.ndarray) -> 
         raise InvalidEstimate("probabilities contain NaN or infinity")
     if np.any(arr < 0):
         raise InvalidEstimate("probabilities must not be negative")
-    total = float(arr.sum())
+    with np.errstate(over="ignore"):
+        total = float(arr.sum())
+    if not math.isfinite(total):  # values near the float limit overflow the sum: scale them first
+        arr = arr / float(arr.max())
+        total = float(arr.sum())
     if total <= 0:
         raise InvalidEstimate("probabilities sum to zero")
     return tuple(float(p) for p in arr / total)

@@ -86,7 +86,8 @@ def _config_path(value: str | None) -> Path | None:
 
 def build(actions: str, secret: str | None, config: Path | None) -> Sanic:
     """rasa_sdk's app for `actions`, with the secret check and the start-up replay."""
-    app = secure(create_app(actions, cors_origins=None), check_secret(secret))
+    checked = check_secret(secret)  # before anything loads: a server without a secret never starts
+    app = secure(create_app(actions, cors_origins=None), checked)
 
     async def replay(app: Sanic, loop: Any) -> None:
         replay_held_handoffs(config)

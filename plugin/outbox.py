@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -58,33 +59,38 @@ class DurableOutbox:
         with self._locked():
             self._append(entry)
             log_event(logger, logging.WARNING, "toneline.outbox.held", file=self.path.name, op=entry.get("op"))
-        left = self.flush()
-        if left:
+        written = self.flush()
+        if not written:
             self.start()
-        return left == 0, None
+        return written, None
 
-    def flush(self) -> int:
-        """Replay held entries in order until Redis refuses one; returns how many are still held."""
+    def flush(self) -> bool:
+        """Replay held entries in order until Redis refuses one; True when nothing is held any more.
+
+        While Redis is still down only the first entry is read and tried, so an outage
+        that piles up entries never makes each new turn read the whole file.
+        """
         with self._locked():
-            entries = self._read()
-            done = 0
-            for entry in entries:
-                try:
-                    self._apply(entry)
-                except StateUnavailable:
-                    break
-                except redis.RedisError as exc:  # a poisoned entry must not block the ones after it
-                    self._reject(entry, exc)
-                done += 1
-            if done:
-                self._rewrite(entries[done:])
-                log_event(logger, logging.INFO, "toneline.outbox.replayed", file=self.path.name, written=done)
-            return len(entries) - done
+            if not self.path.exists():  # under the lock no other process can remove it now
+                return True
+            with open(self.path, encoding="utf-8") as handle:
+                done = 0
+                for number, line in enumerate(handle, start=1):
+                    if not self._replay(line, number):
+                        if done == 0:
+                            return False
+                        self._rewrite([line, *handle])
+                        break
+                    done += 1
+                else:
+                    self._rewrite([])
+            log_event(logger, logging.INFO, "toneline.outbox.replayed", file=self.path.name, written=done)
+            return self.pending_bytes() == 0
 
     def start(self) -> None:
         """Replay in the background until nothing is held (no thread when the file is empty)."""
         with self._lock:
-            if self.pending_bytes() == 0 or (self._flusher is not None and self._flusher.is_alive()):
+            if self.pending_bytes() == 0 or self._flusher is not None:
                 return
             self._flusher = threading.Thread(target=self._run, name=f"toneline-outbox-{self.path.stem}", daemon=True)
             self._flusher.start()
@@ -97,13 +103,17 @@ class DurableOutbox:
 
     # -- internals ------------------------------------------------------------
     def _run(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(self.retry_after):
+        while True:
+            time.sleep(self.retry_after)
             try:
-                if self.flush() == 0:
+                self.flush()
+            except Exception as exc:  # disk trouble or a bug: keep the file, say so, try again later
+                log_event(logger, logging.ERROR, "toneline.outbox.replay_failed", file=self.path.name, error=repr(exc))
+            # Decide to stop under the lock `start` takes, so an entry held meanwhile is never left behind.
+            with self._lock:
+                if self.pending_bytes() == 0:
+                    self._flusher = None
                     return
-            except OSError as exc:  # disk trouble: keep the file, say so, try again later
-                log_event(logger, logging.ERROR, "toneline.outbox.io_error", file=self.path.name, error=str(exc))
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -116,31 +126,39 @@ class DurableOutbox:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _append(self, entry: Entry) -> None:
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
+        with open(self.path, "ab+") as handle:
+            if handle.seek(0, os.SEEK_END) > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":  # a predecessor died mid-line: keep this entry off that line
+                    line = b"\n" + line
+            handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
 
-    def _read(self) -> list[Entry]:
+    def _replay(self, line: str, number: int) -> bool:
+        """Apply one held line; False if Redis is (still) away. Torn and poisoned lines are set aside."""
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        entries = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                entries.append(json.loads(line))
-            except ValueError:  # a line torn by a crash mid-write: it was never acknowledged
-                log_event(logger, logging.ERROR, "toneline.outbox.torn_line", file=self.path.name, line=number)
-        return entries
+            entry = json.loads(line)
+        except ValueError:  # a line torn by a crash mid-write: it was never acknowledged
+            log_event(logger, logging.ERROR, "toneline.outbox.torn_line", file=self.path.name, line=number)
+            return True
+        try:
+            self._apply(entry)
+        except StateUnavailable:
+            return False
+        except redis.RedisError as exc:  # a poisoned entry must not block the ones after it
+            self._reject(entry, exc)
+        return True
 
-    def _rewrite(self, entries: list[Entry]) -> None:
-        if not entries:
+    def _rewrite(self, lines: list[str]) -> None:
+        """Keep only `lines` (those not yet written), replacing the file atomically."""
+        if not lines:
             self.path.unlink(missing_ok=True)
             return
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in entries)
+            handle.writelines(lines)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)

@@ -119,7 +119,7 @@ class VideoInput(InputChannel):
         @bp.middleware("request")
         async def same_origin(request: Request) -> HTTPResponse | None:
             # Before the handshake: a page on another site never gets a socket that speaks as the customer.
-            if not request.path.endswith(WS_PATH):
+            if not request.path.endswith(f"/{self.name()}{WS_PATH}"):
                 return None
             origin = request.headers.get("origin")
             if not origin_refused(origin, request.headers.get("host"), self.origins):

@@ -41,3 +41,10 @@ def test_a_long_sender_id_becomes_a_bounded_distinct_key(caplog: pytest.LogCaptu
     assert len(a) <= metadata.MAX_ID_CHARS and a != b and a.startswith("s" * 96 + "~")
     assert metadata.bounded_id("short-id") == "short-id"
     assert "toneline.id.truncated" in caplog.text
+
+
+def test_an_estimate_near_the_float_limit_still_sums_to_one() -> None:
+    # Found by the fuzzer: 1e308 + 1e308 overflowed the normalising sum to infinity (all probabilities 0).
+    parsed = metadata.parse({"toneline": {"voice": {"probs": {"angry": 1e308, "neutral": 1e308}}}})
+    (voice,) = parsed.estimates
+    assert sum(voice.probs) == pytest.approx(1.0) and voice.label in ("angry", "neutral")

@@ -49,9 +49,9 @@ def test_an_escalation_decided_during_an_outage_reaches_redis_once_after_a_resta
     held = path.read_text()
     redis.up()
     second = DurableOutbox(path, redis.apply, retry_after=60)  # the restarted process
-    assert second.flush() == 0 and not path.exists()
+    assert second.flush() and not path.exists()
     path.write_text(held)  # a replay cut short before the file was rewritten: runs again
-    assert second.flush() == 0
+    assert second.flush()
     meta = redis.real.meta("conv-1")
     assert meta["escalation_reason"] == "3 negative turns in a row" and meta["escalation_rule"] == "sustained"
     assert len(redis.real.escalations("conv-1")) == 1 and len(redis.real.turns("conv-1")) == 3
@@ -97,8 +97,10 @@ def test_a_torn_last_line_is_skipped_and_the_rest_replayed(
     outbox = DurableOutbox(path, redis.apply, retry_after=60)
     outbox.submit(redis.real.handoff_entry({"conversation_id": "a", "dedupe_key": "a"}))
     with path.open("a") as handle:
-        handle.write('{"op": "handoff", "keys": [')  # the process died mid-write
+        handle.write('{"op": "handoff", "keys": [')  # the process died mid-write...
+    outbox.submit(redis.real.handoff_entry({"conversation_id": "b", "dedupe_key": "b"}))  # ...its successor goes on
     redis.up()
-    assert outbox.flush() == 0
-    assert redis.real.client.xlen(redis.real.handoff_stream) == 1
+    assert outbox.flush()
+    entries = redis.real.client.xrange(redis.real.handoff_stream)
+    assert [fields["conversation_id"] for _, fields in entries] == ["a", "b"]
     shutil.rmtree(tmp_path, ignore_errors=True)
