@@ -307,7 +307,8 @@ class CallSession:
         self._drop_early()
         await self._worker.drain(self.settings.drain_s)
         self._release_marks()
-        self._log(logging.INFO, "call.closed", turns=len(self.timings))
+        # The baseline's turn count only: the baseline itself characterises a voice and is never logged.
+        self._log(logging.INFO, "call.closed", turns=len(self.timings), baseline_turns=self.baseline.turns)
 
 
 def _retrieve(channel: str, future: asyncio.Future[Hearing]) -> None:
