@@ -303,10 +303,14 @@ class CallSession:
         self._pending_marks.clear()
 
     async def close(self) -> None:
-        """End of call: turns already cut still reach Rasa (for the record), then the worker stops."""
+        """End of call: turns already cut still reach Rasa (for the record), then the worker stops.
+
+        The stream is gone, so no mark will come back: a reply or handoff waiting for its audio to
+        finish playing goes on at once instead of waiting out its timeout.
+        """
         self._drop_early()
-        await self._worker.drain(self.settings.drain_s)
         self._release_marks()
+        await self._worker.drain(self.settings.drain_s)
         # The baseline's turn count only: the baseline itself characterises a voice and is never logged.
         self._log(logging.INFO, "call.closed", turns=len(self.timings), baseline_turns=self.baseline.turns)
 

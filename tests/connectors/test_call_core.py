@@ -209,6 +209,17 @@ async def test_a_handoff_waits_for_the_announcement_then_moves_the_call_once(mak
     assert len(call.bot.turns) == 1 and call.tts.spoken == [("Let me get you a person.", "empathetic")]
 
 
+async def test_a_hang_up_during_the_announcement_moves_the_call_at_once(make_call: Callable[..., Call]) -> None:
+    handoff = BotReply(("Let me get you a person.",), "empathetic", handoff=True)
+    call = make_call(["a person please"], reply=lambda _: handoff, tts=FakeTts(seconds=5.0))
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+    await until(lambda: bool(call.line.of(Mark)))
+    started = asyncio.get_running_loop().time()
+    await call.session.close()  # no mark will come back: the 5 s announcement's timeout is not waited out
+    assert asyncio.get_running_loop().time() - started < 2.0
+    assert [call_id for call_id, _ in call.transfer.moved] == ["C1"]
+
+
 async def test_a_refused_transfer_is_logged_and_the_call_closes_cleanly(
     make_call: Callable[..., Call], caplog: pytest.LogCaptureFixture
 ) -> None:
