@@ -84,9 +84,14 @@ class CallStream:
             self._disconnected()
             raise
         finally:
-            if self.session is not None:
-                await self.session.close()
-            await self.transport.close(NORMAL, "stream ended")
+            # Sanic may cancel this handler twice (a close frame, then the lost connection): shielded,
+            # the turns already cut still drain and the call still closes, whatever comes next.
+            await asyncio.shield(self._finish())
+
+    async def _finish(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+        await self.transport.close(NORMAL, "stream ended")
 
     async def _on_message(self, message: Wire) -> None:
         try:

@@ -368,3 +368,36 @@ def test_every_providers_serializer_implements_the_one_protocol() -> None:
     assert isinstance(TwilioSerializer(), CallSerializer) and isinstance(VonageSerializer(), CallSerializer)
     assert isinstance(AudioHookSerializer("session-1"), WireSerializer)
     assert not isinstance(AudioHookSerializer("session-1"), CallSerializer)  # it listens; it never starts a call
+
+
+class HangingSocket(MemorySocket):
+    """Delivers its messages, then waits for ever (the peer neither talks nor closes)."""
+
+    async def recv(self) -> str | bytes | None:
+        if self.incoming:
+            return await super().recv()
+        await asyncio.Event().wait()
+        return None
+
+
+async def test_a_stream_cancelled_twice_still_closes_its_call(caplog: pytest.LogCaptureFixture) -> None:
+    recognizer = FakeRecognizer([])
+    runtime = SpeechRuntime(RuntimeSettings(), tts=FakeTts(), loader=lambda _: recognizer)
+
+    def open_session(start: CallStart, send: Callable) -> CallSession:
+        provider = Provider("twilio", MULAW_8K, ("inbound",), FakeTransfer())
+        return CallSession(start, send, FakeBot(), CallServices(runtime, provider, CallSettings(drain_s=1.0)))
+
+    socket = HangingSocket([json.dumps(TWILIO_START)])
+    stream = CallStream(WebSocketTransport(socket, "twilio"), TwilioSerializer(), "twilio", open_session)
+    with caplog.at_level(logging.INFO):
+        task = asyncio.create_task(stream.run())
+        await until(lambda: stream.session is not None)
+        task.cancel()  # Sanic: the client's close frame...
+        await asyncio.sleep(0)
+        task.cancel()  # ...then the lost connection
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await until(lambda: "twilio.call.closed call_id=CA1" in caplog.text)
+    runtime.close()
+    assert socket.close_code == 1000
