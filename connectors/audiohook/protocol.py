@@ -66,7 +66,8 @@ class AudioHookServer:
             log_event(logger, logging.INFO, "audiohook.session.dropped", session_id=self.config.session_id)
             raise
         finally:
-            await self._finish()
+            # Shielded: Sanic may cancel the handler twice (close frame, lost connection); analysis still drains.
+            await asyncio.shield(self._finish())
 
     async def _dispatch(self, message: str | bytes) -> None:
         parsed = self.wire.parse(message)
