@@ -135,13 +135,15 @@ class AudioHookSession:
         if not self.paused:
             for event in await self._runtime.light(self._segmenter.flush):
                 self._enqueue(event)
-        await self._worker.drain(self.settings.drain_s)
-        log_event(
-            logger,
-            logging.INFO,
-            "audiohook.session.closed",
-            session_id=self.session_id,
-            conversation_id=self.conversation_id,
-            turns=len(self.history),
-            baseline_turns=self.baseline.turns,  # a count only: the baseline itself is never logged
-        )
+        try:
+            await self._worker.drain(self.settings.drain_s)
+        finally:  # logged even if the server cancels this mid-drain (the worker finishes on its own)
+            log_event(
+                logger,
+                logging.INFO,
+                "audiohook.session.closed",
+                session_id=self.session_id,
+                conversation_id=self.conversation_id,
+                turns=len(self.history),
+                baseline_turns=self.baseline.turns,  # a count only: the baseline itself is never logged
+            )

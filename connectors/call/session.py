@@ -310,9 +310,11 @@ class CallSession:
         """
         self._drop_early()
         self._release_marks()
-        await self._worker.drain(self.settings.drain_s)
-        # The baseline's turn count only: the baseline itself characterises a voice and is never logged.
-        self._log(logging.INFO, "call.closed", turns=len(self.timings), baseline_turns=self.baseline.turns)
+        try:
+            await self._worker.drain(self.settings.drain_s)
+        finally:  # logged even if the server cancels this mid-drain (the worker finishes on its own)
+            # The baseline's turn count only: the baseline itself characterises a voice and is never logged.
+            self._log(logging.INFO, "call.closed", turns=len(self.timings), baseline_turns=self.baseline.turns)
 
 
 def _retrieve(channel: str, future: asyncio.Future[Hearing]) -> None:
