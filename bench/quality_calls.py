@@ -45,7 +45,7 @@ FSDD_SPEAKERS = ("george", "jackson", "lucas")
 CALM_TURNS = 6
 ANGRY_TURNS = 5
 TRANSFER_WITHIN = 3  # an angry caller must be handed over within this many turns
-DIGIT_PAUSE_S = (0.12, 0.3)  # between digits read out: well under the VAD's end-of-turn silence
+DIGIT_PAUSE_S = (0.1, 0.25)  # between digits read out (after trimming): under the VAD's end-of-turn silence
 DIGIT_TURN_S = (2.0, 5.0)
 
 
@@ -96,13 +96,23 @@ def fsdd_clips(speaker: str) -> dict[int, list[Path]]:
     return by_digit
 
 
+def trimmed(pcm: np.ndarray, margin_s: float = 0.04) -> np.ndarray:
+    """The spoken part of a recording: FSDD clips carry up to half a second of silence, which would end a turn."""
+    level = np.abs(pcm)
+    loud = np.flatnonzero(level > 0.05 * level.max())
+    if not loud.size:
+        return pcm
+    margin = int(margin_s * SAMPLE_RATE)
+    return pcm[max(0, loud[0] - margin) : loud[-1] + margin]
+
+
 def digit_string(by_digit: dict[int, list[Path]], rng: random.Random) -> np.ndarray:
     """Random digits of one speaker read out with short pauses, 2 to 5 s in all (an account number)."""
     target = rng.uniform(DIGIT_TURN_S[0] + 0.3, DIGIT_TURN_S[1] - 0.8)
-    parts = [load(rng.choice(by_digit[rng.randrange(10)]))]
+    parts = [trimmed(load(rng.choice(by_digit[rng.randrange(10)])))]
     seconds = parts[0].size / SAMPLE_RATE
     while seconds < target:
-        clip = load(rng.choice(by_digit[rng.randrange(10)]))
+        clip = trimmed(load(rng.choice(by_digit[rng.randrange(10)])))
         pause = np.zeros(int(rng.uniform(*DIGIT_PAUSE_S) * SAMPLE_RATE), dtype=np.float32)
         if seconds + (pause.size + clip.size) / SAMPLE_RATE > DIGIT_TURN_S[1]:
             break
