@@ -56,7 +56,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from models.emotion import LABELS, MODALITIES, canonical_label
+from models.emotion import FAMILY_OF_LABEL, LABELS, MODALITIES, canonical_label
 from models.metrics import evaluate, json_line
 from models.recipes.fusion.turns import family_scores
 
@@ -104,12 +104,18 @@ def evaluate_text(args: argparse.Namespace) -> str:
     print(f"model: {model.name}\nmanifest: {args.manifest}\nrows read with context: {with_context}\n")
     print(report.render())
     families = family_scores(gold, np.array([e.probs for e in estimates]).reshape(-1, len(LABELS)))
-    print(family_line(families))
+    print(families_line(families))
     return json_line(report, modality="text", skipped=sum(skipped.values()), **families)
 
 
-def family_line(families: dict[str, Any]) -> str:
+def family_line(gold: list[str], families: list[str]) -> str:
     """Accuracy over negative / neutral / positive (`models.emotion.FAMILIES`), the reading routing acts on."""
+    hits = sum(FAMILY_OF_LABEL[g] == f for g, f in zip(gold, families))
+    return f"family accuracy (negative / neutral / positive, by probability mass) {hits / max(len(gold), 1):.4f}\n"
+
+
+def families_line(families: dict[str, Any]) -> str:
+    """`family_line` from `family_scores`, with the counts of predicted families."""
     counts = ", ".join(f"{family} {n}" for family, n in families["families"].items())
     return (
         f"family accuracy (negative / neutral / positive, by probability mass) {families['family_accuracy']:.4f}"
@@ -258,7 +264,7 @@ def _turn_scores(title: str, gold: list[str], probs: np.ndarray) -> dict[str, An
     """Print one arm's report (per-class, confusion, families) and return its headline numbers."""
     report = evaluate(gold, [LABELS[int(i)] for i in probs.argmax(axis=1)], LABELS)
     families = family_scores(gold, probs)
-    print(f"== {title} ==\n{report.render()}\n{family_line(families)}")
+    print(f"== {title} ==\n{report.render()}\n{families_line(families)}")
     return {**report.headline(), **families}
 
 
@@ -311,7 +317,7 @@ def evaluate_face(args: argparse.Namespace) -> str:
     print()
     print(report.render())
     families = family_scores([LABELS[i] for i in gold_idx], probs)
-    print(family_line(families))
+    print(families_line(families))
     return json_line(report, modality="face", undetected=undetected, **families)
 
 

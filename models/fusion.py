@@ -48,9 +48,9 @@ masked attention of the foundation, is the fallback when no weights exist.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol
@@ -148,9 +148,20 @@ class EvidenceWeights:
         return fused, np.transpose(w, (0, 2, 1))
 
     def fuse_arrays(self, probs: np.ndarray, confidence: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Batch form: fused distributions (n, 7) and each modality's contribution (n, 3), 0 where absent."""
-        fused = self.fuse_probs(probs, confidence, mask)
-        return fused, self._contributions(probs, confidence, mask, fused)
+        """Batch form: fused distributions (n, 7) and each modality's contribution (n, 3), 0 where absent.
+
+        Every coalition of each turn's modalities is fused in one batch (the full one is the turn itself)."""
+        n, m = mask.shape
+        members = _coalitions(m)  # (2^m, m); row b holds the modalities of bit mask b; row 0 is empty
+        sub = mask[:, None, :] & members[None]  # (n, 2^m, m)
+        empty = ~sub.any(axis=2)
+        rows = np.where(empty[..., None], mask[:, None, :], sub).reshape(-1, m)  # empty rows: any valid mask
+        repeat = np.repeat(np.arange(n), len(members))
+        out = self.fuse_probs(probs[repeat], confidence[repeat], rows).reshape(n, len(members), len(LABELS))
+        fused = out[:, -1]  # the coalition of every modality: the turn as it is
+        label = fused.argmax(axis=1)
+        value = np.where(empty, self.reference[label][:, None], out[np.arange(n), :, label])
+        return fused, _shapley_shares(value, mask)
 
     def fuse_probs(self, probs: np.ndarray, confidence: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Fused distributions (n, 7) without the contributions (for fitting)."""
@@ -158,34 +169,6 @@ class EvidenceWeights:
         within = probs[..., _NEG] / np.maximum(probs[..., _NEG].sum(axis=-1, keepdims=True), _EPS)  # (n, m, 4)
         mixture = np.einsum("nm,nmk->nk", w[:, 0], np.where(mask[..., None], within, 0.0))
         return compose(steps, mixture / np.maximum(mixture.sum(axis=-1, keepdims=True), _EPS))
-
-    def _contributions(
-        self, probs: np.ndarray, confidence: np.ndarray, mask: np.ndarray, fused: np.ndarray
-    ) -> np.ndarray:
-        """Shapley shares of the fused label's probability: a coalition is fused alone, the empty one is
-        the reference; negative shares count 0; equal shares when no modality lifted the label."""
-        n, m = mask.shape
-        label = fused.argmax(axis=1)
-        value: dict[tuple[int, ...], np.ndarray] = {(): np.broadcast_to(self.reference[label], (n,))}
-        for size in range(1, m + 1):
-            for coalition in itertools.combinations(range(m), size):
-                sub = mask & np.isin(np.arange(m), coalition)[None]
-                has = sub.any(axis=1)
-                v = value[()].copy()
-                if has.any():
-                    v[has] = self.fuse_probs(probs[has], confidence[has], sub[has])[np.arange(has.sum()), label[has]]
-                value[coalition] = v
-        phi = np.zeros((n, m))
-        for j in range(m):
-            others = [k for k in range(m) if k != j]
-            for size in range(m):
-                for rest in itertools.combinations(others, size):
-                    share = _shapley_weight(size, m)
-                    phi[:, j] += share * (value[tuple(sorted((*rest, j)))] - value[rest])
-        phi = np.where(mask, np.maximum(phi, 0.0), 0.0)  # an absent modality adds nothing (its coalitions equal)
-        total = phi.sum(axis=1, keepdims=True)
-        equal = mask / mask.sum(axis=1, keepdims=True)
-        return np.where(total > 1e-9, phi / np.maximum(total, 1e-12), equal)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -210,12 +193,27 @@ class EvidenceWeights:
         return cls(priors / priors.sum(axis=1, keepdims=True), reference / reference.sum(), trust, tau)
 
 
-@functools.lru_cache(maxsize=8)
-def _shapley_weight(size: int, players: int) -> float:
-    """|S|! (n - |S| - 1)! / n! for a coalition S of `size` players not holding the one scored."""
-    from math import factorial
+@functools.lru_cache(maxsize=4)
+def _coalitions(players: int) -> np.ndarray:
+    """(2^players, players) membership of every coalition, row b holding the players of bit mask b."""
+    return np.array([[bool(b >> j & 1) for j in range(players)] for b in range(2**players)])
 
-    return factorial(size) * factorial(players - size - 1) / factorial(players)
+
+def _shapley_shares(value: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Shapley values of each player from coalition values (n, 2^m) indexed by bit mask, clipped at 0 and
+    normalised over the present players (equal shares when none lifted the value)."""
+    n, m = mask.shape
+    phi = np.zeros((n, m))
+    for j in range(m):
+        for b in range(2**m):
+            if not b >> j & 1:
+                size = bin(b).count("1")
+                weight = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
+                phi[:, j] += weight * (value[:, b | 1 << j] - value[:, b])
+    phi = np.where(mask, np.maximum(phi, 0.0), 0.0)  # an absent modality adds nothing (its coalitions equal)
+    total = phi.sum(axis=1, keepdims=True)
+    equal = mask / mask.sum(axis=1, keepdims=True)
+    return np.asarray(np.where(total > 1e-9, phi / np.maximum(total, 1e-12), equal))
 
 
 def _arrays(by_modality: Mapping[Modality, EmotionEstimate]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -48,8 +48,9 @@ def test_shipped_weights_are_small_and_carry_their_provenance() -> None:
     assert params["trust"]["text"] == 1.0 and 0.0 < params["trust"]["voice"] <= 1.0
     assert params["trust"]["face"] <= min(params["trust"]["text"], params["trust"]["voice"])
     assert 0.05 < params["tau"] < 10.0
-    # The voice head learned on acted speech (mostly emotional); the text model on conversation (mostly neutral).
-    assert params["priors"]["voice"][0] < params["priors"]["text"][0]
+    for prior in (*params["priors"].values(), params["reference"]):
+        assert len(prior) == len(LABELS) and min(prior) > 0 and math.isclose(sum(prior), 1.0, abs_tol=1e-6)
+    assert params["reference"] == params["priors"]["text"]  # a calm everyday turn: the text model's habit
 
 
 def test_load_fusion_is_the_fitted_one_and_falls_back_without_weights(tmp_path: Path) -> None:

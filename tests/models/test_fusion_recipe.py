@@ -45,6 +45,11 @@ def test_priors_are_each_modalitys_mean_over_its_own_turns() -> None:
     assert np.allclose(prior[VOICE], ravdess.probs[:, VOICE].mean(axis=0))
     assert np.allclose(prior[TEXT], text.probs[:, TEXT].mean(axis=0)) and np.allclose(reference, prior[TEXT])
     assert np.allclose(prior[FACE], prior[TEXT])  # no faces: an everyday turn
+    calm = toy_turns(100, 5)
+    calm.probs[:, VOICE] = np.eye(len(LABELS))[0]  # calm digit strings the voice reads as neutral
+    with_calm, _ = priors(FitData(ravdess, [text], calm=[calm]))
+    pooled = np.concatenate([ravdess.probs[:, VOICE], calm.probs[:, VOICE]]).mean(axis=0)
+    assert np.allclose(with_calm[VOICE], pooled) and with_calm[VOICE][0] > prior[VOICE][0]
     with pytest.raises(ValueError, match="no turns with face"):
         mean_distribution([text], FACE)
 
@@ -122,3 +127,16 @@ def test_face_only_turns_are_the_face_models_estimates_on_faces_it_held_out() ->
     faces, labels = load_fer("PublicTest")
     assert (test.labels == labels).all()
     assert np.allclose(test.probs[:64, FACE], FaceEmotionModel.load(threads=1).predict_faces(faces[:64]), atol=1e-6)
+
+
+def test_calm_callers_are_the_voice_recipes_fsdd_turns_with_their_digits() -> None:
+    shared_data("speech", "fsdd")
+    from models.recipes.fusion.data import calm_callers, oof_path
+
+    if not oof_path().with_name("oof-calm.npz").exists():
+        pytest.skip(f"needs the voice recipe's FSDD out-of-fold logits beside {oof_path()}")
+    calm = calm_callers("studio_first")
+    assert len(calm) > 500 and (calm.labels == 0).all() and calm.mask[:, [TEXT, VOICE]].all()
+    assert set(calm.groups["speaker"]) == {"fsdd-george", "fsdd-jackson", "fsdd-lucas"}
+    # A first turn carries less confidence than its top probability (the voice model's first-turn scale).
+    assert (calm.confidence[:, VOICE] <= calm.probs[:, VOICE].max(axis=1) + 1e-9).all()

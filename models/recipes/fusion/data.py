@@ -173,22 +173,71 @@ def load_oof(runs: Path | None = None) -> dict[str, np.ndarray]:
     return dict(np.load(path))
 
 
+def voice_confidence(probs: np.ndarray, distance: np.ndarray, with_baseline: bool) -> np.ndarray:
+    """The confidence the shipped voice model gives these estimates: top probability x its scale for a first
+    turn or a turn with a baseline x the familiarity of the audio (`models.voice.VoiceEmotionModel.postprocess`)."""
+    import torch
+
+    from models.voice import VoiceEmotionModel
+
+    head = VoiceEmotionModel.load(threads=1).head
+    familiarity = head.familiarity(torch.from_numpy(np.asarray(distance, dtype=np.float32))).numpy()
+    scale = float(head.confidence_scale.numpy()[int(with_baseline)])
+    return np.asarray(np.clip(probs.max(axis=-1) * scale * familiarity, 0.0, 1.0))
+
+
+def _voice_estimates(oof: dict[str, np.ndarray], variant: str) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated voice distributions and confidences of `variant` (`studio`, `tel-eval`, `*_first`)."""
+    probs = softmax(oof[f"logits_{variant}"].astype(np.float64) / voice_temperature())
+    audio = variant.removesuffix("_first")
+    if f"distance_{audio}" not in oof:  # an older voice recipe: confidence is the top probability
+        return probs, probs.max(axis=-1)
+    return probs, voice_confidence(probs, oof[f"distance_{audio}"], not variant.endswith("_first"))
+
+
 def ravdess(variant: str = "studio", runs: Path | None = None) -> Turns:
-    """RAVDESS turns: out-of-fold voice estimate of `variant` (studio or tel-eval) + ASR transcript's text estimate."""
+    """RAVDESS turns: out-of-fold voice estimate of `variant` + the text estimate of the clip's ASR transcript.
+
+    `studio` / `tel-eval`: each clip read in a call (the voice recipe's baseline: other clips of the actor);
+    `studio_first` / `tel-eval_first`: read as a caller's first turn (no baseline, lower confidence).
+    """
     from models.recipes.fusion.asr import transcripts
 
     oof = load_oof(runs)
     asr = transcripts()
     words = [asr[str(name)] for name in oof["paths"]]
     text = text_probs(words, "ravdess-asr")
-    voice = softmax(oof[f"logits_{variant}"].astype(np.float64) / voice_temperature())
+    voice, confidence = _voice_estimates(oof, variant)
     labels = oof["labels"].astype(int)
     turns = _turns(len(labels), labels, oof["actors"].astype(int), f"ravdess {variant}", text=text, voice=voice)
-    # A voice recipe that saves the confidence its model would give each clip (a first turn's, say) is read as
-    # such; without it the confidence is the top probability, as `EmotionEstimate.from_probs` sets it.
-    if f"confidence_{variant}" in oof:
-        turns.confidence[:, VOICE] = np.clip(oof[f"confidence_{variant}"].astype(np.float64), 0.0, 1.0)
+    turns.confidence[:, VOICE] = confidence
     return turns
+
+
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def calm_callers(variant: str = "studio_first", runs: Path | None = None) -> Turns:
+    """Calm, unacted people reading digit strings (FSDD, the voice recipe's leave-one-speaker-out estimates,
+    `oof-calm.npz`) with their words (the digits, as an ASR would hear them): every turn is neutral."""
+    from models.recipes.voice.calm import fsdd_turns
+
+    path = oof_path(runs).with_name("oof-calm.npz")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the voice recipe's cross-validation writes it")
+    oof = dict(np.load(path))
+    turns = fsdd_turns()
+    if [t.parts[0].name for t in turns] != [str(p) for p in oof["paths"]]:
+        raise ValueError(f"{path}: its rows are not the FSDD turns of `fsdd_turns()` (re-run the voice recipe)")
+    words = [" ".join(DIGITS[int(p.name.split("_")[0])] for p in t.parts) for t in turns]
+    text = text_probs(words, "fsdd-digits")
+    voice, confidence = _voice_estimates(oof, variant)
+    labels = oof["labels"].astype(int)
+    speakers = np.asarray(oof["speakers"]).astype(str)
+    calm = _turns(len(labels), labels, np.zeros(len(labels), dtype=int), f"fsdd {variant}", text=text, voice=voice)
+    calm.confidence[:, VOICE] = confidence
+    calm.groups["speaker"] = speakers
+    return calm
 
 
 def synthetic_pairs(voice_turns: Turns, text_turns: Turns, seed: int, per_turn: int = 1) -> Turns:

@@ -14,7 +14,17 @@ import numpy as np
 from models.emotion import LABELS
 from models.fusion import EvidenceWeights
 from models.metrics import Report, evaluate, expected_calibration_error
-from models.recipes.fusion.data import FACE, TEXT, VOICE, HeldOut, Turns, face_only, spoken_estimates, text_only
+from models.recipes.fusion.data import (
+    FACE,
+    TEXT,
+    VOICE,
+    HeldOut,
+    Turns,
+    calm_callers,
+    face_only,
+    spoken_estimates,
+    text_only,
+)
 from models.recipes.fusion.turns import family_scores
 
 # The contact-centre spoken set's bar (issue 16): fused family accuracy, and how far under text alone it may be.
@@ -127,6 +137,28 @@ def calibration_check(held: dict[str, HeldOut]) -> dict[str, Any]:
         best = min(singles, key=lambda k: expected_calibration_error(singles[k], y))
         gap = ece_gap(h.fused, singles[best], y)
         out[name] = {"best_single": best, "fused_minus_best_ece": gap, "fused_no_worse": gap["low"] <= 0.0}
+    return out
+
+
+def calm_check(weights: EvidenceWeights) -> dict[str, Any]:
+    """Calm people reading digit strings (FSDD, voice estimates leave-one-speaker-out) with their words, as a
+    first turn and later in a call: the share of turns each arm reads as negative and as neutral."""
+    out: dict[str, Any] = {}
+    for name, variant in (
+        ("first_turn", "studio_first"),
+        ("in_a_call", "studio"),
+        ("telephone_first_turn", "tel-eval_first"),
+    ):
+        turns = calm_callers(variant)
+        fused = weights.fuse_probs(turns.probs, turns.confidence, turns.mask)
+        arms = {"text": turns.probs[:, TEXT], "voice": turns.probs[:, VOICE], "fused": fused}
+        out[name] = {"n": len(turns)} | {
+            arm: {
+                "negative_share": round(family_scores(_names(turns.labels), p)["families"]["negative"] / len(turns), 4),
+                "neutral_share": family_scores(_names(turns.labels), p)["family_accuracy"],
+            }
+            for arm, p in arms.items()
+        }
     return out
 
 

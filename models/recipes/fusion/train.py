@@ -3,27 +3,30 @@
     python -m models.recipes.fusion.train [--no-export] [--no-spoken] [--out models/weights/fusion.json]
 
 Needs the voice head's out-of-fold logits (`python -m models.recipes.voice.train
---no-export` writes them; `TONELINE_VOICE_OOF` names another file) and computes, once,
-the Whisper transcripts of the RAVDESS clips and the text and face models' estimates
-(cached outside the repository).
+--no-export` writes `oof.npz` and, for FSDD calm speech, `oof-calm.npz`;
+`TONELINE_VOICE_OOF` names another `oof.npz`) and computes, once, the Whisper
+transcripts of the RAVDESS clips and the text and face models' estimates (cached
+outside the repository). The spoken check needs espeak-ng and flite.
 
 1. Priors (counted, not fitted): each modality's mean distribution over its own real
    turns: text over MELD dev (read in context) and GoEmotions dev, the two corpora
-   weighted equally; voice over the RAVDESS out-of-fold estimates of the fit's actors;
-   face over the FER2013 faces the face model held out. The reference (a calm everyday
+   weighted equally; voice over what the voice head trained on (the RAVDESS
+   out-of-fold estimates of the fit's actors and the FSDD calm digit strings); face
+   over the FER2013 faces the face model held out. The reference (a calm everyday
    turn) is the text prior.
-2. Trust of the voice against the words, and tau (two numbers): maximum likelihood on
-   the RAVDESS turns (voice out-of-fold estimate + text estimate of the Whisper
-   transcript), the only real turns with two modalities, under a log-normal prior
-   of equal trust (`trust_prior_sd`): RAVDESS words never carry emotion, and a free fit
-   would learn "never listen to the words" from them. Single-modality turns (MELD,
-   GoEmotions, FER2013) pass through the fusion unchanged, so they shape the priors,
-   not the trust. The face's trust is the lower of text's and voice's (no real turn has
-   a face and another modality).
+2. The voice's trust (bounded by 1) and tau, two numbers: maximum likelihood on the
+   RAVDESS turns read in a call (voice out-of-fold estimate + text estimate of the
+   Whisper transcript), the only real turns with two modalities. Text's trust is 1
+   by definition (a chat turn is the text model's reading); the face's is the
+   voice's (no real turn has a face and another modality). RAVDESS words never carry
+   emotion, but under the departure rule calm words cannot outvote the voice anyway,
+   so the fit has nothing to gain from "never listen to the words". Single-modality
+   turns (MELD, GoEmotions, FER2013) shape the priors, not the fit.
 3. Speaker-held-out evaluation: the voice head's 5 actor folds; each fold's fusion never
-   saw its actors. Then the exported fusion is fitted on all 20 actors and checked on
-   the contact-centre spoken set (`models.recipes.fusion.spoken`), MELD test and FER2013
-   PublicTest. The spoken set is a check, never a fitting or selection set.
+   saw its actors; RAVDESS in a call and as first turns, studio and telephone. Then the
+   exported fusion is fitted on all 20 actors and checked on MELD test, FER2013
+   PublicTest, calm FSDD callers and the contact-centre spoken set
+   (`models.recipes.fusion.spoken`). The spoken set is a check, never fitted on.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from models.recipes.fusion.data import (
     VOICE,
     HeldOut,
     Turns,
+    calm_callers,
+    concat,
     face_only,
     ravdess,
     synthetic_pairs,
@@ -55,6 +60,7 @@ from models.recipes.fusion.data import (
 )
 from models.recipes.fusion.report import (
     calibration_check,
+    calm_check,
     fer_test,
     meld_test,
     spoken_check,
@@ -64,6 +70,14 @@ from models.recipes.fusion.report import (
 logger = logging.getLogger(__name__)
 VERSION = "20261202"
 SYNTHETIC_TEST = "synthetic_pairs_test"
+# Report name -> the voice recipe's out-of-fold variant: clips read in a call (the actor's other clips as the
+# caller's baseline) and as a caller's first turn, studio and through the evaluation phone line.
+RAVDESS_VARIANTS = {
+    "studio": "studio",
+    "telephone": "tel-eval",
+    "studio_first_turn": "studio_first",
+    "telephone_first_turn": "tel-eval_first",
+}
 HPARAMS: dict[str, Any] = {
     "folds": 5,
     # Where the voice's trust starts (logit; 2 = 0.88): the fit is two numbers and smooth, the start only
@@ -74,11 +88,13 @@ HPARAMS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class FitData:
-    """What one fit sees: RAVDESS turns of its actors, text-only dev turns, face-only held-out faces."""
+    """What one fit sees: RAVDESS turns of its actors, text-only dev turns, face-only held-out faces, and the
+    calm turns the voice head also trained on (FSDD digit strings: they count in its prior, never in a fit)."""
 
     ravdess: Turns
     text: list[Turns]
     face: list[Turns] = field(default_factory=list)
+    calm: list[Turns] = field(default_factory=list)
 
 
 def mean_distribution(parts: list[Turns], row: int) -> np.ndarray:
@@ -94,7 +110,8 @@ def priors(data: FitData) -> tuple[np.ndarray, np.ndarray]:
     """Per-modality priors (3, 7) in `MODALITIES` order, and the reference (the text prior)."""
     out = np.zeros((len(MODALITIES), len(LABELS)))
     out[TEXT] = mean_distribution(data.text, TEXT)
-    out[VOICE] = mean_distribution([data.ravdess], VOICE)
+    # The voice head's habit over what it trained on: acted RAVDESS and calm digit strings, by count.
+    out[VOICE] = mean_distribution([concat([data.ravdess, *data.calm], "voice training turns")], VOICE)
     # Without held-out faces (a fit for a test) the face borrows the text's prior: an everyday turn.
     out[FACE] = mean_distribution(data.face, FACE) if data.face else out[TEXT]
     return out, out[TEXT].copy()
@@ -135,16 +152,29 @@ def load_fit_face() -> list[Turns]:
     return [face_only("selection")]
 
 
+def load_calm() -> list[Turns]:
+    """FSDD calm digit strings in a call (the voice recipe trains on them): for the voice prior, if present."""
+    try:
+        return [calm_callers("studio")]
+    except FileNotFoundError:
+        return []
+
+
 def cross_validate(
-    hp: dict[str, Any], text: list[Turns] | None = None, face: list[Turns] | None = None
+    hp: dict[str, Any],
+    text: list[Turns] | None = None,
+    face: list[Turns] | None = None,
+    calm: list[Turns] | None = None,
 ) -> tuple[dict[str, HeldOut], list[EvidenceWeights]]:
-    """Actor-fold predictions for the studio and telephone variants (and the synthetic test), and each fold's fit."""
+    """Actor-fold predictions for each RAVDESS variant (studio and telephone, in a call and as first turns; and
+    the synthetic test), and each fold's fit (on the in-call studio turns of its training actors)."""
     # The voice recipe's folds; imported here because it pulls in SpeechBrain, which importing this module must not.
     from models.recipes.voice.train import actor_folds
 
-    variants = {"studio": ravdess("studio"), "telephone": ravdess("tel-eval")}
+    variants = {name: ravdess(key) for name, key in RAVDESS_VARIANTS.items()}
     text = text if text is not None else load_fit_text()
     face = face if face is not None else load_fit_face()
+    calm = calm if calm is not None else load_calm()
     studio = variants["studio"]
     # Not a headline: held-out voice turns paired with MELD test text of the same label, to show what the
     # fusion does when the words carry the emotion too (no real turn of that kind exists here).
@@ -153,7 +183,7 @@ def cross_validate(
     fits = []
     for k, actors in enumerate(actor_folds(int(hp["folds"]))):
         held = np.isin(studio.actors, actors)
-        weights = fit(FitData(studio.subset(np.flatnonzero(~held)), text, face), hp)
+        weights = fit(FitData(studio.subset(np.flatnonzero(~held)), text, face, calm), hp)
         fits.append(weights)
         for name, turns in variants.items():
             part = turns.subset(np.flatnonzero(held))
@@ -184,12 +214,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.perf_counter()
-    text, face = load_fit_text(), load_fit_face()
-    held, fits = cross_validate(HPARAMS, text, face)
+    text, face, calm = load_fit_text(), load_fit_face(), load_calm()
+    held, fits = cross_validate(HPARAMS, text, face, calm)
     summary = summarise(held)
     summary["calibration"] = calibration_check(held)
-    weights = fit(FitData(ravdess("studio"), text, face), HPARAMS)
+    weights = fit(FitData(ravdess("studio"), text, face, calm), HPARAMS)
     checks: dict[str, Any] = {"meld_test": meld_test(weights)[0], "fer_test": fer_test(weights)[0]}
+    if calm:
+        checks["calm_callers"] = calm_check(weights)
     if not args.no_spoken:
         checks["spoken_contact_centre"] = spoken_check(weights)[0]
     print(json.dumps({"cv": summary, **checks}, indent=2))
@@ -199,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
         "modalities": [m.value for m in MODALITIES],
         "data": (
             "RAVDESS speech, 20 actors (CC BY-NC-SA 4.0): voice head out-of-fold estimates + Whisper tiny.en "
-            "transcripts (trust, tau, voice prior); MELD dev with dialogue context (GPL-3.0), GoEmotions dev "
+            "transcripts (trust, tau, voice prior); FSDD calm digit strings (CC BY-SA 4.0): voice prior; "
+            "MELD dev with dialogue context (GPL-3.0), GoEmotions dev "
             "(CC BY 4.0): text prior and reference; FER2013 Training faces held out by the face model "
             "(research use): face prior"
         ),

@@ -7,7 +7,9 @@ customer turn:
 - text: the `text` column is the words (no ASR), read by the text model with up to its
   context length of earlier turns of the same dialogue, as `plugin.nlu.EmotionRecognizer`
   reads a chat from Rasa's tracker;
-- audio: decoded to the canonical 16 kHz mono float32 and read by the voice model;
+- audio: decoded to the canonical 16 kHz mono float32 and read by the voice model against the
+  caller's baseline (`models.voice.CallerBaseline`): the earlier turns of the same dialogue, as a
+  call's connector keeps it; a row without a dialogue is a caller's first turn;
 - image: a still image, read as the video connector reads a frame (largest face, else the
   whole image when it is already a 48x48 crop) and taken as the face seen throughout the turn.
 
@@ -181,20 +183,23 @@ class TurnReader:
     def _voices(self, rows: list[TurnRow]) -> list[EmotionEstimate | ValueError | None]:
         """Voice estimates (or the error that made a row's audio unusable); each dialogue's turns in order, as a
         call hears them, rows without a dialogue each on their own."""
+        from models.voice import CallerBaseline
+
         out: list[EmotionEstimate | ValueError | None] = [None] * len(rows)
         for call in _calls(rows):
+            baseline = CallerBaseline()  # in memory for this call only, as the connectors keep it
             for i in call:
-                out[i] = self._voice(rows[i])
+                out[i] = self._voice(rows[i], baseline)
         return out
 
-    def _voice(self, row: TurnRow) -> EmotionEstimate | ValueError | None:
+    def _voice(self, row: TurnRow, baseline: Any) -> EmotionEstimate | ValueError | None:
         from models.audio import load
 
         if row.audio is None:
             return None
         try:
-            estimate: EmotionEstimate = self._model(Modality.VOICE).predict(load(row.audio))
-        except ValueError as exc:  # AudioError: counted by `read`
+            estimate: EmotionEstimate = self._model(Modality.VOICE).predict(load(row.audio), baseline=baseline)
+        except ValueError as exc:  # AudioError: counted by `read`; the bad turn never joins the baseline
             return exc
         return estimate
 
