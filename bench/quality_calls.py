@@ -27,6 +27,7 @@ import platform
 import random
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
@@ -160,9 +161,12 @@ def angry_caller(actor: int, rng: random.Random, turns: int = ANGRY_TURNS) -> li
     return [load(p) for p in angry[:turns]]
 
 
-async def fetch_tracker(base_url: str, sender: str) -> dict:
+async def fetch_tracker(base_url: str, sender: str, rasa_token: str | None = None) -> dict:
+    # Rasa 3.6 reads its HTTP API token from `?token=` (set when the stack runs Rasa with --auth-token).
+    query = f"?{urllib.parse.urlencode({'token': rasa_token})}" if rasa_token else ""
+
     def get() -> dict:
-        with urllib.request.urlopen(f"{base_url}/conversations/{sender}/tracker", timeout=30) as response:
+        with urllib.request.urlopen(f"{base_url}/conversations/{sender}/tracker{query}", timeout=30) as response:
             return dict(json.loads(response.read()))
 
     return await asyncio.get_running_loop().run_in_executor(None, get)
@@ -214,7 +218,9 @@ def _count(labels: Any) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-async def place_all(url: str, token: str, args: argparse.Namespace, held: HeldOut) -> list[CallResult]:
+async def place_all(
+    url: str, token: str, args: argparse.Namespace, held: HeldOut, rasa_token: str | None = None
+) -> list[CallResult]:
     rng = random.Random(args.seed)
     sentences = pocketsphinx_sentences()
     plan: list[tuple[str, str, list[np.ndarray]]] = []
@@ -228,7 +234,12 @@ async def place_all(url: str, token: str, args: argparse.Namespace, held: HeldOu
     results = []
     for n, (kind, who, utterances) in enumerate(plan):
         outcome = await run_caller(
-            url, token, utterances, lambda sid: fetch_tracker(url, sid), caller=f"+1555{n:07d}", speed=args.speed
+            url,
+            token,
+            utterances,
+            lambda sid: fetch_tracker(url, sid, rasa_token),
+            caller=f"+1555{n:07d}",
+            speed=args.speed,
         )
         results.append(CallResult(kind, who, outcome))
         print_call(results[-1])
@@ -280,7 +291,8 @@ def main() -> int:
         try:
             actions = start_actions(env, action_port, log)
             rasa = start_rasa(env, model, rasa_port, log)
-            results = asyncio.run(place_all(f"http://127.0.0.1:{rasa_port}", token, args, held))
+            rasa_token = env.get("TONELINE_RASA_TOKEN")  # when the stack locks Rasa's API
+            results = asyncio.run(place_all(f"http://127.0.0.1:{rasa_port}", token, args, held, rasa_token))
         except MaterialMissing as exc:
             print(f"cannot place the calls: {exc}", file=sys.stderr)
             return 2
