@@ -32,8 +32,9 @@ train-text:  ## fine-tune the text model in two stages (LoRA on MiniLM, dialogue
 train-text-frozen:  ## retrain the foundation's frozen-encoder text head, the baseline (needs ../shared/data)
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.text.frozen
 
-train-voice:  ## recompute voice features and retrain the voice head (needs ../shared/data; features (all four Whisper blocks, ~4 GB) take ~12 minutes once, then CV + export ~35 minutes on one core)
-	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.voice.features && $$venv/bin/python -m models.recipes.voice.train
+train-voice:  ## recompute voice features (RAVDESS, FSDD digit strings, pocketsphinx-testdata and espeak-ng/flite probes; ~15 minutes once, ~3 GB) and retrain the voice head with its caller baseline (CV + export ~10 minutes on one core), then print the report
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.voice.features && $$venv/bin/python -m models.recipes.voice.calm && \
+	$$venv/bin/python -m models.recipes.voice.train && $$venv/bin/python -m models.recipes.voice.report
 
 train-face:  ## retrain the facial expression ensemble on FER2013 (needs ../shared/data): three CNNs side by side, 40 epochs each on one thread (with bf16 on AMX/AVX512-BF16 CPUs about 41 min a member when two share two cores; use --precision fp32 elsewhere), then the ensemble
 	@venv="$$(./scripts/env.sh)" && runs="$${TONELINE_CACHE:-$$HOME/.cache/toneline}/face-runs" && mkdir -p "$$runs" && \

@@ -6,7 +6,9 @@ For 1 s, 4 s and 10 s turns, in one process and on the same threads:
 - `voice (encoder + head)`: `VoiceEmotionModel.predict(pcm)`, Whisper tiny.en
   encoder over the turn only, then the head;
 - `voice (head only)`: `predict_from_encoder(states)`, when the telephony
-  connector reuses the encoder pass of its ASR;
+  connector reuses the encoder pass of its ASR (a first turn: no baseline);
+- `head + baseline`: the same, read against the caller's `CallerBaseline`
+  (the connector's case from the second turn on);
 - `encoder, 30 s window`: the encoder as faster-whisper's ASR runs it (input
   padded to 30 s), the cost an ASR pass pays anyway;
 - `wav2vec2-base classifier`: `Wav2Vec2ForSequenceClassification` built from
@@ -28,7 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from models.voice import VoiceEmotionModel
+from models.voice import CallerBaseline, VoiceEmotionModel
 
 DURATIONS = (1.0, 4.0, 10.0)
 
@@ -64,6 +66,8 @@ def bench_turn(model: VoiceEmotionModel, w2v: torch.nn.Module, seconds: float, r
     rng = np.random.default_rng(0)
     pcm = (0.1 * rng.standard_normal(int(seconds * 16_000))).astype(np.float32)
     states = model.encode(pcm)
+    baseline = CallerBaseline()
+    model.predict_from_encoder(states, baseline=baseline)  # one earlier turn
     wave = torch.from_numpy(pcm)[None]
 
     @torch.inference_mode()
@@ -74,6 +78,7 @@ def bench_turn(model: VoiceEmotionModel, w2v: torch.nn.Module, seconds: float, r
         "seconds": seconds,
         "voice_ms": timed(lambda: model.predict(pcm), repeats),
         "head_only_ms": timed(lambda: model.predict_from_encoder(states), repeats),
+        "head_baseline_ms": timed(lambda: model.predict_from_encoder(states, baseline=baseline, learn=False), repeats),
         "encoder_30s_window_ms": timed(lambda: model.encoder.encode(pcm, full_window=True), max(3, repeats // 3)),
         "wav2vec2_ms": timed(run_w2v, repeats),
     }
@@ -93,13 +98,14 @@ def main(argv: list[str] | None = None) -> None:
     rows = [bench_turn(model, w2v, s, args.repeats) for s in DURATIONS]
     print(f"machine: {machine()}; threads: {args.threads}; repeats: {args.repeats}\n")
     print(
-        "| turn | voice: encoder + head | voice: head only (reused encoder) | encoder, 30 s window (ASR pass) "
-        "| wav2vec2-base classifier | wav2vec2 / voice | wav2vec2 / head only |"
+        "| turn | voice: encoder + head | voice: head only (reused encoder) | head + caller baseline "
+        "| encoder, 30 s window (ASR pass) | wav2vec2-base classifier | wav2vec2 / voice | wav2vec2 / head only |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['seconds']:.0f} s | {r['voice_ms']:.1f} ms | {r['head_only_ms']:.2f} ms "
+            f"| {r['head_baseline_ms']:.2f} ms "
             f"| {r['encoder_30s_window_ms']:.0f} ms | {r['wav2vec2_ms']:.0f} ms "
             f"| {r['ratio_w2v_over_voice']:.1f}x | {r['ratio_w2v_over_head_only']:.0f}x |"
         )

@@ -111,19 +111,24 @@ def evaluate_voice(args: argparse.Namespace) -> str:
     import numpy as np
 
     from models.audio import AudioError, TelephoneChannel, load
-    from models.voice import VoiceEmotionModel
+    from models.voice import CallerBaseline, VoiceEmotionModel
 
     rows, skipped = read_manifest(args.manifest, ("path", "label"))
     _print_skipped(skipped)
     model = VoiceEmotionModel.load(args.head)
     channel = TelephoneChannel()
-    gold, predicted, unreadable = [], [], 0
+    # Rows naming a `speaker` (or `dialogue_id`) are that caller's turns in file order: each is read against the
+    # caller's earlier turns (`CallerBaseline`), the first as a first turn. Rows naming neither are first turns.
+    callers: dict[str, CallerBaseline] = {}
+    gold, estimates, unreadable = [], [], 0
     for i, row in enumerate(rows):
+        caller = (row.get("speaker") or "").strip() or _dialogue(row)
         try:
             pcm = load(args.manifest.parent / row["path"])
             if args.telephone:
                 pcm = channel.apply(pcm, np.random.default_rng([7_777, i]))
-            predicted.append(model.predict(pcm).label)
+            baseline = callers.setdefault(caller, CallerBaseline()) if caller else None
+            estimates.append(model.predict(pcm, baseline=baseline))
         except AudioError as exc:  # one broken file must not void a whole evaluation; it is counted
             print(f"skipped: {exc}", file=sys.stderr)
             unreadable += 1
@@ -131,12 +136,19 @@ def evaluate_voice(args: argparse.Namespace) -> str:
         gold.append(row["label"])
     if unreadable:
         print(f"skipped {unreadable} rows whose audio could not be used")
-    report = evaluate(gold, predicted, LABELS)
+    report = evaluate(gold, [e.label for e in estimates], LABELS)
     condition = "telephone (simulated G.711 channel)" if args.telephone else "as recorded"
-    print(f"model: {model.name}\nmanifest: {args.manifest}\naudio: {condition}\n")
+    print(f"model: {model.name}\nmanifest: {args.manifest}\naudio: {condition}\ncallers: {len(callers)}\n")
     print(report.render())
+    families = [e.family for e in estimates]
+    print(family_line(gold, families))
     return json_line(
-        report, modality="voice", telephone=bool(args.telephone), skipped=sum(skipped.values()) + unreadable
+        report,
+        modality="voice",
+        telephone=bool(args.telephone),
+        skipped=sum(skipped.values()) + unreadable,
+        family_accuracy=round(sum(FAMILY_OF_LABEL[g] == f for g, f in zip(gold, families)) / max(len(gold), 1), 4),
+        families=dict(Counter(families)),
     )
 
 

@@ -18,6 +18,7 @@ thread-safe. Callers run it off the event loop.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -113,129 +114,190 @@ def last_layer(states: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(states[..., -WIDTH:])
 
 
-class PhoneBandFbank:
-    """Log mel filterbanks of the telephone band (SpeechBrain `Fbank`, 40 bands, 0-4 kHz, 100 frames/s).
+STATS_DIM = 2 * BLOCKS * WIDTH  # mean and standard deviation over time of every block's (normalised) states
+HEAD_KIND = "stats-baseline"  # `arch["kind"]` of heads that read pooled statistics beside the caller's baseline
 
-    Limited to what survives an 8 kHz line, and mean-normalised per turn, so
-    studio and phone audio (and any microphone or level) look alike to the head.
+
+def pooled_stats(states: np.ndarray) -> np.ndarray:
+    """(T, 4 x 384) encoder states -> (3,072,) mean and standard deviation over time of each block's frames.
+
+    Each frame of each block is normalised on its own first (the blocks' scales differ by
+    an order of magnitude, and a level change should not move the statistics). What the
+    head reads of a turn, and what a `CallerBaseline` averages.
+    """
+    x = np.asarray(states, dtype=np.float32).reshape(len(states), BLOCKS, WIDTH)
+    x = (x - x.mean(axis=2, keepdims=True)) / (x.std(axis=2, keepdims=True) + 1e-5)
+    return np.concatenate([x.mean(axis=0).ravel(), x.std(axis=0).ravel()]).astype(np.float32)
+
+
+class CallerBaseline:
+    """How one caller has sounded so far in this call: the running mean of their earlier turns' `pooled_stats`.
+
+    Emotion is a departure from how this caller sounds, so the head reads each turn
+    beside this mean. One object per call (or per customer stream), in memory only:
+    it characterises a voice, so it refuses to be pickled or copied, its repr shows
+    only the number of turns, and nothing writes it to a log or a store. Thread-safe.
     """
 
-    dim = 40
+    __slots__ = ("_lock", "_sum", "_turns")
 
     def __init__(self) -> None:
-        from speechbrain.lobes.features import Fbank
+        self._lock = threading.Lock()
+        self._sum: np.ndarray | None = None
+        self._turns = 0
 
-        self.fbank = Fbank(sample_rate=SAMPLE_RATE, n_mels=self.dim, f_min=60.0, f_max=4_000.0)
+    @property
+    def turns(self) -> int:
+        """Number of earlier turns heard (0: the next turn is the caller's first)."""
+        return self._turns
 
-    @torch.inference_mode()
-    def __call__(self, pcm: np.ndarray) -> np.ndarray:
-        feats = self.fbank(torch.from_numpy(check_pcm(pcm)[:MAX_SAMPLES])[None])[0]
-        return (feats - feats.mean(dim=0, keepdim=True)).numpy().astype(np.float32)
+    def mean(self) -> np.ndarray | None:
+        """The mean statistics of the turns heard so far, or None before the first."""
+        with self._lock:
+            return None if self._sum is None else (self._sum / self._turns).astype(np.float32)
 
+    def add(self, stats: np.ndarray) -> None:
+        """A turn the caller said (its `pooled_stats`) joins the baseline."""
+        self.read_then_add(stats)
 
-class FbankBranch(nn.Module):
-    """A small ECAPA-style TDNN (dilated 1-D convolutions) with attentive statistics pooling over filterbanks."""
+    def read_then_add(self, stats: np.ndarray) -> np.ndarray | None:
+        """The baseline a turn is read against (its earlier turns only), then the turn joins it."""
+        stats = np.asarray(stats, dtype=np.float64)
+        if stats.shape != (STATS_DIM,) or not np.all(np.isfinite(stats)):
+            raise AudioError(f"baseline statistics must be ({STATS_DIM},) finite numbers, got shape {stats.shape}")
+        with self._lock:
+            before = None if self._sum is None else (self._sum / self._turns).astype(np.float32)
+            self._sum = stats.copy() if self._sum is None else self._sum + stats
+            self._turns += 1
+            return before
 
-    def __init__(self, dim: int = PhoneBandFbank.dim, channels: int = 128, attention: int = 64) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        for i, (kernel, dilation) in enumerate(((5, 1), (3, 2), (3, 3))):
-            layers += [
-                nn.Conv1d(dim if i == 0 else channels, channels, kernel, dilation=dilation, padding="same"),
-                nn.ReLU(),
-                nn.BatchNorm1d(channels),
-            ]
-        self.tdnn = nn.Sequential(*layers)
-        self.pool = _asp_pooling(channels, attention)
-        self.out_dim = 2 * channels
+    def __repr__(self) -> str:
+        return f"CallerBaseline(turns={self._turns})"
 
-    def forward(self, fbank: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.avg_pool1d(fbank.transpose(1, 2), 2, 2, ceil_mode=True)  # 100 -> 50 frames/s
-        return self.pool(self.tdnn(x), lengths).squeeze(-1)
-
-
-def _asp_pooling(channels: int, attention_channels: int) -> nn.Module:
-    from speechbrain.lobes.models.ECAPA_TDNN import AttentiveStatisticsPooling
-
-    return AttentiveStatisticsPooling(channels, attention_channels=attention_channels, global_context=True)
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("a CallerBaseline characterises a caller's voice: it lives in memory for one call only")
 
 
 class VoiceHead(nn.Module):
-    """Frame projection, attentive statistics pooling over time, MLP to logits over `LABELS`.
+    """Pooled statistics of a turn, read beside the caller's baseline, -> logits over `LABELS`.
 
-    Frames are first averaged in pairs (`stride` 2: 40 ms): emotion lives in
-    prosody over hundreds of milliseconds, and it halves the cost of the head.
+    `forward(stats, baseline, has_baseline)` takes (B, 3,072) `pooled_stats`, the
+    (B, 3,072) mean statistics of the caller's earlier turns (anything where there
+    are none) and a (B,) 0/1 mask. Both are standardised with the training set's
+    statistics and projected by the same layer; the classifier reads the turn's own
+    projection (the absolute reading: what calm sounds like in general) beside its
+    departure from the baseline's projection (what changed for this caller), plus the
+    mask. Centring alone would make a calm caller look like the average of all emotions.
 
-    `forward(states, lengths[, fbank])` takes (B, T, 4 x 384) encoder states
-    (`WhisperEncoder`), relative lengths in (0, 1] and, when the head has a filterbank
-    branch, the (B, 2T, 40) filterbanks of the same audio; it returns (logits,
-    embedding) where the embedding is the penultimate layer, the vector fusion may
-    attend over. The head reads the last `layers` blocks (1: the encoder output only,
-    as the first shipped head did), each layer-normalised on its own because the
-    blocks' scales differ by an order of magnitude.
+    Buffers saved with the weights: the standardisation, a PCA model of the training
+    statistics (`distance`: how unlike the training audio a turn is) and the
+    reference distances and confidence scales the recipe fitted on held-out speakers.
     """
 
+    center: torch.Tensor
+    scale: torch.Tensor
+    pca_axes: torch.Tensor
+    pca_var: torch.Tensor
+    residual_var: torch.Tensor
+    familiar: torch.Tensor
+    confidence_scale: torch.Tensor
+
     def __init__(
-        self,
-        layers: int = BLOCKS,
-        channels: int = 256,
-        attention: int = 128,
-        embedding: int = 128,
-        dropout: float = 0.3,
-        stride: int = 2,
-        fbank_channels: int = 0,
+        self, hidden: int = 256, embedding: int = 128, dropout: float = 0.3, components: int = 32, **_: Any
     ) -> None:
         super().__init__()
-        if not 1 <= layers <= BLOCKS:
-            raise ValueError(f"layers must be 1 to {BLOCKS}, got {layers}")
-        self.layers = layers
-        self.stride = stride
-        dim = layers * WIDTH
-        # Optional filterbank branch (0 = off): prosody and spectral detail the ASR-trained encoder may discard.
-        self.fbank = FbankBranch(channels=fbank_channels) if fbank_channels else None
-        pooled = 2 * channels + (self.fbank.out_dim if self.fbank else 0)
-        self.norm = nn.LayerNorm(WIDTH)
-        self.project = nn.Sequential(nn.Dropout(dropout), nn.Conv1d(dim, channels, 1), nn.GELU())
-        self.pool = _asp_pooling(channels, attention)
-        self.embed = nn.Sequential(nn.LayerNorm(pooled), nn.Dropout(dropout), nn.Linear(pooled, embedding))
-        self.classify = nn.Sequential(nn.GELU(), nn.Dropout(dropout), nn.Linear(embedding, len(LABELS)))
+        self.register_buffer("center", torch.zeros(STATS_DIM))
+        self.register_buffer("scale", torch.ones(STATS_DIM))
+        self.register_buffer("pca_axes", torch.zeros(components, STATS_DIM))
+        self.register_buffer("pca_var", torch.ones(components))
+        self.register_buffer("residual_var", torch.ones(1))
+        # Distance up to which a turn counts as familiar, and the distance over which confidence then halves.
+        self.register_buffer("familiar", torch.tensor([float("inf"), 1.0]))
+        # Confidence = top probability x this scale, [first turn, with a baseline] (held-out accuracy / mean top p).
+        self.register_buffer("confidence_scale", torch.ones(2))
+        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(STATS_DIM, hidden))
+        self.embed = nn.Sequential(
+            nn.LayerNorm(2 * hidden + 1), nn.Dropout(dropout), nn.Linear(2 * hidden + 1, embedding), nn.GELU()
+        )
+        self.classify = nn.Sequential(nn.Dropout(dropout), nn.Linear(embedding, len(LABELS)))
 
-    @property
-    def needs_audio(self) -> bool:
-        """True when the head has a filterbank branch, which reads the turn's audio too."""
-        return self.fbank is not None
+    def standardise(self, stats: torch.Tensor) -> torch.Tensor:
+        return (stats - self.center) / self.scale
 
     def forward(
-        self, states: torch.Tensor, lengths: torch.Tensor, fbank: torch.Tensor | None = None
+        self, stats: torch.Tensor, baseline: torch.Tensor, has_baseline: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        b, t, _ = states.shape
-        x = states[..., -self.layers * WIDTH :].reshape(b, t, self.layers, WIDTH)
-        # Each block normalised on its own, then (B, C, T) as SpeechBrain's pooling expects.
-        x = self.norm(x).reshape(b, t, self.layers * WIDTH).transpose(1, 2)
-        if self.stride > 1:
-            x = nn.functional.avg_pool1d(x, self.stride, self.stride, ceil_mode=True)
-        x = self.project(x)
-        pooled = self.pool(x, lengths).squeeze(-1)
-        if self.fbank is not None:
-            if fbank is None:
-                raise AudioError("this voice head has a filterbank branch: pass the turn's audio as well")
-            pooled = torch.cat([pooled, self.fbank(fbank, lengths)], dim=1)
-        emb = self.embed(pooled)
+        mask = has_baseline.float()[:, None]
+        turn = self.project(self.standardise(stats))
+        # The departure is taken before the non-linearity: a linear map of (turn - baseline).
+        departure = (turn - self.project(self.standardise(baseline))) * mask
+        emb = self.embed(torch.cat([nn.functional.gelu(turn), departure, mask], dim=1))
         return self.classify(emb), emb
 
+    def distance(self, stats: torch.Tensor) -> torch.Tensor:
+        """RMS Mahalanobis distance of standardised statistics under the training PCA model (about 1 in training)."""
+        z = self.standardise(stats)
+        coords = z @ self.pca_axes.T
+        residual = (z**2).sum(dim=1) - (coords**2).sum(dim=1)
+        energy = (coords**2 / self.pca_var).sum(dim=1) + residual.clamp(min=0) / self.residual_var
+        return torch.sqrt(energy / (self.pca_axes.shape[0] + 1))
 
-def pad_states(batch: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad (T_i, D) arrays to one (B, T_max, D) tensor plus SpeechBrain relative lengths."""
-    longest = max(s.shape[0] for s in batch)
-    out = torch.zeros(len(batch), longest, batch[0].shape[1])
-    for i, s in enumerate(batch):
-        out[i, : s.shape[0]] = torch.from_numpy(np.asarray(s, dtype=np.float32))
-    lengths = torch.tensor([s.shape[0] / longest for s in batch], dtype=torch.float32)
-    return out, lengths
+    def familiarity(self, distance: torch.Tensor) -> torch.Tensor:
+        """1 up to the familiar distance, then halving every `familiar[1]` beyond it."""
+        beyond = (distance - self.familiar[0]).clamp(min=0) / self.familiar[1]
+        return torch.pow(0.5, beyond)
+
+    def fit_distribution(self, stats: np.ndarray, components: int | None = None) -> None:
+        """Standardisation and PCA model of the training statistics (rows: turns)."""
+        x = torch.from_numpy(np.asarray(stats, dtype=np.float32))
+        self.center.copy_(x.mean(dim=0))
+        self.scale.copy_(x.std(dim=0).clamp(min=1e-3))
+        z = self.standardise(x).double()
+        k = components or self.pca_axes.shape[0]
+        _, sing, axes = torch.linalg.svd(z, full_matrices=False)
+        self.pca_axes.copy_(axes[:k].float())
+        self.pca_var.copy_((sing[:k] ** 2 / (len(z) - 1)).float())
+        coords = z @ axes[:k].T
+        residual = (z**2).sum(dim=1) - (coords**2).sum(dim=1)
+        self.residual_var.copy_(residual.mean().reshape(1).float())
 
 
 # The voice head's file format is the shared one (weights, labels, temperature, arch, info).
 VoiceCheckpoint = Checkpoint
+
+
+class OldVoiceHeadError(ValueError):
+    """A voice head saved before the caller baseline (it read frames, not statistics beside a baseline)."""
+
+
+def load_head(checkpoint: Checkpoint, path: Path) -> VoiceHead:
+    """The head of a checkpoint; an earlier head format fails with what to do about it."""
+    if checkpoint.arch.get("kind") != HEAD_KIND:
+        raise OldVoiceHeadError(
+            f"{path}: voice head format {checkpoint.arch.get('kind', 'frames (before 2026-12)')!r} is no longer "
+            f"supported: this code reads heads of kind {HEAD_KIND!r} (pooled statistics beside a caller "
+            "baseline). Retrain it with `make train-voice` or use the shipped models/weights/voice_head.pt."
+        )
+    head = VoiceHead(**checkpoint.arch)
+    head.load_state_dict(checkpoint.state_dict)
+    return head.eval()
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Speakers the shipped head was trained without: callers it never heard, for end-to-end tests and quality runs."""
+
+    ravdess_actors: tuple[int, ...]
+    fsdd_speakers: tuple[str, ...]
+
+
+def held_out_speakers(head_path: Path | None = None) -> HeldOut:
+    """The RAVDESS actors and FSDD speakers the (shipped) head never heard, read from its JSON sidecar."""
+    sidecar = (head_path or DEFAULT_HEAD).with_suffix(".json")
+    held = json.loads(sidecar.read_text()).get("held_out")
+    if not held:
+        raise ValueError(f"{sidecar} names no held-out speakers: the head was trained on every speaker")
+    return HeldOut(tuple(int(a) for a in held["ravdess_actors"]), tuple(str(s) for s in held["fsdd_speakers"]))
 
 
 @dataclass(frozen=True)
@@ -245,7 +307,12 @@ class _Span:
 
 
 class VoiceEmotionModel:
-    """16 kHz PCM (or Whisper encoder states) -> `EmotionEstimate`; thread-safe, load once."""
+    """16 kHz PCM (or Whisper encoder states) -> `EmotionEstimate`; thread-safe, load once.
+
+    Pass the call's `CallerBaseline` to read a turn against the caller's earlier
+    turns (the turn then joins it). Without one, every turn is read as a first turn:
+    the same head without the departure, and a lower confidence.
+    """
 
     def __init__(
         self, encoder: WhisperEncoder | None, head: VoiceHead, temperature: float, name: str, threads: int = 1
@@ -253,7 +320,6 @@ class VoiceEmotionModel:
         self._encoder = encoder
         self._threads = threads
         self.head = head.eval()
-        self.fbank = PhoneBandFbank() if head.needs_audio else None
         self.temperature = temperature
         self.name = name
         # The torch modules are shared; one turn at a time keeps them on their thread budget.
@@ -263,11 +329,10 @@ class VoiceEmotionModel:
     def load(cls, head_path: Path | None = None, threads: int = 1) -> VoiceEmotionModel:
         """Load the shipped (or given) head and the bundled encoder; `threads` caps CPU use of both."""
         torch.set_num_threads(threads)
-        checkpoint = VoiceCheckpoint.load(head_path or DEFAULT_HEAD)
-        # The first shipped head read the encoder output only and saved no `layers`.
-        head = VoiceHead(**{"layers": 1, **checkpoint.arch})
-        head.load_state_dict(checkpoint.state_dict)
-        name = f"voice-whisper-asp@{checkpoint.info.get('version', 'dev')}"
+        path = head_path or DEFAULT_HEAD
+        checkpoint = VoiceCheckpoint.load(path)
+        head = load_head(checkpoint, path)
+        name = f"voice-whisper-stats@{checkpoint.info.get('version', 'dev')}"
         log_event(logger, logging.INFO, "voice.model.loaded", model=name, temperature=checkpoint.temperature)
         # The encoder loads on first use: the telephony connector hands over the states of its own
         # ASR pass (`predict_from_encoder`) and would otherwise hold a second Whisper in memory.
@@ -281,11 +346,6 @@ class VoiceEmotionModel:
                 self._encoder = WhisperEncoder(threads=self._threads)
             return self._encoder
 
-    @property
-    def needs_audio(self) -> bool:
-        """True when `predict_from_encoder` must also be given the turn's audio (filterbank branch)."""
-        return self.fbank is not None
-
     def encode(self, pcm16k: np.ndarray) -> np.ndarray:
         """Whisper encoder states (T, 4 x 384) of one turn, as `predict_from_encoder` takes them."""
         encoder = self.encoder
@@ -294,72 +354,109 @@ class VoiceEmotionModel:
 
     @torch.inference_mode()
     def forward(
-        self, states: Sequence[np.ndarray], fbanks: Sequence[np.ndarray | None]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated logits and embeddings, one turn at a time.
+        self, stats: np.ndarray, baselines: Sequence[np.ndarray | None]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Calibrated logits, embeddings and familiarity (1: like the training audio) of (B, 3,072) statistics."""
+        x = torch.from_numpy(np.asarray(stats, dtype=np.float32))
+        has = torch.tensor([b is not None for b in baselines], dtype=torch.float32)
+        base = torch.from_numpy(np.stack([x[i].numpy() if b is None else b for i, b in enumerate(baselines)]))
+        logits, emb = self.head(x, base, has)
+        familiarity = self.head.familiarity(self.head.distance(x))
+        return (logits / self.temperature).numpy(), emb.numpy(), familiarity.numpy()
 
-        The head costs about a millisecond a turn; running turns unpadded keeps a
-        turn's estimate independent of whatever else shares its batch.
-        """
-        outputs = [
-            self.head(torch.from_numpy(s)[None], torch.ones(1), None if f is None else torch.from_numpy(f)[None])
-            for s, f in zip(states, fbanks)
-        ]
-        logits = torch.cat([o[0] for o in outputs]) / self.temperature
-        return logits.numpy(), torch.cat([o[1] for o in outputs]).numpy()
-
-    def postprocess(self, logits: np.ndarray, emb: np.ndarray, spans: Sequence[_Span]) -> list[EmotionEstimate]:
+    def postprocess(
+        self,
+        logits: np.ndarray,
+        emb: np.ndarray,
+        familiarity: np.ndarray,
+        has_baseline: Sequence[bool],
+        spans: Sequence[_Span],
+    ) -> list[EmotionEstimate]:
+        """Estimates whose confidence is the top probability, rescaled to held-out accuracy for a first turn or
+        a turn with a baseline, times the turn's familiarity (low on audio unlike the training data)."""
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
-        return [
-            EmotionEstimate.from_probs(Modality.VOICE, p, embedding=e, start=span.start, end=span.end, model=self.name)
-            for p, e, span in zip(probs, emb, spans)
+        scale = self.head.confidence_scale.numpy()
+        confidence = [
+            float(np.clip(p.max() * scale[int(b)] * f, 0.0, 1.0)) for p, b, f in zip(probs, has_baseline, familiarity)
         ]
-
-    def _filterbanks(self, audio: Sequence[np.ndarray | None] | None, n: int) -> list[np.ndarray | None]:
-        if self.fbank is None:
-            return [None] * n
-        if audio is None or len(audio) != n or any(a is None for a in audio):
-            raise AudioError("this voice head also reads filterbanks: pass each turn's 16 kHz audio with its states")
-        return [self.fbank(a) for a in audio if a is not None]
+        return [
+            EmotionEstimate.from_probs(
+                Modality.VOICE, p, confidence=c, embedding=e, start=span.start, end=span.end, model=self.name
+            )
+            for p, c, e, span in zip(probs, confidence, emb, spans)
+        ]
 
     def predict_from_encoder_batch(
         self,
         states: Sequence[np.ndarray],
         spans: Sequence[tuple[float | None, float | None]] | None = None,
-        audio: Sequence[np.ndarray | None] | None = None,
+        baseline: CallerBaseline | None = None,
+        learn: bool = True,
     ) -> list[EmotionEstimate]:
         """Estimates from already-computed encoder states, each (T, 4 x 384) covering one turn.
 
-        `audio` (the turns' canonical PCM) is needed only when `needs_audio`.
+        With a `baseline`, the turns are one caller's, in order: each is read against
+        the turns before it (in the baseline already, or earlier in this list) and then
+        joins it, unless `learn` is False (the caller adds the turn itself once it keeps it).
         """
         if not states:
             return []
-        clean = [_check_states(s) for s in states]
+        stats = np.stack([pooled_stats(_check_states(s)) for s in states])
+        return self.predict_from_stats(stats, spans, baseline, learn)
+
+    def predict_from_stats(
+        self,
+        stats: np.ndarray,
+        spans: Sequence[tuple[float | None, float | None]] | None = None,
+        baseline: CallerBaseline | None = None,
+        learn: bool = True,
+    ) -> list[EmotionEstimate]:
+        """Estimates from (B, 3,072) `pooled_stats` of one caller's turns in order (`predict_from_encoder_batch`)."""
+        if baseline is None:
+            baselines: list[np.ndarray | None] = [None] * len(stats)
+        elif learn:
+            baselines = [baseline.read_then_add(s) for s in stats]
+        else:
+            baselines = [baseline.mean()] * len(stats)
         with self._lock:
-            logits, emb = self.forward(clean, self._filterbanks(audio, len(clean)))
-        return self.postprocess(logits, emb, [_Span(*s) for s in (spans or [(None, None)] * len(clean))])
+            logits, emb, familiarity = self.forward(stats, baselines)
+        has_baseline = [b is not None for b in baselines]
+        return self.postprocess(
+            logits, emb, familiarity, has_baseline, [_Span(*s) for s in (spans or [(None, None)] * len(stats))]
+        )
 
     def predict_from_encoder(
         self,
         states: np.ndarray,
         start: float | None = None,
         end: float | None = None,
-        pcm16k: np.ndarray | None = None,
+        baseline: CallerBaseline | None = None,
+        learn: bool = True,
     ) -> EmotionEstimate:
         """One turn from Whisper encoder states the ASR pass already computed (only the covering frames)."""
-        return self.predict_from_encoder_batch([states], [(start, end)], [pcm16k])[0]
+        return self.predict_from_encoder_batch([states], [(start, end)], baseline, learn)[0]
 
     def predict_batch(
-        self, turns: Sequence[np.ndarray], spans: Sequence[tuple[float | None, float | None]] | None = None
+        self,
+        turns: Sequence[np.ndarray],
+        spans: Sequence[tuple[float | None, float | None]] | None = None,
+        baseline: CallerBaseline | None = None,
     ) -> list[EmotionEstimate]:
-        """Estimates for several turns of canonical audio (16 kHz mono float32)."""
+        """Estimates for several turns of canonical audio (16 kHz mono float32); with a `baseline`, one
+        caller's turns in order."""
         states = [self.encode(pcm) for pcm in turns]
-        return self.predict_from_encoder_batch(states, spans, list(turns))
+        return self.predict_from_encoder_batch(states, spans, baseline)
 
-    def predict(self, pcm16k: np.ndarray, start: float | None = None, end: float | None = None) -> EmotionEstimate:
+    def predict(
+        self,
+        pcm16k: np.ndarray,
+        start: float | None = None,
+        end: float | None = None,
+        baseline: CallerBaseline | None = None,
+    ) -> EmotionEstimate:
         """One customer turn of canonical audio -> voice `EmotionEstimate` (raises `AudioError` on bad audio)."""
-        return self.predict_batch([pcm16k], [(start, end)])[0]
+        return self.predict_batch([pcm16k], [(start, end)], baseline)[0]
 
 
 def _check_states(states: Any) -> np.ndarray:

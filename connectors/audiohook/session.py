@@ -22,6 +22,7 @@ from connectors.speech.turns import Turn, TurnEvent, TurnSegmenter, TurnSettings
 from models.audio import AudioError
 from models.logs import log_event
 from models.text import CONTEXT_TURNS
+from models.voice import CallerBaseline
 from plugin.routing import TurnRecord
 from plugin.state import ConversationInfo
 
@@ -61,6 +62,8 @@ class AudioHookSession:
         self.history: list[TurnRecord] = []
         # The customer's last words, in memory for the call only: the text model reads a turn in context.
         self.said: deque[str] = deque(maxlen=CONTEXT_TURNS)
+        # How the customer sounds: the voice reads each turn against it. In memory for the session only.
+        self.baseline = CallerBaseline()
         self._runtime = runtime
         self._recorder = recorder
         self._executor = executor
@@ -109,13 +112,14 @@ class AudioHookSession:
 
     async def _analyse(self, turn: Turn) -> None:
         try:
-            heard = await self._runtime.hear(turn.pcm, turn.start, turn.end, self.session_id)
+            heard = await self._runtime.hear(turn.pcm, turn.start, turn.end, self.session_id, self.baseline)
         except AudioError as exc:
             log_event(logger, logging.WARNING, "audiohook.turn.unusable", session_id=self.session_id, error=str(exc))
             return
         if not heard.text or (heard.no_speech_prob > NO_SPEECH_THRESHOLD and len(heard.text) < 3):
             log_event(logger, logging.INFO, "audiohook.turn.no_speech", session_id=self.session_id)
             return
+        heard.keep_in(self.baseline)
         message_id = f"{self.session_id}:{turn.start:.3f}"
         loop = asyncio.get_running_loop()
         recorded = await loop.run_in_executor(

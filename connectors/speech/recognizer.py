@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,13 @@ from models.voice import (
     DEFAULT_HEAD,
     MAX_SAMPLES,
     WINDOW_MEL_FRAMES,
+    CallerBaseline,
     VoiceEmotionModel,
     WhisperEncoder,
     encoder_path,
     frames_covering,
     last_layer,
+    pooled_stats,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,13 +51,24 @@ TOKENS_PER_SECOND = 6  # fast speech is ~4 tokens/s; the cap bounds the cost of 
 
 @dataclass(frozen=True)
 class Hearing:
-    """What one turn said (text) and how it sounded (voice estimate, when emotion ran)."""
+    """What one turn said (text) and how it sounded (voice estimate, when emotion ran).
+
+    `stats` are the turn's pooled encoder statistics, for the call's `CallerBaseline`
+    once the session keeps the turn (`keep_in`); they characterise a voice, so they are
+    left out of the repr and never logged or stored.
+    """
 
     text: str
     voice: EmotionEstimate | None
     no_speech_prob: float
     encode_ms: float
     decode_ms: float
+    stats: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def keep_in(self, baseline: CallerBaseline) -> None:
+        """Let this turn join the caller's baseline (call it once for the turn the session answers)."""
+        if self.stats is not None:
+            baseline.add(self.stats)
 
 
 class SpeechRecognizer:
@@ -84,9 +97,19 @@ class SpeechRecognizer:
         return cls(model, tokenizer, WhisperEncoder(path), _load_emotion(head) if emotion else None)
 
     def hear(
-        self, pcm: np.ndarray, start: float | None = None, end: float | None = None, emotion: bool = True
+        self,
+        pcm: np.ndarray,
+        start: float | None = None,
+        end: float | None = None,
+        emotion: bool = True,
+        baseline: CallerBaseline | None = None,
     ) -> Hearing:
-        """Transcribe one turn of canonical audio; add the voice estimate when `emotion` and the head is loaded."""
+        """Transcribe one turn of canonical audio; add the voice estimate when `emotion` and the head is loaded.
+
+        The voice reads the turn against `baseline` (the caller's earlier turns in this
+        call; None or empty: a first turn) without adding it: the session does that with
+        `Hearing.keep_in` for the turn it answers (an early pass may be thrown away).
+        """
         import ctranslate2
 
         pcm = check_pcm(pcm, "turn")[: MAX_SAMPLES - int(PAD_SECONDS * SAMPLE_RATE)]
@@ -106,10 +129,12 @@ class SpeechRecognizer:
         )[0]
         text = self.tokenizer.decode(result.sequences_ids[0]).strip()
         t2 = time.perf_counter()
-        voice = None
+        voice, stats = None, None
         if emotion and self.emotion is not None:
-            voice = self.emotion.predict_from_encoder(states[: frames_covering(pcm.size)], start=start, end=end)
-        return Hearing(text, voice, float(result.no_speech_prob), (t1 - t0) * 1000, (t2 - t1) * 1000)
+            covering = states[: frames_covering(pcm.size)]
+            voice = self.emotion.predict_from_encoder(covering, start=start, end=end, baseline=baseline, learn=False)
+            stats = pooled_stats(covering)
+        return Hearing(text, voice, float(result.no_speech_prob), (t1 - t0) * 1000, (t2 - t1) * 1000, stats)
 
     def max_tokens(self, pcm: np.ndarray) -> int:
         return min(MAX_TOKENS, len(self.prompt) + 8 + int(TOKENS_PER_SECOND * pcm.size / SAMPLE_RATE))

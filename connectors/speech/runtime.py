@@ -25,6 +25,7 @@ import numpy as np
 from connectors.speech.recognizer import Hearing, SpeechRecognizer
 from connectors.speech.tts import EspeakEngine, TtsEngine
 from models.logs import log_event
+from models.voice import CallerBaseline
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,8 +96,11 @@ class SpeechRuntime:
         """Run cheap audio work (VAD, codec) off the loop, in order with the other light jobs."""
         return await asyncio.get_running_loop().run_in_executor(self._light, partial(fn, *args))
 
-    async def hear(self, pcm: np.ndarray, start: float, end: float, call_id: str) -> Hearing:
-        """ASR + voice emotion of one turn; under overload the emotion head is skipped, never the turn."""
+    async def hear(
+        self, pcm: np.ndarray, start: float, end: float, call_id: str, baseline: CallerBaseline | None = None
+    ) -> Hearing:
+        """ASR + voice emotion of one turn (read against the caller's `baseline`); under overload the emotion
+        head is skipped, never the turn."""
         recognizer = await self.recognizer()
         emotion = not self.overloaded
         if not emotion:
@@ -104,7 +108,7 @@ class SpeechRuntime:
             log_event(logger, logging.WARNING, "speech.emotion.skipped", call_id=call_id, pending=self.pending)
         self.pending += 1
         try:
-            job = partial(recognizer.hear, pcm, start, end, emotion)
+            job = partial(recognizer.hear, pcm, start, end, emotion, baseline)
             return await asyncio.get_running_loop().run_in_executor(self._models, job)
         finally:
             self.pending -= 1

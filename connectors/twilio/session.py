@@ -25,6 +25,7 @@ from connectors.speech.turns import SpeechStarted, Turn, TurnEnding, TurnEvent, 
 from connectors.twilio.rest import HandoffTarget, TransferError, TwilioRest
 from models.audio import PHONE_RATE, AudioError
 from models.logs import log_event
+from models.voice import CallerBaseline
 
 logger = logging.getLogger(__name__)
 CHANNEL = "twilio"
@@ -81,6 +82,8 @@ class TwilioCallSession:
         self._generation = 0  # bumped by barge-in: playback of an older reply stops
         self.transferred = False
         self.timings: list[TurnTiming] = []
+        # How this caller sounds: the voice reads each turn against it. In memory for this call only.
+        self.baseline = CallerBaseline()
         self._worker = asyncio.create_task(self._turn_loop(), name=f"twilio-turns-{start.call_id}")
 
     @property
@@ -128,7 +131,7 @@ class TwilioCallSession:
         self._drop_early()
         if self.transferred or self._runtime.overloaded:
             return
-        future = asyncio.ensure_future(self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id))
+        future = asyncio.ensure_future(self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id, self.baseline))
         future.add_done_callback(_retrieve)
         self._early = (turn.speech_end, future)
 
@@ -176,7 +179,7 @@ class TwilioCallSession:
                 early.cancel()
             return
         try:
-            heard = await (early or self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id))
+            heard = await (early or self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id, self.baseline))
         except AudioError as exc:
             log_event(logger, logging.WARNING, "twilio.turn.unusable", call_id=self.call_id, error=str(exc))
             return
@@ -184,6 +187,7 @@ class TwilioCallSession:
         if not heard.text or (heard.no_speech_prob > NO_SPEECH_THRESHOLD and len(heard.text) < 3):
             log_event(logger, logging.INFO, "twilio.turn.no_speech", call_id=self.call_id, seconds=turn.seconds)
             return
+        heard.keep_in(self.baseline)
         reply = await self._bot.send(self.call_id, heard.text, self.metadata(heard.voice))
         timing.answered_at = time.monotonic()
         log_event(

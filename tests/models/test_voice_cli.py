@@ -72,10 +72,28 @@ def test_voice_report_and_last_line_json(tmp_path: Path, telephone: bool) -> Non
     lines = result.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
     assert summary["n"] == 6 and summary["skipped"] == 1 and summary["telephone"] is telephone
-    assert set(summary) >= {"n", "accuracy", "macro_f1", "weighted_f1"}
+    assert set(summary) >= {"n", "accuracy", "macro_f1", "weighted_f1", "family_accuracy", "families"}
     assert summary["accuracy"] >= 0.5, result.stdout
+    assert sum(summary["families"].values()) == 6 and set(summary["families"]) <= {"negative", "neutral", "positive"}
+    assert 0.5 <= summary["family_accuracy"] <= 1.0
+    assert "family accuracy" in result.stdout
     assert "skipped 1 rows with labels outside the canonical set (calm: 1)" in result.stdout
     assert "confusion matrix" in result.stdout and "angry" in result.stdout
+
+
+def test_rows_of_one_speaker_are_read_as_one_call(tmp_path: Path) -> None:
+    # The same clips, twice: as first turns (no speaker column) and as one caller's call.
+    manifest = build_manifest(tmp_path)
+    rows = list(csv.DictReader(manifest.open()))
+    called = tmp_path / "called.csv"
+    with called.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "label", "speaker"])
+        writer.writeheader()
+        writer.writerows({**r, "speaker": "caller-1"} for r in rows)
+    alone, in_call = run_cli("voice", str(manifest)), run_cli("voice", str(called))
+    assert alone.returncode == 0 and in_call.returncode == 0, in_call.stderr[-2000:]
+    assert "callers: 0" in alone.stdout and "callers: 1" in in_call.stdout
+    assert json.loads(in_call.stdout.strip().splitlines()[-1])["n"] == 6
 
 
 def test_missing_column_and_unreadable_audio_are_reported(tmp_path: Path) -> None:

@@ -3,25 +3,33 @@
     python -m models.recipes.voice.train [--hparams models/recipes/voice/hparams.yaml]
         [--calm neutral|skip] [--set KEY=VALUE ...] [--no-export] [--out models/weights/voice_head.pt] [--runs-dir DIR]
 
-1. Whisper encoder states of every RAVDESS clip, studio and through simulated
-   phone lines, come from the feature cache (`models.recipes.voice.features`).
-2. Cross-validation over actor folds (5 x 4 actors, speaker-independent): for
-   each fold the head is trained on the other 16 actors, with the phone channel
-   drawn at random per example and epoch, and scored on the held-out actors'
-   studio clips and on the same clips through an unseen telephone draw. A
-   linear probe (mean-pooled states, logistic regression) is trained on the
-   same examples and scored the same way: the baseline.
-3. A temperature is fitted on the pooled out-of-fold logits (honest held-out
-   predictions), then the exported head is trained on all 20 actors.
+1. Pooled statistics of the Whisper encoder states (`models.voice.pooled_stats`)
+   of every RAVDESS clip and every FSDD digit-string turn (calm, unacted,
+   neutral), studio and through simulated phone lines, come from the feature
+   cache (`models.recipes.voice.features`, `models.recipes.voice.calm`).
+2. Each training example is a turn read beside a baseline: the mean statistics
+   of a random handful of the same speaker's other turns in the same channel (as
+   a call's earlier turns), sometimes none (a first turn), sometimes only their
+   calm ones (a caller who started calm).
+3. Cross-validation over speaker folds: 5 x 4 RAVDESS actors, and FSDD leave one
+   speaker out (fold k holds out the k-th FSDD speaker; folds 3 and 4 none).
+   Every held-out turn is read three ways: as a first turn, in a call (4 other
+   turns of the speaker as the baseline) and after a calm start (4 calm ones).
+4. From the out-of-fold readings: the temperature, the confidence scales (first
+   turn / with a baseline) and the familiar distance of held-out speakers.
+5. The exported head is trained on every speaker but `HELD_OUT` (two RAVDESS
+   actors, one FSDD speaker), so tests and quality runs have callers it never
+   heard; then scored on those and on the probes (`models.recipes.voice.report`).
 
-Confusion-matrix PNGs, per-fold JSON and the out-of-fold logits (`oof.npz`,
-which the fusion recipe trains on) go to --runs-dir (default
+Per-fold JSON, confusion PNGs and the out-of-fold logits (`oof.npz`, RAVDESS, read
+by the fusion recipe; `oof-calm.npz`, FSDD) go to --runs-dir (default
 ~/.cache/toneline/voice-runs/calm-<calm>), outside the repository.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -35,30 +43,29 @@ import speechbrain as sb
 import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader, Dataset
 
 from models.emotion import LABEL_INDEX, LABELS, canonical_label
 from models.logs import log_event
-from models.metrics import Report, evaluate, expected_calibration_error
+from models.metrics import evaluate
 from models.recipes.calibration import fit_temperature, softmax
-from models.recipes.voice.features import (
-    EVAL_VARIANT,
-    TRAIN_VARIANTS,
-    Clip,
-    extract,
-    extract_fbank,
-    ravdess_clips,
-)
-from models.voice import DEFAULT_HEAD, ENCODER_NAME, VoiceCheckpoint, pad_states
+from models.recipes.voice.calm import fsdd_turns
+from models.recipes.voice.features import EVAL_VARIANT, TRAIN_VARIANTS, Source, extract_pooled, ravdess_clips
+from models.recipes.voice.report import cv_report, headline, names, probe_report, render
+from models.voice import DEFAULT_HEAD, ENCODER_NAME, HEAD_KIND, HeldOut, VoiceCheckpoint, VoiceHead
 
 logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 RUNS = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "voice-runs"
-VERSION = "20261201"
-OOF_FILE = "oof.npz"  # out-of-fold logits per variant, read by models.recipes.fusion
+VERSION = "20261202"
+OOF_FILE = "oof.npz"  # RAVDESS out-of-fold logits per variant, read by models.recipes.fusion
+OOF_CALM_FILE = "oof-calm.npz"  # FSDD out-of-fold logits (leave one speaker out)
+EVAL_VARIANTS = ("studio", EVAL_VARIANT)
+# Speakers the exported head never hears: one RAVDESS man, one woman, one FSDD speaker.
+HELD_OUT = HeldOut(ravdess_actors=(19, 20), fsdd_speakers=("lucas",))
+MODES = ("first", "call", "calm_start")  # how a held-out turn is read: no baseline, 4 other turns, 4 calm turns
+EVAL_BASELINE_TURNS = 4
+UNLABELLED = -1
 
 
 def label_of(emotion: str, calm: str) -> str | None:
@@ -75,87 +82,127 @@ def actor_folds(n_folds: int) -> list[list[int]]:
 
 @dataclass(frozen=True)
 class Corpus:
-    """Labelled clips and their encoder states in every variant (studio, telephone)."""
+    """Every turn (RAVDESS clips, FSDD turns) with its speaker, label and pooled statistics per variant.
 
-    clips: list[Clip]
+    `labels` is `UNLABELLED` where a turn is no training target (RAVDESS calm when
+    skipped) but still a baseline turn; `calm` marks turns a calm start may use.
+    """
+
+    sources: list[Source]
+    corpus: np.ndarray  # "ravdess" / "fsdd"
+    speakers: np.ndarray
     labels: np.ndarray
-    variants: dict[str, list[np.ndarray]]
-    fbanks: dict[str, list[np.ndarray]] | None = None
+    calm: np.ndarray
+    stats: dict[str, np.ndarray]
 
-    def where(self, actors: list[int]) -> np.ndarray:
-        return np.array([i for i, c in enumerate(self.clips) if c.actor in actors])
+    def where(self, speakers: list[str], labelled: bool = True) -> np.ndarray:
+        keep = np.isin(self.speakers, speakers) & ((self.labels >= 0) if labelled else True)
+        return np.flatnonzero(keep)
+
+    def by_speaker(self) -> dict[str, np.ndarray]:
+        return {s: np.flatnonzero(self.speakers == s) for s in np.unique(self.speakers)}
 
 
-def load_corpus(calm: str, fbank: bool = False) -> Corpus:
-    """RAVDESS clips with a canonical label and their cached states (and filterbanks when asked)."""
-    clips = ravdess_clips()
-    kinds = ("studio", *TRAIN_VARIANTS, EVAL_VARIANT)
-    keep = [i for i, c in enumerate(clips) if label_of(c.emotion, calm) is not None]
-    labels = np.array([LABEL_INDEX[label_of(clips[i].emotion, calm) or ""] for i in keep])
-    variants = {v: [s[i] for i in keep] for v, s in ((v, extract(v, clips)) for v in kinds)}
-    fbanks = {v: [f[i] for i in keep] for v, f in ((v, extract_fbank(v, clips)) for v in kinds)} if fbank else None
-    return Corpus([clips[i] for i in keep], labels, variants, fbanks)
+def load_corpus(calm: str, variants: tuple[str, ...] = ("studio", *TRAIN_VARIANTS, EVAL_VARIANT)) -> Corpus:
+    """RAVDESS and FSDD turns and their cached pooled statistics in every variant."""
+    clips, turns = ravdess_clips(), fsdd_turns()
+    labels = [
+        LABEL_INDEX[label_of(c.emotion, calm) or "neutral"] if label_of(c.emotion, calm) else UNLABELLED for c in clips
+    ]
+    stats = {v: np.concatenate([extract_pooled(v, clips), extract_pooled(v, turns)]) for v in variants}
+    return Corpus(
+        sources=[*clips, *turns],
+        corpus=np.array(["ravdess"] * len(clips) + ["fsdd"] * len(turns)),
+        speakers=np.array([c.speaker for c in clips] + [f"fsdd-{t.speaker}" for t in turns]),
+        labels=np.array(labels + [LABEL_INDEX["neutral"]] * len(turns)),
+        calm=np.array([c.emotion in ("neutral", "calm") for c in clips] + [True] * len(turns)),
+        stats=stats,
+    )
+
+
+def fold_speakers(corpus: Corpus, n_folds: int) -> list[list[str]]:
+    """Held-out speakers of each fold: 4 RAVDESS actors, and for the first folds one FSDD speaker each."""
+    fsdd = sorted({s for s in corpus.speakers if s.startswith("fsdd-")})
+    return [
+        [f"ravdess-{a:02d}" for a in actors] + ([fsdd[k]] if k < len(fsdd) else [])
+        for k, actors in enumerate(actor_folds(n_folds))
+    ]
+
+
+def baseline_of(
+    corpus: Corpus, i: int, variant: str, pool: np.ndarray, k: int, rng: np.random.Generator
+) -> np.ndarray | None:
+    """Mean statistics of `k` turns drawn from `pool` (never turn `i`), or None when there are none."""
+    others = pool[pool != i]
+    if k <= 0 or len(others) == 0:
+        return None
+    chosen = rng.choice(others, size=min(k, len(others)), replace=False)
+    return corpus.stats[variant][chosen].mean(axis=0)
+
+
+class TurnSet(Dataset):
+    """Training turns; each draw picks a channel and a baseline from the same speaker's turns in the set.
+
+    Every turn of `fixed` is drawn once an epoch; then, for each (turns, n) of `sampled`,
+    n random turns of that pool (FSDD's digit strings, many and alike, and RAVDESS's acted
+    calm when it counts as neutral: a share of each per epoch).
+    """
+
+    def __init__(self, corpus: Corpus, fixed: np.ndarray, sampled: list[tuple[np.ndarray, int]], hp: dict) -> None:
+        self.corpus, self.fixed = corpus, fixed
+        self.sampled = [(pool, n) for pool, n in sampled if len(pool) and n > 0]
+        self.draws = np.concatenate([[k] * n for k, (_, n) in enumerate(self.sampled)] + [[]]).astype(int)
+        every = np.concatenate([fixed, *(pool for pool, _ in self.sampled)]).astype(int)
+        speakers = list(np.unique(corpus.speakers[every]))
+        allowed = np.zeros(len(corpus.labels), dtype=bool)
+        allowed[corpus.where(speakers, labelled=False)] = True
+        self.pools = {s: idx[allowed[idx]] for s, idx in corpus.by_speaker().items()}
+        self.calm_pools = {s: idx[corpus.calm[idx]] for s, idx in self.pools.items()}
+        self.hp = hp
+        self.rng = np.random.default_rng(int(hp["seed"]))
+
+    def __len__(self) -> int:
+        return len(self.fixed) + len(self.draws)
+
+    def __getitem__(self, n: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+        hp, rng = self.hp, self.rng
+        if n < len(self.fixed):
+            i = int(self.fixed[n])
+        else:
+            i = int(rng.choice(self.sampled[self.draws[n - len(self.fixed)]][0]))
+        phone = rng.random() >= float(hp["studio_prob"]) and len(TRAIN_VARIANTS) > 0
+        variant = str(rng.choice(TRAIN_VARIANTS)) if phone else "studio"
+        speaker = self.corpus.speakers[i]
+        pool = self.calm_pools[speaker] if rng.random() < float(hp["calm_start_prob"]) else self.pools[speaker]
+        k = 0 if rng.random() < float(hp["first_turn_prob"]) else int(rng.integers(1, int(hp["baseline_max"]) + 1))
+        baseline = baseline_of(self.corpus, i, variant, pool, k, rng)
+        return self.corpus.stats[variant][i], baseline, int(self.corpus.labels[i])
 
 
 @dataclass
 class Batch:
-    """Padded encoder states, SpeechBrain relative lengths and label indices."""
-
-    states: torch.Tensor
-    lengths: torch.Tensor
+    stats: torch.Tensor
+    baseline: torch.Tensor
+    has_baseline: torch.Tensor
     labels: torch.Tensor
-    fbank: torch.Tensor | None = None
-
-    def to(self, device: str) -> Batch:
-        fbank = None if self.fbank is None else self.fbank.to(device)
-        return Batch(self.states.to(device), self.lengths.to(device), self.labels.to(device), fbank)
-
-
-class StateSet(Dataset):
-    """Examples of a set of clips; in training each draw picks a variant at random and crops it."""
-
-    def __init__(self, corpus: Corpus, index: np.ndarray, variants: tuple[str, ...], hp: dict, train: bool) -> None:
-        self.corpus, self.index, self.variants, self.train = corpus, index, variants, train
-        self.studio_prob, self.crop_min = float(hp["studio_prob"]), float(hp["crop_min"])
-        self.rng = np.random.default_rng(int(hp["seed"]))
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray | None, int]:
-        clip = int(self.index[i])
-        variant = self.variants[0]
-        if self.train:
-            phone = [v for v in self.variants if v != "studio"]
-            variant = "studio" if not phone or self.rng.random() < self.studio_prob else str(self.rng.choice(phone))
-        states = self.corpus.variants[variant][clip]
-        fbank = None if self.corpus.fbanks is None else self.corpus.fbanks[variant][clip]
-        start, keep = 0, len(states)
-        if self.train:
-            keep = max(5, int(len(states) * self.rng.uniform(self.crop_min, 1.0)))
-            start = int(self.rng.integers(0, len(states) - keep + 1))
-        if fbank is not None:  # filterbanks run at 100 frames/s, twice the encoder's rate
-            fbank = fbank[2 * start : 2 * (start + keep)].astype(np.float32)
-        return states[start : start + keep].astype(np.float32), fbank, int(self.corpus.labels[clip])
 
 
 def collate(items: list[tuple[np.ndarray, np.ndarray | None, int]]) -> Batch:
-    states, lengths = pad_states([s for s, _, _ in items])
-    fbanks = [f for _, f, _ in items if f is not None]
-    fbank = pad_states(fbanks)[0] if len(fbanks) == len(items) else None
-    return Batch(states, lengths, torch.tensor([y for _, _, y in items]), fbank)
+    stats = np.stack([s for s, _, _ in items]).astype(np.float32)
+    base = np.stack([s if b is None else b for s, b, _ in items]).astype(np.float32)
+    has = torch.tensor([b is not None for _, b, _ in items], dtype=torch.float32)
+    return Batch(torch.from_numpy(stats), torch.from_numpy(base), has, torch.tensor([y for _, _, y in items]))
 
 
 class VoiceBrain(sb.Brain):
-    """The head's training loop: encoder states -> logits, cross-entropy with label smoothing."""
+    """The head's training loop: a turn beside its baseline -> logits, cross-entropy with label smoothing."""
 
     def compute_forward(self, batch: Batch, stage: sb.Stage) -> torch.Tensor:
-        batch = batch.to(self.device)
-        logits, _ = self.modules.head(batch.states, batch.lengths, batch.fbank)
+        logits, _ = self.modules.head(batch.stats, batch.baseline, batch.has_baseline)
         return logits
 
     def compute_objectives(self, predictions: torch.Tensor, batch: Batch, stage: sb.Stage) -> torch.Tensor:
-        return self.hparams.loss(predictions, batch.labels.to(self.device))
+        return self.hparams.loss(predictions, batch.labels)
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
@@ -164,13 +211,8 @@ class VoiceBrain(sb.Brain):
     def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
         if stage == sb.Stage.TRAIN:
             self.scheduler.step()
-            log_event(logger, logging.INFO, "voice.train.epoch", epoch=epoch, loss=round(stage_loss, 4))
-
-    @torch.inference_mode()
-    def logits(self, dataset: StateSet, batch_size: int = 64) -> np.ndarray:
-        self.modules.eval()
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-        return np.concatenate([self.compute_forward(b, sb.Stage.TEST).numpy() for b in loader])
+            if epoch is not None and epoch % 10 == 0:
+                log_event(logger, logging.INFO, "voice.train.epoch", epoch=epoch, loss=round(stage_loss, 4))
 
 
 def load_hparams(path: Path, overrides: dict[str, Any]) -> dict:
@@ -178,118 +220,128 @@ def load_hparams(path: Path, overrides: dict[str, Any]) -> dict:
         return load_hyperpyyaml(handle, overrides)
 
 
-def train_head(corpus: Corpus, index: np.ndarray, hparams_path: Path, overrides: dict) -> VoiceBrain:
-    """A fresh head from the hparams, trained on `index` with telephone augmentation."""
+def train_head(corpus: Corpus, index: np.ndarray, hparams_path: Path, overrides: dict) -> VoiceHead:
+    """A fresh head from the hparams, fitted to the statistics of `index`'s speakers and trained on `index`."""
     hp = load_hparams(hparams_path, overrides)
     torch.manual_seed(int(hp["seed"]))
+    head: VoiceHead = hp["modules"]["head"]
+    speakers = list(np.unique(corpus.speakers[index]))
+    seen = corpus.where(speakers, labelled=False)
+    head.fit_distribution(np.concatenate([corpus.stats[v][seen] for v in ("studio", *TRAIN_VARIANTS)]))
+    fsdd = corpus.corpus[index] == "fsdd"
+    acted_calm = np.array([getattr(corpus.sources[int(i)], "emotion", "") == "calm" for i in index])
+    sampled = [
+        (index[fsdd], int(fsdd.sum() * float(hp["fsdd_share"]))),
+        (index[acted_calm], int(acted_calm.sum() * float(hp["calm_share"]))),
+    ]
+    data = TurnSet(corpus, index[~fsdd & ~acted_calm], sampled, hp)
+    loader = DataLoader(data, batch_size=int(hp["batch_size"]), shuffle=True, collate_fn=collate)
     brain = VoiceBrain(modules=hp["modules"], opt_class=hp["opt_class"], hparams=hp, run_opts={"device": "cpu"})
-    train_set = StateSet(corpus, index, ("studio", *TRAIN_VARIANTS), hp, train=True)
-    loader = DataLoader(train_set, batch_size=int(hp["batch_size"]), shuffle=True, collate_fn=collate)
-    brain.fit(hp["epoch_counter"], loader, progressbar=True)
-    return brain
+    brain.fit(hp["epoch_counter"], loader, progressbar=False)
+    return head.eval()
 
 
-def linear_probe(corpus: Corpus, train_idx: np.ndarray, test_idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Baseline: mean-pooled states -> standardised logistic regression, same training examples as the head."""
-
-    def pooled(variant: str, idx: np.ndarray) -> np.ndarray:
-        return np.stack([corpus.variants[variant][i].astype(np.float32).mean(axis=0) for i in idx])
-
-    x = np.concatenate([pooled(v, train_idx) for v in ("studio", *TRAIN_VARIANTS)])
-    y = np.tile(corpus.labels[train_idx], 1 + len(TRAIN_VARIANTS))
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000)).fit(x, y)
-    return {v: probe.predict(pooled(v, test_idx)) for v in ("studio", EVAL_VARIANT)}
+def eval_baselines(corpus: Corpus, index: np.ndarray, variant: str, mode: str, seed: int) -> list[np.ndarray | None]:
+    """The baseline each held-out turn is read against in `mode`, drawn reproducibly from its own speaker."""
+    if mode == "first":
+        return [None] * len(index)
+    rng = np.random.default_rng(seed)
+    by_speaker = corpus.by_speaker()
+    pools = {s: idx[corpus.calm[idx]] if mode == "calm_start" else idx for s, idx in by_speaker.items()}
+    return [baseline_of(corpus, int(i), variant, pools[corpus.speakers[i]], EVAL_BASELINE_TURNS, rng) for i in index]
 
 
-def names(idx: np.ndarray) -> list[str]:
-    return [LABELS[int(i)] for i in idx]
+@torch.inference_mode()
+def read_turns(head: VoiceHead, stats: np.ndarray, baselines: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Raw logits (before temperature) and distances of turns read against their baselines."""
+    x = torch.from_numpy(np.asarray(stats, dtype=np.float32))
+    base = torch.from_numpy(np.stack([s if b is None else b for s, b in zip(stats, baselines)]).astype(np.float32))
+    has = torch.tensor([b is not None for b in baselines], dtype=torch.float32)
+    logits, _ = head(x, base, has)
+    return logits.numpy(), head.distance(x).numpy()
 
 
-def save_confusion_png(report: Report, title: str, path: Path) -> None:
-    """Confusion matrix (rows gold) as a PNG, normalised per row, counts in the cells."""
-    import matplotlib
+@dataclass
+class OutOfFold:
+    """Every labelled turn's logits and distance from the fold head that never heard its speaker."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    counts = report.confusion
-    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
-    ax.set_yticks(range(len(LABELS)), LABELS)
-    for (r, c), n in np.ndenumerate(counts):
-        ax.text(c, r, str(int(n)), ha="center", va="center", color="white" if share[r, c] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    ax.set_title(f"{title}\naccuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    index: np.ndarray  # rows of the corpus
+    logits: dict[tuple[str, str], np.ndarray]  # (variant, mode) -> (n, 7)
+    distance: dict[str, np.ndarray]  # variant -> (n,)
 
 
-def headline(report: Report) -> dict[str, float]:
-    return {"accuracy": round(report.accuracy, 4), "macro_f1": round(report.macro_f1, 4)}
-
-
-def cross_validate(corpus: Corpus, hparams_path: Path, overrides: dict, runs: Path) -> dict[str, Any]:
-    """Per-fold and pooled scores of the head and the probe, studio and telephone, plus the fitted temperature."""
+def cross_validate(corpus: Corpus, hparams_path: Path, overrides: dict) -> tuple[OutOfFold, list[dict]]:
     hp = load_hparams(hparams_path, overrides)
-    oof: dict[str, np.ndarray] = {v: np.zeros((len(corpus.labels), len(LABELS))) for v in ("studio", EVAL_VARIANT)}
-    probe_pred = {v: np.zeros(len(corpus.labels), dtype=int) for v in ("studio", EVAL_VARIANT)}
+    index = np.flatnonzero(corpus.labels >= 0)
+    row = {int(i): n for n, i in enumerate(index)}
+    oof = OutOfFold(
+        index,
+        {(v, m): np.full((len(index), len(LABELS)), np.nan) for v in EVAL_VARIANTS for m in MODES},
+        {v: np.full(len(index), np.nan) for v in EVAL_VARIANTS},
+    )
     folds = []
-    for k, actors in enumerate(actor_folds(int(hp["folds"]))):
-        test_idx = corpus.where(actors)
-        train_idx = np.setdiff1d(np.arange(len(corpus.labels)), test_idx)
-        brain = train_head(corpus, train_idx, hparams_path, overrides)
-        probe = linear_probe(corpus, train_idx, test_idx)
-        fold: dict[str, Any] = {"fold": k, "actors": actors, "n": int(len(test_idx))}
-        for variant, key in (("studio", "studio"), (EVAL_VARIANT, "telephone")):
-            logits = brain.logits(StateSet(corpus, test_idx, (variant,), hp, train=False))
-            oof[variant][test_idx] = logits
-            probe_pred[variant][test_idx] = probe[variant]
-            gold = names(corpus.labels[test_idx])
-            fold[key] = headline(evaluate(gold, names(logits.argmax(axis=1))))
-            fold[f"probe_{key}"] = headline(evaluate(gold, names(probe[variant])))
+    for k, held in enumerate(fold_speakers(corpus, int(hp["folds"]))):
+        test = corpus.where(held)
+        train = np.setdiff1d(index, corpus.where(held, labelled=False))
+        head = train_head(corpus, train, hparams_path, overrides)
+        rows = np.array([row[int(i)] for i in test])
+        fold: dict[str, Any] = {"fold": k, "speakers": held, "n": int(len(test))}
+        for variant in EVAL_VARIANTS:
+            for mode in MODES:
+                baselines = eval_baselines(corpus, test, variant, mode, seed=100 * k + MODES.index(mode))
+                logits, distance = read_turns(head, corpus.stats[variant][test], baselines)
+                oof.logits[(variant, mode)][rows] = logits
+                oof.distance[variant][rows] = distance
+            rav = corpus.corpus[test] == "ravdess"
+            logits = oof.logits[(variant, "call")][rows][rav]
+            fold[variant] = headline(evaluate(names(corpus.labels[test][rav]), names(logits.argmax(axis=1))))
         log_event(logger, logging.INFO, "voice.cv.fold", **fold)
         folds.append(fold)
-    save_oof(corpus, oof, runs / OOF_FILE)
-    pooled: dict[str, Any] = {}
-    gold = names(corpus.labels)
-    for variant, key in (("studio", "studio"), (EVAL_VARIANT, "telephone")):
-        report = evaluate(gold, names(oof[variant].argmax(axis=1)))
-        save_confusion_png(report, f"voice head, {key}, 5-fold actor CV", runs / f"confusion-{key}.png")
-        pooled[key] = {**headline(report), "confusion": report.confusion.tolist()}
-        pooled[f"probe_{key}"] = headline(evaluate(gold, names(probe_pred[variant])))
-        pooled[f"{key}_per_class_recall"] = {n: round(c["recall"], 3) for n, c in report.per_class.items()}
-    logits = np.concatenate([oof["studio"], oof[EVAL_VARIANT]])
-    y = np.concatenate([corpus.labels, corpus.labels])
-    temperature = fit_temperature(logits, y)
-    pooled["temperature"] = round(temperature, 4)
-    pooled["ece_before_after"] = [
-        round(expected_calibration_error(softmax(logits), y), 4),
-        round(expected_calibration_error(softmax(logits / temperature), y), 4),
-    ]
-    no_calm = np.array([c.emotion != "calm" for c in corpus.clips])
-    for variant, key in (("studio", "studio"), (EVAL_VARIANT, "telephone")):
-        pred = oof[variant].argmax(axis=1)
-        pooled[f"{key}_without_calm_clips"] = headline(evaluate(names(corpus.labels[no_calm]), names(pred[no_calm])))
-    return {"folds": folds, "pooled": pooled, "temperature": temperature}
+    return oof, folds
 
 
-def save_oof(corpus: Corpus, oof: dict[str, np.ndarray], path: Path) -> None:
-    """Out-of-fold logits (before temperature) of every clip, for the fusion recipe: each clip's
-    logits come from the fold head that never heard its actor."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        path,
-        paths=np.array([str(c.path.name) for c in corpus.clips]),
-        actors=np.array([c.actor for c in corpus.clips]),
-        labels=corpus.labels,
-        **{f"logits_{v}": logits.astype(np.float32) for v, logits in oof.items()},
-    )
-    log_event(logger, logging.INFO, "voice.cv.oof_saved", path=str(path), clips=len(corpus.clips))
+def fit_calibration(corpus: Corpus, oof: OutOfFold) -> dict[str, Any]:
+    """Temperature, confidence scales and familiar distance from held-out speakers' readings (both corpora)."""
+    y = corpus.labels[oof.index]
+    logits = np.concatenate([oof.logits[(v, m)] for v in EVAL_VARIANTS for m in ("first", "call")])
+    temperature = fit_temperature(logits, np.tile(y, 2 * len(EVAL_VARIANTS)))
+    scales = []
+    for mode in ("first", "call"):
+        probs = softmax(np.concatenate([oof.logits[(v, mode)] for v in EVAL_VARIANTS]) / temperature)
+        correct = probs.argmax(axis=1) == np.tile(y, len(EVAL_VARIANTS))
+        scales.append(float(correct.mean() / probs.max(axis=1).mean()))
+    distance = np.concatenate([oof.distance[v] for v in EVAL_VARIANTS])
+    familiar, median = np.quantile(distance, [0.95, 0.5])
+    return {
+        "temperature": float(temperature),
+        "confidence_scale": [round(s, 4) for s in scales],
+        "familiar": [round(float(familiar), 4), round(float(familiar - median), 4)],
+    }
+
+
+def save_oof(corpus: Corpus, oof: OutOfFold, runs: Path) -> None:
+    """Out-of-fold logits (before temperature): RAVDESS for the fusion recipe (`logits_<variant>` are turns read
+    in a call, `logits_<variant>_first` as first turns), FSDD for the calm-speech report."""
+    runs.mkdir(parents=True, exist_ok=True)
+    for name, which in ((OOF_FILE, "ravdess"), (OOF_CALM_FILE, "fsdd")):
+        keep = corpus.corpus[oof.index] == which
+        rows = oof.index[keep]
+        sources = [corpus.sources[int(i)] for i in rows]
+        logits = {}
+        for v in EVAL_VARIANTS:
+            logits[f"logits_{v}"] = oof.logits[(v, "call")][keep].astype(np.float32)
+            for mode in ("first", "calm_start"):
+                logits[f"logits_{v}_{mode}"] = oof.logits[(v, mode)][keep].astype(np.float32)
+            logits[f"distance_{v}"] = oof.distance[v][keep].astype(np.float32)
+        np.savez(
+            runs / name,
+            paths=np.array([Path(s.key.split("|")[0]).name for s in sources]),
+            actors=np.array([getattr(s, "actor", 0) for s in sources]),
+            speakers=corpus.speakers[rows],
+            labels=corpus.labels[rows],
+            **logits,
+        )
+    log_event(logger, logging.INFO, "voice.cv.oof_saved", path=str(runs / OOF_FILE))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -299,11 +351,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more hparams overrides")
     parser.add_argument("--no-export", action="store_true", help="cross-validate only")
-    parser.add_argument(
-        "--reuse-cv",
-        action="store_true",
-        help="export only, with the cv.json an earlier run of the same settings wrote",
-    )
     parser.add_argument("--out", type=Path, default=DEFAULT_HEAD)
     parser.add_argument("--runs-dir", type=Path, default=RUNS)
     args = parser.parse_args(argv)
@@ -314,30 +361,44 @@ def main(argv: list[str] | None = None) -> None:
     hp = load_hparams(args.hparams, overrides)
     runs = args.runs_dir / f"calm-{hp['calm']}"
     started = time.perf_counter()
-    corpus = load_corpus(hp["calm"], fbank=bool(hp["fbank_channels"]))
-    if args.reuse_cv:
-        cv = json.loads((runs / "cv.json").read_text())
-    else:
-        cv = cross_validate(corpus, args.hparams, overrides, runs)
-        runs.mkdir(parents=True, exist_ok=True)
-        (runs / "cv.json").write_text(json.dumps(cv, indent=2) + "\n")
-    log_event(logger, logging.INFO, "voice.cv.done", **{k: v for k, v in cv["pooled"].items() if "confusion" not in k})
+    corpus = load_corpus(hp["calm"])
+    oof, folds = cross_validate(corpus, args.hparams, overrides)
+    save_oof(corpus, oof, runs)
+    calibration = fit_calibration(corpus, oof)
+    # Plain JSON types only: the checkpoint is read back with torch's weights-only loader.
+    cv = json.loads(json.dumps({"folds": folds, **cv_report(corpus, oof, calibration, runs)}, default=float))
+    (runs / "cv.json").write_text(json.dumps(cv, indent=2) + "\n")
     if args.no_export:
+        print(render(cv, None))
         return
-    brain = train_head(corpus, np.arange(len(corpus.labels)), args.hparams, overrides)
+    held = [f"ravdess-{a:02d}" for a in HELD_OUT.ravdess_actors] + [f"fsdd-{s}" for s in HELD_OUT.fsdd_speakers]
+    train = np.setdiff1d(np.flatnonzero(corpus.labels >= 0), corpus.where(held, labelled=False))
+    head = train_head(corpus, train, args.hparams, overrides)
+    head.confidence_scale.copy_(torch.tensor(calibration["confidence_scale"]))
+    head.familiar.copy_(torch.tensor(calibration["familiar"]))
     settings = {k: hp[k] for k in ("seed", "calm", "folds", "epochs", "batch_size", "lr", "weight_decay")}
-    settings.update({k: hp[k] for k in ("label_smoothing", "studio_prob", "crop_min")})
+    settings.update({k: hp[k] for k in ("label_smoothing", "studio_prob", "first_turn_prob", "calm_start_prob")})
+    settings.update({k: hp[k] for k in ("baseline_max", "fsdd_share", "calm_share")})
     info = {
         "version": VERSION,
         "encoder": ENCODER_NAME,
-        "data": "RAVDESS speech, 20 actors (CC BY-NC-SA 4.0)",
+        "data": "RAVDESS speech, 20 actors (CC BY-NC-SA 4.0); FSDD, 3 speakers, digit strings as neutral turns "
+        "(CC BY-SA 4.0)",
+        "held_out": dataclasses.asdict(HELD_OUT),
         "settings": settings,
-        "cv": {"folds": cv["folds"], "pooled": cv["pooled"]},
+        "calibration": calibration,
+        "cv": cv,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
-    head_state = {k: v.detach().clone() for k, v in brain.modules.head.state_dict().items()}
-    VoiceCheckpoint(head_state, LABELS, cv["temperature"], dict(hp["arch"]), info).save(args.out)
-    log_event(logger, logging.INFO, "voice.export.done", path=str(args.out), temperature=round(cv["temperature"], 4))
+    state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    arch = {"kind": HEAD_KIND, **dict(hp["arch"])}
+    VoiceCheckpoint(state, LABELS, calibration["temperature"], arch, info).save(args.out)
+    # The exported head on what it never heard (held-out speakers, calm read speech, synthetic voices), in its sidecar.
+    probes = json.loads(json.dumps(probe_report(args.out), default=float))
+    info["probes"] = probes
+    VoiceCheckpoint(state, LABELS, calibration["temperature"], arch, info).save(args.out)
+    print(render(cv, probes))
+    log_event(logger, logging.INFO, "voice.export.done", path=str(args.out), **calibration)
 
 
 if __name__ == "__main__":
