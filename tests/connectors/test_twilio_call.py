@@ -68,6 +68,14 @@ async def test_a_caller_is_heard_and_answered_in_mulaw_with_a_mark(voice_stack: 
     assert "text" in emotion["weights"]
     if DEFAULT_HEAD.exists():
         assert "voice" in emotion["weights"] and emotion["weights"]["voice"] > 0, emotion["weights"]
+        # The answered turn joined the call's caller baseline (only its count is ever logged).
+        closed = None
+        for _ in range(50):
+            closed = re.search(rf"twilio\.call\.closed call_id={call.call_sid} .*", voice_stack.log())
+            if closed:
+                break
+            await asyncio.sleep(0.1)
+        assert closed and f"baseline_turns={len(turns)}" in closed.group(0), closed
     else:
         pytest.skip(f"voice head {DEFAULT_HEAD} not trained yet: transcript and reply checked, voice weight not")
 
