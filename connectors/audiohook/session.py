@@ -153,12 +153,14 @@ class AudioHookSession:
         except asyncio.TimeoutError:
             log_event(logger, logging.WARNING, "audiohook.session.drain_timeout", session_id=self.session_id)
             self._worker.cancel()
-        log_event(
-            logger,
-            logging.INFO,
-            "audiohook.session.closed",
-            session_id=self.session_id,
-            conversation_id=self.conversation_id,
-            turns=len(self.history),
-            baseline_turns=self.baseline.turns,  # a count only: the baseline itself is never logged
-        )
+        finally:
+            # Logged also when the server cancels the handler mid-drain; the shielded worker finishes its turns.
+            log_event(
+                logger,
+                logging.INFO,
+                "audiohook.session.closed",
+                session_id=self.session_id,
+                conversation_id=self.conversation_id,
+                turns=len(self.history),
+                baseline_turns=self.baseline.turns,  # a count only: the baseline itself is never logged
+            )

@@ -272,17 +272,20 @@ class TwilioCallSession:
             self._worker.cancel()
         except Exception as exc:
             log_event(logger, logging.ERROR, "twilio.call.worker_failed", call_id=self.call_id, error=repr(exc))
-        for event in self._pending_marks.values():
-            event.set()
-        # The baseline's turn count only: the baseline itself characterises a voice and is never logged.
-        log_event(
-            logger,
-            logging.INFO,
-            "twilio.call.closed",
-            call_id=self.call_id,
-            turns=len(self.timings),
-            baseline_turns=self.baseline.turns,
-        )
+        finally:
+            # Also when the server cancels the handler mid-drain (the peer closed its socket): the shielded
+            # worker still delivers the turns already cut, and the call's end is logged either way.
+            for event in self._pending_marks.values():
+                event.set()
+            # The baseline's turn count only: the baseline itself characterises a voice and is never logged.
+            log_event(
+                logger,
+                logging.INFO,
+                "twilio.call.closed",
+                call_id=self.call_id,
+                turns=len(self.timings),
+                baseline_turns=self.baseline.turns,
+            )
 
 
 def _retrieve(future: asyncio.Future[Hearing]) -> None:
