@@ -12,8 +12,8 @@ export PYTHONPATH := $(CURDIR)
 demo:  ## Redis + trained demo bot + action server + Rasa with Toneline
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m scripts.stack demo
 
-test:  ## lint, type-check and the whole test suite
-	@venv="$$(./scripts/env.sh)" && $$venv/bin/ruff check . && $$venv/bin/ruff format --check . && \
+test:  ## lint, type-check and the whole test suite (installs the Debian packages it drives when root, else names them)
+	@./scripts/system-deps.sh && venv="$$(./scripts/env.sh)" && $$venv/bin/ruff check . && $$venv/bin/ruff format --check . && \
 	  $$venv/bin/mypy && \
 	  $$venv/bin/python -m pytest
 

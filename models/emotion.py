@@ -145,6 +145,8 @@ def normalise_probs(raw: Sequence[float] | Mapping[str, float] | np.ndarray) -> 
         if unknown:
             raise InvalidEstimate(f"unknown emotion labels {unknown}; expected a subset of {list(LABELS)}")
         values = [raw.get(name, 0.0) for name in LABELS]
+    elif isinstance(raw, (str, bytes)) or not isinstance(raw, (Sequence, np.ndarray)):
+        raise InvalidEstimate(f"probabilities must be a list or a label -> p object, got {type(raw).__name__}")
     else:
         values = list(raw)
         if len(values) != len(LABELS):
@@ -153,13 +155,17 @@ def normalise_probs(raw: Sequence[float] | Mapping[str, float] | np.ndarray) -> 
             )
     try:
         arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidEstimate(f"probabilities must be numbers: {exc}") from None
     if not np.all(np.isfinite(arr)):
         raise InvalidEstimate("probabilities contain NaN or infinity")
     if np.any(arr < 0):
         raise InvalidEstimate("probabilities must not be negative")
-    total = float(arr.sum())
+    with np.errstate(over="ignore"):
+        total = float(arr.sum())
+    if not math.isfinite(total):  # values near the float limit overflow the sum: scale them first
+        arr = arr / float(arr.max())
+        total = float(arr.sum())
     if total <= 0:
         raise InvalidEstimate("probabilities sum to zero")
     return tuple(float(p) for p in arr / total)
@@ -168,8 +174,8 @@ def normalise_probs(raw: Sequence[float] | Mapping[str, float] | np.ndarray) -> 
 def _finite(value: Any, name: str) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidEstimate(f"{name} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range
+        raise InvalidEstimate(f"{name} must be a number, got {str(value)[:40]!r}") from None
     if not math.isfinite(number):
         raise InvalidEstimate(f"{name} must be finite, got {value!r}")
     return number
@@ -251,7 +257,11 @@ class EmotionEstimate(_Distribution):
             raise InvalidEstimate(f"confidence must lie in [0, 1], got {conf}")
         emb = None
         if embedding is not None:
-            emb = tuple(_finite(x, "embedding value") for x in np.asarray(embedding, dtype=float).ravel())
+            try:
+                values = np.asarray(embedding, dtype=float).ravel()
+            except (TypeError, ValueError, OverflowError):
+                raise InvalidEstimate("an embedding must be a list of numbers") from None
+            emb = tuple(_finite(x, "embedding value") for x in values)
         span = [None if t is None else _finite(t, "time") for t in (start, end)]
         return cls(mod, clean, conf, span[0], span[1], emb, model)
 

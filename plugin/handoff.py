@@ -6,15 +6,16 @@ them) so it needs nothing but the tracker: it still works when Redis is down.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import threading
 import time
-from collections import deque
 from typing import Any, Iterable, Mapping
 
 from models.emotion import InvalidEstimate, TurnEmotion
 from models.logs import log_event
-from plugin.state import StateStore, StateUnavailable
+from plugin.metadata import bounded_id
+from plugin.outbox import outbox_for
+from plugin.state import StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -72,48 +73,46 @@ def build_case(
     transcript_turns: int,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """Everything an agent needs to pick the conversation up without asking again."""
+    """Everything an agent needs to pick the conversation up without asking again.
+
+    `dedupe_key` names the decision (conversation and the customer message that led
+    to it), so the same handoff written twice (a replay, a retry) is one case.
+    """
+    trigger = next((e.get("message_id") for e in reversed(events) if e.get("event") == "user"), None)
+    created = now if now is not None else time.time()
+    conversation_id = bounded_id(conversation_id)
+    decision = f"{conversation_id}|{trigger if trigger is not None else created}"
     return {
         "conversation_id": conversation_id,
-        "customer_id": customer_id,
+        "dedupe_key": hashlib.sha256(decision.encode()).hexdigest()[:32],
+        "customer_id": bounded_id(customer_id, "customer_id"),
         "channel": channel,
         "reason": reason,
-        "created_at": now if now is not None else time.time(),
+        "created_at": created,
         "emotion_timeline": emotion_timeline(events),
         "transcript": transcript(events, transcript_turns),
     }
 
 
 class HandoffOutbox:
-    """Queues handoff cases onto the Redis stream, holding them in memory while Redis is down.
+    """Writes handoff cases to the Redis stream; while Redis is down they wait on disk (`plugin.outbox`).
 
-    A case that cannot be written is kept (up to `capacity`, oldest dropped
-    first, with a log line) and written before the next one, so a short outage
-    costs the agent desk nothing.
+    A held case is written by a background replay as soon as Redis answers, also
+    after this process restarts (`start()` replays what a predecessor left), and
+    exactly once: the stream write is keyed by the case's `dedupe_key`.
     """
 
-    def __init__(self, store: StateStore, capacity: int = 1000) -> None:
+    def __init__(self, store: StateStore) -> None:
         self.store = store
-        self.pending: deque[dict[str, Any]] = deque()
-        self.capacity = capacity
-        self._lock = threading.Lock()
+        self.outbox = outbox_for(store, "handoffs")
 
     def push(self, case: dict[str, Any]) -> str | None:
-        """Queue `case`; returns its stream id, or None if it is held for later."""
-        with self._lock:
-            self.pending.append(case)
-            case_id = None
-            try:
-                while self.pending:
-                    case_id = self.store.push_handoff(self.pending[0])
-                    self.pending.popleft()
-            except StateUnavailable:
-                self._trim()
-                log_event(logger, logging.WARNING, "toneline.handoff.held", pending=len(self.pending))
-                return None
-            return case_id
+        """Write `case`; returns its stream id, or None if it is held for a later replay."""
+        written, case_id = self.outbox.submit(self.store.handoff_entry(case))
+        if not written:
+            log_event(logger, logging.WARNING, "toneline.handoff.held", conversation_id=case.get("conversation_id"))
+        return None if case_id is None else str(case_id)
 
-    def _trim(self) -> None:
-        while len(self.pending) > self.capacity:
-            dropped = self.pending.popleft()
-            log_event(logger, logging.ERROR, "toneline.handoff.dropped", conversation_id=dropped.get("conversation_id"))
+    def start(self) -> None:
+        """Replay cases an earlier process could not write (call once at start-up)."""
+        self.outbox.start()

@@ -12,12 +12,13 @@ Rasa applies a policy's `events` before the predicted action runs, so the
 reply to this very turn already uses the new tone.
 
 When Redis is unreachable the policy still decides from the tracker (only the
-customer's history across conversations is missing) and logs the outage.
+customer's history across conversations is missing) and logs the outage; the
+write waits on local disk (`plugin.outbox`) and is replayed when Redis returns,
+so an escalation decided during the outage is never lost.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any, Dict, List
@@ -39,6 +40,7 @@ from models.logs import log_event
 from plugin import metadata as turn_metadata
 from plugin import settings as toneline_settings
 from plugin.nlu import PARSE_KEY
+from plugin.outbox import DurableOutbox, outbox_for
 from plugin.routing import ConversationState, Decision, TurnRecord, decide, summarize
 from plugin.state import ConversationInfo, StateStore, StateUnavailable
 
@@ -93,7 +95,8 @@ def conversation_info(tracker: DialogueStateTracker) -> ConversationInfo:
     # Already validated (and any problem logged) by EmotionRecognizer.
     meta = turn_metadata.parse(latest.metadata if latest else None, log=False)
     channel = meta.channel or (latest.input_channel if latest else None) or "unknown"
-    return ConversationInfo(tracker.sender_id, meta.customer_id or tracker.sender_id, channel)
+    conversation_id = turn_metadata.bounded_id(tracker.sender_id)
+    return ConversationInfo(conversation_id, meta.customer_id or conversation_id, channel)
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT, is_trainable=True)
@@ -125,6 +128,22 @@ class EmotionPolicy(Policy):
         self.settings = toneline_settings.load(Path(path) if path else None)
         self.handoff_action = config[HANDOFF_ACTION_KEY]
         self._store: StateStore | None = None
+        self._outbox: DurableOutbox | None = None
+
+    @classmethod
+    def load(
+        cls,
+        config: Dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> Policy:
+        """Loaded to serve: replay any writes an earlier process held on disk."""
+        policy = super().load(config, model_storage, resource, execution_context, **kwargs)
+        if isinstance(policy, EmotionPolicy):
+            policy.outbox.start()
+        return policy
 
     @property
     def store(self) -> StateStore:
@@ -132,6 +151,12 @@ class EmotionPolicy(Policy):
         if self._store is None:
             self._store = StateStore(self.settings.redis, self.settings.state)
         return self._store
+
+    @property
+    def outbox(self) -> DurableOutbox:
+        if self._outbox is None:
+            self._outbox = outbox_for(self.store, "state")
+        return self._outbox
 
     def train(self, training_trackers: List[TrackerWithCachedStates], domain: Domain, **kwargs: Any) -> Resource:
         """Nothing to learn; checks that the domain has what the policy needs."""
@@ -191,9 +216,9 @@ class EmotionPolicy(Policy):
         return decision
 
     def _record(self, info: ConversationInfo, state: ConversationState, decision: Decision) -> None:
-        # A failure is logged by the store; the next turn's write backfills this one.
-        with contextlib.suppress(StateUnavailable):
-            self.store.record(info, state.turns, summarize(state.turns, self.settings.routing), decision)
+        # While Redis is down the write waits on disk and is replayed in order when it returns.
+        summary = summarize(state.turns, self.settings.routing)
+        self.outbox.submit(self.store.record_entry(info, state.turns, summary, decision))
 
     def _slot_events(self, tracker: DialogueStateTracker, decision: Decision) -> List[Event]:
         wanted: dict[str, str | None] = {self.config[TONE_SLOT_KEY]: decision.tone}

@@ -42,6 +42,8 @@ class StateSettings:
 
     max_turns: int = 200
     batch_turns: int = 20
+    # Escalations and handoff cases Redis refused wait here (plugin.outbox); "" = $TONELINE_CACHE/outbox
+    outbox_dir: str = ""
 
 
 @dataclass(frozen=True)

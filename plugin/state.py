@@ -66,6 +66,17 @@ return added
 """
 
 
+# A handoff case is written once per dedupe key: a replay after an outage, or a retry, finds it already there.
+_HANDOFF_LUA = """
+local existing = redis.call('GET', KEYS[2])
+if existing then return existing end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', tonumber(ARGV[3]), '*',
+  'conversation_id', ARGV[1], 'data', ARGV[2])
+redis.call('SET', KEYS[2], id, 'EX', tonumber(ARGV[4]))
+return id
+"""
+
+
 class StateUnavailable(RuntimeError):
     """Redis could not be reached; the caller should carry on without state."""
 
@@ -113,6 +124,7 @@ class StateStore:
         )
         self.breaker = _Breaker(redis_settings.retry_after_seconds)
         self._record = self.client.register_script(_RECORD_LUA)
+        self._handoff = self.client.register_script(_HANDOFF_LUA)
 
     # -- keys ---------------------------------------------------------------
     @property
@@ -155,6 +167,17 @@ class StateStore:
         Idempotent per message id: sending the same turns again (a retry, another
         Rasa instance, or a backfill after an outage) adds nothing twice.
         """
+        return int(self.apply(self.record_entry(info, turns, summary, decision, now)))
+
+    def record_entry(
+        self,
+        info: ConversationInfo,
+        turns: Sequence[TurnRecord],
+        summary: Summary,
+        decision: Decision,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """The write `record` makes, as plain JSON (`apply` runs it; `plugin.outbox` can hold it on disk)."""
         batch = [
             {"id": t.message_id, "json": json.dumps(t.to_dict())} for t in turns[-self.state_settings.batch_turns :]
         ]
@@ -192,19 +215,24 @@ class StateStore:
             decision_json,
             json.dumps(batch),
         ]
-        return int(self._call("record", lambda: self._record(keys=keys, args=args)))
+        return {"op": "record", "escalate": decision.escalate, "keys": keys, "args": args}
 
     def push_handoff(self, case: dict[str, Any]) -> str:
-        """Append a handoff case to the handoff stream; returns its stream id."""
-        fields = {"conversation_id": str(case.get("conversation_id", "")), "data": json.dumps(case)}
-        return str(
-            self._call(
-                "push_handoff",
-                lambda: self.client.xadd(
-                    self.handoff_stream, fields, maxlen=self.settings.stream_maxlen, approximate=True
-                ),
-            )
-        )
+        """Append a handoff case to the handoff stream (once per dedupe key); returns its stream id."""
+        return str(self.apply(self.handoff_entry(case)))
+
+    def handoff_entry(self, case: dict[str, Any]) -> dict[str, Any]:
+        """The write `push_handoff` makes, as plain JSON; its dedupe key is `case["dedupe_key"]` or the case's hash."""
+        data = json.dumps(case, sort_keys=True)
+        key = str(case.get("dedupe_key") or hashlib.sha256(data.encode()).hexdigest()[:32])
+        keys = [self.handoff_stream, self.keys.handoff_seen(key)]
+        args = [str(case.get("conversation_id", "")), data, self.settings.stream_maxlen, self.settings.ttl_seconds]
+        return {"op": "handoff", "keys": keys, "args": args}
+
+    def apply(self, entry: dict[str, Any]) -> Any:
+        """Run a write built by `record_entry` or `handoff_entry`; raises `StateUnavailable` while Redis is away."""
+        script = {"record": self._record, "handoff": self._handoff}[entry["op"]]
+        return self._call(entry["op"], lambda: script(keys=entry["keys"], args=entry["args"]))
 
     # -- reads --------------------------------------------------------------
     def turns(self, conversation_id: str) -> list[TurnRecord]:

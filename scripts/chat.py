@@ -1,6 +1,9 @@
 """Chat with the running demo bot in the terminal, seeing Toneline's view of each turn.
 
-python -m scripts.chat [--url http://localhost:5005] [--sender me]
+python -m scripts.chat [--url http://localhost:5005] [--sender me] [--token T]
+
+The tracker is read through Rasa's HTTP API, which needs its token: --token,
+TONELINE_RASA_TOKEN, or the one `make demo` saved for this user.
 """
 
 from __future__ import annotations
@@ -11,6 +14,19 @@ import os
 import sys
 import urllib.request
 import uuid
+from urllib.parse import quote
+
+from scripts.stack import RASA_TOKEN_ENV, TOKEN_FILE, api_url
+
+
+def _token(given: str | None) -> str:
+    """--token, else TONELINE_RASA_TOKEN, else the one `make demo` left in the cache (mode 0600)."""
+    token = given or os.environ.get(RASA_TOKEN_ENV)
+    if not token and TOKEN_FILE.is_file():
+        token = TOKEN_FILE.read_text().strip()
+    if not token:
+        raise SystemExit(f"error: no Rasa API token: start `make demo` first, or set {RASA_TOKEN_ENV}")
+    return token
 
 
 def _request(url: str, payload: dict | None = None) -> object:
@@ -37,7 +53,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", default=f"http://localhost:{os.environ.get('TONELINE_RASA_PORT', 5005)}")
     parser.add_argument("--sender", default=f"chat-{uuid.uuid4().hex[:8]}")
+    parser.add_argument("--token", default=None, help=f"Rasa API token (default: ${RASA_TOKEN_ENV} or make demo's)")
     args = parser.parse_args()
+    token = _token(args.token)
     print(f"Chatting as '{args.sender}'. Empty line or Ctrl-D to quit.")
     for line in sys.stdin if not sys.stdin.isatty() else iter(lambda: input("you> "), ""):
         text = line.strip()
@@ -46,7 +64,8 @@ def main() -> int:
         replies = _request(f"{args.url}/webhooks/rest/webhook", {"sender": args.sender, "message": text})
         for reply in replies if isinstance(replies, list) else []:
             print(f"bot> {reply.get('text', reply)}")
-        print(describe(_request(f"{args.url}/conversations/{args.sender}/tracker")))  # type: ignore[arg-type]
+        tracker = _request(api_url(args.url, f"/conversations/{quote(args.sender)}/tracker", token))
+        print(describe(tracker))  # type: ignore[arg-type]
     return 0
 
 

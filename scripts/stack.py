@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 REPO = Path(__file__).resolve().parent.parent
 RASA_DIR = REPO / "rasa_project"
@@ -36,6 +36,11 @@ INSTALL_REDIS_HINT = (
     "(Debian/Ubuntu: `sudo apt-get install redis-server`; macOS: `brew install redis`) "
     "or point REDIS_URL at one, e.g. REDIS_URL=redis://host:6379/0"
 )
+
+
+RASA_TOKEN_ENV = "TONELINE_RASA_TOKEN"
+ACTION_SECRET_ENV = "TONELINE_ACTION_SECRET"
+TOKEN_FILE = CACHE / "demo-rasa-token"  # where `make demo` leaves the token for `make chat` (mode 0600)
 
 
 class StackError(RuntimeError):
@@ -67,6 +72,14 @@ class RedisEndpoint:
             return bool(redis.Redis.from_url(self.url, socket_timeout=timeout, socket_connect_timeout=timeout).ping())
         except (redis.RedisError, OSError):
             return False
+
+
+def redact(url: str) -> str:
+    """`url` without its password, for printing."""
+    parts = urlparse(url)
+    if not parts.password:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 def free_port() -> int:
@@ -187,19 +200,38 @@ def stack_env(
     action_port: int,
     tracker_prefix: str = "tracker",
     toneline_redis_url: str | None = None,
-    toneline_prefix: str = "toneline",
+    toneline_prefix: str | None = None,
 ) -> dict[str, str]:
-    """Environment for `rasa run` and the action server (see rasa_project/endpoints.yml)."""
+    """Environment for `rasa run` and the action server (see rasa_project/endpoints.yml).
+
+    Toneline's Redis: `toneline_redis_url`, else TONELINE_REDIS_URL from the environment,
+    else the tracker's Redis; its key prefix likewise (`toneline_prefix`, TONELINE_PREFIX,
+    "toneline"). The Rasa API token and the action server's secret come from
+    TONELINE_RASA_TOKEN and TONELINE_ACTION_SECRET, or are generated for this run.
+    """
     return base_env(
         TONELINE_ACTION_URL=f"http://127.0.0.1:{action_port}/webhook",
+        TONELINE_ACTION_SECRET=os.environ.get(ACTION_SECRET_ENV) or secrets.token_urlsafe(24),
+        TONELINE_RASA_TOKEN=os.environ.get(RASA_TOKEN_ENV) or secrets.token_urlsafe(24),
         TONELINE_TRACKER_REDIS_HOST=tracker_redis.host,
         TONELINE_TRACKER_REDIS_PORT=str(tracker_redis.port),
         TONELINE_TRACKER_REDIS_DB=str(tracker_redis.db),
         TONELINE_TRACKER_REDIS_PASSWORD=tracker_redis.password,
         TONELINE_TRACKER_PREFIX=tracker_prefix,
-        TONELINE_REDIS_URL=toneline_redis_url or tracker_redis.url,
-        TONELINE_PREFIX=toneline_prefix,
+        TONELINE_REDIS_URL=toneline_redis_url or os.environ.get("TONELINE_REDIS_URL") or tracker_redis.url,
+        TONELINE_PREFIX=toneline_prefix or os.environ.get("TONELINE_PREFIX") or "toneline",
     )
+
+
+def without(env: dict[str, str], *names: str) -> dict[str, str]:
+    """`env` less the secrets a process has no use for."""
+    return {key: value for key, value in env.items() if key not in names}
+
+
+def api_url(base: str, path: str, token: str) -> str:
+    """A Rasa HTTP API URL with its auth token (Rasa 3.6 reads `?token=` only)."""
+    sep = "&" if "?" in path else "?"
+    return f"{base}{path}{sep}{urlencode({'token': token})}"
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str) -> None:
@@ -215,8 +247,19 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str) -> No
 
 
 def start_actions(env: dict[str, str], port: int, log: IO[str] | None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=RASA_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    """The action server on loopback, refusing requests without TONELINE_ACTION_SECRET (plugin.action_server)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "plugin.action_server",
+        "--actions",
+        "actions",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(cmd, cwd=RASA_DIR, env=without(env, RASA_TOKEN_ENV), stdout=log, stderr=subprocess.STDOUT)
     wait_http(f"http://127.0.0.1:{port}/health", proc, 60, "the action server")
     return proc
 
@@ -236,15 +279,16 @@ def start_rasa(
         "-i",
         host,
         "--enable-api",
+        # Without it anyone who reaches the port reads every customer's tracker and can replace the model.
+        "--auth-token",
+        env[RASA_TOKEN_ENV],
         "--endpoints",
         "endpoints.yml",
         "--credentials",
         "credentials.yml",
-        "--cors",
-        "*",
     ]
     proc = subprocess.Popen(cmd, cwd=RASA_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wait_http(f"http://127.0.0.1:{port}/status", proc, 300, "Rasa")
+    wait_http(api_url(f"http://127.0.0.1:{port}", "/status", env[RASA_TOKEN_ENV]), proc, 300, "Rasa")
     return proc
 
 
@@ -262,7 +306,8 @@ def start_dashboard(env: dict[str, str], port: int, log: IO[str] | None, host: s
         "--port",
         str(port),
     ]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    dashboard_env = without(env, RASA_TOKEN_ENV, ACTION_SECRET_ENV)  # it needs neither
+    proc = subprocess.Popen(cmd, cwd=REPO, env=dashboard_env, stdout=log, stderr=subprocess.STDOUT)
     wait_http(f"http://127.0.0.1:{port}/healthz", proc, 60, "the dashboard")
     return proc
 
@@ -290,18 +335,21 @@ def demo(args: argparse.Namespace) -> int:
     model = ensure_model()
     env = stack_env(redis_endpoint, action_port=args.action_port)
     password = env.setdefault("TONELINE_DASHBOARD_PASSWORD", secrets.token_urlsafe(9))
+    save_token(env[RASA_TOKEN_ENV])
     logs = CACHE / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen] = {}
     with contextlib.ExitStack() as files:
         log = {name: files.enter_context((logs / f"{name}.log").open("w")) for name in ("actions", "rasa", "dashboard")}
         try:
-            print(f"Redis: {redis_endpoint.url}{' (started here)' if redis_proc else ''}; logs in {logs}", flush=True)
+            started = " (started here)" if redis_proc else ""
+            state = redact(env["TONELINE_REDIS_URL"])
+            print(f"Redis: {redact(redis_endpoint.url)}{started}; Toneline state: {state}; logs in {logs}", flush=True)
             procs["actions"] = start_actions(env, args.action_port, log["actions"])
             print("Starting Rasa with Toneline (loading models takes ~30 s)...", flush=True)
             procs["rasa"] = start_rasa(env, model, args.port, log["rasa"], host=args.host)
             procs["dashboard"] = start_dashboard(env, args.dashboard_port, log["dashboard"], host=args.host)
-            print_banner(args.port, args.dashboard_port, password)
+            print_banner(args.port, args.dashboard_port, password, env[RASA_TOKEN_ENV])
             while all(p.poll() is None for p in procs.values()):
                 time.sleep(1)
             died = next(name for name, p in procs.items() if p.poll() is not None)
@@ -315,7 +363,15 @@ def demo(args: argparse.Namespace) -> int:
             stop(procs.get("dashboard"), procs.get("rasa"), procs.get("actions"), redis_proc)
 
 
-def print_banner(port: int, dashboard_port: int, password: str) -> None:
+def save_token(token: str) -> None:
+    """Leave the Rasa API token where `make chat` finds it, readable by this user only."""
+    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token)
+
+
+def print_banner(port: int, dashboard_port: int, password: str, token: str) -> None:
     print(
         f"""
 Toneline demo is running.
@@ -324,7 +380,8 @@ Toneline demo is running.
   Video chat in a browser (camera opt-in):  http://localhost:{port}/webhooks/toneline_video/
   REST channel:  curl -s localhost:{port}/webhooks/rest/webhook \\
                    -d '{{"sender": "me", "message": "my internet is down again"}}'
-  Emotion of a conversation:  curl -s localhost:{port}/conversations/me/tracker
+  Rasa HTTP API token (set {RASA_TOKEN_ENV} to choose it):  {token}
+  Emotion of a conversation:  curl -s "localhost:{port}/conversations/me/tracker?token={token}"
 Press Ctrl-C to stop.
 """,
         flush=True,

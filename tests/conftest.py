@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -13,6 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+# Writes held while Redis is down (plugin.outbox) go to a folder of this run, not the user's cache.
+os.environ.setdefault("TONELINE_OUTBOX_DIR", tempfile.mkdtemp(prefix="toneline-outbox-"))
 
 from models.data import data_root  # noqa: E402
 from scripts.stack import RedisEndpoint, StackError, ensure_redis  # noqa: E402

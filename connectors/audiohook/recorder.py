@@ -16,6 +16,7 @@ from models.emotion import EmotionEstimate
 from models.fusion import AttentionFusion
 from models.logs import log_event
 from models.text import TextEmotionModel
+from plugin.outbox import outbox_for
 from plugin.routing import ConversationState, Decision, TurnRecord, decide, summarize
 from plugin.settings import Settings
 from plugin.state import ConversationInfo, StateStore, StateUnavailable
@@ -45,6 +46,11 @@ class EmotionRecorder:
     ) -> None:
         self.settings = settings
         self.store = store
+        # Writes Redis refuses (an escalation decided during an outage) wait on disk: plugin.outbox;
+        # what an earlier process left there is replayed from now on.
+        self.outbox = outbox_for(store, "audiohook") if store is not None else None
+        if self.outbox is not None:
+            self.outbox.start()
         self._text_model = text_model
         self.fusion = fusion or AttentionFusion()
 
@@ -71,17 +77,11 @@ class EmotionRecorder:
     def record(self, info: ConversationInfo, turns: Sequence[TurnRecord]) -> tuple[Decision, bool]:
         """Decide on the accumulated turns and write them; Redis down is logged, not raised."""
         routing = self.settings.routing
-        if self.store is None:
+        if self.store is None or self.outbox is None:
             return decide(ConversationState(info.conversation_id, info.customer_id, tuple(turns)), routing), False
         try:
             # A customer escalated before needs one negative turn fewer, on calls with an agent too.
             previous = self.store.previous_escalations(info.customer_id, info.conversation_id)
-            state = ConversationState(
-                info.conversation_id, info.customer_id, tuple(turns), previous_escalations=previous
-            )
-            decision = decide(state, routing)
-            self.store.record(info, turns, summarize(turns, routing), decision)
-            return decision, True
         except StateUnavailable as exc:
             log_event(
                 logger,
@@ -90,7 +90,11 @@ class EmotionRecorder:
                 conversation_id=info.conversation_id,
                 error=str(exc),
             )
-            return decide(ConversationState(info.conversation_id, info.customer_id, tuple(turns)), routing), False
+            previous = 0
+        state = ConversationState(info.conversation_id, info.customer_id, tuple(turns), previous_escalations=previous)
+        decision = decide(state, routing)
+        stored, _ = self.outbox.submit(self.store.record_entry(info, turns, summarize(turns, routing), decision))
+        return decision, stored
 
     def turn(
         self,

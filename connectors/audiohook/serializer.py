@@ -16,6 +16,7 @@ from typing import Any, Mapping, Union
 
 from connectors.frames import ProtocolError
 from connectors.speech.codec import deinterleave
+from connectors.wire import identifier, load_json
 
 VERSION = "2"
 FORMAT = "PCMU"
@@ -25,6 +26,7 @@ AGENT = "internal"
 KNOWN_CHANNELS = (CUSTOMER, AGENT)
 MAX_TEXT_CHARS = 64_000
 MAX_AUDIO_BYTES = 16_000  # one second of stereo PCMU; Genesys sends ~100-200 ms per frame
+MAX_OFFERS = 8  # Genesys offers two or three formats; more are ignored
 
 
 @dataclass(frozen=True)
@@ -150,12 +152,11 @@ class ServerMessage:
 
 def parse(text: str | bytes) -> ClientMessage:
     """Parse one client text message; raises `ProtocolError` naming what is wrong."""
+    if isinstance(text, bytes):
+        raise ProtocolError("unexpected_binary", "client messages are text frames; audio comes after `open`")
     if len(text) > MAX_TEXT_CHARS:
         raise ProtocolError("oversized_frame", f"text message of {len(text)} characters")
-    try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError("malformed_json", str(exc)[:80]) from None
+    data = load_json(text)
     if not isinstance(data, dict):
         raise ProtocolError("malformed_message", "a message must be a JSON object")
     if str(data.get("version")) != VERSION:
@@ -169,7 +170,7 @@ def parse(text: str | bytes) -> ClientMessage:
         seq=_integer(data, "seq"),
         serverseq=_integer(data, "serverseq", 0),
         session_id=_string(data, "id"),
-        position=data.get("position") if isinstance(data.get("position"), str) else None,
+        position=data["position"][:64] if isinstance(data.get("position"), str) else None,
         body=_body(kind, parameters),
     )
 
@@ -185,11 +186,11 @@ def _body(kind: str, p: dict[str, Any]) -> Body:
     if kind == "event":
         return Event(p)
     if kind == "dtmf":
-        return Dtmf(str(p.get("digit", "")))
+        return Dtmf(str(p.get("digit", ""))[:8])
     if kind == "discarded":
         return Discarded(p)
     if kind == "close":
-        return Close(str(p.get("reason", "end")))
+        return Close(str(p.get("reason", "end"))[:200])
     if kind == "error":
         code = p.get("code")
         return ClientError(code if isinstance(code, int) else None, str(p.get("message", ""))[:200])
@@ -207,23 +208,27 @@ def _open(p: dict[str, Any]) -> Open:
         organization_id=_string(p, "organizationId"),
         conversation_id=_string(p, "conversationId"),
         participant=Participant(
-            id=str(participant.get("id") or ""),
-            ani=_optional(participant.get("ani")),
-            dnis=_optional(participant.get("dnis")),
+            id=identifier(str(participant.get("id") or ""), "participant.id"),
+            ani=_optional(participant.get("ani"), "participant.ani"),
+            dnis=_optional(participant.get("dnis"), "participant.dnis"),
         ),
-        media=tuple(_media(offer) for offer in offers),
-        language=_optional(p.get("language")),
+        media=tuple(_media(offer) for offer in offers[:MAX_OFFERS]),
+        language=_optional(p.get("language"), "language"),
     )
 
 
 def _media(offer: Any) -> MediaFormat:
     if not isinstance(offer, dict) or not isinstance(offer.get("channels"), list):
         raise ProtocolError("malformed_message", "a media offer needs 'type', 'format', 'channels', 'rate'")
+    rate = offer.get("rate")
+    if isinstance(rate, bool) or not isinstance(rate, int):
+        # Genesys sends the rate as a JSON number; "8k", 8000.5 or a list is a broken client.
+        raise ProtocolError("malformed_message", f"a media offer's 'rate' must be an integer, got {str(rate)[:40]!r}")
     return MediaFormat(
-        type=str(offer.get("type", "")),
-        format=str(offer.get("format", "")),
-        channels=tuple(str(c) for c in offer["channels"]),
-        rate=int(offer.get("rate") or 0),
+        type=str(offer.get("type", ""))[:40],
+        format=str(offer.get("format", ""))[:40],
+        channels=tuple(str(c)[:40] for c in offer["channels"][: len(KNOWN_CHANNELS) + 1]),
+        rate=rate,
     )
 
 
@@ -231,7 +236,8 @@ def choose_media(offers: tuple[MediaFormat, ...]) -> MediaFormat:
     """The first PCMU 8 kHz audio offer that carries the customer; else `unsupported_media`."""
     for offer in offers:
         usable = offer.type == "audio" and offer.format == FORMAT and offer.rate == RATE
-        if usable and CUSTOMER in offer.channels and set(offer.channels) <= set(KNOWN_CHANNELS):
+        distinct = len(set(offer.channels)) == len(offer.channels)
+        if usable and distinct and CUSTOMER in offer.channels and set(offer.channels) <= set(KNOWN_CHANNELS):
             return offer
     described = ", ".join(f"{o.type}/{o.format}/{o.rate}/{'+'.join(o.channels)}" for o in offers)
     raise ProtocolError("unsupported_media", f"no PCMU 8000 Hz offer with the external channel in [{described}]")
@@ -278,7 +284,7 @@ def _string(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value:
         raise ProtocolError("malformed_message", f"'{key}' must be a non-empty string")
-    return value
+    return identifier(value, key)
 
 
 def _integer(data: Mapping[str, Any], key: str, default: int | None = None) -> int:
@@ -288,5 +294,5 @@ def _integer(data: Mapping[str, Any], key: str, default: int | None = None) -> i
     return value
 
 
-def _optional(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
+def _optional(value: Any, where: str) -> str | None:
+    return identifier(str(value), where) if value not in (None, "") else None

@@ -20,7 +20,6 @@ import soundfile as sf
 
 from models.audio import AudioError, to_canonical
 
-TONES = ("empathetic", "calm", "neutral", "upbeat")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 

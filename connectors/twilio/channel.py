@@ -10,8 +10,9 @@ credentials.yml:
 
 Routes under /webhooks/toneline_twilio/: POST `voice` (the number's voice
 webhook; answers TwiML `<Connect><Stream>`), WebSocket `stream` (the media
-stream), GET `health`. Both are refused without a valid `X-Twilio-Signature`;
-with no auth token configured every request is refused.
+stream), GET `health`. Both are refused without a valid `X-Twilio-Signature`
+(the stream before the WebSocket handshake: 403, never 101); with no auth token
+configured every request is refused.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from connectors.bot import RasaBot
 from connectors.frames import CallStart, CallStop, Connected, OutboundFrame, ProtocolError
 from connectors.speech.runtime import SpeechRuntime, shared_runtime
 from connectors.speech.turns import TurnSettings
-from connectors.transport import NORMAL, POLICY_VIOLATION, PROTOCOL_ERROR, TOO_BIG, UNSUPPORTED_DATA, WebSocketTransport
+from connectors.transport import NORMAL, PROTOCOL_ERROR, TOO_BIG, UNSUPPORTED_DATA, WebSocketTransport
 from connectors.twilio import serializer, signature
 from connectors.twilio.rest import DEFAULT_API_BASE, HandoffTarget, TwilioRest
 from connectors.twilio.session import CallSettings, TwilioCallSession
@@ -39,6 +40,7 @@ from models.logs import log_event
 
 logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Twilio-Signature"
+STREAM_PATH = "/stream"
 _CLOSE_CODES = {
     "oversized_frame": TOO_BIG,
     "unsupported_codec": UNSUPPORTED_DATA,
@@ -150,6 +152,13 @@ class TwilioMediaStreamsInput(InputChannel):
             # Load Whisper and the voice head now, not on the first caller's first turn.
             loop.create_task(self.runtime.recognizer())
 
+        @bp.middleware("request")
+        async def authenticate(request: Request) -> HTTPResponse | None:
+            # Runs before Sanic's WebSocket handshake: an unsigned upgrade gets a plain 403, never a 101.
+            if not request.path.endswith(f"/{self.name()}{STREAM_PATH}") or self.verified(request, {}):
+                return None
+            return response.text("invalid signature", status=403)
+
         @bp.route("/health", methods=["GET"])
         async def health(_: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
@@ -162,12 +171,9 @@ class TwilioMediaStreamsInput(InputChannel):
             caller = request.form.get("From") or ""
             return response.text(self.twiml(self.stream_url(request), caller), content_type="text/xml")
 
-        @bp.websocket("/stream")
+        @bp.websocket(STREAM_PATH)
         async def stream(request: Request, ws: Any) -> None:
             transport = WebSocketTransport(ws, "twilio")
-            if not self.verified(request, {}):
-                await transport.close(POLICY_VIOLATION, "invalid signature")
-                return
             bot = RasaBot(on_new_message, self.name(), lambda: getattr(request.app.ctx, "agent", None))
             await self.serve(transport, bot)
 

@@ -27,6 +27,7 @@ from connectors.frames import (
     OutboundFrame,
     ProtocolError,
 )
+from connectors.wire import identifier, integer, load_json
 
 ENCODING = "audio/x-mulaw"
 SAMPLE_RATE = 8000
@@ -46,16 +47,11 @@ def _str(block: Mapping[str, Any], key: str, where: str) -> str:
     value = block.get(key)
     if not isinstance(value, str) or not value:
         raise ProtocolError("malformed_message", f"'{where}.{key}' must be a non-empty string")
-    return value
+    return identifier(value, f"{where}.{key}")
 
 
 def _int(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ProtocolError("malformed_message", f"'{where}' must be a decimal number, got {value!r}") from None
+    return None if value is None else integer(value, where)
 
 
 def parse(text: str | bytes) -> InboundFrame:
@@ -64,11 +60,7 @@ def parse(text: str | bytes) -> InboundFrame:
         raise ProtocolError("unexpected_binary", "Twilio Media Streams sends text frames only")
     if len(text) > MAX_MESSAGE_CHARS:
         raise ProtocolError("oversized_frame", f"{len(text)} characters exceeds {MAX_MESSAGE_CHARS}")
-    try:
-        message = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError("malformed_json", str(exc)) from None
-    message = _obj(message, "message")
+    message = _obj(load_json(text), "message")
     event = message.get("event")
     parser = _PARSERS.get(event) if isinstance(event, str) else None
     if parser is None:
@@ -86,11 +78,12 @@ def _start(message: Mapping[str, Any]) -> CallStart:
     params = start.get("customParameters") or {}
     params = {str(k): str(v) for k, v in _obj(params, "start.customParameters").items()}
     tracks = start.get("tracks") or ["inbound"]
+    caller = params.get(CUSTOMER_PARAMETER) or None
     return CallStart(
         stream_id=_str(start, "streamSid", "start"),
         call_id=_str(start, "callSid", "start"),
         account_id=str(start.get("accountSid", "")),
-        customer_id=params.get(CUSTOMER_PARAMETER) or None,
+        customer_id=None if caller is None else identifier(caller, f"customParameters.{CUSTOMER_PARAMETER}"),
         encoding=str(media_format.get("encoding", "")),
         sample_rate=_int(media_format.get("sampleRate"), "start.mediaFormat.sampleRate") or 0,
         channels=_int(media_format.get("channels"), "start.mediaFormat.channels") or 0,

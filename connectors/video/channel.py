@@ -8,18 +8,23 @@ credentials.yml:
       face_weights_env: TONELINE_FACE_WEIGHTS # env variable naming the face weights (wins over face_weights)
       # face_weights: models/weights/face_cnn.pt
       # ice_servers: ["stun:stun.example.com:3478"]   # beyond one LAN; none by default
+      # allowed_origins: ["https://chat.example.com"]  # pages that may open the socket; default: same origin
+      #                                                # (or TONELINE_VIDEO_ALLOWED_ORIGINS, comma-separated)
 
 Routes under /webhooks/toneline_video/: GET `/` (the chat page), GET `app.js`,
 GET `health`, WebSocket `ws` (chat, camera consent and WebRTC signalling).
 Without face weights the page still chats; the camera button says analysis is unavailable.
+The socket refuses (403, before the handshake) an upgrade whose `Origin` is not allowed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict
+from urllib.parse import urlparse
 
 from rasa.core.channels.channel import InputChannel, UserMessage
 from sanic import Blueprint, response
@@ -38,7 +43,34 @@ from models.logs import log_event
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 _ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
+WS_PATH = "/ws"
+ORIGINS_ENV = "TONELINE_VIDEO_ALLOWED_ORIGINS"
 _CLOSING = {"oversized_message"}  # everything else is answered with an error and the chat goes on
+
+
+def allowed_origins(credentials: Dict[str, Any]) -> frozenset[str]:
+    """TONELINE_VIDEO_ALLOWED_ORIGINS (comma-separated) or `allowed_origins` of credentials.yml; empty: same origin."""
+    raw = os.environ.get(ORIGINS_ENV) or credentials.get("allowed_origins") or []
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise ValueError("toneline_video: allowed_origins must be a list of origins like https://chat.example.com")
+    return frozenset(str(item).strip().rstrip("/").lower() for item in items if str(item).strip())
+
+
+def origin_refused(origin: str | None, host: str | None, allowed: frozenset[str]) -> bool:
+    """True when a browser page from another site opens the socket (cross-site WebSocket hijacking).
+
+    Browsers always send `Origin` on a WebSocket upgrade; a client without one is not a
+    browser and gains nothing a plain HTTP client would not have. With no allow-list the
+    page's own origin is the only one: the Origin's host:port must equal the Host header.
+    """
+    if origin is None:
+        return False
+    origin = origin.strip().rstrip("/").lower()
+    if allowed:
+        return origin not in allowed
+    netloc = urlparse(origin).netloc
+    return not netloc or netloc != (host or "").strip().lower()
 
 
 def settings_from(credentials: Dict[str, Any]) -> VideoSettings:
@@ -64,11 +96,17 @@ class VideoInput(InputChannel):
     @classmethod
     def from_credentials(cls, credentials: Dict[str, Any] | None) -> InputChannel:
         creds = credentials or {}
-        return cls(settings_from(creds), FaceWorker(weights_path(creds)))
+        return cls(settings_from(creds), FaceWorker(weights_path(creds)), allowed_origins(creds))
 
-    def __init__(self, settings: VideoSettings | None = None, faces: FaceWorker | None = None) -> None:
+    def __init__(
+        self,
+        settings: VideoSettings | None = None,
+        faces: FaceWorker | None = None,
+        origins: frozenset[str] = frozenset(),
+    ) -> None:
         self.settings = settings or VideoSettings()
         self.faces = faces or FaceWorker()
+        self.origins = origins
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("toneline_video", __name__)
@@ -77,6 +115,17 @@ class VideoInput(InputChannel):
         async def preload(app: Any, loop: Any) -> None:
             # Load the face model now (off the event loop), not when the first customer opts in.
             loop.create_task(self.faces.model())
+
+        @bp.middleware("request")
+        async def same_origin(request: Request) -> HTTPResponse | None:
+            # Before the handshake: a page on another site never gets a socket that speaks as the customer.
+            if not request.path.endswith(f"/{self.name()}{WS_PATH}"):
+                return None
+            origin = request.headers.get("origin")
+            if not origin_refused(origin, request.headers.get("host"), self.origins):
+                return None
+            log_event(logger, logging.WARNING, "video.ws.origin_refused", origin=str(origin)[:200])
+            return response.text("origin not allowed", status=403)
 
         @bp.route("/", methods=["GET"])
         async def page(_: Request) -> HTTPResponse:
@@ -90,7 +139,7 @@ class VideoInput(InputChannel):
         async def health(_: Request) -> HTTPResponse:
             return response.json({"status": "ok", "face": not self.faces.unavailable})
 
-        @bp.websocket("/ws")
+        @bp.websocket(WS_PATH)
         async def ws(request: Request, socket: Any) -> None:
             bot = RasaBot(on_new_message, self.name(), lambda: getattr(request.app.ctx, "agent", None))
             await self.serve(WebSocketTransport(socket, "video"), bot)

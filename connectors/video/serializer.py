@@ -31,6 +31,7 @@ from connectors.video.frames import (
     OutboundFrame,
     Ready,
 )
+from connectors.wire import load_json
 
 MAX_MESSAGE_CHARS = 64 * 1024  # an SDP offer is 2 to 8 kB; nothing the page sends comes near this
 MAX_TEXT_CHARS = 2000
@@ -44,6 +45,10 @@ def _str(message: Mapping[str, Any], key: str, limit: int) -> str:
         raise ProtocolError("malformed_message", f"'{key}' must be a non-empty string")
     if len(value) > limit:
         raise ProtocolError("malformed_message", f"'{key}' is {len(value)} characters, more than {limit}")
+    try:
+        value.encode("utf-8")  # JSON escapes can carry lone surrogates, which nothing downstream can encode
+    except UnicodeEncodeError:
+        raise ProtocolError("malformed_message", f"'{key}' is not valid text") from None
     return value
 
 
@@ -53,10 +58,7 @@ def parse(text: str | bytes) -> InboundFrame:
         raise ProtocolError("unexpected_binary", "the page sends JSON text messages only")
     if len(text) > MAX_MESSAGE_CHARS:
         raise ProtocolError("oversized_message", f"{len(text)} characters exceeds {MAX_MESSAGE_CHARS}")
-    try:
-        message = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError("malformed_json", str(exc)) from None
+    message = load_json(text)
     if not isinstance(message, Mapping):
         raise ProtocolError("malformed_message", "a message must be a JSON object")
     kind = message.get("type")

@@ -308,7 +308,7 @@ def supervisors_from(settings: Settings, env: dict[str, str] | os._Environ[str])
 async def _background(app: web.Application) -> AsyncIterator[None]:
     stop = asyncio.Event()
     settings = app[SETTINGS]
-    rollups = Rollups(app[REDIS], settings.redis.prefix, settings.routing.negative_valence, settings.redis.ttl_seconds)
+    rollups = Rollups(app[REDIS], settings.redis.prefix, settings.routing, settings.redis.ttl_seconds)
     tasks = [asyncio.create_task(app[HUB].run(stop)), asyncio.create_task(rollups.run(stop))]
     yield
     stop.set()

@@ -17,6 +17,8 @@ from typing import Mapping
 
 from redis.asyncio import Redis
 
+from plugin.keys import Keys
+
 ALGORITHM = "pbkdf2_sha256"
 ITERATIONS = 310_000  # OWASP 2023 guidance for PBKDF2-HMAC-SHA256
 
@@ -53,11 +55,11 @@ class Sessions:
 
     def __init__(self, redis: Redis, prefix: str, ttl_seconds: int) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.keys = Keys(prefix)
         self.ttl = ttl_seconds
 
     def _key(self, token: str) -> str:
-        return f"{self.prefix}:dash:session:{hashlib.sha256(token.encode()).hexdigest()}"
+        return self.keys.dash_session(hashlib.sha256(token.encode()).hexdigest())
 
     async def create(self, username: str) -> tuple[str, Session]:
         token, session = secrets.token_urlsafe(32), Session(username, secrets.token_urlsafe(24))

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from models.logs import log_event
 from plugin.analytics.data import hour_key
 from plugin.keys import Keys
+from plugin.routing import RoutingConfig, TurnRecord, is_negative
 
 logger = logging.getLogger(__name__)
 GROUP = "toneline-rollups"
@@ -29,10 +30,11 @@ GROUP = "toneline-rollups"
 class Rollups:
     """Consumes `{p}:events` and keeps `{p}:rollup:{hour}` hashes."""
 
-    def __init__(self, client: Redis, prefix: str, negative_valence: float, ttl_seconds: int) -> None:
+    def __init__(self, client: Redis, prefix: str, routing: RoutingConfig, ttl_seconds: int) -> None:
         self.redis = client
         self.keys = Keys(prefix)
-        self.negative_valence = negative_valence
+        # The history counts a turn as negative by the same rule that escalates (routing.is_negative).
+        self.routing = routing
         self.ttl = ttl_seconds
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
 
@@ -74,14 +76,16 @@ class Rollups:
             pipe.expire(key, self.ttl)
 
     def _turn(self, pipe: Any, turn: dict[str, Any], channel: str, conversation_id: str) -> None:
-        if "ts" not in turn or "valence" not in turn:
+        try:
+            record = TurnRecord.from_dict(turn)
+        except (KeyError, TypeError, ValueError):
             return
-        key = self.keys.rollup(hour_key(float(turn["ts"])))
-        negative = 1 if float(turn["valence"]) <= self.negative_valence else 0
+        key = self.keys.rollup(hour_key(record.ts))
+        negative = 1 if is_negative(record, self.routing) else 0
         for prefix in ("", f"channel:{channel}:", f"intent:{turn.get('intent') or 'none'}:"):
             pipe.hincrby(key, f"{prefix}turns", 1)
             pipe.hincrby(key, f"{prefix}neg_turns", negative)
-            pipe.hincrbyfloat(key, f"{prefix}valence_sum", float(turn["valence"]))
+            pipe.hincrbyfloat(key, f"{prefix}valence_sum", record.valence)
         pipe.hincrby(key, f"label:{turn.get('label', 'unknown')}", 1)
         pipe.pfadd(key + ":convs", conversation_id)
         pipe.expire(key, self.ttl)

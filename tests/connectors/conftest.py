@@ -15,7 +15,18 @@ import pytest
 import redis
 import yaml
 
-from scripts.stack import REPO, RedisEndpoint, ensure_model, free_port, stack_env, start_actions, start_rasa, stop
+from scripts.stack import (
+    RASA_TOKEN_ENV,
+    REPO,
+    RedisEndpoint,
+    api_url,
+    ensure_model,
+    free_port,
+    stack_env,
+    start_actions,
+    start_rasa,
+    stop,
+)
 from tests.connectors.fake_twilio import FakeTwilioRest
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -34,9 +45,11 @@ class VoiceStack:
     redis_url: str
     twilio: FakeTwilioRest
     log_path: Path
+    token: str
 
     def tracker(self, sender: str) -> dict:
-        with urllib.request.urlopen(f"{self.url}/conversations/{sender}/tracker", timeout=30) as response:
+        url = api_url(self.url, f"/conversations/{sender}/tracker", self.token)
+        with urllib.request.urlopen(url, timeout=30) as response:
             return json.loads(response.read())
 
     def redis(self) -> redis.Redis:
@@ -84,7 +97,8 @@ def voice_stack(redis_endpoint: RedisEndpoint) -> Iterator[VoiceStack]:
         try:
             actions = start_actions(env, action_port, log)
             rasa = start_rasa(env, model, rasa_port, log)
-            yield VoiceStack(f"http://127.0.0.1:{rasa_port}", prefix, env["TONELINE_REDIS_URL"], twilio, log_path)
+            url = f"http://127.0.0.1:{rasa_port}"
+            yield VoiceStack(url, prefix, env["TONELINE_REDIS_URL"], twilio, log_path, env[RASA_TOKEN_ENV])
         finally:
             stop(rasa, actions)
             twilio.stop()

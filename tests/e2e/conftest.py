@@ -14,14 +14,16 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 import pytest
 import redis
 
 from scripts.stack import (
+    RASA_TOKEN_ENV,
     REPO,
     RedisEndpoint,
+    api_url,
     ensure_model,
     free_port,
     stack_env,
@@ -55,6 +57,27 @@ class StateRedis:
 
 
 @dataclass
+class ActionServer:
+    """The stack's action server, which a test may restart (its held handoff cases must survive)."""
+
+    env: dict[str, str]
+    port: int
+    log: IO[str]
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = start_actions(self.env, self.port, self.log)
+
+    def stop(self) -> None:
+        stop(self.proc)
+        self.proc = None
+
+
+@dataclass
 class Stack:
     """Client side of the running stack."""
 
@@ -64,6 +87,7 @@ class Stack:
     state_url: str
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    actions: ActionServer | None = None
 
     def say(self, sender: str, text: str, metadata: dict | None = None) -> list[str]:
         payload: dict[str, Any] = {"sender": sender, "message": text}
@@ -72,8 +96,13 @@ class Stack:
         replies = _post(f"{self.url}/webhooks/rest/webhook", payload)
         return [r.get("text", "") for r in replies]
 
+    @property
+    def token(self) -> str:
+        return self.env[RASA_TOKEN_ENV]
+
     def tracker(self, sender: str) -> dict:
-        with urllib.request.urlopen(f"{self.url}/conversations/{sender}/tracker", timeout=30) as response:
+        url = api_url(self.url, f"/conversations/{sender}/tracker", self.token)
+        with urllib.request.urlopen(url, timeout=30) as response:
             return json.loads(response.read())
 
     def redis(self) -> redis.Redis:
@@ -110,12 +139,14 @@ def stack(redis_endpoint: RedisEndpoint, tmp_path_factory: pytest.TempPathFactor
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "e2e-stack.log"
     with log_path.open("w") as log:
-        actions = rasa = None
+        actions, rasa = ActionServer(env, action_port, log), None
         try:
-            actions = start_actions(env, action_port, log)
+            actions.start()
             rasa = start_rasa(env, model, rasa_port, log)
-            yield Stack(f"http://127.0.0.1:{rasa_port}", prefix, state, env["TONELINE_REDIS_URL"], log_path, env)
+            url = f"http://127.0.0.1:{rasa_port}"
+            yield Stack(url, prefix, state, env["TONELINE_REDIS_URL"], log_path, env, actions)
         finally:
-            stop(rasa, actions)
+            stop(rasa)
+            actions.stop()
             if state:
                 state.stop()

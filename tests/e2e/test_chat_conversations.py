@@ -128,7 +128,7 @@ def test_redis_outage_mid_conversation(stack: Stack) -> None:
     finally:
         stack.state.start()
     assert "toneline.state.unavailable" in stack.log_path.read_text()
-    assert stack.redis().llen(turns_key) == 1, "the turn stored before the outage survived it"
+    assert stack.redis().llen(turns_key) >= 1, "the turn stored before the outage survived it (held ones may follow)"
     time.sleep(2.5)  # the breaker's retry_after_seconds
     assert stack.say(who, "thanks, bye")
     recorded = [stack.redis().lindex(turns_key, i) for i in range(4)]

@@ -36,7 +36,20 @@ def test_transcript_can_be_switched_off() -> None:
     assert build_case("c", EVENTS, customer_id="c", channel="x", reason="r", transcript_turns=0)["transcript"] == []
 
 
-def test_outbox_holds_cases_while_redis_is_down_and_writes_them_in_order(redis_endpoint, redis_prefix) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_decision_has_the_same_dedupe_key_and_long_ids_are_bounded() -> None:
+    first = build_case("conv", EVENTS, customer_id="cust", channel="rest", reason="sharp", transcript_turns=3, now=9.0)
+    again = build_case("conv", EVENTS, customer_id="cust", channel="rest", reason="sharp", transcript_turns=3, now=20.0)
+    later = build_case(
+        "conv", [*EVENTS, user("more", 5.0, angry=1.0)], customer_id="c", channel="r", reason="s", transcript_turns=3
+    )
+    assert first["dedupe_key"] == again["dedupe_key"] != later["dedupe_key"]
+    long = build_case("x" * 5000, EVENTS, customer_id="y" * 5000, channel="rest", reason="r", transcript_turns=0)
+    assert len(long["conversation_id"]) <= 128 and len(long["customer_id"]) <= 128
+
+
+def test_cases_held_while_redis_is_down_are_written_once_in_order_after_a_restart(
+    redis_endpoint, redis_prefix, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     import json
 
     from plugin.handoff import HandoffOutbox
@@ -44,15 +57,19 @@ def test_outbox_holds_cases_while_redis_is_down_and_writes_them_in_order(redis_e
     from plugin.state import StateStore
     from scripts.stack import free_port
 
+    monkeypatch.setenv("TONELINE_OUTBOX_DIR", str(tmp_path))
     down = StateStore(
-        RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0", prefix=redis_prefix, retry_after_seconds=0.0)
+        RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0", prefix=redis_prefix, retry_after_seconds=60)
     )
-    outbox = HandoffOutbox(down, capacity=2)
-    assert outbox.push({"conversation_id": "a"}) is None
-    assert outbox.push({"conversation_id": "b"}) is None
-    assert outbox.push({"conversation_id": "c"}) is None  # over capacity: "a" is dropped, with a log line
-    outbox.store = StateStore(RedisSettings(url=redis_endpoint.url, prefix=redis_prefix))  # Redis is back
-    assert outbox.push({"conversation_id": "d"})
-    entries = outbox.store.client.xrange(outbox.store.handoff_stream)
+    before = HandoffOutbox(down)
+    cases = [build_case(c, EVENTS, customer_id=c, channel="rest", reason="r", transcript_turns=1) for c in "abc"]
+    assert [before.push(case) for case in cases] == [None, None, None]
+    assert before.push(cases[0]) is None  # the same decision again (a retry): still one case in the end
+    # The process dies; its successor, with Redis back, replays what was held.
+    after = HandoffOutbox(StateStore(RedisSettings(url=redis_endpoint.url, prefix=redis_prefix)))
+    assert after.outbox.flush()
+    assert after.push(build_case("d", EVENTS, customer_id="d", channel="rest", reason="r", transcript_turns=1))
+    entries = after.store.client.xrange(after.store.handoff_stream)
     written = [json.loads(fields["data"])["conversation_id"] for _, fields in entries]
-    assert written == ["b", "c", "d"] and not outbox.pending
+    assert written == ["a", "b", "c", "d"]
+    assert after.outbox.pending_bytes() == 0

@@ -11,6 +11,7 @@ from plugin.routing import (
     TurnRecord,
     decide,
     ewma,
+    is_negative,
     negative_streak,
     summarize,
     trend,
@@ -158,4 +159,8 @@ def test_decide_is_total_and_consistent(turns: list[TurnRecord], escalated_at: i
     assert decision.tone in {"empathetic", "calm", "neutral", "upbeat"}
     assert decision.escalate == (decision.reason is not None)
     if decision.escalate:
-        assert turns and negative_streak(turns, CFG) >= 0
+        # Every rule (streak, sharp, sudden drop) needs the latest turn itself to be negative,
+        # and no escalation may fire inside the cooldown after an earlier one.
+        assert turns and is_negative(turns[-1], CFG)
+        assert escalated_at is None or len(turns) - escalated_at >= CFG.cooldown_turns
+        assert decision.rule in {"sustained_negative", "sharp_negative", "sudden_drop"}
