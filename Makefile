@@ -43,7 +43,7 @@ train-face:  ## retrain the facial expression ensemble on FER2013 (needs ../shar
 	done; for pid in $$pids; do wait $$pid || { echo "a face member failed: see $$runs/seed*.log" >&2; exit 1; }; done && \
 	$$venv/bin/python -m models.recipes.face.ensemble "$$runs/seed13.pt" "$$runs/seed7.pt" "$$runs/seed29.pt"
 
-train-fusion:  ## refit the attention fusion (needs ../shared/data and the voice CV's out-of-fold logits: make train-voice, or python -m models.recipes.voice.train --no-export)
+train-fusion:  ## refit the evidence fusion (needs ../shared/data, espeak-ng + flite for the spoken check, and the voice CV's out-of-fold logits: make train-voice, or python -m models.recipes.voice.train --no-export)
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.fusion.train
 
 bench:  ## run the benchmarks in bench/

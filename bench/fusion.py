@@ -1,12 +1,14 @@
-"""Per-turn cost of the trained fusion against the hand-set one it replaces.
+"""Per-turn cost of the evidence fusion against the hand-set attention it replaces.
 
-    python -m bench.fusion [--turns 20000] [--weights models/weights/fusion.pt]
+    python -m bench.fusion [--turns 20000] [--weights models/weights/fusion.json]
 
 Both fuse the same pre-built `EmotionEstimate`s (text + voice, text + voice +
 face, text only), one turn per call, in one process: `fuse(estimates) ->
-TurnEmotion`, exactly what `EmotionRecognizer` calls per message. Prints a
-markdown table (mean and p99 microseconds per turn, and the trained / hand-set
-ratio) and a JSON line.
+TurnEmotion`, exactly what `EmotionRecognizer` calls per message. The evidence
+fusion's cost includes each modality's contribution (a Shapley share: every
+coalition of the present modalities is fused, 3 for two modalities, 7 for
+three). Prints a markdown table (mean and p99 microseconds per turn, and the
+fitted / hand-set ratio) and a JSON line.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from bench.voice import machine
 from models.emotion import LABELS, EmotionEstimate
-from models.fusion import AttentionFusion, Fuser, TrainedFusion
+from models.fusion import AttentionFusion, EvidenceFusion, Fuser
 
 SUBSETS = {"text + voice": ("text", "voice"), "text + voice + face": ("text", "voice", "face"), "text only": ("text",)}
 
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--turns", type=int, default=20_000)
     parser.add_argument("--weights", type=Path, default=None)
     args = parser.parse_args(argv)
-    trained, hand_set = TrainedFusion.load(args.weights), AttentionFusion()
+    trained, hand_set = EvidenceFusion.load(args.weights), AttentionFusion()
     rows: list[dict[str, Any]] = []
     for name, modalities in SUBSETS.items():
         batch = turns(modalities, args.turns, seed=len(rows))
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
     print(f"machine: {machine()}; turns per case: {args.turns}\n")
-    print("| turn | trained fusion | p99 | hand-set fusion | p99 | trained / hand-set |")
+    print("| turn | evidence fusion | p99 | hand-set fusion | p99 | evidence / hand-set |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(

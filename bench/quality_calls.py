@@ -27,6 +27,7 @@ import platform
 import random
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
@@ -45,7 +46,7 @@ FSDD_SPEAKERS = ("george", "jackson", "lucas")
 CALM_TURNS = 6
 ANGRY_TURNS = 5
 TRANSFER_WITHIN = 3  # an angry caller must be handed over within this many turns
-DIGIT_PAUSE_S = (0.12, 0.3)  # between digits read out: well under the VAD's end-of-turn silence
+DIGIT_PAUSE_S = (0.1, 0.25)  # between digits read out (after trimming): under the VAD's end-of-turn silence
 DIGIT_TURN_S = (2.0, 5.0)
 
 
@@ -96,13 +97,23 @@ def fsdd_clips(speaker: str) -> dict[int, list[Path]]:
     return by_digit
 
 
+def trimmed(pcm: np.ndarray, margin_s: float = 0.04) -> np.ndarray:
+    """The spoken part of a recording: FSDD clips carry up to half a second of silence, which would end a turn."""
+    level = np.abs(pcm)
+    loud = np.flatnonzero(level > 0.05 * level.max())
+    if not loud.size:
+        return pcm
+    margin = int(margin_s * SAMPLE_RATE)
+    return pcm[max(0, loud[0] - margin) : loud[-1] + margin]
+
+
 def digit_string(by_digit: dict[int, list[Path]], rng: random.Random) -> np.ndarray:
     """Random digits of one speaker read out with short pauses, 2 to 5 s in all (an account number)."""
     target = rng.uniform(DIGIT_TURN_S[0] + 0.3, DIGIT_TURN_S[1] - 0.8)
-    parts = [load(rng.choice(by_digit[rng.randrange(10)]))]
+    parts = [trimmed(load(rng.choice(by_digit[rng.randrange(10)])))]
     seconds = parts[0].size / SAMPLE_RATE
     while seconds < target:
-        clip = load(rng.choice(by_digit[rng.randrange(10)]))
+        clip = trimmed(load(rng.choice(by_digit[rng.randrange(10)])))
         pause = np.zeros(int(rng.uniform(*DIGIT_PAUSE_S) * SAMPLE_RATE), dtype=np.float32)
         if seconds + (pause.size + clip.size) / SAMPLE_RATE > DIGIT_TURN_S[1]:
             break
@@ -150,9 +161,12 @@ def angry_caller(actor: int, rng: random.Random, turns: int = ANGRY_TURNS) -> li
     return [load(p) for p in angry[:turns]]
 
 
-async def fetch_tracker(base_url: str, sender: str) -> dict:
+async def fetch_tracker(base_url: str, sender: str, rasa_token: str | None = None) -> dict:
+    # Rasa 3.6 reads its HTTP API token from `?token=` (set when the stack runs Rasa with --auth-token).
+    query = f"?{urllib.parse.urlencode({'token': rasa_token})}" if rasa_token else ""
+
     def get() -> dict:
-        with urllib.request.urlopen(f"{base_url}/conversations/{sender}/tracker", timeout=30) as response:
+        with urllib.request.urlopen(f"{base_url}/conversations/{sender}/tracker{query}", timeout=30) as response:
             return dict(json.loads(response.read()))
 
     return await asyncio.get_running_loop().run_in_executor(None, get)
@@ -204,7 +218,9 @@ def _count(labels: Any) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-async def place_all(url: str, token: str, args: argparse.Namespace, held: HeldOut) -> list[CallResult]:
+async def place_all(
+    url: str, token: str, args: argparse.Namespace, held: HeldOut, rasa_token: str | None = None
+) -> list[CallResult]:
     rng = random.Random(args.seed)
     sentences = pocketsphinx_sentences()
     plan: list[tuple[str, str, list[np.ndarray]]] = []
@@ -218,7 +234,12 @@ async def place_all(url: str, token: str, args: argparse.Namespace, held: HeldOu
     results = []
     for n, (kind, who, utterances) in enumerate(plan):
         outcome = await run_caller(
-            url, token, utterances, lambda sid: fetch_tracker(url, sid), caller=f"+1555{n:07d}", speed=args.speed
+            url,
+            token,
+            utterances,
+            lambda sid: fetch_tracker(url, sid, rasa_token),
+            caller=f"+1555{n:07d}",
+            speed=args.speed,
         )
         results.append(CallResult(kind, who, outcome))
         print_call(results[-1])
@@ -270,7 +291,8 @@ def main() -> int:
         try:
             actions = start_actions(env, action_port, log)
             rasa = start_rasa(env, model, rasa_port, log)
-            results = asyncio.run(place_all(f"http://127.0.0.1:{rasa_port}", token, args, held))
+            rasa_token = env.get("TONELINE_RASA_TOKEN")  # when the stack locks Rasa's API
+            results = asyncio.run(place_all(f"http://127.0.0.1:{rasa_port}", token, args, held, rasa_token))
         except MaterialMissing as exc:
             print(f"cannot place the calls: {exc}", file=sys.stderr)
             return 2

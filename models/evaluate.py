@@ -4,6 +4,7 @@
     python -m models.evaluate voice MANIFEST.csv [--telephone] [--head PATH]
     python -m models.evaluate fusion [--head PATH] [--pairs]
     python -m models.evaluate face FILE.npz [--head PATH]
+    python -m models.evaluate turns MANIFEST.csv [--head PATH]
 
 MANIFEST.csv for text has the columns `text,label` and optionally `dialogue_id,turn`:
 rows that have them are read with the turns before them in their dialogue.
@@ -14,13 +15,27 @@ the columns `path,label`: audio paths relative to the CSV, any format soundfile
 reads at any rate; `--telephone` first passes each clip through the simulated
 phone channel (seeded per row). Prints per-class
 precision/recall/F1, a confusion matrix and, as the last line, one JSON object
-with n, accuracy, macro_f1 and weighted_f1.
+with n, accuracy, macro_f1 and weighted_f1 (text, face and turns add
+family_accuracy, negative / neutral / positive by probability mass, and
+families, the counts of predicted families).
 
 FILE.npz for face holds `images` (N, H, W) uint8 grayscale, `labels` (N,) int
 and `classes` (the names of the label ids, FER2013 spelling or canonical).
 48x48 images are taken as face crops (as in FER2013); larger ones go through
 face detection first, and where no face is found the whole image is used as
 the face (counted and printed).
+
+MANIFEST.csv for turns has `label` and any of `text`, `audio` (a path relative
+to the CSV), `image` (a face image file), optionally `dialogue_id,turn`. Each row
+is one customer turn, read as production reads it: the words are the `text`
+column (no ASR), read with the earlier turns of its dialogue; the audio goes to
+the voice model, the image to the face model; whatever a row lacks is masked in
+the fusion (`--head` names another fusion.json). It prints each modality alone
+(on the rows that have it) and the fused turn, and as the last line one JSON
+object for the fused turn with the same numbers per modality under
+`modalities`. Rows with a label outside the canonical set, with none of text,
+audio and image, or whose audio or image cannot be read are skipped and
+counted.
 
 `fusion` takes no manifest: it reads $TONELINE_DATA and reports, on held-out
 RAVDESS actors (actor folds; each fold's fusion never saw them), voice alone,
@@ -37,10 +52,13 @@ import csv
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from models.emotion import FAMILY_OF_LABEL, LABELS, canonical_label
+import numpy as np
+
+from models.emotion import FAMILY_OF_LABEL, LABELS, MODALITIES, canonical_label
 from models.metrics import evaluate, json_line
+from models.recipes.fusion.turns import family_scores
 
 
 class ManifestError(ValueError):
@@ -85,14 +103,24 @@ def evaluate_text(args: argparse.Namespace) -> str:
     with_context = sum(bool(c) for c in context)
     print(f"model: {model.name}\nmanifest: {args.manifest}\nrows read with context: {with_context}\n")
     print(report.render())
-    print(family_line(gold, [e.family for e in estimates]))
-    return json_line(report, modality="text", skipped=sum(skipped.values()))
+    families = family_scores(gold, np.array([e.probs for e in estimates]).reshape(-1, len(LABELS)))
+    print(families_line(families))
+    return json_line(report, modality="text", skipped=sum(skipped.values()), **families)
 
 
 def family_line(gold: list[str], families: list[str]) -> str:
     """Accuracy over negative / neutral / positive (`models.emotion.FAMILIES`), the reading routing acts on."""
     hits = sum(FAMILY_OF_LABEL[g] == f for g, f in zip(gold, families))
-    return f"family accuracy (negative / neutral / positive, by probability mass) {hits / len(gold):.4f}\n"
+    return f"family accuracy (negative / neutral / positive, by probability mass) {hits / max(len(gold), 1):.4f}\n"
+
+
+def families_line(families: dict[str, Any]) -> str:
+    """`family_line` from `family_scores`, with the counts of predicted families."""
+    counts = ", ".join(f"{family} {n}" for family, n in families["families"].items())
+    return (
+        f"family accuracy (negative / neutral / positive, by probability mass) {families['family_accuracy']:.4f}"
+        f"  (predicted: {counts})\n"
+    )
 
 
 def _dialogue(row: dict) -> str | None:
@@ -155,30 +183,27 @@ def evaluate_voice(args: argparse.Namespace) -> str:
 def evaluate_fusion(args: argparse.Namespace) -> str:
     import json
 
-    from models.fusion import DEFAULT_FUSION, TrainedFusion
+    from models.fusion import DEFAULT_FUSION, EvidenceFusion
     from models.recipes.fusion.report import calibration_check, fer_test, meld_test, ravdess_arms, summarise
     from models.recipes.fusion.train import HPARAMS, SYNTHETIC_TEST, cross_validate
 
-    held, _ = cross_validate(HPARAMS, with_pairs=args.pairs)
-    summary = summarise(held, pairs=args.pairs)
+    held, _ = cross_validate(HPARAMS)
+    summary = summarise(held)
     for variant, h in held.items():
         for arm, (_, report) in ravdess_arms(h).items():
             title = f"RAVDESS {variant}" if variant != SYNTHETIC_TEST else "AUGMENTATION ONLY, synthetic pairs"
             print(f"== {title}, held-out actors (5 actor folds): {arm} ==\n{report.render()}\n")
-        attention = summary[variant]["attention"]
-        print(f"attention, mean over turns: voice {attention['voice_mean']:.3f}, text {attention['text_mean']:.3f}\n")
-    fusion = TrainedFusion.load(args.head or DEFAULT_FUSION)
-    meld, arms = meld_test(fusion.weights)
-    for arm, (_, report) in arms.items():
-        print(f"== MELD test, text only: {arm} ({fusion.name}) ==\n{report.render()}\n")
-    summary["meld_test"] = meld
-    fer, arms = fer_test(fusion.weights)
-    for arm, (_, report) in arms.items():
-        print(f"== FER2013 PublicTest, face only: {arm} ({fusion.name}) ==\n{report.render()}\n")
-    summary["fer_test"] = fer
+        share = summary[variant]["contribution"]
+        print(f"contribution, mean over turns: voice {share['voice_mean']:.3f}, text {share['text_mean']:.3f}\n")
+    fusion = EvidenceFusion.load(args.head or DEFAULT_FUSION)
+    for name, test in (("MELD test, text only", meld_test), ("FER2013 PublicTest, face only", fer_test)):
+        scores, arms = test(fusion.weights)
+        for arm, (_, report) in arms.items():
+            print(f"== {name}: {arm} ({fusion.name}) ==\n{report.render()}\n")
+        summary["meld_test" if "MELD" in name else "fer_test"] = scores
     summary["calibration"] = calibration_check(held)
     print("== summary ==\n" + json.dumps(summary, indent=2) + "\n")
-    studio = summary["studio"]
+    studio, meld, fer = summary["studio"], summary["meld_test"], summary["fer_test"]
     return json.dumps(
         {
             "n": studio["n"],
@@ -189,16 +214,66 @@ def evaluate_fusion(args: argparse.Namespace) -> str:
             "asr_text_accuracy": studio["asr_text"]["accuracy"],
             "telephone_fused_accuracy": summary["telephone"]["fused"]["accuracy"],
             "telephone_voice_accuracy": summary["telephone"]["voice"]["accuracy"],
-            "attention_voice": studio["attention"]["voice_mean"],
-            "attention_text": studio["attention"]["text_mean"],
+            "contribution_voice": studio["contribution"]["voice_mean"],
+            "contribution_text": studio["contribution"]["text_mean"],
             "meld_text_accuracy": meld["text"]["accuracy"],
             "meld_fused_accuracy": meld["fused"]["accuracy"],
             "fer_face_accuracy": fer["face"]["accuracy"],
             "fer_fused_accuracy": fer["fused"]["accuracy"],
             "modality": "fusion",
-            "pairs": bool(args.pairs),
         }
     )
+
+
+def evaluate_turns(args: argparse.Namespace) -> str:
+    import json
+
+    from models.fusion import DEFAULT_FUSION, EvidenceFusion
+    from models.recipes.fusion.turns import TurnReader, TurnsManifestError, read_rows, turn_arrays
+
+    try:
+        rows, skipped = read_rows(args.manifest)
+    except TurnsManifestError as exc:
+        raise ManifestError(str(exc)) from None
+    fusion = EvidenceFusion.load(args.head or DEFAULT_FUSION)
+    read = TurnReader().read(rows)
+    skipped.update(read.skipped)
+    _print_turn_skips(skipped, read.no_face)
+    if not read.rows:
+        raise ManifestError(f"{args.manifest}: no row could be read as a turn")
+    probs, confidence, mask = turn_arrays(read.estimates)
+    fused = fusion.weights.fuse_probs(probs, confidence, mask)
+    gold = [r.label for r in read.rows]
+    with_context = sum(r.dialogue_id is not None and r.turn is not None for r in read.rows)
+    print(f"fusion: {fusion.name}\nmanifest: {args.manifest}")
+    print(f"rows read: {len(gold)} ({with_context} with dialogue_id,turn)\n")
+    per_modality = {}
+    for j, modality in enumerate(MODALITIES):
+        has = np.flatnonzero(mask[:, j])
+        if len(has):
+            per_modality[modality.value] = _turn_scores(
+                f"{modality.value} alone ({len(has)} rows that have it)", [gold[i] for i in has], probs[has, j]
+            )
+    fused_scores = _turn_scores(f"fused turn ({len(gold)} rows)", gold, fused)
+    return json.dumps(
+        {**fused_scores, "modality": "turns", "skipped": sum(skipped.values()), "modalities": per_modality}
+    )
+
+
+def _turn_scores(title: str, gold: list[str], probs: np.ndarray) -> dict[str, Any]:
+    """Print one arm's report (per-class, confusion, families) and return its headline numbers."""
+    report = evaluate(gold, [LABELS[int(i)] for i in probs.argmax(axis=1)], LABELS)
+    families = family_scores(gold, probs)
+    print(f"== {title} ==\n{report.render()}\n{families_line(families)}")
+    return {**report.headline(), **families}
+
+
+def _print_turn_skips(skipped: Counter[str], no_face: int) -> None:
+    if skipped:
+        detail = "; ".join(f"{reason}: {n}" for reason, n in skipped.most_common())
+        print(f"skipped {sum(skipped.values())} rows ({detail})")
+    if no_face:
+        print(f"no face found in {no_face} images: those turns were fused without a face, as in production")
 
 
 def evaluate_face(args: argparse.Namespace) -> str:
@@ -241,7 +316,9 @@ def evaluate_face(args: argparse.Namespace) -> str:
         print(f"no face detected in {undetected} images: the whole image was used")
     print()
     print(report.render())
-    return json_line(report, modality="face", undetected=undetected)
+    families = family_scores([LABELS[i] for i in gold_idx], probs)
+    print(families_line(families))
+    return json_line(report, modality="face", undetected=undetected, **families)
 
 
 def _print_skipped(skipped: Counter[str]) -> None:
@@ -255,6 +332,7 @@ EVALUATORS: dict[str, Callable[[argparse.Namespace], str]] = {
     "voice": evaluate_voice,
     "fusion": evaluate_fusion,
     "face": evaluate_face,
+    "turns": evaluate_turns,
 }
 
 
@@ -264,12 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("modality", choices=sorted(EVALUATORS))
     parser.add_argument(
-        "manifest", type=Path, nargs="?", help="labelled CSV (text, voice), NPZ (face); fusion takes none"
+        "manifest", type=Path, nargs="?", help="labelled CSV (text, voice, turns), NPZ (face); fusion takes none"
     )
-    parser.add_argument("--head", type=Path, default=None, help="head checkpoint (default: the shipped one)")
+    parser.add_argument(
+        "--head", type=Path, default=None, help="head checkpoint, or fusion.json for turns (default: the shipped one)"
+    )
     parser.add_argument("--telephone", action="store_true", help="voice: simulate a phone line before predicting")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--pairs", action="store_true", help="fusion: also fit on synthetic same-label pairs")
     args = parser.parse_args(argv)
     if args.manifest is None and args.modality != "fusion":
         parser.error(f"{args.modality} needs a MANIFEST.csv")

@@ -2,7 +2,7 @@
 
 It runs the text model on the message, takes voice and face estimates that a
 connector put in the message metadata (`toneline` block), fuses them with
-the trained masked attention (`models.fusion.load_fusion`) and writes the `TurnEmotion` dict to the parse data under
+the evidence fusion (`models.fusion.load_fusion`) and writes the `TurnEmotion` dict to the parse data under
 `toneline`. Agent turns (`role: agent`) are never analysed.
 
 Add it at the end of the NLU pipeline:
@@ -85,7 +85,7 @@ class EmotionRecognizer(GraphComponent):
         execution_context: ExecutionContext,
     ) -> EmotionRecognizer:
         model = shared_text_model(config.get(HEAD_PATH_KEY), config.get(THREADS_KEY), config.get(RUNTIME_KEY, "torch"))
-        # The trained fusion (models/weights/fusion.pt), loaded once per process; the hand-set one without it.
+        # The fitted fusion (models/weights/fusion.json), loaded once per process; the hand-set one without it.
         return cls(config, model, load_fusion(config.get(FUSION_PATH_KEY)))
 
     def process_training_data(self, training_data: Any) -> Any:

@@ -171,6 +171,9 @@ OUT_OF_SCOPE = [
     "can you recommend a good restaurant",
     "the quick brown fox jumps over the lazy dog",
     "he was not an ill disposed young man",
+    # Talking about people is not asking for one.
+    "I saw a nice person today",
+    "my manager is on holiday this week",
 ]
 
 

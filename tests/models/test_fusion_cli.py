@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from models.recipes.fusion.data import VOICE_RUNS
+from models.recipes.fusion.data import oof_path
 from tests.conftest import shared_data
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,9 +20,9 @@ def test_fusion_report_meets_the_acceptance_criteria() -> None:
     shared_data("speech", "ravdess")
     shared_data("text", "meld")
     shared_data("faces", "fer2013")
-    if not (VOICE_RUNS / "oof.npz").exists():
+    if not oof_path().exists():
         pytest.skip(
-            f"needs the voice head's out-of-fold logits at {VOICE_RUNS / 'oof.npz'}: "
+            f"needs the voice head's out-of-fold logits at {oof_path()}: "
             "run `python -m models.recipes.voice.train --no-export` (about 15 minutes) first"
         )
     done = subprocess.run(
@@ -46,9 +46,12 @@ def test_fusion_report_meets_the_acceptance_criteria() -> None:
         assert heading in out
     last = json.loads(out.strip().splitlines()[-1])
     assert last["modality"] == "fusion" and last["n"] > 1000
-    assert last["accuracy"] >= last["voice_accuracy"]  # fused never worse than the voice alone
-    assert last["telephone_fused_accuracy"] >= last["telephone_voice_accuracy"]
-    assert last["attention_voice"] > last["attention_text"] + 0.3
-    assert abs(last["meld_fused_accuracy"] - last["meld_text_accuracy"]) < 0.01
-    # One token gets weight 1 and the temperature never moves the argmax: face-only turns keep their label.
-    assert last["fer_fused_accuracy"] == last["fer_face_accuracy"] > 0.55
+    # Issue 16: on held-out actors with their words, fused at least voice alone minus 0.01.
+    assert last["accuracy"] >= last["voice_accuracy"] - 0.01
+    assert last["telephone_fused_accuracy"] >= last["telephone_voice_accuracy"] - 0.01
+    # RAVDESS words never carry emotion: the contributions say the voice carried it.
+    assert last["contribution_voice"] > last["contribution_text"] + 0.3
+    # Words alone pass through (text's trust is 1); a face alone is pulled a little toward a calm turn by its
+    # trust (the voice's, below 1), which may flip a label that was nearly neutral anyway.
+    assert last["meld_fused_accuracy"] == last["meld_text_accuracy"]
+    assert abs(last["fer_fused_accuracy"] - last["fer_face_accuracy"]) < 0.005 and last["fer_face_accuracy"] > 0.55

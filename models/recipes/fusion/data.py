@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,6 @@ import numpy as np
 from models import data
 from models.emotion import LABEL_INDEX, LABELS, MODALITIES, Modality
 from models.face import DEFAULT_WEIGHTS as FACE_MODEL
-from models.fusion import token_features
 from models.recipes.calibration import softmax
 from models.recipes.fusion.paths import CACHE
 from models.text import CONTEXT_TURNS
@@ -43,21 +42,16 @@ TEXT, VOICE, FACE = (MODALITIES.index(m) for m in (Modality.TEXT, Modality.VOICE
 class Turns:
     """Fusion examples: per-modality distributions and confidences, which are present, gold labels, speakers."""
 
-    probs: np.ndarray  # (n, 3, 7), rows in MODALITIES order; zeros where absent
+    probs: np.ndarray  # (n, 3, 7), rows in MODALITIES order; uniform where absent (masked, never read)
     confidence: np.ndarray  # (n, 3)
     mask: np.ndarray  # (n, 3) bool, True where the modality is present
     labels: np.ndarray  # (n,) indices into LABELS
     actors: np.ndarray  # (n,) RAVDESS actor, 0 for text-only corpora
     source: str
+    groups: dict[str, np.ndarray] = field(default_factory=dict)  # per-turn tags for breakdowns (voice, kind)
 
     def __len__(self) -> int:
         return len(self.labels)
-
-    @property
-    def features(self) -> np.ndarray:
-        """(n, 3, N_FEATURES) token features (zeros where absent)."""
-        feats = token_features(np.where(self.mask[..., None], self.probs, 1.0 / len(LABELS)), self.confidence)
-        return np.where(self.mask[..., None], feats, 0.0)
 
     def subset(self, index: np.ndarray) -> Turns:
         return Turns(
@@ -67,6 +61,7 @@ class Turns:
             self.labels[index],
             self.actors[index],
             self.source,
+            {k: v[index] for k, v in self.groups.items()},
         )
 
 
@@ -121,7 +116,7 @@ def face_probs(images: np.ndarray, tag: str) -> np.ndarray:
 
 
 def _turns(n: int, labels: np.ndarray, actors: np.ndarray, source: str, **present: np.ndarray) -> Turns:
-    probs = np.zeros((n, len(MODALITIES), len(LABELS)))
+    probs = np.full((n, len(MODALITIES), len(LABELS)), 1.0 / len(LABELS))
     mask = np.zeros((n, len(MODALITIES)), dtype=bool)
     for name, p in present.items():
         row = MODALITIES.index(Modality(name))
@@ -162,8 +157,14 @@ def voice_temperature() -> float:
     return float(json.loads(VOICE_HEAD.with_suffix(".json").read_text())["temperature"])
 
 
+def oof_path(runs: Path | None = None) -> Path:
+    """The voice head's out-of-fold logits: `TONELINE_VOICE_OOF` if set, else the voice recipe's run folder."""
+    named = os.environ.get("TONELINE_VOICE_OOF")
+    return Path(named) if named and runs is None else (runs or VOICE_RUNS) / "oof.npz"
+
+
 def load_oof(runs: Path | None = None) -> dict[str, np.ndarray]:
-    path = (runs or VOICE_RUNS) / "oof.npz"
+    path = oof_path(runs)
     if not path.exists():
         raise FileNotFoundError(
             f"{path} is missing: run `python -m models.recipes.voice.train --no-export` first "
@@ -172,17 +173,71 @@ def load_oof(runs: Path | None = None) -> dict[str, np.ndarray]:
     return dict(np.load(path))
 
 
+def voice_confidence(probs: np.ndarray, distance: np.ndarray, with_baseline: bool) -> np.ndarray:
+    """The confidence the shipped voice model gives these estimates: top probability x its scale for a first
+    turn or a turn with a baseline x the familiarity of the audio (`models.voice.VoiceEmotionModel.postprocess`)."""
+    import torch
+
+    from models.voice import VoiceEmotionModel
+
+    head = VoiceEmotionModel.load(threads=1).head
+    familiarity = head.familiarity(torch.from_numpy(np.asarray(distance, dtype=np.float32))).numpy()
+    scale = float(head.confidence_scale.numpy()[int(with_baseline)])
+    return np.asarray(np.clip(probs.max(axis=-1) * scale * familiarity, 0.0, 1.0))
+
+
+def _voice_estimates(oof: dict[str, np.ndarray], variant: str) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated voice distributions and confidences of `variant` (`studio`, `tel-eval`, `*_first`)."""
+    probs = softmax(oof[f"logits_{variant}"].astype(np.float64) / voice_temperature())
+    audio = variant.removesuffix("_first")
+    if f"distance_{audio}" not in oof:  # an older voice recipe: confidence is the top probability
+        return probs, probs.max(axis=-1)
+    return probs, voice_confidence(probs, oof[f"distance_{audio}"], not variant.endswith("_first"))
+
+
 def ravdess(variant: str = "studio", runs: Path | None = None) -> Turns:
-    """RAVDESS turns: out-of-fold voice estimate of `variant` (studio or tel-eval) + ASR transcript's text estimate."""
+    """RAVDESS turns: out-of-fold voice estimate of `variant` + the text estimate of the clip's ASR transcript.
+
+    `studio` / `tel-eval`: each clip read in a call (the voice recipe's baseline: other clips of the actor);
+    `studio_first` / `tel-eval_first`: read as a caller's first turn (no baseline, lower confidence).
+    """
     from models.recipes.fusion.asr import transcripts
 
     oof = load_oof(runs)
     asr = transcripts()
     words = [asr[str(name)] for name in oof["paths"]]
     text = text_probs(words, "ravdess-asr")
-    voice = softmax(oof[f"logits_{variant}"].astype(np.float64) / voice_temperature())
+    voice, confidence = _voice_estimates(oof, variant)
     labels = oof["labels"].astype(int)
-    return _turns(len(labels), labels, oof["actors"].astype(int), f"ravdess {variant}", text=text, voice=voice)
+    turns = _turns(len(labels), labels, oof["actors"].astype(int), f"ravdess {variant}", text=text, voice=voice)
+    turns.confidence[:, VOICE] = confidence
+    return turns
+
+
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def calm_callers(variant: str = "studio_first", runs: Path | None = None) -> Turns:
+    """Calm, unacted people reading digit strings (FSDD, the voice recipe's leave-one-speaker-out estimates,
+    `oof-calm.npz`) with their words (the digits, as an ASR would hear them): every turn is neutral."""
+    from models.recipes.voice.calm import fsdd_turns
+
+    path = oof_path(runs).with_name("oof-calm.npz")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the voice recipe's cross-validation writes it")
+    oof = dict(np.load(path))
+    turns = fsdd_turns()
+    if [t.parts[0].name for t in turns] != [str(p) for p in oof["paths"]]:
+        raise ValueError(f"{path}: its rows are not the FSDD turns of `fsdd_turns()` (re-run the voice recipe)")
+    words = [" ".join(DIGITS[int(p.name.split("_")[0])] for p in t.parts) for t in turns]
+    text = text_probs(words, "fsdd-digits")
+    voice, confidence = _voice_estimates(oof, variant)
+    labels = oof["labels"].astype(int)
+    speakers = np.asarray(oof["speakers"]).astype(str)
+    calm = _turns(len(labels), labels, np.zeros(len(labels), dtype=int), f"fsdd {variant}", text=text, voice=voice)
+    calm.confidence[:, VOICE] = confidence
+    calm.groups["speaker"] = speakers
+    return calm
 
 
 def synthetic_pairs(voice_turns: Turns, text_turns: Turns, seed: int, per_turn: int = 1) -> Turns:
@@ -207,3 +262,38 @@ def synthetic_pairs(voice_turns: Turns, text_turns: Turns, seed: int, per_turn: 
         base.actors,
         f"synthetic pairs ({voice_turns.source} + {text_turns.source})",
     )
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Fused predictions of every RAVDESS clip by the fold fusion that never saw its actor."""
+
+    turns: Turns
+    fused: np.ndarray  # (n, 7)
+    weights: np.ndarray  # (n, 3): each modality's contribution to the turn's result
+
+
+def spoken_estimates(cache: Path | None = None) -> Turns:
+    """The contact-centre spoken set (`models.recipes.fusion.spoken`) read as production reads turns: the
+    text model on the words, the voice model on the synthetic speech. Cached by both models' weights;
+    raises `SynthesisUnavailable` without espeak-ng or flite."""
+    from models.recipes.fusion.spoken import SENTENCES, SPOKEN_CACHE, VOICES, build_manifest
+    from models.recipes.fusion.turns import TurnReader, read_rows, turn_arrays
+
+    voices = [f"{v.engine}:{v.name}" for v in VOICES]
+    key = _digest(TEXT_MODEL, _digest(VOICE_HEAD, SENTENCES.read_text(), *voices))
+    path = (cache or CACHE) / f"spoken-{key}.npz"
+    if not path.exists():
+        rows, _ = read_rows(build_manifest(SPOKEN_CACHE))
+        read = TurnReader().read(rows)
+        if read.skipped:
+            raise ValueError(f"spoken set: rows could not be read: {dict(read.skipped)}")
+        probs, confidence, mask = turn_arrays(read.estimates)
+        labels = np.array([LABEL_INDEX[r.label] for r in read.rows])
+        tags = {k: np.array([r.extra.get(k, "") for r in read.rows]) for k in ("voice", "kind", "sentence")}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, probs=probs, confidence=confidence, mask=mask, labels=labels, **tags)
+    raw = np.load(path)
+    groups = {k: raw[k].astype(str) for k in ("voice", "kind", "sentence")}
+    n = len(raw["labels"])
+    return Turns(raw["probs"], raw["confidence"], raw["mask"], raw["labels"], np.zeros(n, dtype=int), "spoken", groups)

@@ -25,6 +25,7 @@ import numpy as np
 from models.emotion import FAMILIES, LABELS, canonical_label, family_of
 from models.metrics import evaluate
 from models.recipes.calibration import softmax
+from models.recipes.voice.config import HERE, RUNS, load_hparams
 from models.recipes.voice.features import EVAL_VARIANT, Source, extract_pooled, ravdess_clips
 from models.voice import DEFAULT_HEAD, CallerBaseline, VoiceEmotionModel, held_out_speakers
 
@@ -236,8 +237,6 @@ def render(cv: dict, probes: dict | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from models.recipes.voice.train import HERE, RUNS, load_hparams
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--head", type=Path, default=DEFAULT_HEAD)
     parser.add_argument("--runs-dir", type=Path, default=RUNS)

@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,6 @@ import numpy as np
 import speechbrain as sb
 import torch
 import yaml
-from hyperpyyaml import load_hyperpyyaml
 from torch.utils.data import DataLoader, Dataset
 
 from models.emotion import LABEL_INDEX, LABELS, canonical_label
@@ -50,13 +48,12 @@ from models.logs import log_event
 from models.metrics import evaluate
 from models.recipes.calibration import fit_temperature, softmax
 from models.recipes.voice.calm import fsdd_turns
+from models.recipes.voice.config import HERE, RUNS, load_hparams
 from models.recipes.voice.features import EVAL_VARIANT, TRAIN_VARIANTS, Source, extract_pooled, ravdess_clips
 from models.recipes.voice.report import cv_report, headline, names, probe_report, render
 from models.voice import DEFAULT_HEAD, ENCODER_NAME, HEAD_KIND, HeldOut, VoiceCheckpoint, VoiceHead
 
 logger = logging.getLogger(__name__)
-HERE = Path(__file__).resolve().parent
-RUNS = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "voice-runs"
 VERSION = "20261202"
 OOF_FILE = "oof.npz"  # RAVDESS out-of-fold logits per variant, read by models.recipes.fusion
 OOF_CALM_FILE = "oof-calm.npz"  # FSDD out-of-fold logits (leave one speaker out)
@@ -213,11 +210,6 @@ class VoiceBrain(sb.Brain):
             self.scheduler.step()
             if epoch is not None and epoch % 10 == 0:
                 log_event(logger, logging.INFO, "voice.train.epoch", epoch=epoch, loss=round(stage_loss, 4))
-
-
-def load_hparams(path: Path, overrides: dict[str, Any]) -> dict:
-    with path.open() as handle:
-        return load_hyperpyyaml(handle, overrides)
 
 
 def train_head(corpus: Corpus, index: np.ndarray, hparams_path: Path, overrides: dict) -> VoiceHead:

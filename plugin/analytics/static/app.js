@@ -76,7 +76,7 @@ async function openDetail(id) {
 
 function turnRow(t, i, escalatedIds, escalations) {
   const weights = el("span", { class: "weights" }, ...Object.entries(t.weights || {}).map(([m, w]) =>
-    el("span", { title: `attention on ${m}` }, `${m} ${fmt(w)}`, el("i", { style: `width:${Math.round(40 * w)}px` }))));
+    el("span", { title: `contribution of ${m} to this turn's reading` }, `${m} ${fmt(w)}`, el("i", { style: `width:${Math.round(40 * w)}px` }))));
   const row = el("tr", { class: escalatedIds.has(t.message_id) ? "turn escalation-marker" : "turn" },
     el("td", {}, String(i + 1)), el("td", {}, time(t.ts)), el("td", {}, t.label),
     el("td", {}, signed(t.valence)), el("td", {}, fmt(t.arousal)), el("td", {}, fmt(t.confidence)),

@@ -1,0 +1,87 @@
+"""End to end with real people's speech: calm and angry callers on simulated Twilio calls.
+
+The whole telephony path runs: the simulator streams mu-law frames, the channel's VAD cuts turns,
+faster-whisper transcribes, the voice model reads the voice, Rasa with Toneline fuses, routes and
+answers, Redis records. Callers are speakers the shipped voice head never heard
+(`bench.quality_calls.held_out`); `python -m bench.quality_calls` runs 20 of each and reports the rates.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench.quality_calls import (
+    POCKETSPHINX,
+    TRANSFER_WITHIN,
+    MaterialMissing,
+    angry_caller,
+    calm_caller,
+    held_out,
+    pocketsphinx_sentences,
+)
+from connectors.twilio.simulator import CallerOutcome, run_caller
+from models.data import data_root
+from tests.connectors.conftest import AUTH_TOKEN, VoiceStack
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.data,
+    pytest.mark.skipif(
+        not POCKETSPHINX.exists(),
+        reason=f"needs Debian's pocketsphinx-testdata in {POCKETSPHINX} (apt-get install pocketsphinx-testdata; "
+        ".ci/run installs it)",
+    ),
+    pytest.mark.skipif(
+        not (data_root() / "speech" / "fsdd").exists() or not (data_root() / "speech" / "ravdess").exists(),
+        reason=f"needs FSDD and RAVDESS in {data_root() / 'speech'} (../shared/data, or set TONELINE_DATA)",
+    ),
+]
+SPEED = 2.0  # as in test_twilio_call: the VAD and the bot hear the same audio, twice as fast
+
+
+def evidence(outcome: CallerOutcome) -> str:
+    """Per turn: transcript, voice / text / fused emotion, tone and decision, for the failure message."""
+    return "\n".join(turn.line() for turn in outcome.turns)
+
+
+async def play(stack: VoiceStack, utterances: list, caller: str) -> CallerOutcome:
+    async def tracker(sender: str) -> dict:
+        return stack.tracker(sender)
+
+    return await run_caller(stack.url, AUTH_TOKEN, utterances, tracker, caller=caller, speed=SPEED)
+
+
+@pytest.mark.asyncio
+async def test_a_calm_caller_reading_numbers_and_sentences_is_never_transferred(voice_stack: VoiceStack) -> None:
+    held = held_out()
+    rng = random.Random(1)
+    try:
+        utterances = calm_caller(held.fsdd_speakers[0], pocketsphinx_sentences(), rng)
+    except MaterialMissing as exc:
+        pytest.skip(str(exc))
+    outcome = await play(voice_stack, utterances, "+15550161")
+    assert not outcome.transferred, f"calm caller transferred:\n{evidence(outcome)}"
+    assert outcome.spoken == len(utterances) == 6
+    assert len(outcome.turns) >= 5, f"turns went unheard:\n{evidence(outcome)}"
+    assert all(turn.tone == "neutral" for turn in outcome.turns), f"tone left neutral:\n{evidence(outcome)}"
+    assert all(turn.voice is not None for turn in outcome.turns), f"a turn had no voice estimate:\n{evidence(outcome)}"
+    assert voice_stack.tracker(outcome.call_sid)["slots"]["handed_off"] is False
+
+
+@pytest.mark.asyncio
+async def test_an_angry_caller_the_voice_model_never_heard_is_transferred_within_three_turns(
+    voice_stack: VoiceStack,
+) -> None:
+    held = held_out()
+    if not held.ravdess_actors:
+        pytest.skip(f"no RAVDESS actor is held out from the shipped voice head ({held.source})")
+    try:
+        utterances = angry_caller(held.ravdess_actors[0], random.Random(2), turns=TRANSFER_WITHIN)
+    except MaterialMissing as exc:
+        pytest.skip(str(exc))
+    outcome = await play(voice_stack, utterances, "+15550162")
+    assert outcome.transferred, f"angry caller not transferred in {TRANSFER_WITHIN} turns:\n{evidence(outcome)}"
+    assert outcome.transferred_after is not None and outcome.transferred_after <= TRANSFER_WITHIN
+    assert sum(turn.handoff for turn in outcome.turns) == 1, evidence(outcome)
