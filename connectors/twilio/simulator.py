@@ -155,6 +155,8 @@ class SimulatedCall:
             due = [m for m in self._pending_marks if m[0] <= now]
             self._pending_marks = [m for m in self._pending_marks if m[0] > now]
             for _, name in due:
+                # Stamped before sending: the bot may act on the mark (and transfer) before this send returns.
+                sent_at = time.monotonic()
                 with contextlib.suppress(Exception):
                     await self.send_json(
                         {
@@ -164,7 +166,7 @@ class SimulatedCall:
                             "mark": {"name": name},
                         }
                     )
-                    self.returned_marks[name] = time.monotonic()
+                    self.returned_marks[name] = sent_at
             await asyncio.sleep(0.02)
 
     async def hang_up(self) -> None:
