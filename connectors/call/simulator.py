@@ -137,9 +137,11 @@ class SimulatedCall:
             due = [m for m in self._pending_marks if m[0] <= now]
             self._pending_marks = [m for m in self._pending_marks if m[0] > now]
             for _, name in due:
+                # Stamped before sending: the bot may act on the mark (and transfer) before this send returns.
+                sent_at = time.monotonic()
                 with contextlib.suppress(Exception):
                     await self.return_mark(name)
-                    self.returned_marks[name] = time.monotonic()
+                    self.returned_marks[name] = sent_at
             await asyncio.sleep(0.02)
 
     async def hang_up(self) -> None:
