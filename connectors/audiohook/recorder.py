@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 from connectors.speech.recognizer import Hearing
 from models.emotion import EmotionEstimate
-from models.fusion import AttentionFusion
+from models.fusion import Fuser, load_fusion
 from models.logs import log_event
 from models.text import TextEmotionModel
 from plugin.outbox import outbox_for
@@ -42,7 +42,7 @@ class EmotionRecorder:
         settings: Settings,
         store: StateStore | None,
         text_model: Callable[[], TextEmotionModel] | None = None,
-        fusion: AttentionFusion | None = None,
+        fusion: Fuser | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -52,7 +52,8 @@ class EmotionRecorder:
         if self.outbox is not None:
             self.outbox.start()
         self._text_model = text_model
-        self.fusion = fusion or AttentionFusion()
+        # The fitted fusion every other channel uses (plugin.nlu loads the same weights).
+        self.fusion = fusion or load_fusion()
 
     def text_estimate(self, text: str, message_id: str, context: Sequence[str] = ()) -> EmotionEstimate | None:
         """The text model's estimate; a model failure costs the turn its text modality only."""
@@ -74,11 +75,19 @@ class EmotionRecorder:
         transcript = hearing.text if self.settings.privacy.store_transcripts else None
         return TurnRecord.of(emotion, message_id=message_id, ts=ts, text=transcript)
 
-    def record(self, info: ConversationInfo, turns: Sequence[TurnRecord]) -> tuple[Decision, bool]:
-        """Decide on the accumulated turns and write them; Redis down is logged, not raised."""
+    def record(
+        self, info: ConversationInfo, turns: Sequence[TurnRecord], escalated_message_id: str | None = None
+    ) -> tuple[Decision, bool]:
+        """Decide on the accumulated turns and write them; Redis down is logged, not raised.
+
+        `escalated_message_id`: the turn this call was last escalated on, so the cooldown
+        applies here as it does in `EmotionPolicy` (one escalation, not one per angry turn).
+        """
         routing = self.settings.routing
+        escalated_at = _turn_number(turns, escalated_message_id)
         if self.store is None or self.outbox is None:
-            return decide(ConversationState(info.conversation_id, info.customer_id, tuple(turns)), routing), False
+            state = ConversationState(info.conversation_id, info.customer_id, tuple(turns), escalated_at)
+            return decide(state, routing), False
         try:
             # A customer escalated before needs one negative turn fewer, on calls with an agent too.
             previous = self.store.previous_escalations(info.customer_id, info.conversation_id)
@@ -91,7 +100,7 @@ class EmotionRecorder:
                 error=str(exc),
             )
             previous = 0
-        state = ConversationState(info.conversation_id, info.customer_id, tuple(turns), previous_escalations=previous)
+        state = ConversationState(info.conversation_id, info.customer_id, tuple(turns), escalated_at, previous)
         decision = decide(state, routing)
         stored, _ = self.outbox.submit(self.store.record_entry(info, turns, summarize(turns, routing), decision))
         return decision, stored
@@ -103,12 +112,20 @@ class EmotionRecorder:
         hearing: Hearing,
         message_id: str,
         context: Sequence[str] = (),
+        escalated_message_id: str | None = None,
     ) -> Recorded | None:
-        """Build, append to `history` and record one turn; `context`: the customer's previous words."""
+        """Build, append to `history` and record one turn; `context`: the customer's previous words;
+        `escalated_message_id`: the turn this call was last escalated on, if any."""
         record = self.build(hearing, message_id, time.time(), context)
         if record is None:
             return None
         history.append(record)
         del history[: -self.settings.state.max_turns]  # the store keeps no more than this either
-        decision, stored = self.record(info, history)
+        decision, stored = self.record(info, history, escalated_message_id)
         return Recorded(record, decision, stored)
+
+
+def _turn_number(turns: Sequence[TurnRecord], message_id: str | None) -> int | None:
+    """1-based position of `message_id` among `turns` (None if absent: the cooldown has long passed)."""
+    ids = [t.message_id for t in turns]
+    return ids.index(message_id) + 1 if message_id in ids else None

@@ -59,6 +59,7 @@ class AudioHookSession:
         )
         self.paused = False
         self.history: list[TurnRecord] = []
+        self.escalated_message_id: str | None = None  # the cooldown after an escalation starts here
         # The customer's last words, in memory for the call only: the text model reads a turn in context.
         self.said: deque[str] = deque(maxlen=CONTEXT_TURNS)
         # How the customer sounds: the voice reads each turn against it. In memory for the session only.
@@ -111,11 +112,20 @@ class AudioHookSession:
         message_id = f"{self.session_id}:{turn.start:.3f}"
         loop = asyncio.get_running_loop()
         recorded = await loop.run_in_executor(
-            self._executor, self._recorder.turn, self.info, self.history, heard, message_id, list(self.said)
+            self._executor,
+            self._recorder.turn,
+            self.info,
+            self.history,
+            heard,
+            message_id,
+            list(self.said),
+            self.escalated_message_id,
         )
         self.said.append(heard.text)
         if recorded is None:
             return
+        if recorded.decision.escalate:
+            self.escalated_message_id = message_id
         log_event(
             logger,
             logging.INFO,

@@ -85,3 +85,34 @@ def test_the_customer_s_previous_words_are_the_text_model_s_context() -> None:
     assert in_context is not None and alone is not None
     assert in_context.probs == pytest.approx(model.predict("Right.", before).probs, abs=1e-6)
     assert in_context.probs != pytest.approx(alone.probs, abs=1e-3)
+
+
+def test_angry_turns_on_an_agent_call_escalate_once_then_cool_down(
+    redis_endpoint: RedisEndpoint, redis_prefix: str
+) -> None:
+    # As EmotionPolicy does for chat and phone bots: one escalation, then the cooldown, not one per angry turn.
+    settings = Settings(redis=RedisSettings(url=redis_endpoint.url, prefix=redis_prefix))
+    recorder = EmotionRecorder(settings, StateStore(settings.redis, settings.state))
+    history: list = []
+    escalated_on: str | None = None
+    escalations = []
+    for i in range(6):
+        heard = Hearing("This is outrageous, I am furious with you people!", ANGRY, 0.01, 10.0, 10.0)
+        recorded = recorder.turn(INFO, history, heard, f"s:{i}", (), escalated_on)
+        assert recorded is not None
+        if recorded.decision.escalate:
+            escalated_on = f"s:{i}"
+            escalations.append(i)
+    cooldown = settings.routing.cooldown_turns
+    assert escalations and escalations[0] <= 2, escalations  # sharp at once, or the streak of three
+    # Never again inside the cooldown (before the fix, every one of the six turns escalated).
+    assert all(later - earlier >= cooldown for earlier, later in zip(escalations, escalations[1:])), escalations
+    assert len(escalations) <= 2, escalations
+
+
+def test_agent_calls_are_fused_with_the_fitted_fusion_like_every_other_channel() -> None:
+    # plugin.nlu.EmotionRecognizer fuses chat, phone and video turns with load_fusion(); so must agent calls.
+    from models.fusion import DEFAULT_FUSION, EvidenceFusion
+
+    assert DEFAULT_FUSION.exists(), "the fitted fusion ships in models/weights"
+    assert isinstance(EmotionRecorder(Settings(), None).fusion, EvidenceFusion)
