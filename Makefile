@@ -23,11 +23,12 @@ chat:  ## talk to the running demo bot in this terminal
 train:  ## train the demo bot's Rasa model if its inputs changed
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m scripts.stack train
 
-train-text:  ## fine-tune the text model in two stages (LoRA on MiniLM, dialogue context; needs ../shared/data; about 80 minutes on 2 cores)
+train-text:  ## fine-tune the text model in two stages (LoRA on MiniLM, dialogue context), then refit its head for everyday conversation (issue 18; needs ../shared/data; about 100 minutes on 2 cores)
 	@venv="$$(./scripts/env.sh)" && stage1="$${TONELINE_CACHE:-$$HOME/.cache/toneline}/text-stage1.pt" && \
 	  $$venv/bin/python -m models.recipes.text.train --epochs 2 --out "$$stage1" && \
 	  $$venv/bin/python -m models.recipes.text.train --init "$$stage1" --epochs 1 --goemotions-share 0.5 \
-	    --goemotions-exclude approval,desire --class-weight-power 0.25 --lr 2e-4 --head-lr 5e-4
+	    --goemotions-exclude approval,desire --class-weight-power 0.25 --lr 2e-4 --head-lr 5e-4 && \
+	  $$venv/bin/python -m models.recipes.text.head --out models/weights/text_lora.pt
 
 train-text-frozen:  ## retrain the foundation's frozen-encoder text head, the baseline (needs ../shared/data)
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.text.frozen

@@ -1,12 +1,20 @@
-"""Per-message cost of the fine-tuned text model against the foundation's frozen-encoder model.
+"""Quality and per-message cost of the shipped text model against the previous one and the frozen baseline.
 
-    python -m bench.text [--threads 2] [--repeats 5]
+    python -m bench.text [--threads 2] [--repeats 5] [--no-quality]
 
-All variants read the same 48 contact-centre messages (tests/models/data), one
+Quality (skipped with --no-quality or without ../shared/data): the shipped model
+(`text_lora.pt`) and the previous one (`text_lora_20261123.pt`, same encoder
+delta, the head before issue 18) on the DailyDialog held-out part
+(`models.recipes.text.head.dailydialog_split`, read in context), MELD test (in
+context) and the contact-centre suite by kind: macro-F1, weighted-F1, neutral
+recall and the share of plain turns read as negative.
+
+Cost: all variants read the same contact-centre messages (tests/models/data), one
 message per call (as `EmotionRecognizer` does), tokenisation included, after a
 warm-up pass, in one process with the same torch/ONNX Runtime thread count:
 
 - baseline: the foundation's frozen MiniLM + head (`text_head.pt`), message alone;
+- previous fine-tuned model, message + 2 turns;
 - fine-tuned (`text_lora.pt`, adapters merged), message alone and with the two
   turns before it (the production path);
 - the production path on other runtimes: PyTorch dynamic int8
@@ -31,9 +39,52 @@ import numpy as np
 import torch
 
 from bench.voice import machine
-from models.text import DEFAULT_MODEL, FROZEN_HEAD, TextEmotionModel
+from models.emotion import FAMILY_OF_LABEL
+from models.metrics import evaluate
+from models.text import DEFAULT_MODEL, FROZEN_HEAD, WEIGHTS_DIR, TextEmotionModel
 
 MESSAGES = Path(__file__).resolve().parents[1] / "tests" / "models" / "data" / "contact_centre.csv"
+PREVIOUS_MODEL = WEIGHTS_DIR / "text_lora_20261123.pt"
+
+
+def corpus_quality(model: TextEmotionModel, samples: list[Any]) -> dict[str, float]:
+    """Headline numbers of `model` on labelled samples read in their dialogue context."""
+    from models.data import contexts
+
+    context = contexts(samples, model.context_turns)
+    predicted = [e.label for e in model.predict_batch([s.text for s in samples], context)]
+    gold = [s.label for s in samples]
+    report = evaluate(gold, predicted)
+    plain = [p for g, p in zip(gold, predicted) if g == "neutral"]
+    return {
+        "n": report.n,
+        "macro_f1": round(report.macro_f1, 4),
+        "weighted_f1": round(report.weighted_f1, 4),
+        "neutral_recall": round(sum(p == "neutral" for p in plain) / len(plain), 4),
+        "neutral_read_negative": round(sum(FAMILY_OF_LABEL[p] == "negative" for p in plain) / len(plain), 4),
+    }
+
+
+def suite_quality(model: TextEmotionModel, rows: list[dict[str, str]]) -> dict[str, float]:
+    """Family accuracy on the contact-centre suite, by kind of sentence and overall."""
+    families = [e.family for e in model.predict_batch([r["text"] for r in rows])]
+    out = {}
+    for kind in ["all", *dict.fromkeys(r["kind"] for r in rows)]:
+        hits = [f == r["family"] for r, f in zip(rows, families) if kind in ("all", r["kind"])]
+        out[kind] = round(sum(hits) / len(hits), 4)
+    return out
+
+
+def quality(models: dict[str, TextEmotionModel], rows: list[dict[str, str]]) -> dict[str, dict]:
+    from models import data
+    from models.recipes.text.head import dailydialog_split
+
+    corpora = {"dailydialog_heldout": dailydialog_split()["test"], "meld_test": data.meld("test")}
+    out: dict[str, dict] = {}
+    for name, model in models.items():
+        out[name] = {corpus: corpus_quality(model, samples) for corpus, samples in corpora.items()}
+        out[name]["contact_centre"] = suite_quality(model, rows)
+    return out
 
 
 def with_net(model: TextEmotionModel, net: Any, suffix: str) -> TextEmotionModel:
@@ -67,18 +118,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime variants")
+    parser.add_argument("--no-quality", action="store_true", help="cost only (no ../shared/data needed)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with MESSAGES.open(newline="", encoding="utf-8") as handle:
-        texts = [row["text"] for row in csv.DictReader(handle)]
+        rows_in = list(csv.DictReader(handle))
+    texts = [row["text"] for row in rows_in]
     # Each message's context: the two messages before it in the file (stand-ins for earlier turns).
     in_context = [(t, texts[max(0, i - 2) : i] or texts[-2:]) for i, t in enumerate(texts)]
     alone: list[tuple[str, list[str]]] = [(t, []) for t in texts]
 
     baseline = TextEmotionModel.load(FROZEN_HEAD)
     tuned = TextEmotionModel.load(DEFAULT_MODEL)
+    previous = TextEmotionModel.load(PREVIOUS_MODEL)
+    scored = {} if args.no_quality else quality({"shipped": tuned, "previous": previous}, rows_in)
     variants: list[tuple[str, TextEmotionModel, list[tuple[str, list[str]]]]] = [
         ("frozen encoder + head (foundation), message alone", baseline, alone),
+        ("previous fine-tuned model (20261123), message + 2 turns", previous, in_context),
         ("fine-tuned (LoRA merged), message alone", tuned, alone),
         ("fine-tuned, message + 2 turns (production path)", tuned, in_context),
     ]
@@ -97,19 +153,35 @@ def main(argv: list[str] | None = None) -> None:
     base = rows[0]["mean_ms"]
     for row in rows:
         row["ratio_to_baseline"] = row["mean_ms"] / base
-    quality = {name: drift(tuned, model, in_context) for name, model in others}
+    drifts = {name: drift(tuned, model, in_context) for name, model in others}
 
     print(f"machine: {machine()}; threads {args.threads}; {len(texts)} messages x {args.repeats}\n")
+    if scored:
+        print(
+            "| model | DailyDialog held-out macro-F1 | neutral recall | plain read negative | MELD test weighted-F1 "
+            "| contact-centre (all) |\n|---|---|---|---|---|---|"
+        )
+        for name, q in scored.items():
+            dd, meld = q["dailydialog_heldout"], q["meld_test"]
+            print(
+                f"| {name} | {dd['macro_f1']:.3f} | {dd['neutral_recall']:.3f} | {dd['neutral_read_negative']:.3f} "
+                f"| {meld['weighted_f1']:.3f} | {q['contact_centre']['all']:.3f} |"
+            )
+        print()
     print("| variant | mean | p95 | vs baseline |\n|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['variant']} | {row['mean_ms']:.1f} ms | {row['p95_ms']:.1f} ms | {row['ratio_to_baseline']:.2f}x |"
         )
     print()
-    for name, q in quality.items():
+    for name, q in drifts.items():
         agreement, change = q["label_agreement"], q["max_prob_change"]
         print(f"{name}: label agreement with PyTorch fp32 {agreement:.3f}, max probability change {change:.3f}")
-    print(json.dumps({"machine": machine(), "threads": args.threads, "rows": rows, "runtime_drift": quality}))
+    print(
+        json.dumps(
+            {"machine": machine(), "threads": args.threads, "quality": scored, "rows": rows, "runtime_drift": drifts}
+        )
+    )
 
 
 if __name__ == "__main__":

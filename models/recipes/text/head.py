@@ -1,0 +1,370 @@
+"""Refit the text head on the shipped fine-tuned encoder so that neutral is the common case it is (issue 18).
+
+    python -m models.recipes.text.head [--extract-only] [--out models/weights/text_lora.pt]
+
+The shipped model read 29 % of plain DailyDialog turns as an emotion: its
+training mix (MELD x2 + GoEmotions, class weights of inverse frequency) makes
+neutral about a third of what it sees, while in everyday conversation (and in a
+contact centre) four turns in five are plain. This recipe keeps the fine-tuned
+encoder (LoRA delta) exactly as shipped and refits only the 2-layer head on
+cached pooled features, read in context as production reads turns:
+
+- train: MELD train, GoEmotions train (same exclusions as stage 2) and the
+  training part of the DailyDialog split (`dailydialog_split`), with
+  DailyDialog repeated so that it weighs like a corpus of its own;
+- loss: cross-entropy, class weights of inverse frequency to a small power
+  (grid), then a per-class logit offset (neutral only, grid) folded into the
+  head's last bias: a prior correction toward the real share of plain turns;
+- selection (never one corpus alone): among the configurations that keep
+  DailyDialog-selection neutral recall >= `--min-neutral-recall`, MELD dev
+  weighted-F1 >= `--min-meld` and the contact-centre sentences (the 48 of
+  issue 4, as a guard, never an objective) passing issue 4's test (>= 0.90 by
+  family, >= 43 / 48 by top label, at most one polarity flip), the best mean of
+  DailyDialog-selection macro-F1, MELD dev weighted-F1 and GoEmotions dev
+  macro-F1;
+- reported, never selected on: the DailyDialog held-out part, MELD test,
+  GoEmotions test, the whole contact-centre suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from models import data
+from models.checkpoint import Checkpoint
+from models.emotion import FAMILY_OF_LABEL, LABEL_INDEX, LABELS
+from models.metrics import evaluate
+from models.recipes.calibration import fit_temperature, softmax
+from models.text import (
+    DEFAULT_MODEL,
+    MAX_TOKENS,
+    EmotionHead,
+    TextEmotionNet,
+    collate,
+    encode_turn,
+    load_tokenizer,
+    mean_pool,
+    net_from_checkpoint,
+)
+
+CACHE = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "text-head"
+CONTACT_CENTRE = Path(__file__).resolve().parents[3] / "tests" / "models" / "data" / "contact_centre.csv"
+# The 48 sentences of issue 4 are the selection guard; rows added after them are reported only.
+GUARD_ROWS = 48
+SPLIT_SEED = 18
+SPLIT_SHARES = {"train": 0.4, "selection": 0.2, "test": 0.4}
+NEUTRAL = LABEL_INDEX["neutral"]
+
+
+def dailydialog_split(seed: int = SPLIT_SEED) -> dict[str, list[data.TextSample]]:
+    """DailyDialog validation split by dialogue (seeded permutation of dialogue ids): train / selection / test.
+
+    Whole dialogues go to one part, so no test turn's context or speaker pair was seen in training.
+    """
+    samples = data.dailydialog_validation()
+    ids = sorted({s.dialogue_id for s in samples if s.dialogue_id}, key=lambda d: int(d.split("-")[1]))
+    order = np.random.default_rng(seed).permutation(len(ids))
+    cut_train = int(len(ids) * SPLIT_SHARES["train"])
+    cut_sel = cut_train + int(len(ids) * SPLIT_SHARES["selection"])
+    part_of = {}
+    for rank, i in enumerate(order):
+        part_of[ids[i]] = "train" if rank < cut_train else "selection" if rank < cut_sel else "test"
+    parts: dict[str, list[data.TextSample]] = {name: [] for name in SPLIT_SHARES}
+    for s in samples:
+        parts[part_of[str(s.dialogue_id)]].append(s)
+    return parts
+
+
+def write_manifest(samples: Sequence[data.TextSample], path: Path) -> Path:
+    """A `python -m models.evaluate text` manifest (text,label,dialogue_id,turn): rows are read in context."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label", "dialogue_id", "turn"])
+        writer.writerows([s.text, s.label, s.dialogue_id, s.turn] for s in samples)
+    return path
+
+
+def contact_centre_rows() -> list[dict[str, str]]:
+    with CONTACT_CENTRE.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@torch.inference_mode()
+def pooled(net: TextEmotionNet, tokenizer: Any, encoded: list[dict], batch_size: int = 128) -> np.ndarray:
+    """The head's input (message tokens pooled, context through attention), batched by length."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    out = np.zeros((len(encoded), 384), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        b = collate(tokenizer, [encoded[i] for i in idx])
+        hidden = net.encoder(
+            input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]
+        ).last_hidden_state
+        out[idx] = mean_pool(hidden, b["attention_mask"] * (b["token_type_ids"] == 0)).numpy()
+    return out
+
+
+def corpora() -> dict[str, list[data.TextSample]]:
+    exclude = ("approval", "desire")  # as stage 2: the Ekman grouping files requests and confirmations under joy
+    dd = dailydialog_split()
+    cc = [data.TextSample(r["text"], "neutral") for r in contact_centre_rows()]  # labels unused: scored by family
+    return {
+        "meld_train": data.meld("train"),
+        "goemotions_train": data.goemotions("train", exclude=exclude),
+        "dd_train": dd["train"],
+        "meld_dev": data.meld("dev"),
+        "goemotions_dev": data.goemotions("dev", exclude=exclude),
+        "dd_selection": dd["selection"],
+        "dd_test": dd["test"],
+        "meld_test": data.meld("test"),
+        "goemotions_test": data.goemotions("test"),
+        "contact_centre": cc,
+    }
+
+
+def features(weights: Path, turns: int) -> dict[str, dict[str, np.ndarray]]:
+    """Pooled features and labels of every corpus, cached by the weights' hash and the texts."""
+    checkpoint = Checkpoint.load(weights)
+    key = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    tokenizer, net = load_tokenizer(), None
+    out = {}
+    for name, samples in corpora().items():
+        texts = "\n".join(f"{s.dialogue_id}|{s.turn}|{s.text}" for s in samples)
+        path = CACHE / f"{name}-{key}-{hashlib.sha256(texts.encode()).hexdigest()[:12]}.npz"
+        if not path.exists():
+            net = net or net_from_checkpoint(checkpoint)
+            t0 = time.perf_counter()
+            ctx = data.contexts(samples, turns)
+            encoded = [encode_turn(tokenizer, " ".join(s.text.split()), c, MAX_TOKENS) for s, c in zip(samples, ctx)]
+            x = pooled(net, tokenizer, encoded)
+            y = np.array([LABEL_INDEX[s.label] for s in samples])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, x=x, y=y)
+            print(f"{name}: {len(samples)} features in {time.perf_counter() - t0:.0f} s", flush=True)
+        loaded = np.load(path)
+        out[name] = {"x": loaded["x"], "y": loaded["y"]}
+    return out
+
+
+def train_head(x: np.ndarray, y: np.ndarray, power: float, epochs: Sequence[int], seed: int) -> dict[int, dict]:
+    """Train a fresh head on features; the head's state after each epoch in `epochs`."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    head = EmotionHead()
+    counts = np.bincount(y, minlength=len(LABELS)).astype(float)
+    w = 1.0 / np.maximum(counts, 1.0) ** power
+    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(w / (w * counts).sum() * counts.sum(), dtype=torch.float32))
+    opt = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=0.01)
+    last = max(epochs)
+    steps = last * int(np.ceil(len(y) / 256))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
+    kept = {}
+    for epoch in range(1, last + 1):
+        head.train()
+        order = torch.from_numpy(rng.permutation(len(y)))
+        for start in range(0, len(y), 256):
+            idx = order[start : start + 256]
+            loss = loss_fn(head(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            schedule.step()
+        if epoch in epochs:
+            kept[epoch] = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    return kept
+
+
+@torch.inference_mode()
+def logits_with(state: dict, x: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+    head = EmotionHead()
+    head.load_state_dict(state)
+    out = head.eval()(torch.from_numpy(x)).numpy()
+    return out + offset if offset is not None else out
+
+
+def with_offset(state: dict, offset: np.ndarray) -> dict:
+    """The head with a per-class logit offset folded into its last bias (what is shipped)."""
+    out = {k: v.clone() for k, v in state.items()}
+    out["net.4.bias"] += torch.from_numpy(offset).float()
+    return out
+
+
+def family_read(probs: np.ndarray) -> list[str]:
+    """Per row, the family holding the most probability (Toneline's reading, `EmotionEstimate.family`)."""
+    names = ("negative", "neutral", "positive")
+    mass = np.stack([probs[:, [LABEL_INDEX[lab] for lab in LABELS if FAMILY_OF_LABEL[lab] == f]].sum(1) for f in names])
+    return [names[i] for i in mass.argmax(0)]
+
+
+def scores(logits: dict[str, np.ndarray], feats: dict, temperature: float, families: Sequence[str]) -> dict:
+    """Everything selection and the card read, for one candidate."""
+
+    def report(name: str) -> Any:
+        y = feats[name]["y"]
+        return evaluate([LABELS[i] for i in y], [LABELS[i] for i in logits[name].argmax(1)])
+
+    out: dict[str, Any] = {}
+    for name in ("dd_selection", "dd_test", "meld_dev", "meld_test", "goemotions_dev", "goemotions_test"):
+        r = report(name)
+        out[name] = {
+            **r.headline(),
+            "per_class": {k: {m: round(v[m], 3) for m in ("precision", "recall")} for k, v in r.per_class.items()},
+        }
+        y, pred = feats[name]["y"], logits[name].argmax(1)
+        neg = np.array([FAMILY_OF_LABEL[lab] == "negative" for lab in LABELS])
+        plain = y == NEUTRAL
+        out[name]["neutral_recall"] = round(float((pred[plain] == NEUTRAL).mean()), 4)
+        out[name]["neutral_read_negative"] = round(float(neg[pred[plain]].mean()), 4)
+        out[name]["negative_recall"] = round(float(neg[pred[neg[y]]].mean()), 4) if neg[y].any() else None
+    probs = softmax(logits["contact_centre"] / temperature)
+    read = family_read(probs)
+    hits = np.array([r == f for r, f in zip(read, families)])
+    top_hits = np.array([FAMILY_OF_LABEL[LABELS[i]] == f for i, f in zip(probs.argmax(1), families)])
+    flips = [i for i in range(GUARD_ROWS) if {read[i], families[i]} == {"negative", "positive"}]
+    out["contact_centre_guard"] = round(float(hits[:GUARD_ROWS].mean()), 4)
+    out["contact_centre_guard_top_label"] = int(top_hits[:GUARD_ROWS].sum())
+    out["contact_centre_guard_flips"] = len(flips)
+    out["contact_centre_all"] = round(float(hits.mean()), 4)
+    out["contact_centre_n"] = int(len(hits))
+    return out
+
+
+def objective(s: dict) -> float:
+    return (s["dd_selection"]["macro_f1"] + s["meld_dev"]["weighted_f1"] + s["goemotions_dev"]["macro_f1"]) / 3
+
+
+def admissible(s: dict, args: argparse.Namespace) -> bool:
+    return (
+        s["dd_selection"]["neutral_recall"] >= args.min_neutral_recall
+        and s["meld_dev"]["weighted_f1"] >= args.min_meld
+        # The contact-centre test of issue 4, whole: family >= 0.9, top label >= 43 / 48, at most one flip.
+        and s["contact_centre_guard"] >= 0.9
+        and s["contact_centre_guard_top_label"] >= 43
+        and s["contact_centre_guard_flips"] <= 1
+    )
+
+
+SELECTION = ("meld_dev", "goemotions_dev", "dd_selection")
+
+
+def candidate(state: dict, offset: np.ndarray, feats: dict, families: Sequence[str]) -> tuple[float, dict]:
+    logits = {name: logits_with(state, f["x"], offset) for name, f in feats.items()}
+    temperature = fit_temperature(
+        np.concatenate([logits[n] for n in SELECTION]), np.concatenate([feats[n]["y"] for n in SELECTION])
+    )
+    return temperature, scores(logits, feats, temperature, families)
+
+
+def search(feats: dict, families: Sequence[str], args: argparse.Namespace) -> list[dict]:
+    """Every (power, DailyDialog weight, epochs, neutral offset) candidate with its scores."""
+    results = []
+    for repeat in args.dd_repeat:
+        parts = ["meld_train"] * 2 + ["goemotions_train"] + ["dd_train"] * repeat
+        x = np.concatenate([feats[p]["x"] for p in parts])
+        y = np.concatenate([feats[p]["y"] for p in parts])
+        for power in args.power:
+            t0 = time.perf_counter()
+            states = train_head(x, y, power, args.epochs, args.seed)
+            for epoch, state in states.items():
+                for shift in args.neutral_offset:
+                    offset = np.zeros(len(LABELS), dtype=np.float32)
+                    offset[NEUTRAL] = shift
+                    temperature, s = candidate(state, offset, feats, families)
+                    config = {"dd_repeat": repeat, "power": power, "epochs": epoch, "neutral_offset": shift}
+                    results.append(
+                        {"config": config, "state": with_offset(state, offset), "temperature": temperature, "scores": s}
+                    )
+                    dd, meld, goemo = s["dd_selection"], s["meld_dev"], s["goemotions_dev"]
+                    print(
+                        f"{config}: objective {objective(s):.4f}, dd-sel macro-F1 {dd['macro_f1']:.3f} "
+                        f"neutral recall {dd['neutral_recall']:.3f}, MELD dev {meld['weighted_f1']:.3f}, "
+                        f"GoEmotions dev {goemo['macro_f1']:.3f}, contact-centre {s['contact_centre_guard']:.3f}",
+                        flush=True,
+                    )
+            print(f"  trained in {time.perf_counter() - t0:.0f} s", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=DEFAULT_MODEL, help="the shipped delta whose encoder is kept")
+    parser.add_argument("--extract-only", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--dd-repeat", type=int, nargs="+", default=[2, 5])
+    parser.add_argument("--power", type=float, nargs="+", default=[0.0, 0.25, 0.5])
+    parser.add_argument("--epochs", type=int, nargs="+", default=[10, 20, 40])
+    parser.add_argument("--neutral-offset", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0])
+    parser.add_argument("--min-neutral-recall", type=float, default=0.87)
+    parser.add_argument("--min-meld", type=float, default=0.56)
+    parser.add_argument("--out", type=Path, default=None, help="write the refitted model here (default: report only)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    checkpoint = Checkpoint.load(args.weights)
+    feats = features(args.weights, int(checkpoint.arch.get("context_turns", 0)))
+    manifest = write_manifest(dailydialog_split()["test"], CACHE / "dailydialog_test.csv")
+    print(f"DailyDialog held-out part: {manifest} (python -m models.evaluate text {manifest})")
+    if args.extract_only:
+        print({k: v["x"].shape for k, v in feats.items()})
+        return
+    families = [r["family"] for r in contact_centre_rows()]
+    shipped = {k[len("head.") :]: v for k, v in checkpoint.state_dict.items() if k.startswith("head.")}
+    _, baseline = candidate(shipped, np.zeros(len(LABELS), dtype=np.float32), feats, families)
+    # The shipped model's own temperature, for the contact-centre reading as production has it.
+    base_logits = {name: logits_with(shipped, f["x"]) for name, f in feats.items()}
+    baseline = scores(base_logits, feats, checkpoint.temperature, families)
+    print(f"shipped: objective {objective(baseline):.4f} {json.dumps(baseline)}", flush=True)
+    results = search(feats, families, args)
+    fit = [r for r in results if admissible(r["scores"], args)]
+    if not fit:
+        raise SystemExit("no candidate meets the selection constraints")
+    best = max(fit, key=lambda r: objective(r["scores"]))
+    print(f"selected {best['config']} T={best['temperature']:.3f}: {json.dumps(best['scores'])}", flush=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE / "search.json").write_text(
+        json.dumps({"shipped": baseline, "candidates": [{k: v for k, v in r.items() if k != "state"} for r in results]})
+    )
+    if args.out:
+        save(checkpoint, best, baseline, args)
+
+
+def save(checkpoint: Checkpoint, best: dict, baseline: dict, args: argparse.Namespace) -> None:
+    delta = {k: v for k, v in checkpoint.state_dict.items() if not k.startswith("head.")}
+    delta.update({f"head.{k}": v.float() for k, v in best["state"].items()})
+    info = dict(checkpoint.info)
+    info["version"] = time.strftime("%Y%m%d")
+    info["head_refit"] = {
+        "recipe": "models.recipes.text.head (issue 18): encoder delta as before, head refit on cached features",
+        "train": "MELD train x2 + GoEmotions train (no approval/desire) + DailyDialog-validation train part "
+        f"(dialogue split seed {SPLIT_SEED}, shares {SPLIT_SHARES}) x{best['config']['dd_repeat']}",
+        "config": best["config"],
+        "selection": {
+            "constraints": {
+                "dd_selection_neutral_recall": args.min_neutral_recall,
+                "meld_dev_weighted_f1": args.min_meld,
+                "contact_centre_first_48": "family >= 0.9, top label >= 43/48, flips <= 1",
+            },
+            "objective": "mean of DD-selection macro-F1, MELD dev weighted-F1, GoEmotions dev macro-F1",
+        },
+        "results": best["scores"],
+        "previous_head_results": baseline,
+    }
+    Checkpoint(delta, LABELS, best["temperature"], checkpoint.arch, info).save(args.out)
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()

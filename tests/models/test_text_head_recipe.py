@@ -1,0 +1,42 @@
+"""The issue-18 head refit's pieces: the DailyDialog split by dialogue, the prior offset, the family reading."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models.emotion import LABELS
+from models.recipes.text.head import SPLIT_SHARES, dailydialog_split, family_read, logits_with, with_offset
+from models.text import EmotionHead
+from tests.conftest import shared_data
+
+
+def test_dailydialog_split_is_by_dialogue_seeded_and_complete() -> None:
+    shared_data("text", "dailydialog", "validation")
+    parts = dailydialog_split()
+    dialogues = {name: {s.dialogue_id for s in samples} for name, samples in parts.items()}
+    # No dialogue (so no turn's context) is in two parts; every turn is in one.
+    assert not (dialogues["train"] & dialogues["selection"]) and not (dialogues["train"] & dialogues["test"])
+    assert not (dialogues["selection"] & dialogues["test"])
+    n_dialogues = sum(len(d) for d in dialogues.values())
+    for name, share in SPLIT_SHARES.items():
+        assert abs(len(dialogues[name]) / n_dialogues - share) < 0.01
+    again = dailydialog_split()
+    assert [s.text for s in again["test"]] == [s.text for s in parts["test"]]
+    assert [s.text for s in dailydialog_split(seed=19)["test"]] != [s.text for s in parts["test"]]
+
+
+def test_offset_folds_into_the_heads_last_bias() -> None:
+    torch.manual_seed(0)
+    state = EmotionHead().state_dict()
+    x = np.random.default_rng(0).normal(size=(5, 384)).astype(np.float32)
+    offset = np.zeros(len(LABELS), dtype=np.float32)
+    offset[0] = 0.5
+    np.testing.assert_allclose(logits_with(with_offset(state, offset), x), logits_with(state, x, offset), atol=1e-5)
+    assert not torch.equal(with_offset(state, offset)["net.4.bias"], state["net.4.bias"])  # a copy, changed
+
+
+def test_family_is_the_family_with_the_most_probability() -> None:
+    # happy 0.4 alone against sad 0.3 + angry 0.3: negative holds more.
+    probs = np.array([[0.0, 0.4, 0.3, 0.3, 0.0, 0.0, 0.0], [0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5]])
+    assert family_read(probs) == ["negative", "neutral"]
