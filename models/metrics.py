@@ -80,14 +80,17 @@ def evaluate(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str
 
 def expected_calibration_error(probs: np.ndarray, gold_idx: np.ndarray, bins: int = 15) -> float:
     """ECE of the top-class confidence, equal-width bins."""
-    conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == gold_idx
+    return confidence_calibration_error(probs.max(axis=1), probs.argmax(axis=1) == gold_idx, bins)
+
+
+def confidence_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE of any reported confidence against whether the reading was right, equal-width bins."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
     for lo, hi in zip(edges[:-1], edges[1:]):
-        in_bin = (conf > lo) & (conf <= hi)
+        in_bin = (confidence > lo) & (confidence <= hi)
         if in_bin.any():
-            ece += in_bin.mean() * abs(conf[in_bin].mean() - correct[in_bin].mean())
+            ece += in_bin.mean() * abs(confidence[in_bin].mean() - correct[in_bin].mean())
     return float(ece)
 
 

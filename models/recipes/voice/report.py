@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from models.emotion import FAMILIES, LABELS, canonical_label, family_of
-from models.metrics import evaluate
+from models.metrics import confidence_calibration_error, evaluate
 from models.recipes.calibration import softmax
 from models.recipes.voice.config import HERE, RUNS, load_hparams
 from models.recipes.voice.features import EVAL_VARIANT, Source, extract_pooled, ravdess_clips
@@ -36,14 +36,8 @@ VARIANT_NAMES = {"studio": "studio", EVAL_VARIANT: "phone"}
 
 
 def confidence_ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error of a confidence against whether the top label was right."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = (confidence > lo) & (confidence <= hi)
-        if inside.any():
-            ece += inside.mean() * abs(confidence[inside].mean() - correct[inside].mean())
-    return round(float(ece), 4)
+    """Expected calibration error of a confidence against whether the top label was right (4 decimals)."""
+    return round(confidence_calibration_error(confidence, correct, bins), 4)
 
 
 def family_shares(probs: np.ndarray) -> dict[str, float]:
