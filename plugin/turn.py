@@ -190,6 +190,8 @@ class TurnService:
         emotion = self.read(text, meta, message_id, context)
         if emotion is None:
             return None
+        # As the turn travels in Rasa's parse data (JSON): a record is the same on every channel, to the digit.
+        emotion = TurnEmotion.from_dict(emotion.to_dict())
         log.add(self.record_of(emotion, message_id, text), self.settings.state.max_turns)
         outcome = self.decide(log)
         if not outcome.decision.escalate:

@@ -178,10 +178,10 @@ class AudioHookInput(InputChannel):
         async def ws(request: Request, socket: Any) -> None:
             transport = WebSocketTransport(socket, "audiohook")
             config = ServerConfig(session_id=request.headers.get("audiohook-session-id") or "")
-            server = AudioHookServer(transport, config, self._start_session)
+            server = AudioHookServer(transport, config, self.start_session)
             await server.run()
 
         return bp
 
-    def _start_session(self, session_id: str, start: Open) -> AudioHookSession:
+    def start_session(self, session_id: str, start: Open) -> AudioHookSession:
         return AudioHookSession(session_id, start, self.runtime, self.service, self._executor, self.session_settings)
