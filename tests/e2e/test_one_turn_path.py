@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from connectors.audiohook.channel import AudioHookInput
@@ -51,10 +52,10 @@ WORDS = [
 ANGRY_VOICE = EmotionEstimate.from_probs("voice", {"angry": 0.85, "neutral": 0.15}, confidence=0.9)
 ANGRY_WORDS = "This is outrageous, I am furious with you people!"
 DOORS = ("rest", "twilio", "audiohook")
-Door = Callable[[Stack, str, str, list[str], EmotionEstimate], Awaitable[None]]
+Door = Callable[[Stack, str, str, list[str], EmotionEstimate], Coroutine[Any, Any, None]]
 
 
-def turn_speech(index: int) -> np.ndarray:
+def turn_speech(index: int) -> npt.NDArray[np.float32]:
     """One caller turn: speech the real VAD cuts, then the silence that ends the turn."""
     return np.concatenate([caller_speech(1.0, seed=index), silence(0.9)])
 
@@ -170,7 +171,7 @@ def same_emotion(a: dict[str, Any], b: dict[str, Any], tolerance: float) -> None
 
 def largest_difference(a: dict[str, Any], b: dict[str, Any]) -> float:
     keys = ("valence", "arousal", "confidence", "negative")
-    return max(abs(x[k] - y[k]) for x, y in zip(a["turns"], b["turns"]) for k in keys)
+    return float(max(abs(x[k] - y[k]) for x, y in zip(a["turns"], b["turns"]) for k in keys))
 
 
 def test_the_same_turns_are_recorded_decided_and_handed_over_alike_on_every_door(
