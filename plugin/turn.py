@@ -120,11 +120,9 @@ class TurnService:
         self._handoffs: HandoffOutbox | None = None
 
     @classmethod
-    def connected(
-        cls, settings: Settings, reader: TurnReader | None = None, store: StateStore | None = None
-    ) -> TurnService:
-        """A service on the settings' Redis (connected on first use), replaying what earlier processes held."""
-        return cls(settings, reader, store or (lambda: StateStore(settings.redis, settings.state)))
+    def connected(cls, settings: Settings, reader: TurnReader | None = None) -> TurnService:
+        """A service on the settings' Redis, connected on first use (`start` replays what earlier processes held)."""
+        return cls(settings, reader, lambda: StateStore(settings.redis, settings.state))
 
     # -- state --------------------------------------------------------------
     @property
