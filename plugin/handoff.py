@@ -1,7 +1,9 @@
 """The handoff case: what a human agent receives when the bot hands over.
 
 Built from the conversation's events (dicts, as Rasa's action server sees
-them) so it needs nothing but the tracker: it still works when Redis is down.
+them) so it needs nothing but the tracker: it still works when Redis is down;
+or, for a channel without a bot (AudioHook), from the turns the turn service
+recorded (`build_case_from_records`). Both give the same emotion timeline.
 """
 
 from __future__ import annotations
@@ -9,45 +11,53 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from models.emotion import InvalidEstimate, TurnEmotion
 from models.logs import log_event
-from plugin.metadata import bounded_id
+from plugin.metadata import PARSE_KEY, bounded_id
 from plugin.outbox import outbox_for
-from plugin.state import StateStore
+from plugin.routing import TurnRecord
+from plugin.state import ConversationInfo, StateStore
 
 logger = logging.getLogger(__name__)
 
 REQUESTED_BY_CUSTOMER = "customer asked for a human agent"
 
 
+def timeline_entry(record: TurnRecord) -> dict[str, Any]:
+    """One customer turn of a case's emotion timeline: time, label, valence, arousal, weights."""
+    return {
+        "ts": record.ts,
+        "message_id": record.message_id,
+        "label": record.label,
+        "valence": round(record.valence, 4),
+        "arousal": round(record.arousal, 4),
+        "confidence": round(record.confidence, 4),
+        "negative": round(record.negativity, 4),
+        "weights": dict(record.weights),
+        "intent": record.intent,
+    }
+
+
 def emotion_timeline(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per customer turn that has an emotion: time, label, valence, arousal, weights."""
+    """One entry per customer turn that has an emotion (`timeline_entry`), from Rasa's events."""
     out = []
     for event in events:
         if event.get("event") != "user":
             continue
-        raw = (event.get("parse_data") or {}).get("toneline")
+        parse_data = event.get("parse_data") or {}
+        raw = parse_data.get(PARSE_KEY)
         if raw is None:
             continue
         try:
             turn = TurnEmotion.from_dict(raw)
         except InvalidEstimate:
             continue
-        out.append(
-            {
-                "ts": event.get("timestamp"),
-                "message_id": event.get("message_id"),
-                "label": turn.label,
-                "valence": round(turn.valence, 4),
-                "arousal": round(turn.arousal, 4),
-                "confidence": round(turn.effective_confidence, 4),
-                "negative": round(turn.negative, 4),
-                "weights": dict(turn.weights),
-                "intent": ((event.get("parse_data") or {}).get("intent") or {}).get("name"),
-            }
-        )
+        intent = (parse_data.get("intent") or {}).get("name")
+        ts = event.get("timestamp")
+        record = TurnRecord.of(turn, str(event.get("message_id")), float(ts) if ts is not None else 0.0, intent)
+        out.append(timeline_entry(record))
     return out
 
 
@@ -73,24 +83,54 @@ def build_case(
     transcript_turns: int,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """Everything an agent needs to pick the conversation up without asking again.
+    """Everything an agent needs to pick the conversation up without asking again, from Rasa's events.
 
     `dedupe_key` names the decision (conversation and the customer message that led
     to it), so the same handoff written twice (a replay, a retry) is one case.
     """
     trigger = next((e.get("message_id") for e in reversed(events) if e.get("event") == "user"), None)
+    info = ConversationInfo(conversation_id, customer_id, channel)
+    return _case(info, trigger, reason, emotion_timeline(events), transcript(events, transcript_turns), now)
+
+
+def build_case_from_records(
+    info: ConversationInfo,
+    turns: Sequence[TurnRecord],
+    *,
+    reason: str,
+    transcript_turns: int,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The same case from the turns the turn service recorded (a channel with no bot and no tracker).
+
+    The transcript holds the customer's words only where the records keep them (`privacy.store_transcripts`).
+    """
+    said = [{"from": "customer", "text": t.text, "ts": t.ts} for t in turns if t.text]
+    lines = said[-transcript_turns:] if transcript_turns > 0 else []
+    trigger = turns[-1].message_id if turns else None
+    return _case(info, trigger, reason, [timeline_entry(t) for t in turns], lines, now)
+
+
+def _case(
+    info: ConversationInfo,
+    trigger: Any,
+    reason: str,
+    timeline: list[dict[str, Any]],
+    lines: list[dict[str, Any]],
+    now: float | None,
+) -> dict[str, Any]:
     created = now if now is not None else time.time()
-    conversation_id = bounded_id(conversation_id)
+    conversation_id = bounded_id(info.conversation_id)
     decision = f"{conversation_id}|{trigger if trigger is not None else created}"
     return {
         "conversation_id": conversation_id,
         "dedupe_key": hashlib.sha256(decision.encode()).hexdigest()[:32],
-        "customer_id": bounded_id(customer_id, "customer_id"),
-        "channel": channel,
+        "customer_id": bounded_id(info.customer_id, "customer_id"),
+        "channel": info.channel,
         "reason": reason,
         "created_at": created,
-        "emotion_timeline": emotion_timeline(events),
-        "transcript": transcript(events, transcript_turns),
+        "emotion_timeline": timeline,
+        "transcript": lines,
     }
 
 

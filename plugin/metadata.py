@@ -1,7 +1,16 @@
-"""The `toneline` block of a user message's metadata: what connectors send with a turn.
+"""The turn's contract, in one place: what connectors send with a turn and what the plugin gives back.
 
-    {"toneline": {"customer_id": "c-42", "channel": "twilio", "role": "customer",
+In, the `toneline` block of a user message's metadata (`TurnMetadata.to_dict` writes it, `parse` reads it):
+
+    {"toneline": {"customer_id": "c-42", "channel": "twilio", "role": "customer", "call_id": "CA...",
                   "voice": {EmotionEstimate dict}, "face": {EmotionEstimate dict}}}
+
+Out, in the parse data (written once per turn by `plugin.nlu.EmotionRecognizer`):
+`PARSE_KEY` holds the fused `TurnEmotion` dict, `TURN_KEY` who and where the turn
+came from, so nothing downstream parses the metadata again. The reply's tone
+is the slot named in `SlotNames` (configurable in the policy); `HANDOFF_RESPONSE`
+is the response that announces a handoff; `EVENT_TURN` and `EVENT_ESCALATION`
+are the `type`s of the entries on the events stream.
 
 Parsing never raises: each bad part is dropped with a warning naming it, so a
 malformed estimate costs that modality, never the turn.
@@ -19,8 +28,16 @@ from models.emotion import EmotionEstimate, InvalidEstimate, Modality
 from models.logs import log_event
 
 logger = logging.getLogger(__name__)
-METADATA_KEY = "toneline"
+METADATA_KEY = "toneline"  # the block in a user message's metadata
+PARSE_KEY = "toneline"  # the fused TurnEmotion in the parse data
+TURN_KEY = "toneline_turn"  # the turn's identity (TurnMetadata.identity) in the parse data
+CUSTOMER_ROLE = "customer"
 AGENT_ROLE = "agent"
+HANDOFF_RESPONSE = "utter_handoff"  # the response that announces a handoff, on every channel
+HANDOFF_ACTION = "action_handoff"
+NEUTRAL_TONE = "neutral"  # the tone of a reply written for no tone in particular
+EVENT_TURN = "turn"  # `type` of a recorded turn on the events stream (plugin/state.py writes both)
+EVENT_ESCALATION = "escalation"
 MAX_ID_CHARS = 128  # customer and conversation ids: UUIDs, phone numbers, CRM keys
 _CHANNEL = re.compile(r"[a-z0-9_.-]{1,32}")  # channel names go into rollup field names: short tokens only
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]+")
@@ -32,13 +49,47 @@ class TurnMetadata:
 
     customer_id: str | None = None
     channel: str | None = None
-    role: str = "customer"
+    role: str = CUSTOMER_ROLE
     estimates: tuple[EmotionEstimate, ...] = field(default_factory=tuple)
     problems: tuple[str, ...] = ()
+    call_id: str | None = None  # the connector's id of the call or session (logs only)
 
     @property
     def is_agent(self) -> bool:
         return self.role == AGENT_ROLE
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message metadata that `parse` reads back as this (estimates without embeddings)."""
+        block: dict[str, Any] = {"role": self.role}
+        for key, value in (("customer_id", self.customer_id), ("channel", self.channel), ("call_id", self.call_id)):
+            if value is not None:
+                block[key] = value
+        for estimate in self.estimates:
+            block[estimate.modality.value] = estimate.to_dict(with_embedding=False)
+        return {METADATA_KEY: block}
+
+    def identity(self) -> dict[str, str | None]:
+        """Who and where, for the parse data (`TURN_KEY`): what the policy and the handoff action need."""
+        return {"customer_id": self.customer_id, "channel": self.channel, "role": self.role}
+
+    @classmethod
+    def from_identity(cls, data: Any) -> TurnMetadata:
+        """Read back `identity()` from the parse data (anything else: an empty identity)."""
+        if not isinstance(data, Mapping):
+            return cls()
+        problems: list[str] = []
+        role = _optional_str(data, "role", problems) or CUSTOMER_ROLE
+        return cls(_customer_id(data, problems), _channel(data, problems), role)
+
+
+@dataclass(frozen=True)
+class SlotNames:
+    """The domain slots the policy sets; the connector reads the reply's tone from a response conditioned on `tone`."""
+
+    tone: str = "toneline_tone"
+    emotion: str = "toneline_emotion"
+    reason: str = "toneline_escalation_reason"
+    handed_off: str = "handed_off"  # set by action_handoff
 
 
 def _optional_str(block: Mapping[str, Any], key: str, problems: list[str]) -> str | None:
@@ -112,13 +163,15 @@ def parse(metadata: Any, message_id: str | None = None, *, log: bool = True) -> 
             estimates.append(EmotionEstimate.from_dict(block[modality.value], modality=modality))
         except InvalidEstimate as exc:
             problems.append(f"{modality.value}: {exc}")
-    role = _optional_str(block, "role", problems) or "customer"
+    role = _optional_str(block, "role", problems) or CUSTOMER_ROLE
+    call_id = _optional_str(block, "call_id", problems)
     parsed = TurnMetadata(
         customer_id=_customer_id(block, problems),
         channel=_channel(block, problems),
         role=role,
         estimates=tuple(estimates),
         problems=tuple(problems),
+        call_id=None if call_id is None else bounded_id(call_id, "call_id"),
     )
     for problem in problems if log else ():
         log_event(logger, logging.WARNING, "toneline.metadata.malformed", message_id=message_id, problem=problem)

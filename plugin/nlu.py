@@ -1,9 +1,12 @@
 """`EmotionRecognizer`: the Rasa NLU component that gives every customer turn an emotion.
 
-It runs the text model on the message, takes voice and face estimates that a
-connector put in the message metadata (`toneline` block), fuses them with
-the evidence fusion (`models.fusion.load_fusion`) and writes the `TurnEmotion` dict to the parse data under
-`toneline`. Agent turns (`role: agent`) are never analysed.
+The first half of the turn service (`plugin.turn.TurnReader`): the text model
+on the message in context, the voice and face estimates a connector put in the
+message metadata (`toneline` block), the evidence fusion (`models.fusion.load_fusion`).
+The metadata is parsed here, once per turn: the `TurnEmotion` dict goes to the
+parse data under `PARSE_KEY` and the turn's identity under `TURN_KEY`
+(`plugin.metadata`), where the policy and the handoff action read them.
+Agent turns (`role: agent`) are never analysed.
 
 Add it at the end of the NLU pipeline:
 
@@ -27,15 +30,17 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 
-from models.emotion import EmotionEstimate, TurnEmotion
+from models.emotion import TurnEmotion
 from models.fusion import Fuser, load_fusion
 from models.logs import log_event
 from models.text import TextEmotionModel
 from plugin import metadata as turn_metadata
+from plugin.metadata import PARSE_KEY, TURN_KEY
+from plugin.turn import TurnReader
 
 logger = logging.getLogger(__name__)
 
-PARSE_KEY = "toneline"
+__all__ = ["PARSE_KEY", "EmotionRecognizer", "conversation_context", "shared_text_model"]
 HEAD_PATH_KEY = "head_path"
 FUSION_PATH_KEY = "fusion_path"
 THREADS_KEY = "threads"
@@ -75,6 +80,7 @@ class EmotionRecognizer(GraphComponent):
         self.config = config
         self.text_model = text_model
         self.fusion = fusion
+        self.reader = TurnReader(fusion, lambda: text_model)
 
     @classmethod
     def create(
@@ -100,27 +106,22 @@ class EmotionRecognizer(GraphComponent):
         """
         context = conversation_context(tracker, self.text_model.context_turns)
         for message in messages:
-            turn = self.recognise(message, context)
+            meta = turn_metadata.parse(message.get("metadata"), message.get("message_id"))
+            message.set(TURN_KEY, meta.identity(), add_to_output=True)
+            turn = self.recognise(message, context, meta)
             if turn is not None:
                 message.set(PARSE_KEY, turn.to_dict(), add_to_output=True)
         return messages
 
-    def recognise(self, message: Message, context: List[str] | None = None) -> TurnEmotion | None:
+    def recognise(
+        self, message: Message, context: List[str] | None = None, meta: turn_metadata.TurnMetadata | None = None
+    ) -> TurnEmotion | None:
         """The fused emotion of one message, or None for agent turns or total failure."""
         message_id = message.get("message_id")
-        meta = turn_metadata.parse(message.get("metadata"), message_id)
-        if meta.is_agent:
-            return None
-        estimates: list[EmotionEstimate] = list(meta.estimates)
+        if meta is None:
+            meta = turn_metadata.parse(message.get("metadata"), message_id)
         text = message.get(TEXT)
-        if isinstance(text, str) and text.strip():
-            try:
-                estimates.insert(0, self.text_model.predict(text, context or ()))
-            except Exception as exc:  # a model bug must not cost the turn its reply
-                log_event(logger, logging.ERROR, "toneline.text_model.failed", message_id=message_id, error=repr(exc))
-        if not estimates:
-            return None
-        return self.fusion.fuse(estimates)
+        return self.reader.read(text if isinstance(text, str) else "", meta, message_id, context or ())
 
 
 def conversation_context(tracker: DialogueStateTracker | None, turns: int) -> List[str]:

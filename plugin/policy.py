@@ -1,12 +1,15 @@
 """`EmotionPolicy`: record each customer turn, set the reply tone, hand over when needed.
 
-On the first prediction after a customer message it
-  1. rebuilds the conversation's turns from the tracker (the source of truth,
-     shared by all Rasa instances through the tracker store),
-  2. applies the routing rules (`plugin.routing.decide`),
-  3. records turns, summary and decision in Redis (idempotent per message id,
-     so turns missed during a Redis outage are backfilled on the next turn),
-  4. returns slot events for the tone and, when the rules say so, predicts
+The second half of the turn service (`plugin.turn.TurnService.decide`). On the
+first prediction after a customer message it
+  1. brings the conversation's turns up to date from the tracker (the source of
+     truth, shared by all Rasa instances through the tracker store); only the
+     events added since this process last saw the conversation are read,
+  2. has the turn service apply the routing rules (with the customer's past
+     escalations from the state store) and record turns, summary and decision
+     in Redis (idempotent per message id, so turns missed during a Redis outage
+     are backfilled on the next turn),
+  3. returns slot events for the tone and, when the rules say so, predicts
      the handoff action with full confidence.
 Rasa applies a policy's `events` before the predicted action runs, so the
 reply to this very turn already uses the new tone.
@@ -20,6 +23,9 @@ so an escalation decided during the outage is never lost.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -39,10 +45,10 @@ from models.emotion import InvalidEstimate, TurnEmotion
 from models.logs import log_event
 from plugin import metadata as turn_metadata
 from plugin import settings as toneline_settings
-from plugin.nlu import PARSE_KEY
-from plugin.outbox import DurableOutbox, outbox_for
-from plugin.routing import ConversationState, Decision, TurnRecord, decide, summarize
-from plugin.state import ConversationInfo, StateStore, StateUnavailable
+from plugin.metadata import HANDOFF_ACTION, PARSE_KEY, TURN_KEY, SlotNames
+from plugin.routing import Decision, TurnRecord
+from plugin.state import ConversationInfo
+from plugin.turn import ConversationLog, TurnService
 
 logger = logging.getLogger(__name__)
 
@@ -51,52 +57,95 @@ HANDOFF_ACTION_KEY = "handoff_action"
 TONE_SLOT_KEY = "tone_slot"
 EMOTION_SLOT_KEY = "emotion_slot"
 REASON_SLOT_KEY = "reason_slot"
-
-
-def turn_records(
-    tracker: DialogueStateTracker, handoff_action: str, keep_text: bool, limit: int
-) -> tuple[list[TurnRecord], int | None]:
-    """Customer turns with an emotion, and the turn count at the last handoff (or None)."""
-    turns: list[TurnRecord] = []
-    escalated_at: int | None = None
-    for event in tracker.events:
-        if isinstance(event, ActionExecuted) and event.action_name == handoff_action:
-            escalated_at = len(turns)
-        if not isinstance(event, UserUttered) or PARSE_KEY not in (event.parse_data or {}):
-            continue
-        try:
-            emotion = TurnEmotion.from_dict(event.parse_data[PARSE_KEY])
-        except InvalidEstimate as exc:
-            log_event(
-                logger,
-                logging.WARNING,
-                "toneline.policy.bad_parse_data",
-                conversation_id=tracker.sender_id,
-                message_id=event.message_id,
-                problem=str(exc),
-            )
-            continue
-        turns.append(
-            TurnRecord.of(
-                emotion,
-                message_id=str(event.message_id),
-                ts=float(event.timestamp),
-                intent=event.intent_name,
-                text=event.text if keep_text else None,
-            )
-        )
-    overflow = max(0, len(turns) - limit)
-    return turns[overflow:], None if escalated_at is None else max(0, escalated_at - overflow)
+_MARK = tuple[str, float]  # an event's type and timestamp: enough to know a tracker still starts as it did
 
 
 def conversation_info(tracker: DialogueStateTracker) -> ConversationInfo:
-    """Identity of the conversation: the customer id from metadata, else the sender id."""
+    """Identity of the conversation: the customer id the recognizer read from the metadata, else the sender id."""
     latest = tracker.latest_message
-    # Already validated (and any problem logged) by EmotionRecognizer.
-    meta = turn_metadata.parse(latest.metadata if latest else None, log=False)
+    # Parsed (and any problem logged) once, by EmotionRecognizer, into the parse data.
+    meta = turn_metadata.TurnMetadata.from_identity((latest.parse_data or {}).get(TURN_KEY) if latest else None)
     channel = meta.channel or (latest.input_channel if latest else None) or "unknown"
     conversation_id = turn_metadata.bounded_id(tracker.sender_id)
     return ConversationInfo(conversation_id, meta.customer_id or conversation_id, channel)
+
+
+def _record(event: UserUttered, sender_id: str, keep_text: bool) -> TurnRecord | None:
+    """The turn record of a customer message with an emotion (None without one, or a bad one: logged)."""
+    if PARSE_KEY not in (event.parse_data or {}):
+        return None
+    try:
+        emotion = TurnEmotion.from_dict(event.parse_data[PARSE_KEY])
+    except InvalidEstimate as exc:
+        log_event(
+            logger,
+            logging.WARNING,
+            "toneline.policy.bad_parse_data",
+            conversation_id=sender_id,
+            message_id=event.message_id,
+            problem=str(exc),
+        )
+        return None
+    text = event.text if keep_text else None
+    return TurnRecord.of(
+        emotion, message_id=str(event.message_id), ts=float(event.timestamp), intent=event.intent_name, text=text
+    )
+
+
+@dataclass
+class _Seen:
+    """How far a conversation's tracker was read, and what it gave."""
+
+    consumed: int
+    mark: _MARK | None
+    log: ConversationLog
+
+
+class TrackerLogs:
+    """Conversation logs read from trackers, kept between turns so that a turn reads only the events added since.
+
+    The tracker stays the source of truth: when it no longer starts as it did (another
+    instance served the conversation and the store trimmed it, a restart), it is read whole.
+    """
+
+    def __init__(self, handoff_action: str, keep_text: bool, limit: int, conversations: int = 4096) -> None:
+        self.handoff_action = handoff_action
+        self.keep_text = keep_text
+        self.limit = limit
+        self.conversations = conversations
+        self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def log(self, tracker: DialogueStateTracker, info: ConversationInfo) -> ConversationLog:
+        events = list(tracker.events)
+        with self._lock:
+            seen = self._seen.pop(tracker.sender_id, None)
+        if seen is None or seen.consumed > len(events) or seen.mark != _mark(events, seen.consumed):
+            seen = _Seen(0, None, ConversationLog(info))
+        seen.log.info = info
+        for event in events[seen.consumed :]:
+            self._read(event, seen.log, tracker.sender_id)
+        seen.consumed, seen.mark = len(events), _mark(events, len(events))
+        with self._lock:
+            self._seen[tracker.sender_id] = seen
+            while len(self._seen) > self.conversations:
+                self._seen.popitem(last=False)
+        return seen.log
+
+    def _read(self, event: Event, log: ConversationLog, sender_id: str) -> None:
+        if isinstance(event, ActionExecuted) and event.action_name == self.handoff_action:
+            log.escalated()
+        elif isinstance(event, UserUttered):
+            record = _record(event, sender_id, self.keep_text)
+            if record is not None:
+                log.add(record, self.limit)
+
+
+def _mark(events: List[Event], consumed: int) -> _MARK | None:
+    if consumed == 0:
+        return None
+    last = events[consumed - 1]
+    return type(last).__name__, float(last.timestamp)
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT, is_trainable=True)
@@ -109,10 +158,10 @@ class EmotionPolicy(Policy):
             # Above RulePolicy (6) so an escalation wins over a rule's reply.
             "priority": 7,
             CONFIG_PATH_KEY: None,
-            HANDOFF_ACTION_KEY: "action_handoff",
-            TONE_SLOT_KEY: "toneline_tone",
-            EMOTION_SLOT_KEY: "toneline_emotion",
-            REASON_SLOT_KEY: "toneline_escalation_reason",
+            HANDOFF_ACTION_KEY: HANDOFF_ACTION,
+            TONE_SLOT_KEY: SlotNames.tone,
+            EMOTION_SLOT_KEY: SlotNames.emotion,
+            REASON_SLOT_KEY: SlotNames.reason,
         }
 
     def __init__(
@@ -127,8 +176,11 @@ class EmotionPolicy(Policy):
         path = config.get(CONFIG_PATH_KEY)
         self.settings = toneline_settings.load(Path(path) if path else None)
         self.handoff_action = config[HANDOFF_ACTION_KEY]
-        self._store: StateStore | None = None
-        self._outbox: DurableOutbox | None = None
+        self.slots = SlotNames(config[TONE_SLOT_KEY], config[EMOTION_SLOT_KEY], config[REASON_SLOT_KEY])
+        # Deciding only: EmotionRecognizer already read the turn (text model, fusion) into the parse data.
+        self.service = TurnService.connected(self.settings)
+        keep_text = self.settings.privacy.store_transcripts
+        self.logs = TrackerLogs(self.handoff_action, keep_text, self.settings.state.max_turns)
 
     @classmethod
     def load(
@@ -142,21 +194,8 @@ class EmotionPolicy(Policy):
         """Loaded to serve: replay any writes an earlier process held on disk."""
         policy = super().load(config, model_storage, resource, execution_context, **kwargs)
         if isinstance(policy, EmotionPolicy):
-            policy.outbox.start()
+            policy.service.start()
         return policy
-
-    @property
-    def store(self) -> StateStore:
-        # Connect lazily: training and validation must not need Redis.
-        if self._store is None:
-            self._store = StateStore(self.settings.redis, self.settings.state)
-        return self._store
-
-    @property
-    def outbox(self) -> DurableOutbox:
-        if self._outbox is None:
-            self._outbox = outbox_for(self.store, "state")
-        return self._outbox
 
     def train(self, training_trackers: List[TrackerWithCachedStates], domain: Domain, **kwargs: Any) -> Resource:
         """Nothing to learn; checks that the domain has what the policy needs."""
@@ -165,7 +204,7 @@ class EmotionPolicy(Policy):
 
     def _validate_domain(self, domain: Domain) -> None:
         slots = {slot.name for slot in domain.slots}
-        wanted = (self.config[TONE_SLOT_KEY], self.config[EMOTION_SLOT_KEY], self.config[REASON_SLOT_KEY])
+        wanted = (self.slots.tone, self.slots.emotion, self.slots.reason)
         missing = [name for name in wanted if name not in slots]
         if missing:
             raise RasaException(f"EmotionPolicy needs the slots {missing} in the domain")
@@ -192,38 +231,16 @@ class EmotionPolicy(Policy):
         return self._prediction(self._default_predictions(domain), events=events)
 
     def _decide(self, tracker: DialogueStateTracker) -> Decision | None:
-        limit = self.settings.state.max_turns
-        turns, escalated_at = turn_records(tracker, self.handoff_action, self.settings.privacy.store_transcripts, limit)
-        if not turns or turns[-1].message_id != str(tracker.latest_message.message_id):
+        log = self.logs.log(tracker, conversation_info(tracker))
+        latest = tracker.latest_message
+        if not log.turns or latest is None or log.turns[-1].message_id != str(latest.message_id):
             return None  # no emotion for this message (agent turn, or recognition failed)
-        info = conversation_info(tracker)
-        try:
-            previous = self.store.previous_escalations(info.customer_id, info.conversation_id)
-        except StateUnavailable:
-            previous = 0
-        state = ConversationState(info.conversation_id, info.customer_id, tuple(turns), escalated_at, previous)
-        decision = decide(state, self.settings.routing)
-        self._record(info, state, decision)
-        if decision.escalate:
-            log_event(
-                logger,
-                logging.INFO,
-                "toneline.escalation.triggered",
-                conversation_id=info.conversation_id,
-                rule=decision.rule,
-                reason=decision.reason,
-            )
-        return decision
-
-    def _record(self, info: ConversationInfo, state: ConversationState, decision: Decision) -> None:
-        # While Redis is down the write waits on disk and is replayed in order when it returns.
-        summary = summarize(state.turns, self.settings.routing)
-        self.outbox.submit(self.store.record_entry(info, state.turns, summary, decision))
+        return self.service.decide(log).decision
 
     def _slot_events(self, tracker: DialogueStateTracker, decision: Decision) -> List[Event]:
-        wanted: dict[str, str | None] = {self.config[TONE_SLOT_KEY]: decision.tone}
-        emotion = (tracker.latest_message.parse_data or {}).get(PARSE_KEY, {})
-        wanted[self.config[EMOTION_SLOT_KEY]] = emotion.get("label")
+        latest = tracker.latest_message
+        emotion = ((latest.parse_data if latest else None) or {}).get(PARSE_KEY) or {}
+        wanted: dict[str, str | None] = {self.slots.tone: decision.tone, self.slots.emotion: emotion.get("label")}
         if decision.escalate:
-            wanted[self.config[REASON_SLOT_KEY]] = decision.reason
+            wanted[self.slots.reason] = decision.reason
         return [SlotSet(name, value) for name, value in wanted.items() if tracker.get_slot(name) != value]

@@ -266,9 +266,10 @@ def _escalation(state: ConversationState, summary: Summary, config: RoutingConfi
 
 
 def _cooling_down(state: ConversationState, config: RoutingConfig) -> bool:
+    """The `cooldown_turns` turns after an escalation cannot escalate again (six angry turns: one escalation)."""
     if state.escalated_at_turn is None:
         return False
-    return len(state.turns) - state.escalated_at_turn < config.cooldown_turns
+    return len(state.turns) - state.escalated_at_turn <= config.cooldown_turns
 
 
 def decide(state: ConversationState, config: RoutingConfig) -> Decision:

@@ -22,6 +22,7 @@ import redis
 
 from models.logs import log_event
 from plugin.keys import Keys
+from plugin.metadata import EVENT_ESCALATION, EVENT_TURN
 from plugin.routing import ConversationState, Decision, Summary, TurnRecord
 from plugin.settings import RedisSettings, StateSettings
 
@@ -38,7 +39,7 @@ local added = 0
 for _, item in ipairs(batch) do
   if redis.call('SADD', seen, item['id']) == 1 then
     redis.call('RPUSH', turns, item['json'])
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'turn', 'conversation_id', conv,
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', '$EVENT_TURN', 'conversation_id', conv,
       'customer_id', customer, 'channel', channel, 'data', item['json'])
     added = added + 1
   end
@@ -53,7 +54,7 @@ if decision['escalate'] and redis.call('HGET', meta, 'escalated_message_id') ~= 
     'escalation_rule', decision['rule'], 'escalated_at', now)
   redis.call('SADD', escalated, conv)
   redis.call('RPUSH', escalations, ARGV[9])
-  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'escalation', 'conversation_id', conv,
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', '$EVENT_ESCALATION', 'conversation_id', conv,
     'customer_id', customer, 'channel', channel, 'data', ARGV[9])
 end
 redis.call('ZADD', convs, redis.call('HGET', meta, 'started_at'), conv)
@@ -64,6 +65,8 @@ for _, key in ipairs({turns, seen, meta, convs, escalated, escalations}) do
 end
 return added
 """
+# The events' types are the turn's contract's (plugin.metadata): the dashboard's rollups read the same names.
+_RECORD_LUA = _RECORD_LUA.replace("$EVENT_TURN", EVENT_TURN).replace("$EVENT_ESCALATION", EVENT_ESCALATION)
 
 
 # A handoff case is written once per dedupe key: a replay after an outage, or a retry, finds it already there.

@@ -10,8 +10,9 @@ credentials.yml:
 Routes under /webhooks/toneline_audiohook/: WebSocket `ws` (the AudioHook
 session), GET `health`. The upgrade is refused with HTTP 401 without the right
 `X-API-KEY` or, when a client secret is configured, without a valid signature.
-Customer turns are recorded with `StateStore.record` under channel `genesys`;
-Rasa's bot is never called.
+Customer turns go through the plugin's turn service (`plugin.turn.TurnService`,
+the same fusion, rules, cooldown and handoff cases as every channel) under
+channel `genesys`; Rasa's bot is never called.
 """
 
 from __future__ import annotations
@@ -30,17 +31,18 @@ from sanic.response import HTTPResponse
 
 from connectors.audiohook import signature
 from connectors.audiohook.protocol import AudioHookServer, ServerConfig
-from connectors.audiohook.recorder import EmotionRecorder
 from connectors.audiohook.serializer import Open
 from connectors.audiohook.session import AudioHookSession, SessionSettings
 from connectors.call.channel import credential
 from connectors.speech.runtime import SpeechRuntime, shared_runtime
 from connectors.speech.turns import TurnSettings
 from connectors.transport import WebSocketTransport
+from models.fusion import load_fusion
 from models.logs import log_event
 from plugin import settings as toneline_settings
 from plugin.nlu import shared_text_model
 from plugin.state import StateStore, StateUnavailable
+from plugin.turn import TurnReader, TurnService
 
 logger = logging.getLogger(__name__)
 WS_PATH = "/ws"
@@ -84,8 +86,11 @@ class AudioHookInput(InputChannel):
         self._runtime = runtime
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toneline-audiohook")
         self._nonces: dict[str, float] = {}  # fallback replay memory while Redis is away
-        store = StateStore(self.settings.redis, self.settings.state)
-        self.recorder = EmotionRecorder(self.settings, store, lambda: shared_text_model(None, None))
+        self.store = StateStore(self.settings.redis, self.settings.state)
+        # The fitted fusion and the text model every Rasa channel uses (plugin.nlu loads the same).
+        reader = TurnReader(load_fusion(), lambda: shared_text_model(None, None))
+        self.service = TurnService(self.settings, reader, self.store)
+        self.service.start()  # escalations and cases an earlier process held on disk are replayed from now on
         if not api_key:
             log_event(logger, logging.ERROR, "audiohook.channel.unconfigured", missing="api key; all requests refused")
         if not client_secret:
@@ -134,11 +139,7 @@ class AudioHookInput(InputChannel):
         call would be worse, and a replay to another instance is the remaining gap.
         """
         try:
-            return (
-                self.recorder.store.claim_nonce(nonce, ttl)
-                if self.recorder.store
-                else self._local_nonce(nonce, ttl, now)
-            )
+            return self.store.claim_nonce(nonce, ttl)
         except StateUnavailable as exc:
             log_event(logger, logging.WARNING, "audiohook.nonce.local_only", error=str(exc))
             return self._local_nonce(nonce, ttl, now)
@@ -156,7 +157,7 @@ class AudioHookInput(InputChannel):
         @bp.listener("after_server_start")
         async def preload(app: Any, loop: Any) -> None:
             loop.create_task(self.runtime.recognizer())
-            loop.run_in_executor(self._executor, self.recorder.text_estimate, "warm up", "preload")
+            loop.run_in_executor(self._executor, self.service.reader.text_estimate, "warm up", "preload")
 
         @bp.middleware("request")
         async def authenticate(request: Request) -> HTTPResponse | None:
@@ -177,10 +178,10 @@ class AudioHookInput(InputChannel):
         async def ws(request: Request, socket: Any) -> None:
             transport = WebSocketTransport(socket, "audiohook")
             config = ServerConfig(session_id=request.headers.get("audiohook-session-id") or "")
-            server = AudioHookServer(transport, config, self._start_session)
+            server = AudioHookServer(transport, config, self.start_session)
             await server.run()
 
         return bp
 
-    def _start_session(self, session_id: str, start: Open) -> AudioHookSession:
-        return AudioHookSession(session_id, start, self.runtime, self.recorder, self._executor, self.session_settings)
+    def start_session(self, session_id: str, start: Open) -> AudioHookSession:
+        return AudioHookSession(session_id, start, self.runtime, self.service, self._executor, self.session_settings)

@@ -1,8 +1,11 @@
-"""One AudioHook session: the customer's audio -> turns -> emotion records in Redis.
+"""One AudioHook session: the customer's audio -> turns -> the plugin's turn service.
 
 Only the `external` (customer) channel is decoded and analysed; the agent's
 audio is dropped at the door. The session sees typed messages only (never
-AudioHook JSON), and never speaks.
+AudioHook JSON), and never speaks. What a turn means (fusion, rules, cooldown,
+the customer's past, Redis, the handoff case) is `plugin.turn.TurnService`'s,
+as for every other channel; the session holds only the call's mechanics and
+its in-memory log.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from connectors.audiohook.recorder import CHANNEL, EmotionRecorder
 from connectors.audiohook.serializer import CUSTOMER, Open
 from connectors.call.worker import TurnWorker
 from connectors.speech.codec import InboundDecoder
@@ -23,10 +25,12 @@ from models.audio import AudioError
 from models.logs import log_event
 from models.text import CONTEXT_TURNS
 from models.voice import CallerBaseline
-from plugin.routing import TurnRecord
+from plugin.metadata import TurnMetadata
 from plugin.state import ConversationInfo
+from plugin.turn import ConversationLog, Outcome, TurnService
 
 logger = logging.getLogger(__name__)
+CHANNEL = "genesys"
 
 
 @dataclass(frozen=True)
@@ -45,27 +49,24 @@ class AudioHookSession:
         session_id: str,
         start: Open,
         runtime: SpeechRuntime,
-        recorder: EmotionRecorder,
+        service: TurnService,
         executor: Executor,
         settings: SessionSettings | None = None,
     ) -> None:
         self.session_id = session_id
         self.start = start
         self.settings = settings or SessionSettings()
-        self.info = ConversationInfo(
-            conversation_id=start.conversation_id,
-            customer_id=start.participant.ani or start.participant.id or start.conversation_id,
-            channel=CHANNEL,
-        )
+        customer_id = start.participant.ani or start.participant.id or start.conversation_id
+        self.info = ConversationInfo(start.conversation_id, customer_id, CHANNEL)
         self.paused = False
-        self.history: list[TurnRecord] = []
-        self.escalated_message_id: str | None = None  # the cooldown after an escalation starts here
+        # The call's turns and its last escalation (the cooldown), as the turn service reads them.
+        self.log = ConversationLog(self.info)
         # The customer's last words, in memory for the call only: the text model reads a turn in context.
         self.said: deque[str] = deque(maxlen=CONTEXT_TURNS)
         # How the customer sounds: the voice reads each turn against it. In memory for the session only.
         self.baseline = CallerBaseline()
         self._runtime = runtime
-        self._recorder = recorder
+        self._service = service
         self._executor = executor
         self._decoder = InboundDecoder()
         self._segmenter = TurnSegmenter(self.settings.turn)
@@ -110,22 +111,15 @@ class AudioHookSession:
             return
         heard.keep_in(self.baseline)
         message_id = f"{self.session_id}:{turn.start:.3f}"
-        loop = asyncio.get_running_loop()
-        recorded = await loop.run_in_executor(
-            self._executor,
-            self._recorder.turn,
-            self.info,
-            self.history,
-            heard,
-            message_id,
-            list(self.said),
-            self.escalated_message_id,
+        meta = TurnMetadata(self.info.customer_id, CHANNEL, estimates=(heard.voice,) if heard.voice else ())
+        outcome = await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._service.turn, self.log, heard.text, meta, message_id, list(self.said)
         )
         self.said.append(heard.text)
-        if recorded is None:
-            return
-        if recorded.decision.escalate:
-            self.escalated_message_id = message_id
+        if outcome is not None:
+            self._logged(turn, outcome, heard.voice is not None)
+
+    def _logged(self, turn: Turn, outcome: Outcome, voice: bool) -> None:
         log_event(
             logger,
             logging.INFO,
@@ -134,10 +128,11 @@ class AudioHookSession:
             conversation_id=self.conversation_id,
             start=turn.start,
             seconds=round(turn.seconds, 2),
-            label=recorded.record.label,
-            voice=heard.voice is not None,
-            stored=recorded.stored,
-            escalate=recorded.decision.escalate,
+            label=outcome.record.label if outcome.record else None,
+            voice=voice,
+            stored=outcome.stored,
+            escalate=outcome.decision.escalate,
+            case_id=outcome.case_id,
         )
 
     async def close(self) -> None:
@@ -154,6 +149,6 @@ class AudioHookSession:
                 "audiohook.session.closed",
                 session_id=self.session_id,
                 conversation_id=self.conversation_id,
-                turns=len(self.history),
+                turns=len(self.log.turns),
                 baseline_turns=self.baseline.turns,  # a count only: the baseline itself is never logged
             )

@@ -124,7 +124,7 @@ class CallChannel(InputChannel):
         @bp.websocket(STREAM_PATH)
         async def stream(request: Request, ws: Any) -> None:
             transport = WebSocketTransport(ws, self.provider.channel)
-            bot = RasaBot(on_new_message, self.name(), lambda: getattr(request.app.ctx, "agent", None))
+            bot = RasaBot(on_new_message, self.name())
             await self.serve(transport, bot, self.serializer(request))
 
         self.add_routes(bp)

@@ -44,6 +44,7 @@ from models.audio import AudioError
 from models.emotion import EmotionEstimate
 from models.logs import log_event
 from models.voice import CallerBaseline
+from plugin.metadata import TurnMetadata
 
 logger = logging.getLogger(__name__)
 SendFrame = Callable[[OutboundFrame], Awaitable[bool]]
@@ -242,12 +243,10 @@ class CallSession:
             return None
 
     def metadata(self, voice: EmotionEstimate | None) -> dict[str, Any]:
-        """The `toneline` block for Rasa (plugin/metadata.py reads it)."""
-        block: dict[str, Any] = {"channel": self.provider.channel, "role": "customer", "call_id": self.call_id}
-        block["customer_id"] = self.start.customer_id or self.call_id
-        if voice is not None:
-            block["voice"] = voice.to_dict()
-        return {"toneline": block}
+        """The turn's metadata for Rasa, in the turn's contract (`plugin.metadata.TurnMetadata`)."""
+        customer = self.start.customer_id or self.call_id
+        estimates = () if voice is None else (voice,)
+        return TurnMetadata(customer, self.provider.channel, estimates=estimates, call_id=self.call_id).to_dict()
 
     async def _reply(self, reply: BotReply, timing: TurnTiming) -> None:
         generation = self._generation

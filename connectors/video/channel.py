@@ -141,7 +141,7 @@ class VideoInput(InputChannel):
 
         @bp.websocket(WS_PATH)
         async def ws(request: Request, socket: Any) -> None:
-            bot = RasaBot(on_new_message, self.name(), lambda: getattr(request.app.ctx, "agent", None))
+            bot = RasaBot(on_new_message, self.name())
             await self.serve(WebSocketTransport(socket, "video"), bot)
 
         return bp

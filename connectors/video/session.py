@@ -35,7 +35,9 @@ from connectors.video.frames import (
     InboundFrame,
     OutboundFrame,
 )
+from models.emotion import EmotionEstimate
 from models.logs import log_event
+from plugin.metadata import TurnMetadata
 
 if TYPE_CHECKING:
     from aiortc import MediaStreamTrack, RTCPeerConnection
@@ -98,7 +100,7 @@ class VideoSession:
         self.frames_dropped = 0
         self.faces_found = 0
         self.turns = 0
-        self._queue: asyncio.Queue[tuple[str, dict[str, Any], dict[str, Any] | None] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any], EmotionEstimate | None] | None] = asyncio.Queue()
         self._worker = asyncio.create_task(self._turn_loop(), name=f"video-turns-{self.session_id}")
 
     @property
@@ -138,7 +140,7 @@ class VideoSession:
         self.turns += 1
         self._queue.put_nowait((text, self.metadata(face), face))
 
-    def _face_estimate(self) -> dict[str, Any] | None:
+    def _face_estimate(self) -> EmotionEstimate | None:
         end = self._clock()
         start = max(self._turn_start, end - self.settings.turn_window_s)
         readings = [r for r in self._readings if start <= r.at <= end]
@@ -146,16 +148,13 @@ class VideoSession:
         self._turn_start = end
         if not readings or self._faces is None:
             return None
-        estimate = self._faces.aggregate(readings, round(start - self._t0, 3), round(end - self._t0, 3))
-        return None if estimate is None else estimate.to_dict(with_embedding=False)
+        return self._faces.aggregate(readings, round(start - self._t0, 3), round(end - self._t0, 3))
 
-    def metadata(self, face: dict[str, Any] | None) -> dict[str, Any]:
-        """The `toneline` block for Rasa (plugin/metadata.py reads it)."""
-        block: dict[str, Any] = {"channel": CHANNEL, "role": "customer", "session_id": self.session_id}
-        block["customer_id"] = self.customer_id or self.session_id
-        if face is not None:
-            block["face"] = face
-        return {"toneline": block}
+    def metadata(self, face: EmotionEstimate | None) -> dict[str, Any]:
+        """The turn's metadata for Rasa, in the turn's contract (`plugin.metadata.TurnMetadata`)."""
+        customer = self.customer_id or self.session_id
+        estimates = () if face is None else (face,)
+        return TurnMetadata(customer, CHANNEL, estimates=estimates, call_id=self.session_id).to_dict()
 
     async def _turn_loop(self) -> None:
         # One turn at a time, in order: replies must not overtake each other.
@@ -174,11 +173,11 @@ class VideoSession:
                 logging.INFO,
                 "video.turn.answered",
                 session_id=self.session_id,
-                face=face["label"] if face else None,
+                face=face.label if face else None,
                 tone=reply.tone,
                 handoff=reply.handoff,
             )
-            summary = None if face is None else {"label": face["label"], "confidence": face["confidence"]}
+            summary = None if face is None else {"label": face.label, "confidence": round(face.confidence, 6)}
             await self._send(BotOut(reply.texts, reply.tone, reply.handoff, summary))
 
     # --- camera --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from models.logs import log_event
 from plugin.analytics.data import hour_key
 from plugin.keys import Keys
+from plugin.metadata import EVENT_ESCALATION, EVENT_TURN
 from plugin.routing import RoutingConfig, TurnRecord, is_negative
 
 logger = logging.getLogger(__name__)
@@ -67,9 +68,9 @@ class Rollups:
     def apply(self, pipe: Any, fields: dict[str, str]) -> None:
         data = json.loads(fields.get("data") or "{}")
         channel, kind = fields.get("channel", "unknown"), fields.get("type")
-        if kind == "turn":
+        if kind == EVENT_TURN:
             self._turn(pipe, data, channel, fields.get("conversation_id", ""))
-        elif kind == "escalation" and data.get("at"):
+        elif kind == EVENT_ESCALATION and data.get("at"):
             key = self.keys.rollup(hour_key(float(data["at"])))
             for prefix in ("", f"channel:{channel}:"):
                 pipe.hincrby(key, f"{prefix}escalations", 1)

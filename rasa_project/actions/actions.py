@@ -14,9 +14,9 @@ from rasa_sdk.events import ActionExecuted, ConversationPaused, EventType, Sessi
 from rasa_sdk.executor import CollectingDispatcher
 
 from models.logs import log_event
-from plugin import metadata as turn_metadata
 from plugin import settings as toneline_settings
 from plugin.handoff import REQUESTED_BY_CUSTOMER, HandoffOutbox, build_case
+from plugin.metadata import HANDOFF_ACTION, HANDOFF_RESPONSE, TURN_KEY, SlotNames, TurnMetadata
 from plugin.state import StateStore
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,8 @@ CONFIG = Path(__file__).resolve().parent.parent / "toneline.yml"
 
 ACCOUNT_SLOT = "account_number"
 TOPIC_SLOT = "account_topic"
-HANDOFF_SLOTS = ("handed_off", "toneline_escalation_reason")
+SLOTS = SlotNames()
+HANDOFF_SLOTS = (SLOTS.handed_off, SLOTS.reason)
 # Demo account numbers have 6 to 12 digits; callers read them as Whisper writes them.
 MIN_DIGITS, MAX_DIGITS = 6, 12
 DIGIT_WORDS = {
@@ -54,7 +55,7 @@ class ActionHandoff(Action):
     """Tell the customer a person is coming and queue the case for the agent desk."""
 
     def name(self) -> str:
-        return "action_handoff"
+        return HANDOFF_ACTION
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]
@@ -62,8 +63,9 @@ class ActionHandoff(Action):
         outbox, settings = _outbox()
         latest = tracker.latest_message or {}
         asked = (latest.get("intent") or {}).get("name") == "request_human"
-        reason = REQUESTED_BY_CUSTOMER if asked else (tracker.get_slot("toneline_escalation_reason") or "escalated")
-        meta = turn_metadata.parse(latest.get("metadata"))
+        reason = REQUESTED_BY_CUSTOMER if asked else (tracker.get_slot(SLOTS.reason) or "escalated")
+        # Who and where, as EmotionRecognizer read it from the turn's metadata (parsed once per turn).
+        meta = TurnMetadata.from_identity(latest.get(TURN_KEY))
         case = build_case(
             tracker.sender_id,
             list(tracker.events),
@@ -82,11 +84,11 @@ class ActionHandoff(Action):
             case_id=case_id,
             reason=reason,
         )
-        dispatcher.utter_message(response="utter_handoff")
+        dispatcher.utter_message(response=HANDOFF_RESPONSE)
         # Rasa's own human-handoff switch: a paused conversation still records the
         # customer's messages (NLU runs) but predicts no action, on every channel,
         # until a new session or an agent resumes it.
-        return [SlotSet("handed_off", True), SlotSet("toneline_escalation_reason", reason), ConversationPaused()]
+        return [SlotSet(SLOTS.handed_off, True), SlotSet(SLOTS.reason, reason), ConversationPaused()]
 
 
 def account_digits(said: str) -> str | None:

@@ -1,4 +1,4 @@
-"""The Rasa bot gateway learns the reply's tone from the reply, and reads the tracker only when it must."""
+"""The Rasa bot gateway learns the reply's tone and the handoff from the replies themselves, never from a tracker."""
 
 from __future__ import annotations
 
@@ -8,61 +8,50 @@ import pytest
 from rasa.core.channels.channel import UserMessage
 
 from connectors.bot import RasaBot
+from plugin.metadata import SlotNames
 
 
-def variation(text: str, tone: str | None, action: str = "utter_billing") -> dict[str, Any]:
+def variation(
+    text: str, tone: str | None, action: str = "utter_billing", slot: str = "toneline_tone"
+) -> dict[str, Any]:
     """A bot message as Rasa 3.6 hands it to the output channel (the chosen variation's keys ride along)."""
     message: dict[str, Any] = {"text": text, "utter_action": action}
     if tone is not None:
-        message["condition"] = [{"type": "slot", "name": "toneline_tone", "value": tone}]
+        message["condition"] = [{"type": "slot", "name": slot, "value": tone}]
     return message
 
 
-class Tracker:
-    def __init__(self, slots: dict[str, Any]) -> None:
-        self.slots = slots
-
-    def get_slot(self, name: str) -> Any:
-        return self.slots.get(name)
-
-
-class Store:
-    def __init__(self, slots: dict[str, Any]) -> None:
-        self.reads = 0
-        self.slots = slots
-
-    async def retrieve(self, sender_id: str) -> Tracker:
-        self.reads += 1
-        return Tracker(self.slots)
-
-
-class Agent:
-    def __init__(self, slots: dict[str, Any]) -> None:
-        self.tracker_store = Store(slots)
-
-
-def bot_saying(messages: list[dict[str, Any]], agent: Agent) -> RasaBot:
+def bot_saying(messages: list[dict[str, Any]], slots: SlotNames | None = None) -> RasaBot:
     async def on_new_message(message: UserMessage) -> None:
         for reply in messages:
             await message.output_channel.send_response(message.sender_id, dict(reply))
 
-    return RasaBot(on_new_message, "toneline_test", lambda: agent)
+    return RasaBot(on_new_message, "toneline_test", slots)
 
 
 @pytest.mark.asyncio
-async def test_a_variation_chosen_for_a_tone_names_it_without_a_tracker_read() -> None:
-    agent = Agent({"toneline_tone": "neutral"})
-    bot = bot_saying(
-        [variation("I hear you.", "calm"), variation("Let me hand you over.", None, "utter_handoff")], agent
-    )
+async def test_a_variation_chosen_for_a_tone_names_it_and_the_handoff_response_hands_over() -> None:
+    bot = bot_saying([variation("I hear you.", "calm"), variation("Let me hand you over.", None, "utter_handoff")])
     reply = await bot.send("c-1", "this is ridiculous", {})
     assert (reply.texts, reply.tone, reply.handoff) == (("I hear you.", "Let me hand you over."), "calm", True)
-    assert agent.tracker_store.reads == 0
 
 
 @pytest.mark.asyncio
-async def test_a_reply_that_names_no_tone_falls_back_to_the_tracker() -> None:
-    agent = Agent({"toneline_tone": "empathetic", "handed_off": False})
-    reply = await bot_saying([variation("How can I help?", None, "utter_greet")], agent).send("c-2", "hi", {})
-    assert (reply.tone, reply.handoff) == ("empathetic", False)
-    assert agent.tracker_store.reads == 1
+async def test_a_reply_written_for_no_tone_is_spoken_in_the_neutral_tone() -> None:
+    reply = await bot_saying([variation("How can I help?", None, "utter_greet")]).send("c-2", "hi", {})
+    assert (reply.tone, reply.handoff) == ("neutral", False)
+
+
+@pytest.mark.asyncio
+async def test_the_tone_slot_is_the_contract_s_and_can_be_renamed() -> None:
+    renamed = SlotNames(tone="mood")
+    reply = await bot_saying([variation("Sure.", "upbeat", slot="mood")], renamed).send("c-3", "great", {})
+    assert reply.tone == "upbeat"
+    other = await bot_saying([variation("Sure.", "upbeat", slot="toneline_tone")], renamed).send("c-4", "great", {})
+    assert other.tone == "neutral"  # a condition on another slot names no tone
+
+
+@pytest.mark.asyncio
+async def test_a_custom_handoff_payload_hands_over() -> None:
+    reply = await bot_saying([{"custom": {"handoff": True}}]).send("c-5", "agent please", {})
+    assert reply.handoff and reply.texts == ()

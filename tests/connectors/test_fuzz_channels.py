@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from connectors.audiohook import serializer as wire
 from connectors.audiohook.protocol import AudioHookServer, ServerConfig
-from connectors.audiohook.recorder import EmotionRecorder
 from connectors.audiohook.session import AudioHookSession
 from connectors.frames import CallStart, ProtocolError
 from connectors.speech.runtime import SpeechRuntime
@@ -34,6 +33,7 @@ from connectors.video.channel import VideoInput
 from connectors.video.faces import FaceWorker
 from connectors.video.session import VideoSettings
 from plugin.settings import Settings
+from plugin.turn import TurnService
 from tests.connectors.fuzz import batch
 from tests.connectors.test_fuzz_serializers import AUDIOHOOK_VALID, SESSION, TWILIO_VALID, VIDEO_VALID
 from tests.connectors.test_video_channel import EchoBot, MemorySocket
@@ -67,7 +67,7 @@ class SilentClientSocket(MemorySocket):
 
 async def audiohook_run(messages: list[str | bytes], executor: ThreadPoolExecutor) -> MemorySocket:
     def start(session_id: str, opened: wire.Open) -> AudioHookSession:
-        return AudioHookSession(session_id, opened, SpeechRuntime(), EmotionRecorder(Settings(), None), executor)
+        return AudioHookSession(session_id, opened, SpeechRuntime(), TurnService(Settings()), executor)
 
     socket = SilentClientSocket()
     for message in messages:

@@ -90,11 +90,15 @@ class Stack:
     actions: ActionServer | None = None
 
     def say(self, sender: str, text: str, metadata: dict | None = None) -> list[str]:
+        return [r.get("text", "") for r in self.post_turn(sender, text, metadata)]
+
+    def post_turn(self, sender: str, text: str, metadata: dict | None = None) -> list[dict[str, Any]]:
+        """One turn to Rasa's REST channel; the bot's messages as the channel returns them."""
         payload: dict[str, Any] = {"sender": sender, "message": text}
         if metadata is not None:
             payload["metadata"] = metadata
-        replies = _post(f"{self.url}/webhooks/rest/webhook", payload)
-        return [r.get("text", "") for r in replies]
+        replies: list[dict[str, Any]] = _post(f"{self.url}/webhooks/rest/webhook", payload)
+        return replies
 
     @property
     def token(self) -> str:

@@ -7,6 +7,8 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.training_data.message import Message
 
 from models.emotion import EmotionEstimate, TurnEmotion
+from plugin import metadata as metadata_contract
+from plugin.metadata import TURN_KEY, TurnMetadata
 from plugin.nlu import PARSE_KEY, EmotionRecognizer, conversation_context, shared_text_model
 
 
@@ -99,3 +101,18 @@ def test_the_turns_before_a_message_are_its_context(recognizer: EmotionRecognize
     expected = recognizer.text_model.predict("Oh, great.", conversation_context(tracker, 2))
     assert np.allclose(text_probs[0], expected.probs, atol=1e-5)
     assert not np.allclose(text_probs[0], text_probs[1], atol=1e-3), "the tracker's turns must reach the text model"
+
+
+def test_the_metadata_is_read_once_into_the_parse_data_for_the_policy_and_the_handoff(
+    recognizer: EmotionRecognizer,
+) -> None:
+    block = TurnMetadata("c-42", "twilio", call_id="CA1").to_dict()
+    assert metadata_contract.parse(block) == TurnMetadata("c-42", "twilio", call_id="CA1")
+    msg = message("Where is my refund?", block)
+    recognizer.process([msg])
+    output = msg.as_dict(only_output_properties=True)
+    identity = TurnMetadata.from_identity(output[TURN_KEY])
+    assert (identity.customer_id, identity.channel, identity.is_agent) == ("c-42", "twilio", False)
+    agent = message("Let me check.", {"toneline": {"role": "agent"}})
+    recognizer.process([agent])
+    assert TurnMetadata.from_identity(agent.get(TURN_KEY)).is_agent and agent.get(PARSE_KEY) is None

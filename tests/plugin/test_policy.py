@@ -13,8 +13,8 @@ from rasa.shared.core.trackers import DialogueStateTracker
 
 from models.emotion import EmotionEstimate
 from models.fusion import AttentionFusion
-from plugin.policy import EmotionPolicy
-from plugin.state import StateStore
+from plugin.policy import EmotionPolicy, TrackerLogs
+from plugin.state import ConversationInfo, StateStore
 from scripts.stack import RedisEndpoint, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,7 +111,7 @@ def test_without_redis_the_policy_still_decides_from_the_tracker(tmp_path: Path,
     policy = policy_with(tmp_path, rasa_context, f"redis://127.0.0.1:{free_port()}/0", "nowhere")
     prediction = policy.predict_action_probabilities(tracker_of(*conversation(ANGRY)), DOMAIN)
     assert predicted(prediction) == "action_handoff"
-    assert policy.store.breaker.failures == 1
+    assert policy.service.store.breaker.failures == 1
 
 
 def test_turns_without_emotion_are_left_alone(
@@ -128,3 +128,20 @@ def test_training_checks_the_domain(tmp_path: Path, rasa_context: tuple) -> None
     policy.train([], DOMAIN)
     with pytest.raises(Exception, match="slots"):
         policy.train([], Domain.from_dict({"intents": ["greet"], "actions": ["action_handoff"]}))
+
+
+def test_each_turn_reads_only_the_new_events_and_a_tracker_that_changed_is_read_whole() -> None:
+    events = conversation(ANGRY)
+    sender = uuid.uuid4().hex
+    info = ConversationInfo(sender, sender, "rest")
+    logs = TrackerLogs("action_handoff", keep_text=False, limit=200)
+    first = logs.log(tracker_of(*events[:1], sender=sender), info)
+    whole = tracker_of(*events, ActionExecuted("action_handoff"), sender=sender)
+    later = logs.log(whole, info)
+    fresh = TrackerLogs("action_handoff", keep_text=False, limit=200).log(whole, info)
+    assert later is first, "the conversation's log is carried on, not rebuilt"
+    assert (later.turns, later.escalated_at) == (fresh.turns, fresh.escalated_at) and len(later.turns) == 3
+    other = tracker_of(*conversation(ANGRY[:1]), sender=sender)  # same sender, another history (a restart)
+    reread = logs.log(other, info)
+    assert reread is not first and [t.message_id for t in reread.turns] == [other.latest_message.message_id]
+    assert reread.escalated_at is None

@@ -98,7 +98,9 @@ def test_an_unsure_negative_turn_does_not_count() -> None:
 def test_cooldown_stops_repeated_escalation_then_lifts() -> None:
     negative = [turn(i, "angry", -0.5, 0.6, 0.6) for i in range(10)]
     assert not decide(state(*negative[:5], escalated_at=3), CFG).escalate
-    assert decide(state(*negative[:9], escalated_at=3), CFG).escalate
+    # The cooldown is the `cooldown_turns` turns after the escalation; the next one may escalate again.
+    assert not decide(state(*negative[: 3 + CFG.cooldown_turns], escalated_at=3), CFG).escalate
+    assert decide(state(*negative[: 4 + CFG.cooldown_turns], escalated_at=3), CFG).escalate
 
 
 def test_a_customer_escalated_before_needs_one_turn_less() -> None:
@@ -162,5 +164,5 @@ def test_decide_is_total_and_consistent(turns: list[TurnRecord], escalated_at: i
         # Every rule (streak, sharp, sudden drop) needs the latest turn itself to be negative,
         # and no escalation may fire inside the cooldown after an earlier one.
         assert turns and is_negative(turns[-1], CFG)
-        assert escalated_at is None or len(turns) - escalated_at >= CFG.cooldown_turns
+        assert escalated_at is None or len(turns) - escalated_at > CFG.cooldown_turns
         assert decision.rule in {"sustained_negative", "sharp_negative", "sudden_drop"}

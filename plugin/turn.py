@@ -1,0 +1,226 @@
+"""The turn service: one customer turn, whichever door it came in by, read and decided the same way.
+
+    metadata -> estimates -> fusion -> routing rules -> state, events (and, for listen-only channels, the handoff case)
+
+`TurnService.read` is the first half (text model in context, the connector's
+voice/face estimates, the trained fusion); `TurnService.decide` the second
+(the customer's past escalations from the state store, the rules, the write to
+Redis or, while Redis is away, to the disk outbox). Rasa runs the halves in two
+graph components (`plugin.nlu.EmotionRecognizer` reads, `plugin.policy.EmotionPolicy`
+decides); a channel without a bot (Genesys AudioHook) calls `TurnService.turn`,
+which runs both and opens a handoff case when the rules escalate. So every
+channel gets the same fusion, the cooldown and the repeat-customer discount by
+construction.
+
+Synchronous (the text model and the Redis client are): async callers run it in an executor.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from models.emotion import EmotionEstimate, TurnEmotion
+from models.fusion import Fuser, load_fusion
+from models.logs import log_event
+from models.text import TextEmotionModel
+from plugin.handoff import HandoffOutbox, build_case_from_records
+from plugin.metadata import TurnMetadata
+from plugin.outbox import DurableOutbox, outbox_for
+from plugin.routing import ConversationState, Decision, TurnRecord, decide, summarize
+from plugin.settings import Settings
+from plugin.state import ConversationInfo, StateStore, StateUnavailable
+
+logger = logging.getLogger(__name__)
+StoreSource = StateStore | Callable[[], StateStore] | None
+
+
+@dataclass
+class ConversationLog:
+    """A conversation's recent turns and where it was last escalated: what the rules read of this conversation.
+
+    `escalated_at`: how many of `turns` there were when the conversation was last handed over
+    (the cooldown counts from there); None when it never was.
+    """
+
+    info: ConversationInfo
+    turns: list[TurnRecord] = field(default_factory=list)
+    escalated_at: int | None = None
+
+    def add(self, record: TurnRecord, limit: int) -> None:
+        """Append a turn, keeping the last `limit` (the store keeps no more either)."""
+        self.turns.append(record)
+        dropped = max(0, len(self.turns) - limit)
+        del self.turns[:dropped]
+        if self.escalated_at is not None:
+            self.escalated_at = max(0, self.escalated_at - dropped)
+
+    def escalated(self) -> None:
+        """The conversation was handed over after its latest turn."""
+        self.escalated_at = len(self.turns)
+
+    def state(self, previous_escalations: int) -> ConversationState:
+        info = self.info
+        return ConversationState(
+            info.conversation_id, info.customer_id, tuple(self.turns), self.escalated_at, previous_escalations
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one decided turn came to: the decision, whether Redis took the write, the handoff case opened."""
+
+    decision: Decision
+    stored: bool
+    record: TurnRecord | None = None
+    case_id: str | None = None
+
+
+class TurnReader:
+    """Words and estimates -> one fused `TurnEmotion`: the text model in context, then the fusion."""
+
+    def __init__(self, fusion: Fuser, text_model: Callable[[], TextEmotionModel] | None = None) -> None:
+        self.fusion = fusion
+        self._text_model = text_model  # a factory: the model loads on first use, once per process
+
+    def text_estimate(self, text: str, message_id: str | None, context: Sequence[str] = ()) -> EmotionEstimate | None:
+        """The text model's estimate; a model failure costs the turn its text modality only (logged)."""
+        if not text.strip() or self._text_model is None:
+            return None
+        try:
+            return self._text_model().predict(text, context)
+        except Exception as exc:  # a model bug must not cost the turn its reply
+            log_event(logger, logging.ERROR, "toneline.text_model.failed", message_id=message_id, error=repr(exc))
+            return None
+
+    def read(
+        self, text: str, meta: TurnMetadata, message_id: str | None, context: Sequence[str] = ()
+    ) -> TurnEmotion | None:
+        """The fused emotion of a turn; None for an agent's turn or when no modality gave an estimate."""
+        if meta.is_agent:
+            return None
+        estimates = list(meta.estimates)
+        said = self.text_estimate(text, message_id, context)
+        if said is not None:
+            estimates.insert(0, said)
+        return self.fusion.fuse(estimates) if estimates else None
+
+
+class TurnService:
+    """The plugin's whole turn; shared by all conversations of a process, holds no per-conversation state."""
+
+    def __init__(self, settings: Settings, reader: TurnReader | None = None, store: StoreSource = None) -> None:
+        self.settings = settings
+        self.reader = reader or TurnReader(load_fusion())
+        self._store_source = store
+        self._store: StateStore | None = store if isinstance(store, StateStore) else None
+        self._outbox: DurableOutbox | None = None
+        self._handoffs: HandoffOutbox | None = None
+
+    @classmethod
+    def connected(cls, settings: Settings, reader: TurnReader | None = None) -> TurnService:
+        """A service on the settings' Redis, connected on first use (`start` replays what earlier processes held)."""
+        return cls(settings, reader, lambda: StateStore(settings.redis, settings.state))
+
+    # -- state --------------------------------------------------------------
+    @property
+    def store(self) -> StateStore | None:
+        # Connect lazily: training and validation must not need Redis.
+        if self._store is None and callable(self._store_source):
+            self._store = self._store_source()
+        return self._store
+
+    @property
+    def outbox(self) -> DurableOutbox | None:
+        """Writes Redis refuses wait here, on disk, and are replayed in order (`plugin.outbox`)."""
+        if self._outbox is None and self.store is not None:
+            self._outbox = outbox_for(self.store, "state")
+        return self._outbox
+
+    @property
+    def handoffs(self) -> HandoffOutbox | None:
+        if self._handoffs is None and self.store is not None:
+            self._handoffs = HandoffOutbox(self.store)
+        return self._handoffs
+
+    def start(self) -> None:
+        """Replay what an earlier process held on disk (call once, when the process starts serving)."""
+        if self.outbox is not None:
+            self.outbox.start()
+        if self.handoffs is not None:
+            self.handoffs.start()
+
+    # -- the turn -----------------------------------------------------------
+    def read(
+        self, text: str, meta: TurnMetadata, message_id: str | None, context: Sequence[str] = ()
+    ) -> TurnEmotion | None:
+        return self.reader.read(text, meta, message_id, context)
+
+    def record_of(self, emotion: TurnEmotion, message_id: str, text: str, intent: str | None = None) -> TurnRecord:
+        """What the store keeps of a turn: the transcript only when the settings allow it."""
+        transcript = text if self.settings.privacy.store_transcripts else None
+        return TurnRecord.of(emotion, message_id=message_id, ts=time.time(), intent=intent, text=transcript)
+
+    def decide(self, log: ConversationLog) -> Outcome:
+        """Apply the rules to the conversation and the customer's past, and record both; never raises for Redis."""
+        state = log.state(self._previous_escalations(log.info))
+        decision = decide(state, self.settings.routing)
+        stored = self._record(log, decision)
+        if decision.escalate:
+            log_event(
+                logger,
+                logging.INFO,
+                "toneline.escalation.triggered",
+                conversation_id=log.info.conversation_id,
+                channel=log.info.channel,
+                rule=decision.rule,
+                reason=decision.reason,
+            )
+        return Outcome(decision, stored, log.turns[-1] if log.turns else None)
+
+    def turn(
+        self, log: ConversationLog, text: str, meta: TurnMetadata, message_id: str, context: Sequence[str] = ()
+    ) -> Outcome | None:
+        """A whole turn for a channel without a bot: read, append to `log`, decide, and on escalation
+        mark the log (the cooldown) and open the handoff case. None when the turn has no emotion."""
+        emotion = self.read(text, meta, message_id, context)
+        if emotion is None:
+            return None
+        # As the turn travels in Rasa's parse data (JSON): a record is the same on every channel, to the digit.
+        emotion = TurnEmotion.from_dict(emotion.to_dict())
+        log.add(self.record_of(emotion, message_id, text), self.settings.state.max_turns)
+        outcome = self.decide(log)
+        if not outcome.decision.escalate:
+            return outcome
+        log.escalated()
+        return Outcome(outcome.decision, outcome.stored, outcome.record, self._open_case(log, outcome.decision))
+
+    def _previous_escalations(self, info: ConversationInfo) -> int:
+        """How many of the customer's other conversations were escalated (0 while Redis is away)."""
+        if self.store is None:
+            return 0
+        try:
+            return self.store.previous_escalations(info.customer_id, info.conversation_id)
+        except StateUnavailable:  # logged by the store; decided without the customer's past
+            return 0
+
+    def _record(self, log: ConversationLog, decision: Decision) -> bool:
+        if self.store is None or self.outbox is None:
+            return False
+        summary = summarize(log.turns, self.settings.routing)
+        written, _ = self.outbox.submit(self.store.record_entry(log.info, log.turns, summary, decision))
+        return bool(written)
+
+    def _open_case(self, log: ConversationLog, decision: Decision) -> str | None:
+        """The handoff case of an escalation on a channel whose handoff no bot action announces."""
+        if self.handoffs is None:
+            return None
+        case = build_case_from_records(
+            log.info,
+            log.turns,
+            reason=decision.reason or "escalated",
+            transcript_turns=self.settings.privacy.handoff_transcript_turns,
+        )
+        return self.handoffs.push(case)
