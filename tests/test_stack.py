@@ -1,10 +1,20 @@
-"""`make demo`'s environment: the documented Redis split, and secrets generated unless given."""
+"""`make demo`'s environment (the documented Redis split, secrets generated unless given) and its Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
 import pytest
 
-from scripts.stack import RedisEndpoint, api_url, redact, stack_env
+from scripts.stack import CACHE, REPO, RedisEndpoint, api_url, ensure_model, free_port, redact, stack_env
 
 TRACKER = RedisEndpoint.parse("redis://:pw@10.0.0.1:6379/2")
 
@@ -39,3 +49,59 @@ def test_secrets_are_generated_per_run_unless_given(monkeypatch: pytest.MonkeyPa
 def test_urls_for_people_and_tools() -> None:
     assert redact(TRACKER.url) == "redis://:***@10.0.0.1:6379/2"
     assert api_url("http://h:5005", "/status", "a b") == "http://h:5005/status?token=a+b"
+
+
+@pytest.mark.e2e
+def test_ctrl_c_on_the_demo_stops_every_process_and_exits_0(redis_endpoint: RedisEndpoint, tmp_path: Path) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to the whole foreground process group, children included."""
+    ensure_model(quiet=True)
+    cache = tmp_path / "cache"  # the demo's logs and token file go here, not to the user's cache
+    cache.mkdir()
+    (cache / "rasa-models").symlink_to(CACHE / "rasa-models")  # the trained demo model, not a retrain
+    env = dict(
+        os.environ,
+        TONELINE_CACHE=str(cache),
+        REDIS_URL=redis_endpoint.url,
+        TONELINE_PREFIX=f"toneline-demo-test-{uuid.uuid4().hex[:8]}",
+        TONELINE_DASHBOARD_PASSWORD="demo-test",
+    )
+    ports = [str(free_port()) for _ in range(3)]
+    args = ["--port", ports[0], "--action-port", ports[1], "--dashboard-port", ports[2]]
+    out = tmp_path / "demo.out"
+    with out.open("w") as sink:
+        # A session of its own, like a terminal's foreground process group.
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "scripts.stack", "demo", *args],
+            cwd=REPO,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            _wait_for(lambda: "Press Ctrl-C to stop." in out.read_text() or demo.poll() is not None, 300)
+            assert demo.poll() is None, out.read_text()
+            os.killpg(demo.pid, signal.SIGINT)
+            code = demo.wait(timeout=60)
+            _wait_for(lambda: not _group_alive(demo.pid), 10)  # nothing of the stack is left running
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(demo.pid, signal.SIGKILL)
+    text = out.read_text()
+    assert code == 0, text
+    assert not [line for line in text.splitlines() if line.startswith("error:")], text
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        time.sleep(0.5)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
