@@ -331,8 +331,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    # SIGTERM (docker stop, systemd, kill) shuts down as cleanly as Ctrl-C.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C and SIGTERM (docker stop, systemd, kill) shut down alike, and SIGINT is handled even when it was
+    # inherited ignored (a shell's background job): the servers below handle the terminal's SIGINT themselves and
+    # stop, so without our own handler their exit would read as a crash ("error: actions stopped", exit 1).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     redis_endpoint, redis_proc = ensure_redis()
     model = ensure_model()
     env = stack_env(redis_endpoint, action_port=args.action_port)

@@ -51,9 +51,18 @@ def test_urls_for_people_and_tools() -> None:
     assert api_url("http://h:5005", "/status", "a b") == "http://h:5005/status?token=a+b"
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.e2e
-def test_ctrl_c_on_the_demo_stops_every_process_and_exits_0(redis_endpoint: RedisEndpoint, tmp_path: Path) -> None:
-    """What a terminal does on Ctrl-C: SIGINT to the whole foreground process group, children included."""
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["foreground", "background-job"])
+def test_ctrl_c_on_the_demo_stops_every_process_and_exits_0(
+    redis_endpoint: RedisEndpoint, tmp_path: Path, inherited: signal.Handlers
+) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to the whole process group, children included. Also when the demo
+    was started as a shell's background job (`make demo &` in a script), which starts it with SIGINT ignored:
+    the servers it starts still stop on SIGINT, and the demo must stop with them, not report them dead."""
     ensure_model(quiet=True)
     cache = tmp_path / "cache"  # the demo's logs and token file go here, not to the user's cache
     cache.mkdir()
@@ -77,6 +86,7 @@ def test_ctrl_c_on_the_demo_stops_every_process_and_exits_0(redis_endpoint: Redi
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_ignore_sigint if inherited == signal.SIG_IGN else None,
         )
         try:
             _wait_for(lambda: "Press Ctrl-C to stop." in out.read_text() or demo.poll() is not None, 300)
