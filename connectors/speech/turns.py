@@ -103,10 +103,6 @@ class TurnSegmenter:
         self._silence = 0
         self.last_probability = 0.0
 
-    @property
-    def in_speech(self) -> bool:
-        return self._turn is not None
-
     def push(self, pcm: NDArray[np.float32]) -> list[TurnEvent]:
         """Feed audio; returns the events it completed, in order."""
         data = np.concatenate([self._pending, np.asarray(pcm, dtype=np.float32)])
