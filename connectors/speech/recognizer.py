@@ -13,7 +13,6 @@ Our own CTranslate2 decoder (rather than one inside the listener) so that
 from __future__ import annotations
 
 import abc
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,6 @@ from numpy.typing import NDArray
 from models.emotion import EmotionEstimate
 from models.listen import CallerBaseline, Listening, TurnListener
 
-logger = logging.getLogger(__name__)
 MAX_TOKENS = 120
 NO_SPEECH_THRESHOLD = 0.6
 TOKENS_PER_SECOND = 6  # fast speech is ~4 tokens/s; the cap bounds the cost of a hallucination
