@@ -21,6 +21,7 @@ import random
 import statistics
 import time
 import uuid
+from typing import Any
 
 import aiohttp
 
@@ -89,7 +90,10 @@ async def produce(store: StateStore, convs: list[str], rate: float, stop_at: flo
 
 def summary(lags: list[float]) -> dict[str, float]:
     ordered = sorted(lags)
-    pick = lambda q: round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)  # noqa: E731
+
+    def pick(q: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
     return {
         "n": len(ordered),
         "p50_ms": pick(0.5),
@@ -99,7 +103,7 @@ def summary(lags: list[float]) -> dict[str, float]:
     }
 
 
-async def run(args: argparse.Namespace) -> dict:
+async def run(args: argparse.Namespace) -> dict[str, Any]:
     redis_endpoint, _ = ensure_redis()
     prefix = f"toneline-bench-{uuid.uuid4().hex[:8]}"
     store = StateStore(RedisSettings(url=redis_endpoint.url, prefix=prefix, socket_timeout=2.0))

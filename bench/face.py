@@ -24,11 +24,12 @@ import os
 import platform
 import time
 from functools import partial
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from models.data import data_root
 from models.face import SIZE, FaceEmotionModel, FaceEnsemble, crop_face, to_gray
@@ -45,7 +46,7 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
     return (time.perf_counter() - start) / repeats * 1000
 
 
-def frame_with_face(shape: tuple[int, int], model: FaceEmotionModel) -> tuple[np.ndarray, str]:
+def frame_with_face(shape: tuple[int, int], model: FaceEmotionModel) -> tuple[NDArray[Any], str]:
     """A frame of `shape` holding the first PublicTest face the detector finds there (blank without data)."""
     blank = np.full(shape, 128, np.uint8)
     path = data_root() / "faces" / "fer2013" / "PublicTest.npz"
@@ -70,7 +71,7 @@ def one_cnn(model: FaceEmotionModel) -> FaceEmotionModel:
     return FaceEmotionModel(model.net.members[0], model.temperature, "one member", model.detector)
 
 
-def one_view(model: FaceEmotionModel, frame: np.ndarray) -> object:
+def one_view(model: FaceEmotionModel, frame: NDArray[Any]) -> object:
     gray = to_gray(frame)
     box = model.detector.largest(gray)
     if box is None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from connectors.twilio.simulator import CallerOutcome, run_caller
 from models.audio import SAMPLE_RATE, load, to_canonical
@@ -97,7 +98,7 @@ def fsdd_clips(speaker: str) -> dict[int, list[Path]]:
     return by_digit
 
 
-def trimmed(pcm: np.ndarray, margin_s: float = 0.04) -> np.ndarray:
+def trimmed(pcm: NDArray[Any], margin_s: float = 0.04) -> NDArray[Any]:
     """The spoken part of a recording: FSDD clips carry up to half a second of silence, which would end a turn."""
     level = np.abs(pcm)
     loud = np.flatnonzero(level > 0.05 * level.max())
@@ -107,7 +108,7 @@ def trimmed(pcm: np.ndarray, margin_s: float = 0.04) -> np.ndarray:
     return pcm[max(0, loud[0] - margin) : loud[-1] + margin]
 
 
-def digit_string(by_digit: dict[int, list[Path]], rng: random.Random) -> np.ndarray:
+def digit_string(by_digit: dict[int, list[Path]], rng: random.Random) -> NDArray[Any]:
     """Random digits of one speaker read out with short pauses, 2 to 5 s in all (an account number)."""
     target = rng.uniform(DIGIT_TURN_S[0] + 0.3, DIGIT_TURN_S[1] - 0.8)
     parts = [trimmed(load(rng.choice(by_digit[rng.randrange(10)])))]
@@ -122,7 +123,7 @@ def digit_string(by_digit: dict[int, list[Path]], rng: random.Random) -> np.ndar
     return np.concatenate(parts)
 
 
-def pocketsphinx_sentences() -> list[np.ndarray]:
+def pocketsphinx_sentences() -> list[NDArray[Any]]:
     """Read sentences of Debian's pocketsphinx-testdata (16 kHz; WAV and headerless 16-bit PCM)."""
     if not POCKETSPHINX.exists():
         raise MaterialMissing(f"{POCKETSPHINX} not found: apt-get install pocketsphinx-testdata (.ci/run does)")
@@ -142,7 +143,7 @@ def ravdess_clips(actor: int, emotion: str) -> list[Path]:
     ]
 
 
-def calm_caller(speaker: str, sentences: list[np.ndarray], rng: random.Random) -> list[np.ndarray]:
+def calm_caller(speaker: str, sentences: list[NDArray[Any]], rng: random.Random) -> list[NDArray[Any]]:
     """Six turns: digit strings of one FSDD speaker and read sentences, shuffled."""
     by_digit = fsdd_clips(speaker)
     n_sentences = rng.choice((2, 3))
@@ -152,7 +153,7 @@ def calm_caller(speaker: str, sentences: list[np.ndarray], rng: random.Random) -
     return turns
 
 
-def angry_caller(actor: int, rng: random.Random, turns: int = ANGRY_TURNS) -> list[np.ndarray]:
+def angry_caller(actor: int, rng: random.Random, turns: int = ANGRY_TURNS) -> list[NDArray[Any]]:
     """One actor's angry clips in a shuffled order, padded with their disgusted clips if too few."""
     angry = ravdess_clips(actor, "angry")
     rng.shuffle(angry)
@@ -161,11 +162,11 @@ def angry_caller(actor: int, rng: random.Random, turns: int = ANGRY_TURNS) -> li
     return [load(p) for p in angry[:turns]]
 
 
-async def fetch_tracker(base_url: str, sender: str, rasa_token: str | None = None) -> dict:
+async def fetch_tracker(base_url: str, sender: str, rasa_token: str | None = None) -> dict[str, Any]:
     # Rasa 3.6 reads its HTTP API token from `?token=` (set when the stack runs Rasa with --auth-token).
     query = f"?{urllib.parse.urlencode({'token': rasa_token})}" if rasa_token else ""
 
-    def get() -> dict:
+    def get() -> dict[str, Any]:
         with urllib.request.urlopen(f"{base_url}/conversations/{sender}/tracker{query}", timeout=30) as response:
             return dict(json.loads(response.read()))
 
@@ -223,7 +224,7 @@ async def place_all(
 ) -> list[CallResult]:
     rng = random.Random(args.seed)
     sentences = pocketsphinx_sentences()
-    plan: list[tuple[str, str, list[np.ndarray]]] = []
+    plan: list[tuple[str, str, list[NDArray[Any]]]] = []
     for i in range(args.calm):
         speaker = held.fsdd_speakers[i % len(held.fsdd_speakers)]
         plan.append(("calm", f"FSDD {speaker} + pocketsphinx", calm_caller(speaker, sentences, rng)))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from connectors.speech.tts import EspeakEngine, Prosody
 from connectors.twilio.simulator import place_call
@@ -42,12 +43,12 @@ TOKEN = "bench-" + uuid.uuid4().hex[:8]
 ESPEAK_LINES = ["Hello, is anyone there?", "I have a question about my bill.", "My internet is down again."]
 
 
-def trim(pcm: np.ndarray, threshold: float = 0.02) -> np.ndarray:
+def trim(pcm: NDArray[Any], threshold: float = 0.02) -> NDArray[Any]:
     loud = np.flatnonzero(np.abs(pcm) > threshold)
     return pcm[max(0, loud[0] - 800) : loud[-1] + 160] if loud.size else pcm
 
 
-async def caller_clips() -> tuple[list[np.ndarray], str]:
+async def caller_clips() -> tuple[list[NDArray[Any]], str]:
     root = data_root() / "speech" / "ravdess"
     files = sorted(root.glob("Actor_0[1-4]/03-01-0[12]-01-0*-01-*.flac"))[:8] if root.exists() else []
     if files:
@@ -56,7 +57,7 @@ async def caller_clips() -> tuple[list[np.ndarray], str]:
     return [trim(await engine.synthesize(t)) for t in ESPEAK_LINES], "espeak-ng en-us+m3"
 
 
-async def one_call(url: str, clips: list[np.ndarray], turns: int, speed: float, delay: float) -> list[float]:
+async def one_call(url: str, clips: list[NDArray[Any]], turns: int, speed: float, delay: float) -> list[float]:
     await asyncio.sleep(delay)
     call = await place_call(url, TOKEN, caller=f"+1555{random.randint(0, 9999999):07d}", speed=speed)
     latencies = []
@@ -72,7 +73,7 @@ async def one_call(url: str, clips: list[np.ndarray], turns: int, speed: float, 
     return latencies
 
 
-async def level(url: str, clips: list[np.ndarray], n: int, turns: int, speed: float) -> list[float]:
+async def level(url: str, clips: list[NDArray[Any]], n: int, turns: int, speed: float) -> list[float]:
     results = await asyncio.gather(*(one_call(url, clips, turns, speed, random.uniform(0, 1.0)) for _ in range(n)))
     return [x for r in results for x in r]
 
@@ -102,7 +103,9 @@ async def sweep(url: str, levels: list[int], turns: int, speed: float) -> dict[i
     return results
 
 
-def run_mode(env: dict[str, str], model: Path, early: bool, args: argparse.Namespace, log: Any) -> dict[int, list]:
+def run_mode(
+    env: dict[str, str], model: Path, early: bool, args: argparse.Namespace, log: Any
+) -> dict[int, list[float]]:
     rasa_port = free_port()
     env = dict(env, TONELINE_TWILIO_PUBLIC_URL=f"http://127.0.0.1:{rasa_port}")
     env["TONELINE_TWILIO_PREPARE_SILENCE_MS"] = "default" if early else "off"
@@ -115,7 +118,7 @@ def run_mode(env: dict[str, str], model: Path, early: bool, args: argparse.Names
         stop(rasa)
 
 
-def print_ratios(off: dict[int, list], on: dict[int, list]) -> None:
+def print_ratios(off: dict[int, list[float]], on: dict[int, list[float]]) -> None:
     print("\n| concurrent calls | p50 cut / early | p95 cut / early |\n|---|---|---|")
     for n in sorted(set(off) & set(on)):
         print(f"| {n} | {pct(off[n], 50) / pct(on[n], 50):.2f}x | {pct(off[n], 95) / pct(on[n], 95):.2f}x |")

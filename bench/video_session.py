@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from connectors.bot import BotGateway, BotReply
 from connectors.video.faces import FaceWorker, weights_path
@@ -44,7 +45,7 @@ class QuietBot(BotGateway):
         return BotReply(("ok",))
 
 
-def pictures(width: int, height: int) -> list[np.ndarray]:
+def pictures(width: int, height: int) -> list[NDArray[Any]]:
     from connectors.video.simulator import face_frame
 
     path = data_root() / "faces" / "fer2013" / "PublicTest.npz"

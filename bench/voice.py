@@ -49,7 +49,8 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
 def wav2vec2_classifier() -> torch.nn.Module:
     from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
 
-    return Wav2Vec2ForSequenceClassification(Wav2Vec2Config(num_labels=7)).eval()
+    net: torch.nn.Module = Wav2Vec2ForSequenceClassification(Wav2Vec2Config(num_labels=7)).eval()
+    return net
 
 
 def machine() -> str:

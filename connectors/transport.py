@@ -65,7 +65,7 @@ class WebSocketTransport:
         if self.closed:
             return None
         try:
-            message = await self._ws.recv()
+            message: Data | None = await self._ws.recv()
         except asyncio.CancelledError:
             if self.failed_code is not None:  # our own cancel after failing the connection: the stream ended
                 self.closed = True

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Callable, Mapping, TypeVar
 
 from connectors.frames import ProtocolError
 
 MAX_DEPTH = 16  # the deepest real message (AudioHook `open`) nests 4 levels
 MAX_ID_CHARS = 128  # ids from providers are UUIDs or Twilio SIDs (34 chars); phone numbers are shorter
+F = TypeVar("F")
 _DECIMAL = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII only: str.isdigit() also accepts "²", which int() refuses
 
 
@@ -52,6 +53,27 @@ def load_json(text: str, max_depth: int = MAX_DEPTH) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer too long to convert
         raise ProtocolError("malformed_json", str(exc)[:120]) from None
+
+
+def json_object(text: str, max_chars: int, oversized: str = "oversized_frame") -> Mapping[str, Any]:
+    """A text message of at most `max_chars` holding one JSON object (every provider's control messages)."""
+    if len(text) > max_chars:
+        raise ProtocolError(oversized, f"{len(text)} characters exceeds {max_chars}")
+    message = load_json(text)
+    if not isinstance(message, Mapping):
+        raise ProtocolError("malformed_message", "a message must be a JSON object")
+    return message
+
+
+def dispatch(
+    message: Mapping[str, Any], key: str, parsers: Mapping[str, Callable[[Mapping[str, Any]], F]], unknown: str
+) -> F:
+    """The frame of the parser that the message's `key` names; `ProtocolError(unknown)` when none does."""
+    kind = message.get(key)
+    parser = parsers.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        raise ProtocolError(unknown, f"{key} {str(kind)[:40]!r}")
+    return parser(message)
 
 
 def integer(value: Any, where: str) -> int:

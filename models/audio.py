@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import soxr
+from numpy.typing import NDArray
 from scipy import signal
 
 SAMPLE_RATE = 16_000
@@ -36,7 +38,7 @@ class AudioError(ValueError):
     """Audio that cannot be used: unreadable, empty, too short or not finite."""
 
 
-def check_pcm(pcm: np.ndarray, name: str = "audio") -> np.ndarray:
+def check_pcm(pcm: NDArray[Any], name: str = "audio") -> NDArray[np.float32]:
     """Validate canonical audio (1-D, finite, at least `MIN_SAMPLES`); returns it as float32."""
     arr = np.asarray(pcm)
     if arr.ndim != 1:
@@ -50,7 +52,7 @@ def check_pcm(pcm: np.ndarray, name: str = "audio") -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-def resample(pcm: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+def resample(pcm: NDArray[Any], rate_in: int, rate_out: int) -> NDArray[np.float32]:
     """Band-limited resampling (soxr, high quality); float32 in and out."""
     if rate_in <= 0 or rate_out <= 0:
         raise AudioError(f"sample rates must be positive, got {rate_in} -> {rate_out}")
@@ -59,7 +61,7 @@ def resample(pcm: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return np.asarray(soxr.resample(np.asarray(pcm, dtype=np.float32), rate_in, rate_out, quality="HQ"), np.float32)
 
 
-def to_canonical(samples: np.ndarray, rate: int, name: str = "audio") -> np.ndarray:
+def to_canonical(samples: NDArray[Any], rate: int, name: str = "audio") -> NDArray[np.float32]:
     """Any float or int PCM array, (n,) or (n, channels), at any rate -> canonical 16 kHz mono float32."""
     arr = np.asarray(samples)
     if arr.size == 0:
@@ -74,7 +76,7 @@ def to_canonical(samples: np.ndarray, rate: int, name: str = "audio") -> np.ndar
     return check_pcm(np.clip(resample(arr, rate, SAMPLE_RATE), -1.0, 1.0), name)
 
 
-def load(path: str | Path) -> np.ndarray:
+def load(path: str | Path) -> NDArray[np.float32]:
     """Read any file soundfile can (WAV, FLAC, OGG, ...; any rate and channel count) as canonical audio."""
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
@@ -83,17 +85,17 @@ def load(path: str | Path) -> np.ndarray:
     return to_canonical(data, int(rate), name=str(path))
 
 
-def float_to_pcm16(pcm: np.ndarray) -> np.ndarray:
+def float_to_pcm16(pcm: NDArray[np.floating[Any]]) -> NDArray[np.int16]:
     """Float [-1, 1] -> int16, clipped (what a phone line or WAV file carries)."""
-    return np.clip(np.round(np.asarray(pcm, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    return np.asarray(np.clip(np.round(np.asarray(pcm, dtype=np.float64) * 32768.0), -32768, 32767), np.int16)
 
 
-def pcm16_to_float(pcm: np.ndarray) -> np.ndarray:
+def pcm16_to_float(pcm: NDArray[np.int16]) -> NDArray[np.float32]:
     """int16 -> float32 in [-1, 1)."""
     return (np.asarray(pcm, dtype=np.int16).astype(np.float32) / 32768.0).astype(np.float32)
 
 
-def ulaw_encode(pcm16: np.ndarray) -> np.ndarray:
+def ulaw_encode(pcm16: NDArray[np.int16]) -> NDArray[np.uint8]:
     """G.711 mu-law: int16 samples -> uint8 codes, bit-exact with CPython's `audioop.lin2ulaw`.
 
     Like the Sun reference codec that audioop follows, the two low bits are
@@ -104,10 +106,10 @@ def ulaw_encode(pcm16: np.ndarray) -> np.ndarray:
     mag = np.minimum(np.where(negative, -v, v), _ULAW_CLIP14) + _ULAW_BIAS14
     segment = np.floor(np.log2(mag)).astype(np.int32) - 5
     code = np.where(segment >= 8, 0x7F, (np.minimum(segment, 7) << 4) | ((mag >> (np.minimum(segment, 7) + 1)) & 0x0F))
-    return (code ^ np.where(negative, 0x7F, 0xFF)).astype(np.uint8)
+    return np.asarray(code ^ np.where(negative, 0x7F, 0xFF), np.uint8)
 
 
-def ulaw_decode(codes: np.ndarray) -> np.ndarray:
+def ulaw_decode(codes: NDArray[np.uint8]) -> NDArray[np.int16]:
     """G.711 mu-law: uint8 codes -> int16 samples."""
     u = ~np.asarray(codes, dtype=np.int32) & 0xFF
     exponent = (u >> 4) & 0x07
@@ -115,13 +117,13 @@ def ulaw_decode(codes: np.ndarray) -> np.ndarray:
     return np.where(u & 0x80, -mag, mag).astype(np.int16)
 
 
-def rms_db(pcm: np.ndarray) -> float:
+def rms_db(pcm: NDArray[np.floating[Any]]) -> float:
     """Level in dB relative to full scale (RMS)."""
     power = float(np.mean(np.square(np.asarray(pcm, dtype=np.float64))))
-    return 10.0 * np.log10(max(power, 1e-20))
+    return float(10.0 * np.log10(max(power, 1e-20)))
 
 
-def coloured_noise(n: int, rng: np.random.Generator, slope_db_per_octave: float = 0.0) -> np.ndarray:
+def coloured_noise(n: int, rng: np.random.Generator, slope_db_per_octave: float = 0.0) -> NDArray[np.float32]:
     """Unit-RMS noise; 0 dB/octave is white, -3 pink, -6 brown (office hum and traffic sit in between)."""
     spectrum = np.fft.rfft(rng.standard_normal(n))
     freqs = np.fft.rfftfreq(n, 1.0)
@@ -131,11 +133,13 @@ def coloured_noise(n: int, rng: np.random.Generator, slope_db_per_octave: float 
     return (noise / max(float(np.sqrt(np.mean(noise**2))), 1e-12)).astype(np.float32)
 
 
-def add_noise(pcm: np.ndarray, snr_db: float, rng: np.random.Generator, slope_db_per_octave: float = 0.0) -> np.ndarray:
+def add_noise(
+    pcm: NDArray[np.float32], snr_db: float, rng: np.random.Generator, slope_db_per_octave: float = 0.0
+) -> NDArray[np.float32]:
     """Mix in noise so that signal power / noise power = `snr_db`."""
     signal_rms = float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))
     noise = coloured_noise(pcm.size, rng, slope_db_per_octave) * signal_rms * 10.0 ** (-snr_db / 20.0)
-    return (pcm + noise).astype(np.float32)
+    return np.asarray(pcm + noise, np.float32)
 
 
 _BANDPASS = signal.butter(6, PHONE_BAND, btype="bandpass", fs=PHONE_RATE, output="sos")
@@ -172,7 +176,9 @@ class TelephoneChannel:
             noise_slope=float(rng.choice(self.noise_slopes)),
         )
 
-    def apply(self, pcm: np.ndarray, rng: np.random.Generator, settings: ChannelSettings | None = None) -> np.ndarray:
+    def apply(
+        self, pcm: NDArray[np.float32], rng: np.random.Generator, settings: ChannelSettings | None = None
+    ) -> NDArray[np.float32]:
         """Canonical audio in, canonical audio out, as heard through the simulated phone line."""
         x = check_pcm(pcm)
         s = settings or self.draw(rng)
@@ -181,7 +187,7 @@ class TelephoneChannel:
         return telephone_band(x)
 
 
-def telephone_band(pcm: np.ndarray) -> np.ndarray:
+def telephone_band(pcm: NDArray[np.float32]) -> NDArray[np.float32]:
     """The deterministic part of the phone line: 8 kHz, 300-3400 Hz, G.711 mu-law round trip, back to 16 kHz."""
     narrow = resample(np.asarray(pcm, dtype=np.float32), SAMPLE_RATE, PHONE_RATE)
     narrow = signal.sosfilt(_BANDPASS, narrow).astype(np.float32)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,11 +22,11 @@ from models.emotion import LABELS
 class Checkpoint:
     """What is saved of a trained model: weights, architecture, labels, calibration and provenance."""
 
-    state_dict: dict
+    state_dict: dict[str, Any]
     labels: tuple[str, ...]
     temperature: float
-    arch: dict
-    info: dict
+    arch: dict[str, Any]
+    info: dict[str, Any]
 
     def save(self, path: Path) -> None:
         """Write the `.pt` file and its `.json` sidecar."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 LABELS: tuple[str, ...] = (
     "neutral",
@@ -107,22 +108,22 @@ def canonical_label(name: str) -> str | None:
     return ALIASES.get(name.strip().lower())
 
 
-def valence_of(probs: Sequence[float] | np.ndarray) -> float:
+def valence_of(probs: Sequence[float] | NDArray[np.floating[Any]]) -> float:
     """Expected valence under a distribution over `LABELS`."""
     return float(np.dot(np.asarray(probs, dtype=float), _VALENCE_VEC))
 
 
-def arousal_of(probs: Sequence[float] | np.ndarray) -> float:
+def arousal_of(probs: Sequence[float] | NDArray[np.floating[Any]]) -> float:
     """Expected arousal under a distribution over `LABELS`."""
     return float(np.dot(np.asarray(probs, dtype=float), _AROUSAL_VEC))
 
 
-def negative_of(probs: Sequence[float] | np.ndarray) -> float:
+def negative_of(probs: Sequence[float] | NDArray[np.floating[Any]]) -> float:
     """Probability of the negative labels together (`NEGATIVE_LABELS`)."""
     return float(np.dot(np.asarray(probs, dtype=float), _NEGATIVE_MASK))
 
 
-def family_of(probs: Sequence[float] | np.ndarray) -> str:
+def family_of(probs: Sequence[float] | NDArray[np.floating[Any]]) -> str:
     """The family (`FAMILIES`) holding the most probability, not the family of the top label.
 
     Four labels share the negative mass: "I appreciate you trying, but this is still not
@@ -134,7 +135,7 @@ def family_of(probs: Sequence[float] | np.ndarray) -> str:
     return max(_FAMILY_MASKS, key=lambda family: float(np.dot(p, _FAMILY_MASKS[family])))
 
 
-def normalise_probs(raw: Sequence[float] | Mapping[str, float] | np.ndarray) -> tuple[float, ...]:
+def normalise_probs(raw: Sequence[float] | Mapping[str, float] | NDArray[np.floating[Any]]) -> tuple[float, ...]:
     """Validate a distribution over `LABELS` (list or label->p dict) and renormalise it.
 
     Raises `InvalidEstimate` naming what is wrong: wrong length, unknown label,
@@ -236,12 +237,12 @@ class EmotionEstimate(_Distribution):
     def from_probs(
         cls,
         modality: Modality | str,
-        probs: Sequence[float] | Mapping[str, float] | np.ndarray,
+        probs: Sequence[float] | Mapping[str, float] | NDArray[np.floating[Any]],
         *,
         confidence: float | None = None,
         start: float | None = None,
         end: float | None = None,
-        embedding: Sequence[float] | np.ndarray | None = None,
+        embedding: Sequence[float] | NDArray[np.floating[Any]] | None = None,
         model: str = "",
     ) -> EmotionEstimate:
         """Build a validated estimate; confidence defaults to the top probability."""

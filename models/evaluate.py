@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from numpy.typing import NDArray
 
 from models.emotion import FAMILY_OF_LABEL, LABELS, MODALITIES, canonical_label
 from models.metrics import evaluate, json_line
@@ -123,12 +124,12 @@ def families_line(families: dict[str, Any]) -> str:
     )
 
 
-def _dialogue(row: dict) -> str | None:
+def _dialogue(row: dict[str, Any]) -> str | None:
     value = (row.get("dialogue_id") or "").strip()
     return value or None
 
 
-def _turn(row: dict) -> int | None:
+def _turn(row: dict[str, Any]) -> int | None:
     try:
         return int(str(row.get("turn", "")).strip())
     except ValueError:
@@ -260,7 +261,7 @@ def evaluate_turns(args: argparse.Namespace) -> str:
     )
 
 
-def _turn_scores(title: str, gold: list[str], probs: np.ndarray) -> dict[str, Any]:
+def _turn_scores(title: str, gold: list[str], probs: NDArray[Any]) -> dict[str, Any]:
     """Print one arm's report (per-class, confusion, families) and return its headline numbers."""
     report = evaluate(gold, [LABELS[int(i)] for i in probs.argmax(axis=1)], LABELS)
     families = family_scores(gold, probs)
@@ -306,7 +307,7 @@ def evaluate_face(args: argparse.Namespace) -> str:
                 raise ManifestError(f"{args.manifest}: {exc}") from exc
             if face is None:
                 undetected += 1
-                face = cv2.resize(to_gray(image), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+                face = np.asarray(cv2.resize(to_gray(image), (SIZE, SIZE), interpolation=cv2.INTER_AREA), np.uint8)
             crops.append(face)
         faces = np.stack(crops)
     probs = np.concatenate([model.predict_faces(faces[i : i + 256]) for i in range(0, len(faces), 256)])

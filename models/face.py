@@ -23,10 +23,11 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 from models.checkpoint import Checkpoint
@@ -80,7 +81,8 @@ class FaceCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, H, W) float in [0, 1] -> (N, 7) logits in `LABELS` order."""
-        return self.head(self.features((x - 0.5) / 0.25))
+        logits: torch.Tensor = self.head(self.features((x - 0.5) / 0.25))
+        return logits
 
 
 class FaceEnsemble(nn.Module):
@@ -100,7 +102,7 @@ class FaceEnsemble(nn.Module):
         return torch.stack([member(x) for member in self.members]).mean(dim=0)
 
 
-def build_net(arch: dict) -> nn.Module:
+def build_net(arch: dict[str, Any]) -> nn.Module:
     """The network a checkpoint's `arch` describes: one `FaceCNN`, or an ensemble of `members` of them."""
     channels, dropout = tuple(arch["channels"]), float(arch.get("dropout", 0.3))
     members = int(arch.get("members", 0))  # 0: a single net, saved before ensembles existed
@@ -144,7 +146,7 @@ class FaceDetector:
         self.min_face = min_face
         self.detect_width = detect_width
 
-    def largest(self, gray: np.ndarray) -> tuple[int, int, int, int] | None:
+    def largest(self, gray: NDArray[np.uint8]) -> tuple[int, int, int, int] | None:
         """(x, y, w, h) of the largest face in `gray`'s own pixels, or None."""
         import cv2
 
@@ -158,7 +160,7 @@ class FaceDetector:
         return tuple(int(round(v / scale)) for v in (x, y, w, h))  # type: ignore[return-value]
 
 
-def to_gray(frame: np.ndarray) -> np.ndarray:
+def to_gray(frame: NDArray[Any]) -> NDArray[np.uint8]:
     """uint8 grayscale of an (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA frame; raises `FaceError` otherwise."""
     import cv2
 
@@ -178,7 +180,9 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float = FACE_MARGIN) -> np.ndarray:
+def crop_face(
+    gray: NDArray[np.uint8], box: tuple[int, int, int, int], margin: float = FACE_MARGIN
+) -> NDArray[np.uint8]:
     """A square 48x48 crop around `box`, widened by `margin`, clamped to the frame."""
     import cv2
 
@@ -188,7 +192,7 @@ def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float = 
     x0 = int(round(min(max(cx - side / 2, 0), max(gray.shape[1] - side, 0))))
     y0 = int(round(min(max(cy - side / 2, 0), max(gray.shape[0] - side, 0))))
     face = gray[y0 : y0 + side, x0 : x0 + side]
-    return cv2.resize(face, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    return np.asarray(cv2.resize(face, (SIZE, SIZE), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -218,26 +222,26 @@ class FaceEmotionModel:
         name = f"face-cnn@{checkpoint.info.get('version', 'dev')}"
         return cls(net, checkpoint.temperature, name)
 
-    def preprocess(self, frame: np.ndarray) -> np.ndarray | None:
+    def preprocess(self, frame: NDArray[Any]) -> NDArray[np.uint8] | None:
         """The 48x48 crop of the largest face in `frame`, or None when no face is in view."""
         gray = to_gray(frame)
         box = self.detector.largest(gray)
         return None if box is None else crop_face(gray, box)
 
     @torch.inference_mode()
-    def forward(self, faces: np.ndarray) -> np.ndarray:
+    def forward(self, faces: NDArray[np.uint8]) -> NDArray[np.float32]:
         """(N, 48, 48) uint8 faces -> (N, 7) logits, averaged over ten views."""
         x = torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32) / 255.0)[:, None]
         views = five_crops(x)
         logits = self.net(views.reshape(-1, *views.shape[2:])).reshape(views.shape[0], x.shape[0], -1)
-        return logits.mean(dim=0).numpy()
+        return np.asarray(logits.mean(dim=0).numpy(), np.float32)
 
-    def postprocess(self, logits: np.ndarray) -> np.ndarray:
+    def postprocess(self, logits: NDArray[np.float32]) -> NDArray[np.floating[Any]]:
         scaled = logits / self.temperature
         probs = np.exp(scaled - scaled.max(axis=1, keepdims=True))
-        return probs / probs.sum(axis=1, keepdims=True)
+        return np.asarray(probs / probs.sum(axis=1, keepdims=True))
 
-    def predict_faces(self, faces: np.ndarray) -> np.ndarray:
+    def predict_faces(self, faces: NDArray[Any]) -> NDArray[np.floating[Any]]:
         """Probabilities (N, 7) for face crops already cut to 48x48 (as in FER2013)."""
         faces = np.asarray(faces)
         if faces.ndim != 3 or faces.shape[1:] != (SIZE, SIZE) or faces.dtype != np.uint8:
@@ -247,7 +251,7 @@ class FaceEmotionModel:
         with self._lock:
             return self.postprocess(self.forward(faces))
 
-    def read_frame(self, frame: np.ndarray, at: float) -> FaceReading | None:
+    def read_frame(self, frame: NDArray[Any], at: float) -> FaceReading | None:
         """One frame -> its reading, or None without a face. Raises `FaceError` on a frame that is not an image."""
         with self._lock:
             face = self.preprocess(frame)

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from models.emotion import (
     LABEL_INDEX,
@@ -87,16 +88,16 @@ class Fuser(Protocol):
     def fuse(self, estimates: Iterable[EmotionEstimate]) -> TurnEmotion: ...
 
 
-def _logit(q: np.ndarray) -> np.ndarray:
+def _logit(q: NDArray[np.float64]) -> NDArray[np.float64]:
     q = np.clip(q, _EPS, 1.0 - _EPS)
     return np.asarray(np.log(q) - np.log1p(-q))
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
 
-def tier_masses(probs: np.ndarray) -> np.ndarray:
+def tier_masses(probs: NDArray[np.float64]) -> NDArray[np.float64]:
     """(..., 7) distributions -> (..., 3) the probability of each step of `TIERS`, given the earlier ones said no."""
     p = np.asarray(probs, dtype=np.float64)
     neg = p[..., _NEG].sum(axis=-1)
@@ -105,7 +106,7 @@ def tier_masses(probs: np.ndarray) -> np.ndarray:
     return np.stack([neg, happy, surprised], axis=-1)
 
 
-def compose(steps: np.ndarray, within_negative: np.ndarray) -> np.ndarray:
+def compose(steps: NDArray[np.float64], within_negative: NDArray[np.float64]) -> NDArray[np.float64]:
     """Inverse of `tier_masses`: (..., 3) step probabilities and (..., 4) shares of the negative labels -> (..., 7)."""
     neg, happy, surprised = steps[..., 0], steps[..., 1], steps[..., 2]
     out = np.zeros((*steps.shape[:-1], len(LABELS)))
@@ -116,7 +117,7 @@ def compose(steps: np.ndarray, within_negative: np.ndarray) -> np.ndarray:
     return out
 
 
-def reliability(probs: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+def reliability(probs: NDArray[np.float64], confidence: NDArray[np.float64]) -> NDArray[np.float64]:
     """The share of an estimate's confidence its distribution does not show: min(1, confidence / max p)."""
     top = np.asarray(probs).max(axis=-1)
     return np.asarray(np.clip(np.asarray(confidence) / np.maximum(top, _EPS), 0.0, 1.0))
@@ -126,12 +127,14 @@ def reliability(probs: np.ndarray, confidence: np.ndarray) -> np.ndarray:
 class EvidenceWeights:
     """The fitted fusion: per-modality priors (rows in `MODALITIES` order), the reference, trusts, tau."""
 
-    priors: np.ndarray  # (3, 7): each modality's mean distribution over its own training data
-    reference: np.ndarray  # (7,): a calm everyday turn; also the empty coalition of the contributions
-    trust: np.ndarray  # (3,) in (0, 1]: how far each modality is believed at full confidence (text: 1)
+    priors: NDArray[np.float64]  # (3, 7): each modality's mean distribution over its own training data
+    reference: NDArray[np.float64]  # (7,): a calm everyday turn; also the empty coalition of the contributions
+    trust: NDArray[np.float64]  # (3,) in (0, 1]: how far each modality is believed at full confidence (text: 1)
     tau: float  # softness of the choice (small: the most departing channel alone; large: an average)
 
-    def steps(self, probs: np.ndarray, confidence: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def steps(
+        self, probs: NDArray[np.float64], confidence: NDArray[np.float64], mask: NDArray[np.bool_]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(n, 3, 7) probs, (n, 3) confidences, (n, 3) presence -> fused step probabilities (n, 3) and the
         selection weights (n, 3 steps, 3 modalities), 0 where a modality is absent."""
         if not np.all(mask.any(axis=1)):
@@ -147,7 +150,9 @@ class EvidenceWeights:
         fused = _sigmoid(np.where(mask[..., None], w * shrunk, 0.0).sum(axis=1))
         return fused, np.transpose(w, (0, 2, 1))
 
-    def fuse_arrays(self, probs: np.ndarray, confidence: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def fuse_arrays(
+        self, probs: NDArray[np.float64], confidence: NDArray[np.float64], mask: NDArray[np.bool_]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Batch form: fused distributions (n, 7) and each modality's contribution (n, 3), 0 where absent.
 
         Every coalition of each turn's modalities is fused in one batch (the full one is the turn itself)."""
@@ -163,7 +168,9 @@ class EvidenceWeights:
         value = np.where(empty, self.reference[label][:, None], out[np.arange(n), :, label])
         return fused, _shapley_shares(value, mask)
 
-    def fuse_probs(self, probs: np.ndarray, confidence: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def fuse_probs(
+        self, probs: NDArray[np.float64], confidence: NDArray[np.float64], mask: NDArray[np.bool_]
+    ) -> NDArray[np.float64]:
         """Fused distributions (n, 7) without the contributions (for fitting)."""
         steps, w = self.steps(probs, confidence, mask)
         within = probs[..., _NEG] / np.maximum(probs[..., _NEG].sum(axis=-1, keepdims=True), _EPS)  # (n, m, 4)
@@ -194,12 +201,12 @@ class EvidenceWeights:
 
 
 @functools.lru_cache(maxsize=4)
-def _coalitions(players: int) -> np.ndarray:
+def _coalitions(players: int) -> NDArray[np.bool_]:
     """(2^players, players) membership of every coalition, row b holding the players of bit mask b."""
     return np.array([[bool(b >> j & 1) for j in range(players)] for b in range(2**players)])
 
 
-def _shapley_shares(value: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _shapley_shares(value: NDArray[np.float64], mask: NDArray[np.bool_]) -> NDArray[np.float64]:
     """Shapley values of each player from coalition values (n, 2^m) indexed by bit mask, clipped at 0 and
     normalised over the present players (equal shares when none lifted the value)."""
     n, m = mask.shape
@@ -216,7 +223,9 @@ def _shapley_shares(value: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.asarray(np.where(total > 1e-9, phi / np.maximum(total, 1e-12), equal))
 
 
-def _arrays(by_modality: Mapping[Modality, EmotionEstimate]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _arrays(
+    by_modality: Mapping[Modality, EmotionEstimate],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     probs = np.full((1, len(MODALITIES), len(LABELS)), 1.0 / len(LABELS))
     confidence = np.ones((1, len(MODALITIES)))
     mask = np.zeros((1, len(MODALITIES)), dtype=bool)
@@ -270,7 +279,7 @@ class EvidenceFusion:
         )
 
 
-def _entropy(probs: np.ndarray) -> np.ndarray:
+def _entropy(probs: NDArray[np.float64]) -> NDArray[np.float64]:
     """Normalised entropy in [0, 1] of each row of `probs`."""
     p = np.clip(probs, 1e-12, 1.0)
     return np.asarray(-(p * np.log(p)).sum(axis=-1) / _MAX_ENTROPY)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from models.emotion import LABELS
@@ -21,7 +22,7 @@ class Report:
     macro_f1: float
     weighted_f1: float
     per_class: dict[str, dict[str, float]]
-    confusion: np.ndarray
+    confusion: NDArray[np.float32]
     labels: tuple[str, ...]
 
     def headline(self) -> dict[str, float | int]:
@@ -78,12 +79,14 @@ def evaluate(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str
     )
 
 
-def expected_calibration_error(probs: np.ndarray, gold_idx: np.ndarray, bins: int = 15) -> float:
+def expected_calibration_error(probs: NDArray[np.float32], gold_idx: NDArray[np.float32], bins: int = 15) -> float:
     """ECE of the top-class confidence, equal-width bins."""
     return confidence_calibration_error(probs.max(axis=1), probs.argmax(axis=1) == gold_idx, bins)
 
 
-def confidence_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+def confidence_calibration_error(
+    confidence: NDArray[np.float32], correct: NDArray[np.float32], bins: int = 15
+) -> float:
     """ECE of any reported confidence against whether the reading was right, equal-width bins."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0

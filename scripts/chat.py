@@ -14,6 +14,7 @@ import os
 import sys
 import urllib.request
 import uuid
+from typing import Any
 from urllib.parse import quote
 
 from scripts.stack import RASA_TOKEN_ENV, TOKEN_FILE, api_url
@@ -29,14 +30,14 @@ def _token(given: str | None) -> str:
     return token
 
 
-def _request(url: str, payload: dict | None = None) -> object:
+def _request(url: str, payload: dict[str, Any] | None = None) -> object:
     data = None if payload is None else json.dumps(payload).encode()
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as response:
         return json.loads(response.read())
 
 
-def describe(tracker: dict) -> str:
+def describe(tracker: dict[str, Any]) -> str:
     """One line: the fused emotion of the latest turn, its weights, and the tone slot."""
     emotion = (tracker.get("latest_message") or {}).get("toneline")
     slots = tracker.get("slots") or {}

@@ -88,7 +88,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_redis_server(port: int, data_dir: Path | None = None, log: IO[str] | None = None) -> subprocess.Popen:
+def start_redis_server(port: int, data_dir: Path | None = None, log: IO[str] | None = None) -> subprocess.Popen[bytes]:
     """Start a local redis-server on `port` (append-only file in `data_dir` if given)."""
     binary = shutil.which("redis-server")
     if binary is None:
@@ -112,7 +112,7 @@ def start_redis_server(port: int, data_dir: Path | None = None, log: IO[str] | N
     raise StackError(f"redis-server on port {port} did not answer within 10 s")
 
 
-def ensure_redis(url: str | None = None) -> tuple[RedisEndpoint, subprocess.Popen | None]:
+def ensure_redis(url: str | None = None) -> tuple[RedisEndpoint, subprocess.Popen[bytes] | None]:
     """Use REDIS_URL if set (it must answer), else a local Redis, else start one."""
     url = url or os.environ.get("REDIS_URL")
     if url:
@@ -234,7 +234,7 @@ def api_url(base: str, path: str, token: str) -> str:
     return f"{base}{path}{sep}{urlencode({'token': token})}"
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -246,7 +246,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str) -> No
     raise StackError(f"{what} did not answer {url} within {timeout:.0f} s")
 
 
-def start_actions(env: dict[str, str], port: int, log: IO[str] | None) -> subprocess.Popen:
+def start_actions(env: dict[str, str], port: int, log: IO[str] | None) -> subprocess.Popen[bytes]:
     """The action server on loopback, refusing requests without TONELINE_ACTION_SECRET (plugin.action_server)."""
     cmd = [
         sys.executable,
@@ -266,7 +266,7 @@ def start_actions(env: dict[str, str], port: int, log: IO[str] | None) -> subpro
 
 def start_rasa(
     env: dict[str, str], model: Path, port: int, log: IO[str] | None, host: str = "127.0.0.1"
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
         "-m",
@@ -292,7 +292,9 @@ def start_rasa(
     return proc
 
 
-def start_dashboard(env: dict[str, str], port: int, log: IO[str] | None, host: str = "127.0.0.1") -> subprocess.Popen:
+def start_dashboard(
+    env: dict[str, str], port: int, log: IO[str] | None, host: str = "127.0.0.1"
+) -> subprocess.Popen[bytes]:
     """The supervisor dashboard (plugin.analytics) on `port`."""
     cmd = [
         sys.executable,
@@ -312,7 +314,7 @@ def start_dashboard(env: dict[str, str], port: int, log: IO[str] | None, host: s
     return proc
 
 
-def stop(*procs: subprocess.Popen | None) -> None:
+def stop(*procs: subprocess.Popen[bytes] | None) -> None:
     for proc in procs:
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -329,8 +331,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    # SIGTERM (docker stop, systemd, kill) shuts down as cleanly as Ctrl-C.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C and SIGTERM (docker stop, systemd, kill) shut down alike, and SIGINT is handled even when it was
+    # inherited ignored (a shell's background job): the servers below handle the terminal's SIGINT themselves and
+    # stop, so without our own handler their exit would read as a crash ("error: actions stopped", exit 1).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     redis_endpoint, redis_proc = ensure_redis()
     model = ensure_model()
     env = stack_env(redis_endpoint, action_port=args.action_port)
@@ -338,7 +343,7 @@ def demo(args: argparse.Namespace) -> int:
     save_token(env[RASA_TOKEN_ENV])
     logs = CACHE / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    procs: dict[str, subprocess.Popen] = {}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     with contextlib.ExitStack() as files:
         log = {name: files.enter_context((logs / f"{name}.log").open("w")) for name in ("actions", "rasa", "dashboard")}
         try:

@@ -1,10 +1,20 @@
-"""`make demo`'s environment: the documented Redis split, and secrets generated unless given."""
+"""`make demo`'s environment (the documented Redis split, secrets generated unless given) and its Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
 import pytest
 
-from scripts.stack import RedisEndpoint, api_url, redact, stack_env
+from scripts.stack import CACHE, REPO, RedisEndpoint, api_url, ensure_model, free_port, redact, stack_env
 
 TRACKER = RedisEndpoint.parse("redis://:pw@10.0.0.1:6379/2")
 
@@ -39,3 +49,69 @@ def test_secrets_are_generated_per_run_unless_given(monkeypatch: pytest.MonkeyPa
 def test_urls_for_people_and_tools() -> None:
     assert redact(TRACKER.url) == "redis://:***@10.0.0.1:6379/2"
     assert api_url("http://h:5005", "/status", "a b") == "http://h:5005/status?token=a+b"
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["foreground", "background-job"])
+def test_ctrl_c_on_the_demo_stops_every_process_and_exits_0(
+    redis_endpoint: RedisEndpoint, tmp_path: Path, inherited: signal.Handlers
+) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to the whole process group, children included. Also when the demo
+    was started as a shell's background job (`make demo &` in a script), which starts it with SIGINT ignored:
+    the servers it starts still stop on SIGINT, and the demo must stop with them, not report them dead."""
+    ensure_model(quiet=True)
+    cache = tmp_path / "cache"  # the demo's logs and token file go here, not to the user's cache
+    cache.mkdir()
+    (cache / "rasa-models").symlink_to(CACHE / "rasa-models")  # the trained demo model, not a retrain
+    env = dict(
+        os.environ,
+        TONELINE_CACHE=str(cache),
+        REDIS_URL=redis_endpoint.url,
+        TONELINE_PREFIX=f"toneline-demo-test-{uuid.uuid4().hex[:8]}",
+        TONELINE_DASHBOARD_PASSWORD="demo-test",
+    )
+    ports = [str(free_port()) for _ in range(3)]
+    args = ["--port", ports[0], "--action-port", ports[1], "--dashboard-port", ports[2]]
+    out = tmp_path / "demo.out"
+    with out.open("w") as sink:
+        # A session of its own, like a terminal's foreground process group.
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "scripts.stack", "demo", *args],
+            cwd=REPO,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_ignore_sigint if inherited == signal.SIG_IGN else None,
+        )
+        try:
+            _wait_for(lambda: "Press Ctrl-C to stop." in out.read_text() or demo.poll() is not None, 300)
+            assert demo.poll() is None, out.read_text()
+            os.killpg(demo.pid, signal.SIGINT)
+            code = demo.wait(timeout=60)
+            _wait_for(lambda: not _group_alive(demo.pid), 10)  # nothing of the stack is left running
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(demo.pid, signal.SIGKILL)
+    text = out.read_text()
+    assert code == 0, text
+    assert not [line for line in text.splitlines() if line.startswith("error:")], text
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        time.sleep(0.5)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

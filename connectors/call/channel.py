@@ -60,6 +60,7 @@ class CallChannel(InputChannel):
     """Base of the telephony input channels whose calls run on `CallSession`."""
 
     refused_status = 403  # the HTTP status of a refused WebSocket upgrade
+    provider: Provider  # codec, tracks and transfer adapter of this provider, set by each provider's channel
 
     def __init__(
         self, settings: CallSettings | None = None, runtime: SpeechRuntime | None = None, public_url: str | None = None
@@ -84,11 +85,6 @@ class CallChannel(InputChannel):
         if self._runtime is None:
             self._runtime = shared_runtime()
         return self._runtime
-
-    @property
-    def provider(self) -> Provider:
-        """Codec, tracks and transfer adapter of this provider."""
-        raise NotImplementedError
 
     def serializer(self, request: Request | None = None) -> CallSerializer:
         """A fresh serializer for the connection `request` upgraded."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from connectors.speech.codec import FRAME_MS, WireCodec
 from models.audio import SAMPLE_RATE
@@ -43,7 +44,6 @@ class SimulatedCall:
         self.speed = speed
         self.received: list[Any] = []  # every bot message, as the provider's simulator decoded it
         self.replies: list[Reply] = []
-        self.cleared = 0
         self.closed = asyncio.Event()
         self.speech_ended_at: list[float] = []
         self.returned_marks: dict[str, float] = {}  # mark name -> when it went back to the bot
@@ -64,7 +64,7 @@ class SimulatedCall:
         """One message from the bot, as the transport received it."""
         raise NotImplementedError
 
-    async def say(self, pcm: np.ndarray, then_silence: float = 1.0) -> Reply:
+    async def say(self, pcm: NDArray[np.float32], then_silence: float = 1.0) -> Reply:
         """Stream an utterance (canonical audio) then line silence, in (scaled) real time."""
         reply = Reply()
         self.replies.append(reply)
@@ -127,7 +127,6 @@ class SimulatedCall:
     def cleared_playback(self, return_marks: bool) -> None:
         """A clear arrived: queued audio is dropped; pending marks come back at once or are dropped."""
         now = time.monotonic()
-        self.cleared += 1
         self._playback_until = now
         self._pending_marks = [(now, name) for _, name in self._pending_marks] if return_marks else []
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 import soxr
+from numpy.typing import NDArray
 
 from models.audio import PHONE_RATE, SAMPLE_RATE, float_to_pcm16, pcm16_to_float, resample, ulaw_decode, ulaw_encode
 
@@ -26,7 +27,7 @@ ULAW_SILENCE = 0xFF  # mu-law code of 0
 class StreamDecoder(Protocol):
     """One call channel's wire bytes -> canonical float32 chunks, continuous across chunks."""
 
-    def decode(self, payload: bytes) -> np.ndarray: ...
+    def decode(self, payload: bytes) -> NDArray[np.float32]: ...
 
 
 class WireCodec(Protocol):
@@ -45,10 +46,10 @@ class WireCodec(Protocol):
     def decoder(self) -> StreamDecoder:
         """A fresh decoder for one call (it keeps resampler state)."""
 
-    def encode(self, pcm: np.ndarray) -> bytes:
+    def encode(self, pcm: NDArray[np.float32]) -> bytes:
         """Canonical audio -> wire bytes."""
 
-    def frames(self, pcm: np.ndarray) -> list[bytes]:
+    def frames(self, pcm: NDArray[np.float32]) -> list[bytes]:
         """Canonical audio -> wire frames of `frame_bytes`, the last padded with the codec's silence."""
 
 
@@ -58,7 +59,7 @@ class InboundDecoder:
     def __init__(self) -> None:
         self._stream = soxr.ResampleStream(PHONE_RATE, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
 
-    def decode(self, payload: bytes) -> np.ndarray:
+    def decode(self, payload: bytes) -> NDArray[np.float32]:
         """The canonical samples of one chunk (soxr may hold back a few ms of filter delay)."""
         narrow = pcm16_to_float(ulaw_decode(np.frombuffer(payload, dtype=np.uint8)))
         return np.asarray(self._stream.resample_chunk(narrow), dtype=np.float32)
@@ -73,7 +74,7 @@ class Linear16Decoder:
             None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
         )
 
-    def decode(self, payload: bytes) -> np.ndarray:
+    def decode(self, payload: bytes) -> NDArray[np.float32]:
         data = self._carry + payload
         usable = len(data) - len(data) % 2
         self._carry = data[usable:]
@@ -94,10 +95,10 @@ class MulawCodec:
     def decoder(self) -> StreamDecoder:
         return InboundDecoder()
 
-    def encode(self, pcm: np.ndarray) -> bytes:
+    def encode(self, pcm: NDArray[np.float32]) -> bytes:
         return mulaw_from_canonical(pcm)
 
-    def frames(self, pcm: np.ndarray) -> list[bytes]:
+    def frames(self, pcm: NDArray[np.float32]) -> list[bytes]:
         return split_frames(self.encode(pcm), self.frame_bytes, ULAW_SILENCE)
 
 
@@ -122,26 +123,26 @@ class Linear16Codec:
     def decoder(self) -> StreamDecoder:
         return Linear16Decoder(self.rate)
 
-    def encode(self, pcm: np.ndarray) -> bytes:
+    def encode(self, pcm: NDArray[np.float32]) -> bytes:
         audio = np.clip(pcm, -1.0, 1.0)
         if self.rate != SAMPLE_RATE:
             audio = resample(audio, SAMPLE_RATE, self.rate)
         return float_to_pcm16(audio).astype("<i2").tobytes()
 
-    def frames(self, pcm: np.ndarray) -> list[bytes]:
+    def frames(self, pcm: NDArray[np.float32]) -> list[bytes]:
         return split_frames(self.encode(pcm), self.frame_bytes, 0)
 
 
 MULAW_8K = MulawCodec()
 
 
-def mulaw_from_canonical(pcm: np.ndarray) -> bytes:
+def mulaw_from_canonical(pcm: NDArray[np.float32]) -> bytes:
     """Canonical audio -> 8 kHz mu-law bytes for the phone."""
     narrow = resample(np.clip(pcm, -1.0, 1.0), SAMPLE_RATE, PHONE_RATE)
     return ulaw_encode(float_to_pcm16(narrow)).tobytes()
 
 
-def canonical_from_mulaw(payload: bytes) -> np.ndarray:
+def canonical_from_mulaw(payload: bytes) -> NDArray[np.float32]:
     """A whole mu-law 8 kHz clip -> canonical audio (tests and offline use; streams use `InboundDecoder`)."""
     narrow = pcm16_to_float(ulaw_decode(np.frombuffer(payload, dtype=np.uint8)))
     return resample(narrow, PHONE_RATE, SAMPLE_RATE)

@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any, Callable, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from connectors.speech.recognizer import Hearing, Recognizer, SpeechRecognizer
 from connectors.speech.tts import EspeakEngine, TtsEngine
@@ -98,7 +99,7 @@ class SpeechRuntime:
         return await asyncio.get_running_loop().run_in_executor(self._light, partial(fn, *args))
 
     async def hear(
-        self, pcm: np.ndarray, start: float, end: float, call_id: str, baseline: CallerBaseline | None = None
+        self, pcm: NDArray[np.float32], start: float, end: float, call_id: str, baseline: CallerBaseline | None = None
     ) -> Hearing:
         """ASR + voice emotion of one turn (read against the caller's `baseline`); under overload the emotion
         head is skipped, never the turn."""
@@ -113,7 +114,7 @@ class SpeechRuntime:
         finally:
             self.pending -= 1
 
-    async def speak(self, text: str, tone: str) -> np.ndarray:
+    async def speak(self, text: str, tone: str) -> NDArray[np.float32]:
         """Canonical audio of `text` in `tone`."""
         return await self.tts.synthesize(text, tone)
 

@@ -17,6 +17,7 @@ from typing import Mapping
 
 import numpy as np
 import soundfile as sf
+from numpy.typing import NDArray
 
 from models.audio import AudioError, to_canonical
 
@@ -55,7 +56,7 @@ class TtsEngine(abc.ABC):
     name = "tts"
 
     @abc.abstractmethod
-    async def synthesize(self, text: str, tone: str = "neutral") -> np.ndarray:
+    async def synthesize(self, text: str, tone: str = "neutral") -> NDArray[np.float32]:
         """Speak `text` in the tone; raises `TtsError`."""
 
 
@@ -79,7 +80,7 @@ class EspeakEngine(TtsEngine):
         # "--" ends options, so a reply starting with "-" is spoken, not parsed.
         return [self.binary, "--stdout", "-v", self.voice, "-s", str(p.rate), "-p", str(p.pitch), "--", text]
 
-    async def synthesize(self, text: str, tone: str = "neutral") -> np.ndarray:
+    async def synthesize(self, text: str, tone: str = "neutral") -> NDArray[np.float32]:
         proc = await asyncio.create_subprocess_exec(
             *self.command(text, tone), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
@@ -89,7 +90,7 @@ class EspeakEngine(TtsEngine):
         return decode_wav(wav)
 
 
-def decode_wav(wav: bytes) -> np.ndarray:
+def decode_wav(wav: bytes) -> NDArray[np.float32]:
     """WAV bytes at any rate -> canonical audio."""
     try:
         data, rate = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)

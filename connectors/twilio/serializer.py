@@ -29,7 +29,7 @@ from connectors.frames import (
     ProtocolError,
     ProviderIds,
 )
-from connectors.wire import identifier, integer, load_json
+from connectors.wire import dispatch, identifier, integer, json_object
 
 ENCODING = "audio/x-mulaw"
 SAMPLE_RATE = 8000
@@ -62,14 +62,7 @@ def parse(text: str | bytes) -> InboundFrame:
     """One Twilio message -> a frame; raises `ProtocolError` on anything Twilio would not send."""
     if isinstance(text, bytes):
         raise ProtocolError("unexpected_binary", "Twilio Media Streams sends text frames only")
-    if len(text) > MAX_MESSAGE_CHARS:
-        raise ProtocolError("oversized_frame", f"{len(text)} characters exceeds {MAX_MESSAGE_CHARS}")
-    message = _obj(load_json(text), "message")
-    event = message.get("event")
-    parser = _PARSERS.get(event) if isinstance(event, str) else None
-    if parser is None:
-        raise ProtocolError("unknown_event", f"event {event!r}")
-    return parser(message)
+    return dispatch(json_object(text, MAX_MESSAGE_CHARS), "event", _PARSERS, "unknown_event")
 
 
 def _connected(message: Mapping[str, Any]) -> Connected:

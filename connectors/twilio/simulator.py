@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
 
 import numpy as np
+from numpy.typing import NDArray
 
 from connectors.call.simulator import FRAME_SECONDS, Reply, SimulatedCall
 from connectors.speech.codec import MULAW_8K
@@ -160,7 +161,7 @@ class TurnReport:
         )
 
 
-def turn_reports(tracker: dict) -> list[TurnReport]:
+def turn_reports(tracker: dict[str, Any]) -> list[TurnReport]:
     """Each customer turn of a Rasa tracker (JSON, as `GET /conversations/{id}/tracker` returns it)."""
     reports: list[TurnReport] = []
     tone = "neutral"
@@ -176,7 +177,7 @@ def turn_reports(tracker: dict) -> list[TurnReport]:
     return reports
 
 
-def _report(event: dict, tone: str) -> TurnReport:
+def _report(event: dict[str, Any], tone: str) -> TurnReport:
     emotion = (event.get("parse_data") or {}).get("toneline") or {}
     by_modality = {e.get("modality"): e.get("label") for e in emotion.get("estimates", [])}
     return TurnReport(
@@ -208,8 +209,8 @@ class CallerOutcome:
 async def run_caller(
     base_url: str,
     auth_token: str,
-    utterances: list[np.ndarray],
-    tracker: Callable[[str], Awaitable[dict]],
+    utterances: list[NDArray[np.float32]],
+    tracker: Callable[[str], Awaitable[dict[str, Any]]],
     caller: str = "+15550100",
     speed: float = 1.0,
     reply_timeout: float = 20.0,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from models.logs import log_event
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # models.face imports torch: only when a channel actually loa
 
 logger = logging.getLogger(__name__)
 WEIGHTS_ENV = "TONELINE_FACE_WEIGHTS"
-FrameSource = Callable[[], np.ndarray]
+FrameSource = Callable[[], NDArray[np.uint8]]
 
 
 def weights_path(credentials: dict[str, Any]) -> Path:

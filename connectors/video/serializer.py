@@ -31,7 +31,7 @@ from connectors.video.frames import (
     OutboundFrame,
     Ready,
 )
-from connectors.wire import load_json
+from connectors.wire import dispatch, json_object
 
 MAX_MESSAGE_CHARS = 64 * 1024  # an SDP offer is 2 to 8 kB; nothing the page sends comes near this
 MAX_TEXT_CHARS = 2000
@@ -56,16 +56,7 @@ def parse(text: str | bytes) -> InboundFrame:
     """One page message -> a frame; raises `ProtocolError` (with a code) on anything the page would not send."""
     if isinstance(text, bytes):
         raise ProtocolError("unexpected_binary", "the page sends JSON text messages only")
-    if len(text) > MAX_MESSAGE_CHARS:
-        raise ProtocolError("oversized_message", f"{len(text)} characters exceeds {MAX_MESSAGE_CHARS}")
-    message = load_json(text)
-    if not isinstance(message, Mapping):
-        raise ProtocolError("malformed_message", "a message must be a JSON object")
-    kind = message.get("type")
-    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
-    if parser is None:
-        raise ProtocolError("unknown_type", f"type {kind!r}")
-    return parser(message)
+    return dispatch(json_object(text, MAX_MESSAGE_CHARS, "oversized_message"), "type", _PARSERS, "unknown_type")
 
 
 def _hello(message: Mapping[str, Any]) -> Hello:

@@ -14,12 +14,13 @@ from typing import Any, Sequence
 import numpy as np
 from aiortc import RTCPeerConnection, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
+from numpy.typing import NDArray
 
 BORDER = 128  # mid-gray around the face
 CLOCK_RATE = 90_000  # RTP video clock
 
 
-def face_frame(face: np.ndarray, width: int = 320, height: int = 240, side: int = 180) -> np.ndarray:
+def face_frame(face: NDArray[np.uint8], width: int = 320, height: int = 240, side: int = 180) -> NDArray[np.uint8]:
     """A gray camera picture holding `face` upscaled to `side` pixels, centred on mid-gray."""
     import cv2
 
@@ -33,7 +34,7 @@ def face_frame(face: np.ndarray, width: int = 320, height: int = 240, side: int 
 class PictureTrack(VideoStreamTrack):
     """A camera that sends the given gray pictures in a loop at `fps` (nothing at all when there are none)."""
 
-    def __init__(self, pictures: Sequence[np.ndarray], fps: float = 10.0) -> None:
+    def __init__(self, pictures: Sequence[NDArray[np.uint8]], fps: float = 10.0) -> None:
         super().__init__()
         self.pictures = list(pictures)
         self.fps = fps
@@ -68,7 +69,7 @@ async def offer_with(track: PictureTrack | None) -> tuple[RTCPeerConnection, str
     return pc, pc.localDescription.sdp
 
 
-def write_y4m(path: Path, pictures: Sequence[np.ndarray], fps: int = 10, hold_s: float = 0.5) -> Path:
+def write_y4m(path: Path, pictures: Sequence[NDArray[np.uint8]], fps: int = 10, hold_s: float = 0.5) -> Path:
     """An uncompressed YUV4MPEG2 (I420) file showing each gray picture for `hold_s` (Chromium's fake camera)."""
     height, width = pictures[0].shape
     chroma = np.full((height // 2) * (width // 2), 128, np.uint8).tobytes()  # gray: no colour

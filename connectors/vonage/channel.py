@@ -86,13 +86,9 @@ class VonageVoiceInput(CallChannel):
         target, (application_id, private_key) = handoff or HandoffTarget(), application
         rest = VonageRest(application_id, private_key, api_base or DEFAULT_API_BASE)
         transfer = VonageTransfer(rest, target) if application_id and private_key and target.configured else None
-        self._provider = Provider(wire.PROVIDER, Linear16Codec(wire.SAMPLE_RATE), wire.TRACKS, transfer)
+        self.provider = Provider(wire.PROVIDER, Linear16Codec(wire.SAMPLE_RATE), wire.TRACKS, transfer)
         if not signature_secret:
             log_event(logger, logging.ERROR, "vonage.channel.unconfigured", missing="signature secret; all refused")
-
-    @property
-    def provider(self) -> Provider:
-        return self._provider
 
     def serializer(self, request: Request | None = None) -> wire.VonageSerializer:
         return wire.VonageSerializer(expected_call=request.args.get(signature.CALL_PARAM) if request else None)

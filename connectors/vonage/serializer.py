@@ -32,7 +32,7 @@ from connectors.frames import (
     ProtocolError,
     ProviderIds,
 )
-from connectors.wire import identifier, load_json
+from connectors.wire import identifier, json_object
 
 PROVIDER = "vonage"
 TRACKS = ("inbound",)  # the one audio stream Vonage sends a websocket endpoint: the call's other leg
@@ -53,11 +53,7 @@ def parse(data: str | bytes) -> InboundFrame:
         if len(data) > MAX_AUDIO_BYTES:
             raise ProtocolError("oversized_frame", f"binary frame of {len(data)} bytes")
         return AudioIn(payload=data, sequence=None, timestamp_ms=None, track=TRACKS[0])
-    if len(data) > MAX_TEXT_CHARS:
-        raise ProtocolError("oversized_frame", f"{len(data)} characters exceeds {MAX_TEXT_CHARS}")
-    message = load_json(data)
-    if not isinstance(message, Mapping):
-        raise ProtocolError("malformed_message", "a message must be a JSON object")
+    message = json_object(data, MAX_TEXT_CHARS)
     event = message.get("event")
     if event == "websocket:connected":
         return _connected(message)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: NDArray[Any]) -> NDArray[Any]:
     """Row-wise softmax over the last axis, stable for large logits."""
     e = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return np.asarray(e / e.sum(axis=-1, keepdims=True))
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+def fit_temperature(logits: NDArray[Any], y: NDArray[Any]) -> float:
     """The temperature minimising the NLL of held-out `logits` (N, C) for labels `y` (N,)."""
     log_t = torch.zeros(1, requires_grad=True)
     x, target = torch.from_numpy(np.asarray(logits)).float(), torch.from_numpy(np.asarray(y)).long()

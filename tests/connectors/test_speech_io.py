@@ -1,14 +1,22 @@
-"""Codec at the edge, VAD turn segmentation with pre-roll, TTS prosody by tone."""
+"""Codec at the edge, VAD turn segmentation with pre-roll, TTS prosody by tone, the recognizer on the shared
+encoder pass with a voice head that reads the audio itself."""
 
 from __future__ import annotations
+
+import logging
+from typing import Any
 
 import numpy as np
 import pytest
 
 from connectors.speech import codec
+from connectors.speech.recognizer import SpeechRecognizer
 from connectors.speech.tts import DEFAULT_PROSODY, EspeakEngine, sentences
 from connectors.speech.turns import SpeechStarted, Turn, TurnEnding, TurnSegmenter, TurnSettings
-from models.audio import SAMPLE_RATE, float_to_pcm16, ulaw_encode
+from models.audio import SAMPLE_RATE, float_to_pcm16, rms_db, ulaw_encode
+from models.emotion import LABELS, EmotionEstimate, Modality
+from models.listen import TurnListener
+from models.voice import CallerBaseline, WhisperEncoder
 from tests.connectors.speech_fixtures import needs_espeak, speak
 
 
@@ -178,3 +186,58 @@ async def test_espeak_speaks_slower_when_empathetic() -> None:
     assert empathetic.dtype == np.float32 and np.max(np.abs(empathetic)) <= 1.0
     assert empathetic.size > 1.2 * upbeat.size
     assert "--" in engine.command("-rf /", "neutral")
+
+
+class LoudnessHead:
+    """A voice head that needs the audio itself (not the encoder states): the louder the turn, the angrier."""
+
+    name = "loudness-test-head"
+
+    def read_turn(
+        self,
+        pcm: np.ndarray,
+        states: np.ndarray,
+        start: float | None,
+        end: float | None,
+        baseline: CallerBaseline | None,
+    ) -> EmotionEstimate:
+        anger = float(np.clip((rms_db(pcm) + 40.0) / 40.0, 0.05, 0.95))
+        probs = {"angry": anger, "neutral": 1.0 - anger}
+        return EmotionEstimate.from_probs(Modality.VOICE, probs, start=start, end=end, model=self.name)
+
+
+class BrokenHead(LoudnessHead):
+    name = "broken-test-head"
+
+    def read_turn(self, *args: Any, **kwargs: Any) -> EmotionEstimate:
+        raise RuntimeError("this head cannot read turns")
+
+
+@pytest.fixture(scope="module")
+def whisper() -> WhisperEncoder:
+    return WhisperEncoder()
+
+
+@needs_espeak
+def test_a_voice_head_that_needs_the_audio_gets_it_through_the_recognizer(whisper: WhisperEncoder) -> None:
+    recognizer = SpeechRecognizer.around(TurnListener(whisper, LoudnessHead()))
+    said = speak_sync("My internet is down again.")
+    quiet, loud = (recognizer.hear(said * level, 1.0, 3.0) for level in (0.05, 0.9))
+    for heard in (quiet, loud):
+        assert "internet" in heard.text.lower() and heard.voice is not None
+        assert heard.voice.model == "loudness-test-head" and (heard.voice.start, heard.voice.end) == (1.0, 3.0)
+    assert quiet.voice is not None and loud.voice is not None
+    assert loud.voice.probs[LABELS.index("angry")] > quiet.voice.probs[LABELS.index("angry")] + 0.3
+
+
+@needs_espeak
+def test_a_failing_voice_head_costs_the_turn_its_estimate_never_its_words(
+    whisper: WhisperEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    recognizer = SpeechRecognizer.around(TurnListener(whisper, BrokenHead()))
+    assert recognizer.has_emotion
+    with caplog.at_level(logging.WARNING, logger="models.listen"):
+        heard = recognizer.hear(speak_sync("My internet is down again."))
+    assert "internet" in heard.text.lower() and heard.voice is None and heard.stats is not None
+    failures = [r for r in caplog.records if "listen.voice.failed" in r.getMessage()]
+    assert failures and "cannot read turns" in failures[0].getMessage()

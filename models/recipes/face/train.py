@@ -34,9 +34,11 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 from tqdm import tqdm
 
@@ -51,7 +53,7 @@ RUNS = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline"
 SELECTION_SHARE = 0.1  # of Training, held out for model selection and the temperature
 
 
-def load_fer(split: str) -> tuple[np.ndarray, np.ndarray]:
+def load_fer(split: str) -> tuple[NDArray[Any], NDArray[Any]]:
     """(images (N, 48, 48) uint8, canonical label indices (N,)) of a FER2013 split."""
     path = data_root() / "faces" / "fer2013" / f"{split}.npz"
     with np.load(path, allow_pickle=False) as raw:
@@ -59,7 +61,7 @@ def load_fer(split: str) -> tuple[np.ndarray, np.ndarray]:
         return raw["images"].astype(np.uint8), mapping[raw["labels"].astype(int)]
 
 
-def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(y: NDArray[Any], fraction: float, seed: int) -> tuple[NDArray[Any], NDArray[Any]]:
     rng = np.random.default_rng(seed)
     held = np.concatenate(
         [rng.permutation(np.flatnonzero(y == c))[: math.ceil(fraction * (y == c).sum())] for c in np.unique(y)]
@@ -92,12 +94,12 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return x
 
 
-def as_input(images: np.ndarray) -> torch.Tensor:
+def as_input(images: NDArray[Any]) -> torch.Tensor:
     return torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
 
 
 @torch.inference_mode()
-def predict_logits(net: FaceCNN, images: np.ndarray, views: bool, batch: int = 512) -> np.ndarray:
+def predict_logits(net: FaceCNN, images: NDArray[Any], views: bool, batch: int = 512) -> NDArray[Any]:
     """Logits of the centre crop, or the mean over the ten inference views."""
     net.eval()
     out = []
@@ -108,7 +110,7 @@ def predict_logits(net: FaceCNN, images: np.ndarray, views: bool, batch: int = 5
     return torch.cat(out).numpy()
 
 
-def held_out_seed(info: dict) -> int:
+def held_out_seed(info: dict[str, Any]) -> int:
     """The `--split-seed` whose selection faces a checkpoint (its `info`) never trained on."""
     # Weights from before --split-seed split with --seed.
     for key in ("split_seed", "seed"):
@@ -123,7 +125,8 @@ def load_teacher(path: Path, split_seed: int) -> nn.Module:
     held = held_out_seed(checkpoint.info)
     if held != split_seed:
         raise SystemExit(f"{path} held out the selection split of seed {held}, not {split_seed}: its faces leak")
-    return net_from(checkpoint).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    net: nn.Module = net_from(checkpoint).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return net
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -16,8 +16,10 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from models import audio
@@ -46,7 +48,7 @@ class Transcriber:
         self.features = FeatureExtractor(feature_size=80)
         self.prompt = [*self.tokenizer.sot_sequence, self.tokenizer.no_timestamps]
 
-    def __call__(self, pcm: np.ndarray) -> str:
+    def __call__(self, pcm: NDArray[Any]) -> str:
         import ctranslate2
 
         padded = np.concatenate([pcm, np.zeros(int(PAD_SECONDS * audio.SAMPLE_RATE), np.float32)])

@@ -22,8 +22,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from models import data
 from models.emotion import LABEL_INDEX, LABELS, MODALITIES, Modality
@@ -42,18 +44,18 @@ TEXT, VOICE, FACE = (MODALITIES.index(m) for m in (Modality.TEXT, Modality.VOICE
 class Turns:
     """Fusion examples: per-modality distributions and confidences, which are present, gold labels, speakers."""
 
-    probs: np.ndarray  # (n, 3, 7), rows in MODALITIES order; uniform where absent (masked, never read)
-    confidence: np.ndarray  # (n, 3)
-    mask: np.ndarray  # (n, 3) bool, True where the modality is present
-    labels: np.ndarray  # (n,) indices into LABELS
-    actors: np.ndarray  # (n,) RAVDESS actor, 0 for text-only corpora
+    probs: NDArray[Any]  # (n, 3, 7), rows in MODALITIES order; uniform where absent (masked, never read)
+    confidence: NDArray[Any]  # (n, 3)
+    mask: NDArray[Any]  # (n, 3) bool, True where the modality is present
+    labels: NDArray[Any]  # (n,) indices into LABELS
+    actors: NDArray[Any]  # (n,) RAVDESS actor, 0 for text-only corpora
     source: str
-    groups: dict[str, np.ndarray] = field(default_factory=dict)  # per-turn tags for breakdowns (voice, kind)
+    groups: dict[str, NDArray[Any]] = field(default_factory=dict)  # per-turn tags for breakdowns (voice, kind)
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: np.ndarray) -> Turns:
+    def subset(self, index: NDArray[Any]) -> Turns:
         return Turns(
             self.probs[index],
             self.confidence[index],
@@ -82,7 +84,7 @@ def _digest(weights: Path, *parts: str) -> str:
     return hashlib.sha256("\n".join([version, *parts]).encode()).hexdigest()[:16]
 
 
-def text_probs(texts: list[str], tag: str, contexts: list[list[str]] | None = None) -> np.ndarray:
+def text_probs(texts: list[str], tag: str, contexts: list[list[str]] | None = None) -> NDArray[Any]:
     """Calibrated text-model distributions (n, 7) of `texts` (each read after `contexts[i]`), cached."""
     context_key = [] if contexts is None else ["\x1e".join(c) for c in contexts]
     path = CACHE / f"text-{tag}-{_digest(TEXT_MODEL, *texts, *context_key)}.npy"
@@ -101,7 +103,7 @@ def text_probs(texts: list[str], tag: str, contexts: list[list[str]] | None = No
     return probs
 
 
-def face_probs(images: np.ndarray, tag: str) -> np.ndarray:
+def face_probs(images: NDArray[Any], tag: str) -> NDArray[Any]:
     """Calibrated face-model distributions (n, 7) of 48x48 faces, cached."""
     path = CACHE / f"face-{tag}-{_digest(FACE_MODEL, hashlib.sha256(images.tobytes()).hexdigest())}.npy"
     if path.exists():
@@ -112,10 +114,10 @@ def face_probs(images: np.ndarray, tag: str) -> np.ndarray:
     probs = np.concatenate([model.predict_faces(images[i : i + 512]) for i in range(0, len(images), 512)])
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path, probs)
-    return probs
+    return np.asarray(probs)
 
 
-def _turns(n: int, labels: np.ndarray, actors: np.ndarray, source: str, **present: np.ndarray) -> Turns:
+def _turns(n: int, labels: NDArray[Any], actors: NDArray[Any], source: str, **present: NDArray[Any]) -> Turns:
     probs = np.full((n, len(MODALITIES), len(LABELS)), 1.0 / len(LABELS))
     mask = np.zeros((n, len(MODALITIES)), dtype=bool)
     for name, p in present.items():
@@ -163,7 +165,7 @@ def oof_path(runs: Path | None = None) -> Path:
     return Path(named) if named and runs is None else (runs or VOICE_RUNS) / "oof.npz"
 
 
-def load_oof(runs: Path | None = None) -> dict[str, np.ndarray]:
+def load_oof(runs: Path | None = None) -> dict[str, NDArray[Any]]:
     path = oof_path(runs)
     if not path.exists():
         raise FileNotFoundError(
@@ -173,7 +175,7 @@ def load_oof(runs: Path | None = None) -> dict[str, np.ndarray]:
     return dict(np.load(path))
 
 
-def voice_confidence(probs: np.ndarray, distance: np.ndarray, with_baseline: bool) -> np.ndarray:
+def voice_confidence(probs: NDArray[Any], distance: NDArray[Any], with_baseline: bool) -> NDArray[Any]:
     """The confidence the shipped voice model gives these estimates: top probability x its scale for a first
     turn or a turn with a baseline x the familiarity of the audio (`models.voice.VoiceEmotionModel.postprocess`)."""
     import torch
@@ -186,7 +188,7 @@ def voice_confidence(probs: np.ndarray, distance: np.ndarray, with_baseline: boo
     return np.asarray(np.clip(probs.max(axis=-1) * scale * familiarity, 0.0, 1.0))
 
 
-def _voice_estimates(oof: dict[str, np.ndarray], variant: str) -> tuple[np.ndarray, np.ndarray]:
+def _voice_estimates(oof: dict[str, NDArray[Any]], variant: str) -> tuple[NDArray[Any], NDArray[Any]]:
     """Calibrated voice distributions and confidences of `variant` (`studio`, `tel-eval`, `*_first`)."""
     probs = softmax(oof[f"logits_{variant}"].astype(np.float64) / voice_temperature())
     audio = variant.removesuffix("_first")
@@ -269,8 +271,8 @@ class HeldOut:
     """Fused predictions of every RAVDESS clip by the fold fusion that never saw its actor."""
 
     turns: Turns
-    fused: np.ndarray  # (n, 7)
-    weights: np.ndarray  # (n, 3): each modality's contribution to the turn's result
+    fused: NDArray[Any]  # (n, 7)
+    weights: NDArray[Any]  # (n, 3): each modality's contribution to the turn's result
 
 
 def spoken_estimates(cache: Path | None = None) -> Turns:

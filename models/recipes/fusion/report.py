@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from models.emotion import LABELS
 from models.fusion import EvidenceWeights
@@ -34,15 +35,15 @@ SPOKEN_MARGIN = 0.03
 RAVDESS_MARGIN = 0.01
 
 
-def _names(idx: np.ndarray) -> list[str]:
+def _names(idx: NDArray[Any]) -> list[str]:
     return [LABELS[int(i)] for i in idx]
 
 
-def _report(probs: np.ndarray, gold: np.ndarray) -> Report:
+def _report(probs: NDArray[Any], gold: NDArray[Any]) -> Report:
     return evaluate(_names(gold), _names(probs.argmax(axis=1)))
 
 
-def _scores(report: Report, probs: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
+def _scores(report: Report, probs: NDArray[Any], gold: NDArray[Any]) -> dict[str, Any]:
     return {
         "accuracy": round(report.accuracy, 4),
         "macro_f1": round(report.macro_f1, 4),
@@ -52,7 +53,7 @@ def _scores(report: Report, probs: np.ndarray, gold: np.ndarray) -> dict[str, An
     }
 
 
-def ravdess_arms(held: HeldOut) -> dict[str, tuple[np.ndarray, Report]]:
+def ravdess_arms(held: HeldOut) -> dict[str, tuple[NDArray[Any], Report]]:
     """Voice alone, ASR-text alone and fused distributions of held-out turns, with their reports."""
     y = held.turns.labels
     arms = {"voice": held.turns.probs[:, VOICE], "asr_text": held.turns.probs[:, TEXT], "fused": held.fused}
@@ -85,7 +86,7 @@ def summarise(held: dict[str, HeldOut]) -> dict[str, Any]:
     return out
 
 
-def single_arms(weights: EvidenceWeights, turns: Turns, row: int, name: str) -> dict[str, tuple[np.ndarray, Report]]:
+def single_arms(weights: EvidenceWeights, turns: Turns, row: int, name: str) -> dict[str, tuple[NDArray[Any], Report]]:
     """One modality alone against the fusion on turns that have only it."""
     fused = weights.fuse_probs(turns.probs, turns.confidence, turns.mask)
     alone = turns.probs[:, row]
@@ -94,7 +95,7 @@ def single_arms(weights: EvidenceWeights, turns: Turns, row: int, name: str) -> 
 
 def single_modality_test(
     weights: EvidenceWeights, turns: Turns, row: int, name: str
-) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, Report]]]:
+) -> tuple[dict[str, Any], dict[str, tuple[NDArray[Any], Report]]]:
     """Scores of `name` alone vs fused and their label agreement, on held-out turns."""
     arms = single_arms(weights, turns, row, name)
     summary: dict[str, Any] = {"n": len(turns)}
@@ -104,17 +105,17 @@ def single_modality_test(
     return summary, arms
 
 
-def meld_test(weights: EvidenceWeights) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, Report]]]:
+def meld_test(weights: EvidenceWeights) -> tuple[dict[str, Any], dict[str, tuple[NDArray[Any], Report]]]:
     """MELD test with dialogue context (never used by the text head's or the fusion's fit)."""
     return single_modality_test(weights, text_only("meld", "test"), TEXT, "text")
 
 
-def fer_test(weights: EvidenceWeights) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, Report]]]:
+def fer_test(weights: EvidenceWeights) -> tuple[dict[str, Any], dict[str, tuple[NDArray[Any], Report]]]:
     """FER2013 PublicTest (never used by the face model's or the fusion's fit): face alone vs fused."""
     return single_modality_test(weights, face_only("test"), FACE, "face")
 
 
-def ece_gap(fused: np.ndarray, single: np.ndarray, gold: np.ndarray, draws: int = 300) -> dict[str, float]:
+def ece_gap(fused: NDArray[Any], single: NDArray[Any], gold: NDArray[Any], draws: int = 300) -> dict[str, float]:
     """ECE(fused) - ECE(single) on the same turns, with a 95 % bootstrap interval over turns (seeded)."""
     rng = np.random.default_rng(0)
     gaps = []
@@ -162,7 +163,7 @@ def calm_check(weights: EvidenceWeights) -> dict[str, Any]:
     return out
 
 
-def spoken_check(weights: EvidenceWeights) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def spoken_check(weights: EvidenceWeights) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
     """Family accuracy of text alone, voice alone and fused on the spoken set, overall, per voice and per kind."""
     turns = spoken_estimates()
     fused = weights.fuse_probs(turns.probs, turns.confidence, turns.mask)

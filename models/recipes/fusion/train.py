@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.optimize import minimize
 
 from models.emotion import LABELS, MODALITIES
@@ -97,7 +98,7 @@ class FitData:
     calm: list[Turns] = field(default_factory=list)
 
 
-def mean_distribution(parts: list[Turns], row: int) -> np.ndarray:
+def mean_distribution(parts: list[Turns], row: int) -> NDArray[Any]:
     """Mean of modality `row`'s distributions over each part's turns that have it, the parts weighted equally."""
     means = [p.probs[p.mask[:, row], row].mean(axis=0) for p in parts if p.mask[:, row].any()]
     if not means:
@@ -106,7 +107,7 @@ def mean_distribution(parts: list[Turns], row: int) -> np.ndarray:
     return np.asarray(mean / mean.sum())
 
 
-def priors(data: FitData) -> tuple[np.ndarray, np.ndarray]:
+def priors(data: FitData) -> tuple[NDArray[Any], NDArray[Any]]:
     """Per-modality priors (3, 7) in `MODALITIES` order, and the reference (the text prior)."""
     out = np.zeros((len(MODALITIES), len(LABELS)))
     out[TEXT] = mean_distribution(data.text, TEXT)
@@ -117,7 +118,7 @@ def priors(data: FitData) -> tuple[np.ndarray, np.ndarray]:
     return out, out[TEXT].copy()
 
 
-def weights_of(params: np.ndarray, prior: np.ndarray, reference: np.ndarray) -> EvidenceWeights:
+def weights_of(params: NDArray[Any], prior: NDArray[Any], reference: NDArray[Any]) -> EvidenceWeights:
     """params = (logit trust_voice, log tau); text trust 1; face trust = the voice's (the lower of the two)."""
     voice = float(1.0 / (1.0 + np.exp(-params[0])))
     return EvidenceWeights(prior, reference, np.array([1.0, voice, voice]), float(np.exp(params[1])))
@@ -128,7 +129,7 @@ def fit(data: FitData, hp: dict[str, Any]) -> EvidenceWeights:
     prior, reference = priors(data)
     multi = data.ravdess.subset(np.flatnonzero(data.ravdess.mask.sum(axis=1) > 1))
 
-    def objective(params: np.ndarray) -> float:
+    def objective(params: NDArray[Any]) -> float:
         return _nll(weights_of(params, prior, reference), multi)
 
     start = np.array([float(hp["start_logit_trust"]), 0.0])

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from models.data import TextSample, contexts
 from models.emotion import (
@@ -236,7 +237,7 @@ def _calls(rows: list[TurnRow]) -> list[list[int]]:
     return ordered + alone
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _read_image(path: Path) -> NDArray[Any]:
     import cv2
 
     from models.face import FaceError
@@ -247,7 +248,7 @@ def _read_image(path: Path) -> np.ndarray:
     return np.asarray(image)
 
 
-def family_scores(gold: list[str], probs: np.ndarray) -> dict[str, Any]:
+def family_scores(gold: list[str], probs: NDArray[Any]) -> dict[str, Any]:
     """Family accuracy (negative / neutral / positive by probability mass, `family_of`) and predicted family counts."""
     predicted = [family_of(p) for p in probs]
     hits = sum(FAMILY_OF_LABEL[g] == f for g, f in zip(gold, predicted))
@@ -258,7 +259,9 @@ def family_scores(gold: list[str], probs: np.ndarray) -> dict[str, Any]:
     }
 
 
-def turn_arrays(estimates: list[dict[Modality, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def turn_arrays(
+    estimates: list[dict[Modality, Any]],
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
     """Per-row estimates (modality -> EmotionEstimate) as the fusion's batch arrays: probs, confidence, mask."""
     n = len(estimates)
     probs = np.full((n, len(MODALITIES), len(LABELS)), 1.0 / len(LABELS))

@@ -26,9 +26,11 @@ import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
+from numpy.typing import NDArray
 
 from models import audio
 from models.data import data_root
@@ -72,22 +74,22 @@ class Recording:
     def key(self) -> str:
         return "|".join([*(str(p) for p in self.parts), *(f"{p:.3f}" for p in self.pauses)])
 
-    def load(self) -> np.ndarray:
+    def load(self) -> NDArray[Any]:
         pieces = [load_any(p) for p in self.parts]
         out = [pieces[0]]
         for pause, piece in zip(self.pauses, pieces[1:]):
             out += [room_tone(out[-1], int(pause * audio.SAMPLE_RATE)), piece]
-        return np.concatenate(out).astype(np.float32)
+        return np.asarray(np.concatenate(out), np.float32)
 
 
-def load_any(path: Path) -> np.ndarray:
+def load_any(path: Path) -> NDArray[Any]:
     """Canonical audio of a WAV/FLAC file, or of headerless 16 kHz 16-bit PCM (pocketsphinx `.raw`)."""
     if path.suffix == ".raw":
         return audio.to_canonical(np.fromfile(path, dtype="<i2"), audio.SAMPLE_RATE, str(path))
     return audio.load(path)
 
 
-def room_tone(pcm: np.ndarray, n: int, frame: int = 160) -> np.ndarray:
+def room_tone(pcm: NDArray[Any], n: int, frame: int = 160) -> NDArray[Any]:
     """`n` samples of the quietest 10 ms frames of `pcm`: a pause that sounds like the same microphone.
 
     Digital silence between digits would be a cue no real call has (and one the

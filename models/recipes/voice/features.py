@@ -20,9 +20,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from models import audio
@@ -57,7 +58,7 @@ class Clip:
     def speaker(self) -> str:
         return f"ravdess-{self.actor:02d}"
 
-    def load(self) -> np.ndarray:
+    def load(self) -> NDArray[Any]:
         return audio.load(self.path)
 
 
@@ -86,10 +87,10 @@ class Source(Protocol):
     @property
     def key(self) -> str: ...
 
-    def load(self) -> np.ndarray: ...
+    def load(self) -> NDArray[Any]: ...
 
 
-def variant_audio(clip: Source, index: int, variant: str) -> np.ndarray:
+def variant_audio(clip: Source, index: int, variant: str) -> NDArray[Any]:
     """The clip as heard in `variant`: studio, or through a seeded phone channel."""
     pcm = clip.load()
     seed = variant_seed(variant)
@@ -103,7 +104,7 @@ def cache_path(variant: str, clips: Sequence[Source]) -> Path:
     return CACHE / f"{variant}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
 
 
-def extract(variant: str, clips: Sequence[Source], encoder: WhisperEncoder | None = None) -> list[np.ndarray]:
+def extract(variant: str, clips: Sequence[Source], encoder: WhisperEncoder | None = None) -> list[NDArray[Any]]:
     """Encoder states of every clip in `variant`, computed once and cached."""
     path = cache_path(variant, clips)
     if path.exists():
@@ -130,11 +131,11 @@ def extract(variant: str, clips: Sequence[Source], encoder: WhisperEncoder | Non
     return states
 
 
-def extract_pooled(variant: str, clips: Sequence[Source]) -> np.ndarray:
+def extract_pooled(variant: str, clips: Sequence[Source]) -> NDArray[Any]:
     """(N, 3,072) `pooled_stats` of every clip in `variant`, cached beside the states (what the head reads)."""
     path = cache_path("pooled-" + variant, clips)
     if path.exists():
-        return np.load(path)["stats"]
+        return np.asarray(np.load(path)["stats"])
     stats = np.stack([pooled_stats(s) for s in extract(variant, clips)])
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(path, stats=stats)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from models.emotion import FAMILIES, LABELS, canonical_label, family_of
 from models.metrics import confidence_calibration_error, evaluate
@@ -35,26 +36,28 @@ if TYPE_CHECKING:
 VARIANT_NAMES = {"studio": "studio", EVAL_VARIANT: "phone"}
 
 
-def confidence_ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+def confidence_ece(confidence: NDArray[Any], correct: NDArray[Any], bins: int = 10) -> float:
     """Expected calibration error of a confidence against whether the top label was right (4 decimals)."""
     return round(confidence_calibration_error(confidence, correct, bins), 4)
 
 
-def family_shares(probs: np.ndarray) -> dict[str, float]:
+def family_shares(probs: NDArray[Any]) -> dict[str, float]:
     """Share of turns read as each family, plus n."""
     families = [family_of(p) for p in probs]
     return {**{f: round(families.count(f) / max(len(families), 1), 3) for f in FAMILIES}, "n": len(families)}
 
 
-def confidences(probs: np.ndarray, has_baseline: bool, distance: np.ndarray, calibration: dict) -> np.ndarray:
+def confidences(
+    probs: NDArray[Any], has_baseline: bool, distance: NDArray[Any], calibration: dict[str, Any]
+) -> NDArray[Any]:
     """What `VoiceEmotionModel.postprocess` reports, from held-out readings."""
     scale = calibration["confidence_scale"][int(has_baseline)]
     familiar, halving = calibration["familiar"]
     familiarity = 0.5 ** (np.clip(distance - familiar, 0, None) / halving)
-    return np.clip(probs.max(axis=1) * scale * familiarity, 0, 1)
+    return np.asarray(np.clip(probs.max(axis=1) * scale * familiarity, 0, 1))
 
 
-def cv_report(corpus: Corpus, oof: OutOfFold, calibration: dict, runs: Path) -> dict[str, Any]:
+def cv_report(corpus: Corpus, oof: OutOfFold, calibration: dict[str, Any], runs: Path) -> dict[str, Any]:
     """Pooled out-of-fold numbers: RAVDESS accuracy / macro-F1, FSDD family shares, calibration; per mode."""
     y = corpus.labels[oof.index]
     rav = corpus.corpus[oof.index] == "ravdess"
@@ -91,7 +94,7 @@ def headline(report: Any) -> dict[str, float]:
     return {"accuracy": round(report.accuracy, 4), "macro_f1": round(report.macro_f1, 4)}
 
 
-def names(idx: np.ndarray) -> list[str]:
+def names(idx: NDArray[Any]) -> list[str]:
     return [LABELS[int(i)] for i in idx]
 
 
@@ -119,7 +122,9 @@ def save_confusion_png(report: Any, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def read_calls(model: VoiceEmotionModel, stats: np.ndarray, speakers: Sequence[str]) -> tuple[list[Any], np.ndarray]:
+def read_calls(
+    model: VoiceEmotionModel, stats: NDArray[Any], speakers: Sequence[str]
+) -> tuple[list[Any], NDArray[Any]]:
     """Each speaker's turns read in order as one call (a `CallerBaseline` each), as the connectors do."""
     baselines: dict[str, CallerBaseline] = defaultdict(CallerBaseline)
     estimates, first = [], []
@@ -130,8 +135,8 @@ def read_calls(model: VoiceEmotionModel, stats: np.ndarray, speakers: Sequence[s
 
 
 def calls_report(
-    model: VoiceEmotionModel, sources: Sequence[Source], keep: np.ndarray, speakers: Sequence[str]
-) -> dict:
+    model: VoiceEmotionModel, sources: Sequence[Source], keep: NDArray[Any], speakers: Sequence[str]
+) -> dict[str, Any]:
     """Family shares (all turns, first turns only), calibration and mean confidence of calm turns, studio and phone.
 
     `keep` selects the turns of `sources` to read (the cache holds all of them together).
@@ -193,7 +198,7 @@ def probe_report(head: Path) -> dict[str, Any]:
     return out
 
 
-def render(cv: dict, probes: dict | None) -> str:
+def render(cv: dict[str, Any], probes: dict[str, Any] | None) -> str:
     """One table: every corpus, studio and phone, beside each other."""
     lines = [
         "voice head: numbers side by side (families by probability mass; negative = sad/angry/fearful/disgusted)",

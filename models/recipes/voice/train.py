@@ -41,6 +41,7 @@ import numpy as np
 import speechbrain as sb
 import torch
 import yaml
+from numpy.typing import NDArray
 from torch.utils.data import DataLoader, Dataset
 
 from models.emotion import LABEL_INDEX, LABELS, canonical_label
@@ -86,17 +87,17 @@ class Corpus:
     """
 
     sources: list[Source]
-    corpus: np.ndarray  # "ravdess" / "fsdd"
-    speakers: np.ndarray
-    labels: np.ndarray
-    calm: np.ndarray
-    stats: dict[str, np.ndarray]
+    corpus: NDArray[Any]  # "ravdess" / "fsdd"
+    speakers: NDArray[Any]
+    labels: NDArray[Any]
+    calm: NDArray[Any]
+    stats: dict[str, NDArray[Any]]
 
-    def where(self, speakers: list[str], labelled: bool = True) -> np.ndarray:
+    def where(self, speakers: list[str], labelled: bool = True) -> NDArray[Any]:
         keep = np.isin(self.speakers, speakers) & ((self.labels >= 0) if labelled else True)
         return np.flatnonzero(keep)
 
-    def by_speaker(self) -> dict[str, np.ndarray]:
+    def by_speaker(self) -> dict[str, NDArray[Any]]:
         return {s: np.flatnonzero(self.speakers == s) for s in np.unique(self.speakers)}
 
 
@@ -127,17 +128,21 @@ def fold_speakers(corpus: Corpus, n_folds: int) -> list[list[str]]:
 
 
 def baseline_of(
-    corpus: Corpus, i: int, variant: str, pool: np.ndarray, k: int, rng: np.random.Generator
-) -> np.ndarray | None:
+    corpus: Corpus, i: int, variant: str, pool: NDArray[Any], k: int, rng: np.random.Generator
+) -> NDArray[Any] | None:
     """Mean statistics of `k` turns drawn from `pool` (never turn `i`), or None when there are none."""
     others = pool[pool != i]
     if k <= 0 or len(others) == 0:
         return None
     chosen = rng.choice(others, size=min(k, len(others)), replace=False)
-    return corpus.stats[variant][chosen].mean(axis=0)
+    return np.asarray(corpus.stats[variant][chosen].mean(axis=0))
 
 
-class TurnSet(Dataset):
+# One training draw: a turn's statistics, its baseline (None: a first turn) and its label.
+TurnSample = tuple[NDArray[Any], NDArray[Any] | None, int]
+
+
+class TurnSet(Dataset[TurnSample]):
     """Training turns; each draw picks a channel and a baseline from the same speaker's turns in the set.
 
     Every turn of `fixed` is drawn once an epoch; then, for each (turns, n) of `sampled`,
@@ -145,7 +150,9 @@ class TurnSet(Dataset):
     calm when it counts as neutral: a share of each per epoch).
     """
 
-    def __init__(self, corpus: Corpus, fixed: np.ndarray, sampled: list[tuple[np.ndarray, int]], hp: dict) -> None:
+    def __init__(
+        self, corpus: Corpus, fixed: NDArray[Any], sampled: list[tuple[NDArray[Any], int]], hp: dict[str, Any]
+    ) -> None:
         self.corpus, self.fixed = corpus, fixed
         self.sampled = [(pool, n) for pool, n in sampled if len(pool) and n > 0]
         self.draws = np.concatenate([[k] * n for k, (_, n) in enumerate(self.sampled)] + [[]]).astype(int)
@@ -161,7 +168,7 @@ class TurnSet(Dataset):
     def __len__(self) -> int:
         return len(self.fixed) + len(self.draws)
 
-    def __getitem__(self, n: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+    def __getitem__(self, n: int) -> TurnSample:
         hp, rng = self.hp, self.rng
         if n < len(self.fixed):
             i = int(self.fixed[n])
@@ -184,7 +191,7 @@ class Batch:
     labels: torch.Tensor
 
 
-def collate(items: list[tuple[np.ndarray, np.ndarray | None, int]]) -> Batch:
+def collate(items: list[tuple[NDArray[Any], NDArray[Any] | None, int]]) -> Batch:
     stats = np.stack([s for s, _, _ in items]).astype(np.float32)
     base = np.stack([s if b is None else b for s, b, _ in items]).astype(np.float32)
     has = torch.tensor([b is not None for _, b, _ in items], dtype=torch.float32)
@@ -195,11 +202,13 @@ class VoiceBrain(sb.Brain):
     """The head's training loop: a turn beside its baseline -> logits, cross-entropy with label smoothing."""
 
     def compute_forward(self, batch: Batch, stage: sb.Stage) -> torch.Tensor:
+        logits: torch.Tensor
         logits, _ = self.modules.head(batch.stats, batch.baseline, batch.has_baseline)
         return logits
 
     def compute_objectives(self, predictions: torch.Tensor, batch: Batch, stage: sb.Stage) -> torch.Tensor:
-        return self.hparams.loss(predictions, batch.labels)
+        loss: torch.Tensor = self.hparams.loss(predictions, batch.labels)
+        return loss
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
@@ -212,7 +221,7 @@ class VoiceBrain(sb.Brain):
                 log_event(logger, logging.INFO, "voice.train.epoch", epoch=epoch, loss=round(stage_loss, 4))
 
 
-def train_head(corpus: Corpus, index: np.ndarray, hparams_path: Path, overrides: dict) -> VoiceHead:
+def train_head(corpus: Corpus, index: NDArray[Any], hparams_path: Path, overrides: dict[str, Any]) -> VoiceHead:
     """A fresh head from the hparams, fitted to the statistics of `index`'s speakers and trained on `index`."""
     hp = load_hparams(hparams_path, overrides)
     torch.manual_seed(int(hp["seed"]))
@@ -233,7 +242,9 @@ def train_head(corpus: Corpus, index: np.ndarray, hparams_path: Path, overrides:
     return head.eval()
 
 
-def eval_baselines(corpus: Corpus, index: np.ndarray, variant: str, mode: str, seed: int) -> list[np.ndarray | None]:
+def eval_baselines(
+    corpus: Corpus, index: NDArray[Any], variant: str, mode: str, seed: int
+) -> list[NDArray[Any] | None]:
     """The baseline each held-out turn is read against in `mode`, drawn reproducibly from its own speaker."""
     if mode == "first":
         return [None] * len(index)
@@ -244,7 +255,9 @@ def eval_baselines(corpus: Corpus, index: np.ndarray, variant: str, mode: str, s
 
 
 @torch.inference_mode()
-def read_turns(head: VoiceHead, stats: np.ndarray, baselines: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+def read_turns(
+    head: VoiceHead, stats: NDArray[Any], baselines: list[NDArray[Any] | None]
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """Raw logits (before temperature) and distances of turns read against their baselines."""
     x = torch.from_numpy(np.asarray(stats, dtype=np.float32))
     base = torch.from_numpy(np.stack([s if b is None else b for s, b in zip(stats, baselines)]).astype(np.float32))
@@ -257,12 +270,14 @@ def read_turns(head: VoiceHead, stats: np.ndarray, baselines: list[np.ndarray | 
 class OutOfFold:
     """Every labelled turn's logits and distance from the fold head that never heard its speaker."""
 
-    index: np.ndarray  # rows of the corpus
-    logits: dict[tuple[str, str], np.ndarray]  # (variant, mode) -> (n, 7)
-    distance: dict[str, np.ndarray]  # variant -> (n,)
+    index: NDArray[Any]  # rows of the corpus
+    logits: dict[tuple[str, str], NDArray[Any]]  # (variant, mode) -> (n, 7)
+    distance: dict[str, NDArray[Any]]  # variant -> (n,)
 
 
-def cross_validate(corpus: Corpus, hparams_path: Path, overrides: dict) -> tuple[OutOfFold, list[dict]]:
+def cross_validate(
+    corpus: Corpus, hparams_path: Path, overrides: dict[str, Any]
+) -> tuple[OutOfFold, list[dict[str, Any]]]:
     hp = load_hparams(hparams_path, overrides)
     index = np.flatnonzero(corpus.labels >= 0)
     row = {int(i): n for n, i in enumerate(index)}
