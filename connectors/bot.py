@@ -39,7 +39,7 @@ class BotGateway(abc.ABC):
         """Deliver one turn; returns the bot's reply."""
 
 
-class _Collector(CollectingOutputChannel):  # type: ignore[misc]  # Rasa 3.6 ships no type information
+class _Collector(CollectingOutputChannel):  # Rasa 3.6 ships no type information: pyproject allows the subclass
     """Collects replies; notices the handoff response (Rasa adds `utter_action` to each response) and the tone a
     response variation was chosen for (its `condition` on the tone slot)."""
 

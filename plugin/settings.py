@@ -61,7 +61,7 @@ class AnalyticsSettings:
     host: str = "127.0.0.1"
     port: int = 5080
     # username -> password hash from `python -m plugin.analytics hash-password`
-    supervisors: dict = field(default_factory=dict)
+    supervisors: dict[str, str] = field(default_factory=dict)
     session_ttl_seconds: int = 8 * 3600
     cookie_secure: bool = False
     idle_seconds: int = 1800

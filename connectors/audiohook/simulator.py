@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from websockets.client import connect
 
 from connectors.audiohook import signature
@@ -42,12 +43,12 @@ class AudioHookClient:
     seq: int = 0
     serverseq: int = 0
     position_s: float = 0.0
-    received: list[dict] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
-    _reader: asyncio.Task | None = None
+    _reader: asyncio.Task[None] | None = None
     _waiters: dict[str, asyncio.Event] = field(default_factory=dict)
 
-    async def send(self, kind: str, parameters: dict | None = None, seq: int | None = None) -> None:
+    async def send(self, kind: str, parameters: dict[str, Any] | None = None, seq: int | None = None) -> None:
         """Send one message with the next `seq` (or a given one, to test the server)."""
         self.seq = self.seq + 1 if seq is None else seq
         message = {
@@ -61,7 +62,9 @@ class AudioHookClient:
         }
         await self.ws.send(json.dumps(message))
 
-    async def request(self, kind: str, answer: str, parameters: dict | None = None, timeout: float = 10) -> dict:
+    async def request(
+        self, kind: str, answer: str, parameters: dict[str, Any] | None = None, timeout: float = 10
+    ) -> dict[str, Any]:
         """Send `kind` and wait for the server's `answer` message."""
         event = self._waiters[answer] = asyncio.Event()
         await self.send(kind, parameters)
@@ -80,7 +83,9 @@ class AudioHookClient:
                 if message["type"] in self._waiters:
                     self._waiters.pop(message["type"]).set()
 
-    async def stream(self, customer: np.ndarray | None, agent: np.ndarray | None = None, tail_s: float = 1.0) -> None:
+    async def stream(
+        self, customer: NDArray[np.float32] | None, agent: NDArray[np.float32] | None = None, tail_s: float = 1.0
+    ) -> None:
         """Play canonical audio on each channel in real time / speed, then `tail_s` of line silence."""
         wire = {CUSTOMER: _mulaw(customer), AGENT: _mulaw(agent)}
         length = max(len(b) for b in wire.values()) + int(tail_s * RATE)
@@ -95,7 +100,7 @@ class AudioHookClient:
             if delay > 0:
                 await asyncio.sleep(delay)
 
-    async def close(self, timeout: float = 60) -> dict:
+    async def close(self, timeout: float = 60) -> dict[str, Any]:
         """End the session as Genesys does: `close`, then wait for `closed` (the server drains its analysis)."""
         closed = await self.request("close", "closed", {"reason": "end"}, timeout)
         await self.ws.close()
@@ -105,7 +110,7 @@ class AudioHookClient:
         return [m["type"] for m in self.received]
 
 
-def _mulaw(pcm: np.ndarray | None) -> bytes:
+def _mulaw(pcm: NDArray[np.float32] | None) -> bytes:
     return b"" if pcm is None or pcm.size == 0 else mulaw_from_canonical(pcm)
 
 
@@ -130,7 +135,7 @@ def headers(
     return {**base, **signature.sign(request, api_key, client_secret, uuid.uuid4().hex, int(time.time()))}
 
 
-def open_message(conversation_id: str, ani: str, channels: tuple[str, ...], fmt: str = FORMAT) -> dict:
+def open_message(conversation_id: str, ani: str, channels: tuple[str, ...], fmt: str = FORMAT) -> dict[str, Any]:
     """The `open` parameters Genesys sends."""
     return {
         "organizationId": str(uuid.uuid4()),

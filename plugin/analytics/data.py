@@ -124,7 +124,8 @@ class Dashboard:
         claim = {"agent": agent, "at": time.time() if now is None else now}
         if await self.redis.hsetnx(self.keys.claims, case_id, json.dumps(claim)):
             return claim
-        return json.loads(await self.redis.hget(self.keys.claims, case_id))
+        first: dict[str, Any] = json.loads(await self.redis.hget(self.keys.claims, case_id))
+        return first
 
     async def outcomes(self, start: float, end: float, now: float | None = None) -> dict[str, dict[str, int]]:
         """Per hour of start: conversations escalated, resolved (went idle) or still active."""
