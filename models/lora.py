@@ -31,7 +31,8 @@ class LoRALinear(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + (self.dropout(x) @ self.lora_a.t() @ self.lora_b.t()) * self.scale
+        out: torch.Tensor = self.base(x) + (self.dropout(x) @ self.lora_a.t() @ self.lora_b.t()) * self.scale
+        return out
 
     def merged(self) -> nn.Linear:
         """The base layer with the adapter folded in (no extra cost per token)."""

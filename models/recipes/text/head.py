@@ -39,6 +39,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 from models import data
@@ -102,7 +103,7 @@ def contact_centre_rows() -> list[dict[str, str]]:
 
 
 @torch.inference_mode()
-def pooled(net: TextEmotionNet, tokenizer: Any, encoded: list[dict], batch_size: int = 128) -> np.ndarray:
+def pooled(net: TextEmotionNet, tokenizer: Any, encoded: list[dict[str, Any]], batch_size: int = 128) -> NDArray[Any]:
     """The head's input (message tokens pooled, context through attention), batched by length."""
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     out = np.zeros((len(encoded), 384), dtype=np.float32)
@@ -134,7 +135,7 @@ def corpora() -> dict[str, list[data.TextSample]]:
     }
 
 
-def features(weights: Path, turns: int) -> dict[str, dict[str, np.ndarray]]:
+def features(weights: Path, turns: int) -> dict[str, dict[str, NDArray[Any]]]:
     """Pooled features and labels of every corpus, cached by the weights' hash and the texts."""
     checkpoint = Checkpoint.load(weights)
     key = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
@@ -158,7 +159,9 @@ def features(weights: Path, turns: int) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def train_head(x: np.ndarray, y: np.ndarray, power: float, epochs: Sequence[int], seed: int) -> dict[int, dict]:
+def train_head(
+    x: NDArray[Any], y: NDArray[Any], power: float, epochs: Sequence[int], seed: int
+) -> dict[int, dict[str, Any]]:
     """Train a fresh head on features; the head's state after each epoch in `epochs`."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -188,28 +191,30 @@ def train_head(x: np.ndarray, y: np.ndarray, power: float, epochs: Sequence[int]
 
 
 @torch.inference_mode()
-def logits_with(state: dict, x: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+def logits_with(state: dict[str, Any], x: NDArray[Any], offset: NDArray[Any] | None = None) -> NDArray[Any]:
     head = EmotionHead()
     head.load_state_dict(state)
-    out = head.eval()(torch.from_numpy(x)).numpy()
+    out: NDArray[Any] = head.eval()(torch.from_numpy(x)).numpy()
     return out + offset if offset is not None else out
 
 
-def with_offset(state: dict, offset: np.ndarray) -> dict:
+def with_offset(state: dict[str, Any], offset: NDArray[Any]) -> dict[str, Any]:
     """The head with a per-class logit offset folded into its last bias (what is shipped)."""
     out = {k: v.clone() for k, v in state.items()}
     out["net.4.bias"] += torch.from_numpy(offset).float()
     return out
 
 
-def family_read(probs: np.ndarray) -> list[str]:
+def family_read(probs: NDArray[Any]) -> list[str]:
     """Per row, the family holding the most probability (Toneline's reading, `EmotionEstimate.family`)."""
     names = ("negative", "neutral", "positive")
     mass = np.stack([probs[:, [LABEL_INDEX[lab] for lab in LABELS if FAMILY_OF_LABEL[lab] == f]].sum(1) for f in names])
     return [names[i] for i in mass.argmax(0)]
 
 
-def scores(logits: dict[str, np.ndarray], feats: dict, temperature: float, families: Sequence[str]) -> dict:
+def scores(
+    logits: dict[str, NDArray[Any]], feats: dict[str, Any], temperature: float, families: Sequence[str]
+) -> dict[str, Any]:
     """Everything selection and the card read, for one candidate."""
 
     def report(name: str) -> Any:
@@ -242,12 +247,12 @@ def scores(logits: dict[str, np.ndarray], feats: dict, temperature: float, famil
     return out
 
 
-def objective(s: dict) -> float:
-    return (s["dd_selection"]["macro_f1"] + s["meld_dev"]["weighted_f1"] + s["goemotions_dev"]["macro_f1"]) / 3
+def objective(s: dict[str, Any]) -> float:
+    return float(s["dd_selection"]["macro_f1"] + s["meld_dev"]["weighted_f1"] + s["goemotions_dev"]["macro_f1"]) / 3
 
 
-def admissible(s: dict, args: argparse.Namespace) -> bool:
-    return (
+def admissible(s: dict[str, Any], args: argparse.Namespace) -> bool:
+    return bool(
         s["dd_selection"]["neutral_recall"] >= args.min_neutral_recall
         and s["meld_dev"]["weighted_f1"] >= args.min_meld
         # The contact-centre test of issue 4, whole: family >= 0.9, top label >= 43 / 48, at most one flip.
@@ -260,7 +265,9 @@ def admissible(s: dict, args: argparse.Namespace) -> bool:
 SELECTION = ("meld_dev", "goemotions_dev", "dd_selection")
 
 
-def candidate(state: dict, offset: np.ndarray, feats: dict, families: Sequence[str]) -> tuple[float, dict]:
+def candidate(
+    state: dict[str, Any], offset: NDArray[Any], feats: dict[str, Any], families: Sequence[str]
+) -> tuple[float, dict[str, Any]]:
     logits = {name: logits_with(state, f["x"], offset) for name, f in feats.items()}
     temperature = fit_temperature(
         np.concatenate([logits[n] for n in SELECTION]), np.concatenate([feats[n]["y"] for n in SELECTION])
@@ -268,7 +275,7 @@ def candidate(state: dict, offset: np.ndarray, feats: dict, families: Sequence[s
     return temperature, scores(logits, feats, temperature, families)
 
 
-def search(feats: dict, families: Sequence[str], args: argparse.Namespace) -> list[dict]:
+def search(feats: dict[str, Any], families: Sequence[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every (power, DailyDialog weight, epochs, neutral offset) candidate with its scores."""
     results = []
     for repeat in args.dd_repeat:
@@ -341,13 +348,14 @@ def main() -> None:
         save(checkpoint, best, baseline, args)
 
 
-def save(checkpoint: Checkpoint, best: dict, baseline: dict, args: argparse.Namespace) -> None:
+def save(checkpoint: Checkpoint, best: dict[str, Any], baseline: dict[str, Any], args: argparse.Namespace) -> None:
     delta = {k: v for k, v in checkpoint.state_dict.items() if not k.startswith("head.")}
     delta.update({f"head.{k}": v.float() for k, v in best["state"].items()})
     info = dict(checkpoint.info)
     info["version"] = time.strftime("%Y%m%d")
     info["head_refit"] = {
-        "recipe": "models.recipes.text.head (issue 18): encoder delta as before, head refit on cached features",
+        "recipe": f"models.recipes.text.head (issue 18): encoder delta of {args.weights.name} as it is, "
+        "head refit on cached features",
         "train": "MELD train x2 + GoEmotions train (no approval/desire) + DailyDialog-validation train part "
         f"(dialogue split seed {SPLIT_SEED}, shares {SPLIT_SHARES}) x{best['config']['dd_repeat']}",
         "config": best["config"],
