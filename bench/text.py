@@ -3,7 +3,7 @@
     python -m bench.text [--threads 2] [--repeats 5] [--no-quality]
 
 Quality (skipped with --no-quality or without ../shared/data): the shipped model
-(`text_lora.pt`) and the previous one (`PREVIOUS_MODEL`) on the DailyDialog
+(`text_lora.pt`), the previous one (`PREVIOUS_MODEL`) and any `--candidate` on the DailyDialog
 held-out part (`models.recipes.text.head.dailydialog_split`, read in context),
 MELD test (in context), GoEmotions test and the contact-centre suite by kind:
 macro-F1, weighted-F1, neutral recall and the share of plain turns read as
@@ -51,7 +51,7 @@ from models.metrics import evaluate
 from models.text import DEFAULT_MODEL, FROZEN_HEAD, WEIGHTS_DIR, TextEmotionModel
 
 MESSAGES = Path(__file__).resolve().parents[1] / "tests" / "models" / "data" / "contact_centre.csv"
-PREVIOUS_MODEL = WEIGHTS_DIR / "text_lora_20261202.pt"
+PREVIOUS_MODEL = WEIGHTS_DIR / "text_lora_20261123.pt"
 # Depth, width and feed-forward width of the encoders compared by cost (their published configurations).
 ENCODER_SHAPES = {
     "MiniLM-L6 (shipped)": (6, 384, 1536),
@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime variants")
     parser.add_argument("--no-quality", action="store_true", help="cost only (no ../shared/data needed)")
     parser.add_argument("--encoders", action="store_true", help="also time encoders of larger shapes on ONNX Runtime")
+    parser.add_argument(
+        "--candidate", type=Path, default=None, help="a trained delta not shipped: its quality beside the others"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with MESSAGES.open(newline="", encoding="utf-8") as handle:
@@ -201,7 +204,10 @@ def main(argv: list[str] | None = None) -> None:
     baseline = TextEmotionModel.load(FROZEN_HEAD)
     tuned = TextEmotionModel.load(DEFAULT_MODEL)
     previous = TextEmotionModel.load(PREVIOUS_MODEL)
-    scored = {} if args.no_quality else quality({"shipped": tuned, "previous": previous}, rows_in)
+    compared = {"shipped": tuned, "previous": previous}
+    if args.candidate:  # same architecture as the shipped model, so the same cost: only its quality is read
+        compared[f"candidate ({args.candidate.name})"] = TextEmotionModel.load(args.candidate)
+    scored = {} if args.no_quality else quality(compared, rows_in)
     variants: list[tuple[str, TextEmotionModel, list[tuple[str, list[str]]]]] = [
         ("frozen encoder + head (foundation), message alone", baseline, alone),
         ("previous fine-tuned model, message + 2 turns", previous, in_context),
