@@ -22,8 +22,8 @@ from models.text import TextEmotionModel
 from tests.conftest import shared_data
 
 NEUTRAL_RECALL_FLOOR = 0.85  # issue 18
-MACRO_F1_FLOOR = 0.37  # regression floor (shipped: see the card)
-FIVE_CLASS_FLOOR = 0.47  # neutral, happy, sad, angry, surprised
+MACRO_F1_FLOOR = 0.36  # regression floor (shipped 0.370: see the card)
+FIVE_CLASS_FLOOR = 0.47  # neutral, happy, sad, angry, surprised (shipped 0.482)
 PLAIN_READ_NEGATIVE_CEILING = 0.05
 
 
