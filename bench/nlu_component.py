@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -37,7 +38,7 @@ MESSAGES = [
 ]
 
 
-def train(config: dict, name: str) -> Path:
+def train(config: dict[str, Any], name: str) -> Path:
     out = CACHE / "bench-models"
     model = out / f"{name}.tar.gz"
     if model.exists():

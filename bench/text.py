@@ -3,11 +3,11 @@
     python -m bench.text [--threads 2] [--repeats 5] [--no-quality]
 
 Quality (skipped with --no-quality or without ../shared/data): the shipped model
-(`text_lora.pt`) and the previous one (`text_lora_20261123.pt`, same encoder
-delta, the head before issue 18) on the DailyDialog held-out part
-(`models.recipes.text.head.dailydialog_split`, read in context), MELD test (in
-context) and the contact-centre suite by kind: macro-F1, weighted-F1, neutral
-recall and the share of plain turns read as negative.
+(`text_lora.pt`), the previous one (`PREVIOUS_MODEL`) and any `--candidate` on the DailyDialog
+held-out part (`models.recipes.text.head.dailydialog_split`, read in context),
+MELD test (in context), GoEmotions test and the contact-centre suite by kind:
+macro-F1, weighted-F1, neutral recall and the share of plain turns read as
+negative.
 
 Cost: all variants read the same contact-centre messages (tests/models/data), one
 message per call (as `EmotionRecognizer` does), tokenisation included, after a
@@ -19,6 +19,12 @@ warm-up pass, in one process with the same torch/ONNX Runtime thread count:
   turns before it (the production path);
 - the production path on other runtimes: PyTorch dynamic int8
   (`quantize_dynamic`), ONNX Runtime fp32 and int8 (`TextEmotionModel.load(runtime=...)`).
+
+Larger encoders (`--encoders`): the per-message cost on ONNX Runtime of
+encoders shaped like MiniLM-L6, bge-small-en-v1.5 and all-mpnet-base-v2 (BERT
+layers of their depth and width, random weights: cost depends on the shape
+only), so a stronger encoder's price is measured even where its weights cannot
+be loaded offline (see models/cards/text.md).
 
 Prints a markdown table (mean and p95 ms per message, ratio to the baseline)
 and, for the other runtimes, how often they agree with PyTorch fp32 on the
@@ -37,6 +43,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from bench.voice import machine
 from models.emotion import FAMILY_OF_LABEL
@@ -45,6 +52,12 @@ from models.text import DEFAULT_MODEL, FROZEN_HEAD, WEIGHTS_DIR, TextEmotionMode
 
 MESSAGES = Path(__file__).resolve().parents[1] / "tests" / "models" / "data" / "contact_centre.csv"
 PREVIOUS_MODEL = WEIGHTS_DIR / "text_lora_20261123.pt"
+# Depth, width and feed-forward width of the encoders compared by cost (their published configurations).
+ENCODER_SHAPES = {
+    "MiniLM-L6 (shipped)": (6, 384, 1536),
+    "bge-small-en-v1.5 shape": (12, 384, 1536),
+    "all-mpnet-base-v2 shape": (12, 768, 3072),
+}
 
 
 def corpus_quality(model: TextEmotionModel, samples: list[Any]) -> dict[str, float]:
@@ -52,7 +65,10 @@ def corpus_quality(model: TextEmotionModel, samples: list[Any]) -> dict[str, flo
     from models.data import contexts
 
     context = contexts(samples, model.context_turns)
-    predicted = [e.label for e in model.predict_batch([s.text for s in samples], context)]
+    predicted = []
+    for start in range(0, len(samples), 256):  # bounded batches: one padded batch of thousands would not fit
+        chunk = slice(start, start + 256)
+        predicted += [e.label for e in model.predict_batch([s.text for s in samples[chunk]], context[chunk])]
     gold = [s.label for s in samples]
     report = evaluate(gold, predicted)
     plain = [p for g, p in zip(gold, predicted) if g == "neutral"]
@@ -75,12 +91,16 @@ def suite_quality(model: TextEmotionModel, rows: list[dict[str, str]]) -> dict[s
     return out
 
 
-def quality(models: dict[str, TextEmotionModel], rows: list[dict[str, str]]) -> dict[str, dict]:
+def quality(models: dict[str, TextEmotionModel], rows: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
     from models import data
     from models.recipes.text.head import dailydialog_split
 
-    corpora = {"dailydialog_heldout": dailydialog_split()["test"], "meld_test": data.meld("test")}
-    out: dict[str, dict] = {}
+    corpora = {
+        "dailydialog_heldout": dailydialog_split()["test"],
+        "meld_test": data.meld("test"),
+        "goemotions_test": data.goemotions("test"),
+    }
+    out: dict[str, dict[str, Any]] = {}
     for name, model in models.items():
         out[name] = {corpus: corpus_quality(model, samples) for corpus, samples in corpora.items()}
         out[name]["contact_centre"] = suite_quality(model, rows)
@@ -113,12 +133,65 @@ def drift(reference: TextEmotionModel, other: TextEmotionModel, items: list[tupl
     return {"label_agreement": round(agree, 4), "max_prob_change": round(change, 4)}
 
 
+def encoder_costs(items: list[tuple[str, list[str]]], threads: int, repeats: int) -> list[dict[str, Any]]:
+    """ONNX Runtime cost per message of encoders of each shape in `ENCODER_SHAPES` (random weights, same inputs)."""
+    import tempfile
+
+    import onnxruntime as ort
+    from transformers import BertConfig, BertModel
+
+    from models.text import MAX_TOKENS, collate, encode_turn, load_tokenizer
+
+    tokenizer = load_tokenizer()
+    batches = [collate(tokenizer, [encode_turn(tokenizer, t, c, MAX_TOKENS)]) for t, c in items]
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    out = []
+    for label, (layers, width, ffn) in ENCODER_SHAPES.items():
+        config = BertConfig(
+            num_hidden_layers=layers, hidden_size=width, intermediate_size=ffn, num_attention_heads=width // 32
+        )
+        net = BertModel(config).eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = f"{tmp}/encoder.onnx"
+            torch.onnx.export(
+                net,
+                tuple(batches[0][n] for n in names),
+                path,
+                input_names=list(names),
+                output_names=["hidden"],
+                dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names},
+                opset_version=17,
+                dynamo=False,
+            )
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        feeds = [{n: b[n].numpy() for n in names} for b in batches]
+        times = per_message_ms(onnx_call(session, feeds), [(str(i), []) for i in range(len(feeds))], repeats)
+        params = sum(p.numel() for p in net.parameters())
+        out.append({"encoder": label, "parameters": params, **summary(times)})
+    return out
+
+
+def onnx_call(session: Any, feeds: list[dict[str, NDArray[Any]]]) -> Callable[[str, list[str]], Any]:
+    """`per_message_ms`'s predict for a bare encoder: the item's text is the index of its prepared inputs."""
+    return lambda index, _context: session.run(None, feeds[int(index)])
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"mean_ms": statistics.fmean(times), "p95_ms": float(np.percentile(times, 95))}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime variants")
     parser.add_argument("--no-quality", action="store_true", help="cost only (no ../shared/data needed)")
+    parser.add_argument("--encoders", action="store_true", help="also time encoders of larger shapes on ONNX Runtime")
+    parser.add_argument(
+        "--candidate", type=Path, default=None, help="a trained delta not shipped: its quality beside the others"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with MESSAGES.open(newline="", encoding="utf-8") as handle:
@@ -131,14 +204,19 @@ def main(argv: list[str] | None = None) -> None:
     baseline = TextEmotionModel.load(FROZEN_HEAD)
     tuned = TextEmotionModel.load(DEFAULT_MODEL)
     previous = TextEmotionModel.load(PREVIOUS_MODEL)
-    scored = {} if args.no_quality else quality({"shipped": tuned, "previous": previous}, rows_in)
+    compared = {"shipped": tuned, "previous": previous}
+    if args.candidate:  # same architecture as the shipped model, so the same cost: only its quality is read
+        compared[f"candidate ({args.candidate.name})"] = TextEmotionModel.load(args.candidate)
+    scored = {} if args.no_quality else quality(compared, rows_in)
     variants: list[tuple[str, TextEmotionModel, list[tuple[str, list[str]]]]] = [
         ("frozen encoder + head (foundation), message alone", baseline, alone),
-        ("previous fine-tuned model (20261123), message + 2 turns", previous, in_context),
+        ("previous fine-tuned model, message + 2 turns", previous, in_context),
         ("fine-tuned (LoRA merged), message alone", tuned, alone),
         ("fine-tuned, message + 2 turns (production path)", tuned, in_context),
     ]
-    quantized = torch.ao.quantization.quantize_dynamic(tuned.net, {torch.nn.Linear}, dtype=torch.qint8)
+    quantized = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+        tuned.net, {torch.nn.Linear}, dtype=torch.qint8
+    )
     others = [("fine-tuned + 2 turns, PyTorch dynamic int8", with_net(tuned, quantized, "+torch-int8"))]
     if not args.no_onnx:
         for runtime in ("onnx", "onnx-int8"):
@@ -149,23 +227,26 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, Any]] = []
     for name, model, items in variants:
         times = per_message_ms(model.predict, items, args.repeats)
-        rows.append({"variant": name, "mean_ms": statistics.fmean(times), "p95_ms": float(np.percentile(times, 95))})
+        rows.append({"variant": name, **summary(times)})
     base = rows[0]["mean_ms"]
     for row in rows:
         row["ratio_to_baseline"] = row["mean_ms"] / base
     drifts = {name: drift(tuned, model, in_context) for name, model in others}
+    encoders = encoder_costs(in_context, args.threads, args.repeats) if args.encoders else []
 
     print(f"machine: {machine()}; threads {args.threads}; {len(texts)} messages x {args.repeats}\n")
     if scored:
         print(
             "| model | DailyDialog held-out macro-F1 | neutral recall | plain read negative | MELD test weighted-F1 "
-            "| contact-centre (all) |\n|---|---|---|---|---|---|"
+            "| GoEmotions test macro-F1 | contact-centre (issue 4's 48) | contact-centre (all) |"
+            "\n|---|---|---|---|---|---|---|---|"
         )
         for name, q in scored.items():
-            dd, meld = q["dailydialog_heldout"], q["meld_test"]
+            dd, meld, goemo, cc = q["dailydialog_heldout"], q["meld_test"], q["goemotions_test"], q["contact_centre"]
             print(
                 f"| {name} | {dd['macro_f1']:.3f} | {dd['neutral_recall']:.3f} | {dd['neutral_read_negative']:.3f} "
-                f"| {meld['weighted_f1']:.3f} | {q['contact_centre']['all']:.3f} |"
+                f"| {meld['weighted_f1']:.3f} | {goemo['macro_f1']:.3f} | {cc['issue-4']:.3f} "
+                f"| {cc['all']:.3f} |"
             )
         print()
     print("| variant | mean | p95 | vs baseline |\n|---|---|---|---|")
@@ -177,11 +258,12 @@ def main(argv: list[str] | None = None) -> None:
     for name, q in drifts.items():
         agreement, change = q["label_agreement"], q["max_prob_change"]
         print(f"{name}: label agreement with PyTorch fp32 {agreement:.3f}, max probability change {change:.3f}")
-    print(
-        json.dumps(
-            {"machine": machine(), "threads": args.threads, "quality": scored, "rows": rows, "runtime_drift": drifts}
-        )
-    )
+    if encoders:
+        print("\n| encoder shape (ONNX Runtime, message + 2 turns) | parameters | mean | p95 |\n|---|---|---|---|")
+        for e in encoders:
+            print(f"| {e['encoder']} | {e['parameters'] / 1e6:.1f} M | {e['mean_ms']:.1f} ms | {e['p95_ms']:.1f} ms |")
+    result = {"machine": machine(), "threads": args.threads, "quality": scored, "rows": rows, "runtime_drift": drifts}
+    print(json.dumps({**result, "encoders": encoders}))
 
 
 if __name__ == "__main__":

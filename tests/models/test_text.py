@@ -114,7 +114,9 @@ def test_the_frozen_encoder_baseline_still_loads_and_ignores_context() -> None:
     np.testing.assert_allclose(a.probs, b.probs)
 
 
-def test_onnx_runtime_gives_the_torch_numbers(model: TextEmotionModel, tmp_path: Path, monkeypatch) -> None:
+def test_onnx_runtime_gives_the_torch_numbers(
+    model: TextEmotionModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("models.text.ONNX_CACHE", tmp_path)
     onnx = TextEmotionModel.load(runtime="onnx")
     assert onnx.name.endswith("+onnx") and list(tmp_path.glob("*.onnx")), "exported once, cached by weights hash"

@@ -19,9 +19,11 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 from tqdm import tqdm
 
@@ -36,23 +38,24 @@ from models.text import ENCODER_NAME, FROZEN_HEAD, EmotionHead, MiniLMEncoder
 CACHE = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "text-emb"
 
 
-def embed(encoder: MiniLMEncoder, texts: list[str], tag: str) -> np.ndarray:
+def embed(encoder: MiniLMEncoder, texts: list[str], tag: str) -> NDArray[Any]:
     """Embeddings of `texts`, cached by content hash."""
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     path = CACHE / f"{tag}-{digest}.npy"
     if path.exists():
-        return np.load(path)
+        cached: NDArray[Any] = np.load(path)
+        return cached
     CACHE.mkdir(parents=True, exist_ok=True)
     out = []
     for start in tqdm(range(0, len(texts), 256), desc=f"encode {tag}", unit="batch"):
         out.append(encoder.encode(texts[start : start + 256]))
-    arr = np.concatenate(out).astype(np.float32)
+    arr: NDArray[Any] = np.concatenate(out).astype(np.float32)
     np.save(path, arr)
     return arr
 
 
 def train_head(
-    xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndarray, args: argparse.Namespace
+    xtr: NDArray[Any], ytr: NDArray[Any], xva: NDArray[Any], yva: NDArray[Any], args: argparse.Namespace
 ) -> EmotionHead:
     torch.manual_seed(args.seed)
     head = EmotionHead(hidden=args.hidden, dropout=args.dropout)
@@ -63,7 +66,7 @@ def train_head(
     bar = tqdm(range(args.epochs), desc="train head", unit="epoch")
     for _ in bar:
         head.train()
-        for idx in torch.randperm(len(x)).split(args.batch_size):
+        for idx in torch.split(torch.randperm(len(x)), args.batch_size):
             opt.zero_grad()
             loss_fn(head(x[idx]), y[idx]).backward()
             opt.step()

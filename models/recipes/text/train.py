@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 from tqdm import tqdm
 
@@ -44,6 +45,7 @@ from models.checkpoint import Checkpoint
 from models.emotion import LABEL_INDEX, LABELS
 from models.metrics import evaluate, expected_calibration_error
 from models.recipes.calibration import fit_temperature, softmax
+from models.recipes.text.head import dailydialog_split
 from models.text import (
     CONTEXT_TURNS,
     DEFAULT_MODEL,
@@ -92,7 +94,9 @@ def batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list
 
 
 @torch.inference_mode()
-def logits_of(net: TextEmotionNet, tokenizer: Any, encoded: list[dict], batch_size: int = 128) -> np.ndarray:
+def logits_of(
+    net: TextEmotionNet, tokenizer: Any, encoded: list[dict[str, Any]], batch_size: int = 128
+) -> NDArray[Any]:
     net.eval()
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     out = np.zeros((len(encoded), len(LABELS)), dtype=np.float32)
@@ -103,26 +107,33 @@ def logits_of(net: TextEmotionNet, tokenizer: Any, encoded: list[dict], batch_si
     return out
 
 
-def class_weights(y: np.ndarray, power: float) -> torch.Tensor:
+def class_weights(y: NDArray[Any], power: float) -> torch.Tensor:
     """Inverse frequency to the `power` (0.5: rare classes count more without drowning neutral; 0: none)."""
     counts = np.bincount(y, minlength=len(LABELS)).astype(float)
     w = 1.0 / np.maximum(counts, 1.0) ** power
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
+# Each selection corpus and the metric it is scored by; the selection score is their mean (never one corpus alone).
+SELECTION_METRICS = {"meld_dev": "weighted_f1", "goemotions_dev": "macro_f1", "dd_selection": "macro_f1"}
+
+
 def selection_score(net: TextEmotionNet, tokenizer: Any, dev: dict[str, Split]) -> dict[str, float]:
-    meld = dev["meld_dev"]
-    goemo = dev["goemotions_dev"]
-    pm = logits_of(net, tokenizer, meld.with_context).argmax(1)
-    pg = logits_of(net, tokenizer, goemo.with_context).argmax(1)
-    meld_wf1 = evaluate([LABELS[i] for i in meld.y], [LABELS[i] for i in pm]).weighted_f1
-    goemo_mf1 = evaluate([LABELS[i] for i in goemo.y], [LABELS[i] for i in pg]).macro_f1
-    return {"meld_dev_weighted_f1": meld_wf1, "goemotions_dev_macro_f1": goemo_mf1, "score": (meld_wf1 + goemo_mf1) / 2}
+    out = {}
+    for name, split in dev.items():
+        pred = logits_of(net, tokenizer, split.with_context).argmax(1)
+        report = evaluate([LABELS[i] for i in split.y], [LABELS[i] for i in pred])
+        out[f"{name}_{SELECTION_METRICS[name]}"] = getattr(report, SELECTION_METRICS[name])
+        if name == "dd_selection":  # reported beside the score: plain turns must stay plain
+            plain = split.y == LABEL_INDEX["neutral"]
+            out["dd_selection_neutral_recall"] = float((pred[plain] == LABEL_INDEX["neutral"]).mean())
+    metrics = [v for k, v in out.items() if k.endswith(("_weighted_f1", "_macro_f1"))]
+    return {**out, "score": sum(metrics) / len(metrics)}
 
 
 def train(
     net: TextEmotionNet, tokenizer: Any, train_split: Split, dev: dict[str, Split], args: argparse.Namespace
-) -> dict:
+) -> dict[str, Any]:
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
     head_params = [p for n, p in net.named_parameters() if p.requires_grad and n.startswith("head.")]
@@ -134,20 +145,27 @@ def train(
     lengths = [len(e["input_ids"]) for e in train_split.with_context]
     steps_per_epoch = math.ceil(len(train_split) / args.batch_size)
     total = steps_per_epoch * args.epochs
+    if args.max_steps:  # a shorter stage (2 shared cores): the schedule is laid over the steps actually run
+        total = min(total, args.max_steps)
+        steps_per_epoch = min(steps_per_epoch, total)
     warmup = max(1, int(0.06 * total))
     # Linear warm-up, then cosine decay to zero: the usual schedule for fine-tuning a pre-trained encoder.
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
     )
     eval_every = max(1, int(steps_per_epoch * args.eval_every))
-    best: dict = {"score": -1.0}
-    if args.init:  # the starting point competes too: a second stage must not make things worse
+    best: dict[str, Any] = {"score": -1.0}
+    # The starting point competes too: a second stage must not make things worse (with --encoder-only the
+    # comparison is the head recipe's, on the refit head, so the start is not scored here).
+    if args.init and not args.encoder_only:
         best = {**selection_score(net, tokenizer, dev), "step": 0, "delta": trained_delta(net)}
         tqdm.write(f"start ({args.init.name}): score {best['score']:.4f}")
     step = 0
     bar = tqdm(total=total, desc="fine-tune", unit="batch")
     for _epoch in range(args.epochs):
         for idx in batches(lengths, args.batch_size, rng):
+            if step >= total:
+                break
             net.train()
             encoded = [
                 train_split.alone[i] if rng.random() < args.context_dropout else train_split.with_context[i]
@@ -165,17 +183,20 @@ def train(
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", best=f"{best['score']:.4f}")
+            if args.encoder_only:  # the head recipe scores this encoder on the pooled selection sets
+                continue
             if step % eval_every == 0 or step == total:
                 scores = selection_score(net, tokenizer, dev)
                 tqdm.write(f"step {step}/{total}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
                 if scores["score"] > best["score"]:
                     best = {**scores, "step": step, "delta": trained_delta(net)}
     bar.close()
-    net.load_state_dict(best["delta"], strict=False)
+    if "delta" in best:
+        net.load_state_dict(best["delta"], strict=False)
     return best
 
 
-def report_split(name: str, logits: np.ndarray, y: np.ndarray, temperature: float) -> dict:
+def report_split(name: str, logits: NDArray[Any], y: NDArray[Any], temperature: float) -> dict[str, Any]:
     raw, cal = softmax(logits), softmax(logits / temperature)
     report = evaluate([LABELS[i] for i in y], [LABELS[i] for i in cal.argmax(1)], LABELS)
     result = {
@@ -187,7 +208,7 @@ def report_split(name: str, logits: np.ndarray, y: np.ndarray, temperature: floa
     return result
 
 
-def contact_centre(net: TextEmotionNet, tokenizer: Any, max_tokens: int) -> dict:
+def contact_centre(net: TextEmotionNet, tokenizer: Any, max_tokens: int) -> dict[str, Any]:
     """Family accuracy on the hand-written contact-centre sentences (never trained or selected on)."""
     with CONTACT_CENTRE.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -196,6 +217,24 @@ def contact_centre(net: TextEmotionNet, tokenizer: Any, max_tokens: int) -> dict
     accuracy = 1 - len(misses) / len(rows)
     print(f"\n== contact-centre sentences ==\nfamily accuracy {accuracy:.3f}; misses: {misses}")
     return {"n": len(rows), "family_accuracy": round(accuracy, 4), "misses": misses}
+
+
+def report(
+    net: TextEmotionNet, tokenizer: Any, dev: dict[str, Split], tests: dict[str, Split], args: argparse.Namespace
+) -> tuple[float, dict[str, Any]]:
+    """Temperature fitted on the pooled dev sets, and every test split's numbers with it."""
+    val_logits = np.concatenate([logits_of(net, tokenizer, s.with_context) for s in dev.values()])
+    val_y = np.concatenate([s.y for s in dev.values()])
+    temperature = fit_temperature(val_logits, val_y)
+    results = {"val": report_split("pooled dev sets", val_logits, val_y, temperature)}
+    for name, split in tests.items():
+        results[name] = report_split(name, logits_of(net, tokenizer, split.with_context), split.y, temperature)
+    meld = tests["meld_test"]
+    results["meld_test_without_context"] = report_split(
+        "meld_test without context", logits_of(net, tokenizer, meld.alone), meld.y, temperature
+    )
+    results["contact_centre"] = contact_centre(net, tokenizer, args.max_tokens)
+    return temperature, results
 
 
 def load_splits(tokenizer: Any, args: argparse.Namespace) -> tuple[Split, dict[str, Split], dict[str, Split]]:
@@ -211,17 +250,24 @@ def load_splits(tokenizer: Any, args: argparse.Namespace) -> tuple[Split, dict[s
         meld_train, goemo_train = meld_train[: args.limit], goemo_train[: args.limit]
     # MELD is the conversational target but a fifth of the pool: it is repeated `--meld-repeat` times.
     train_samples = meld_train * args.meld_repeat + goemo_train
-    t0 = time.perf_counter()
-    train_split = Split(tokenizer, train_samples, args.context_turns, args.max_tokens)
+    turns, tokens = args.context_turns, args.max_tokens
     dev = {
-        "meld_dev": Split(tokenizer, data.meld("dev"), args.context_turns, args.max_tokens),
-        "goemotions_dev": Split(tokenizer, data.goemotions("dev", exclude=exclude), 0, args.max_tokens),
+        "meld_dev": Split(tokenizer, data.meld("dev"), turns, tokens),
+        "goemotions_dev": Split(tokenizer, data.goemotions("dev", exclude=exclude), 0, tokens),
     }
     tests = {
-        "meld_test": Split(tokenizer, data.meld("test"), args.context_turns, args.max_tokens),
-        "goemotions_test": Split(tokenizer, data.goemotions("test"), 0, args.max_tokens),
-        "dailydialog_val": Split(tokenizer, data.dailydialog_validation(), args.context_turns, args.max_tokens),
+        "meld_test": Split(tokenizer, data.meld("test"), turns, tokens),
+        "goemotions_test": Split(tokenizer, data.goemotions("test"), 0, tokens),
     }
+    if args.dailydialog_repeat:  # issue 18: everyday conversation, split by dialogue (the held-out part never selects)
+        dd = dailydialog_split()
+        train_samples += dd["train"][: args.limit or None] * args.dailydialog_repeat
+        dev["dd_selection"] = Split(tokenizer, dd["selection"], turns, tokens)
+        tests["dd_heldout"] = Split(tokenizer, dd["test"], turns, tokens)
+    else:
+        tests["dailydialog_val"] = Split(tokenizer, data.dailydialog_validation(), turns, tokens)
+    t0 = time.perf_counter()
+    train_split = Split(tokenizer, train_samples, turns, tokens)
     print(f"tokenised {len(train_split)} training samples in {time.perf_counter() - t0:.1f} s", flush=True)
     return train_split, dev, tests
 
@@ -243,6 +289,13 @@ def main() -> None:
     parser.add_argument("--goemotions-share", type=float, default=1.0, help="fraction of GoEmotions train used")
     parser.add_argument("--class-weight-power", type=float, default=0.5)
     parser.add_argument(
+        "--dailydialog-repeat",
+        type=int,
+        default=0,
+        help="add the DailyDialog train part this many times (and select on its selection part too)",
+    )
+    parser.add_argument("--max-steps", type=int, default=0, help="stop (and end the schedule) after this many steps")
+    parser.add_argument(
         "--goemotions-exclude",
         type=lambda v: [x for x in v.split(",") if x],
         default=[],
@@ -255,42 +308,49 @@ def main() -> None:
     parser.add_argument("--init", type=Path, default=None, help="start from this delta (a second training stage)")
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--no-export", action="store_true", help="report only; do not write the weights")
+    parser.add_argument(
+        "--encoder-only",
+        action="store_true",
+        help="with --init: keep the last step, score nothing (models.recipes.text.head refits, selects, reports)",
+    )
     args = parser.parse_args()
+    if args.encoder_only and not args.init:
+        parser.error("--encoder-only continues a model: give --init")
     torch.set_num_threads(args.threads)
 
     tokenizer = load_tokenizer()
     train_split, dev, tests = load_splits(tokenizer, args)
     adapter = {"targets": list(TARGETS), "rank": args.rank, "alpha": args.alpha, "dropout": args.lora_dropout}
     net = adapted_net(adapter, args.hidden)
-    first_stage: dict | None = None
+    first_stage: dict[str, Any] | None = None
     if args.init:  # a second stage: start from an earlier run's delta (same adapter settings)
         start = Checkpoint.load(args.init)
         if start.arch.get("adapter") != adapter or int(start.arch["hidden"]) != args.hidden:
             raise SystemExit(f"--init {args.init} was trained with {start.arch}, not {adapter}")
         net.load_state_dict(start.state_dict, strict=False)
-        first_stage = {"hyperparameters": start.info.get("hyperparameters"), "train": start.info.get("train")}
+        # The chain of earlier stages stays readable in the json: each stage records the one it started from.
+        first_stage = {
+            k: start.info.get(k) for k in ("version", "train", "hyperparameters", "first_stage", "head_refit")
+        }
+        if first_stage["head_refit"]:  # its settings only; its numbers are in the card
+            first_stage["head_refit"] = {k: first_stage["head_refit"][k] for k in ("train", "config")}
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     print(f"trainable parameters: {trainable:,} of {sum(p.numel() for p in net.parameters()):,}", flush=True)
     best = train(net, tokenizer, train_split, dev, args)
 
-    val_logits = np.concatenate([logits_of(net, tokenizer, s.with_context) for s in dev.values()])
-    val_y = np.concatenate([s.y for s in dev.values()])
-    temperature = fit_temperature(val_logits, val_y)
-    results = {"selection": {k: round(v, 4) for k, v in best.items() if k not in ("delta",)}}
-    results["val"] = report_split("MELD dev + GoEmotions dev", val_logits, val_y, temperature)
-    for name, split in tests.items():
-        results[name] = report_split(name, logits_of(net, tokenizer, split.with_context), split.y, temperature)
-    meld = tests["meld_test"]
-    results["meld_test_without_context"] = report_split(
-        "meld_test without context", logits_of(net, tokenizer, meld.alone), meld.y, temperature
-    )
-    results["contact_centre"] = contact_centre(net, tokenizer, args.max_tokens)
+    selection = {k: round(v, 4) for k, v in best.items() if k not in ("delta",)}
+    if args.encoder_only:  # models.recipes.text.head refits head and temperature and reports every split
+        temperature, results = float(start.temperature), {"selection": selection}
+    else:
+        temperature, results = report(net, tokenizer, dev, tests, args)
+        results["selection"] = selection
 
     info = {
         "version": time.strftime("%Y%m%d"),
         "encoder": ENCODER_NAME,
         "train": f"MELD train (x{args.meld_repeat}, with context) + GoEmotions-Ekman train (single-label, "
-        f"{args.goemotions_share:.0%})",
+        f"{args.goemotions_share:.0%})"
+        + (f" + DailyDialog-validation train part (x{args.dailydialog_repeat})" if args.dailydialog_repeat else ""),
         "hyperparameters": {k: v for k, v in vars(args).items() if k not in ("out", "init")},
         "first_stage": first_stage,
         "trainable_parameters": trainable,
