@@ -267,7 +267,16 @@ def start_actions(env: dict[str, str], port: int, log: IO[str] | None) -> subpro
 def start_rasa(
     env: dict[str, str], model: Path, port: int, log: IO[str] | None, host: str = "127.0.0.1"
 ) -> subprocess.Popen[bytes]:
-    cmd = [
+    proc = subprocess.Popen(
+        rasa_command(env, model, port, host), cwd=RASA_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    wait_http(api_url(f"http://127.0.0.1:{port}", "/status", env[RASA_TOKEN_ENV]), proc, 300, "Rasa")
+    return proc
+
+
+def rasa_command(env: dict[str, str], model: Path, port: int, host: str) -> list[str]:
+    """`rasa run` with the API on, locked by the stack's token."""
+    return [
         sys.executable,
         "-m",
         "rasa",
@@ -280,16 +289,14 @@ def start_rasa(
         host,
         "--enable-api",
         # Without it anyone who reaches the port reads every customer's tracker and can replace the model.
-        "--auth-token",
-        env[RASA_TOKEN_ENV],
+        # One argument with `=`: a token may start with "-" (token_urlsafe does, one time in 64), which argparse
+        # would read as an option and Rasa would refuse to start.
+        f"--auth-token={env[RASA_TOKEN_ENV]}",
         "--endpoints",
         "endpoints.yml",
         "--credentials",
         "credentials.yml",
     ]
-    proc = subprocess.Popen(cmd, cwd=RASA_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wait_http(api_url(f"http://127.0.0.1:{port}", "/status", env[RASA_TOKEN_ENV]), proc, 300, "Rasa")
-    return proc
 
 
 def start_dashboard(

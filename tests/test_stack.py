@@ -14,7 +14,18 @@ from typing import Callable
 
 import pytest
 
-from scripts.stack import CACHE, REPO, RedisEndpoint, api_url, ensure_model, free_port, redact, stack_env
+from scripts.stack import (
+    CACHE,
+    RASA_TOKEN_ENV,
+    REPO,
+    RedisEndpoint,
+    api_url,
+    ensure_model,
+    free_port,
+    rasa_command,
+    redact,
+    stack_env,
+)
 
 TRACKER = RedisEndpoint.parse("redis://:pw@10.0.0.1:6379/2")
 
@@ -44,6 +55,17 @@ def test_secrets_are_generated_per_run_unless_given(monkeypatch: pytest.MonkeyPa
         assert len(first[name]) >= 24 and first[name] != second[name]
     monkeypatch.setenv("TONELINE_RASA_TOKEN", "chosen-token")
     assert stack_env(TRACKER, action_port=1)["TONELINE_RASA_TOKEN"] == "chosen-token"
+
+
+def test_rasa_reads_a_token_that_starts_with_a_dash() -> None:
+    # token_urlsafe starts with "-" one time in 64: passed as a separate argument, Rasa refused to start.
+    from rasa.__main__ import create_argument_parser
+
+    token = "-Yk3" + uuid.uuid4().hex
+    command = rasa_command({RASA_TOKEN_ENV: token}, Path("model.tar.gz"), 5005, "127.0.0.1")
+    assert command[1:4] == ["-m", "rasa", "run"]
+    args = create_argument_parser().parse_args(command[3:])
+    assert args.auth_token == token and args.enable_api and args.port == 5005
 
 
 def test_urls_for_people_and_tools() -> None:
