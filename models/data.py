@@ -104,6 +104,22 @@ def dailydialog_validation() -> list[TextSample]:
     return out
 
 
+def dair_emotion(split: str, labels: tuple[str, ...] = ()) -> list[TextSample]:
+    """dair-ai/emotion sentences (split: train, val, test), optionally only the given source labels.
+
+    It has no neutral class and its "joy"/"love" read complaints as happy, so a
+    recipe takes only the classes it lacks elsewhere (fear, sadness, anger).
+    """
+    path = data_root() / "text" / "dair_emotion" / f"{split}.txt"
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text, _, source = line.rpartition(";")
+        label = canonical_label(source)
+        if text and label and (not labels or source in labels):
+            out.append(TextSample(text, label, source="dair_emotion"))
+    return out
+
+
 def contexts(samples: list[TextSample], turns: int) -> list[list[str]]:
     """For each sample, up to `turns` earlier utterances of its dialogue, oldest first (none without ids)."""
     by_dialogue: dict[str, dict[int, str]] = {}

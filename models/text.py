@@ -19,6 +19,7 @@ Inference follows preprocess -> forward -> postprocess, returns typed
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from pathlib import Path
@@ -31,6 +32,7 @@ from torch import nn
 
 from models.checkpoint import Checkpoint
 from models.emotion import LABELS, EmotionEstimate, Modality
+from models.logs import log_event
 from models.lora import apply_lora, merge_lora
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -189,6 +191,7 @@ def net_from_checkpoint(checkpoint: Checkpoint) -> TextEmotionNet:
     return net.eval()
 
 
+_LOG = logging.getLogger(__name__)
 ONNX_CACHE = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "text-onnx"
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -281,7 +284,21 @@ class TextEmotionModel:
         if runtime == "torch":
             return cls(torch_net, tokenizer, checkpoint.temperature, name, context_turns)
         key = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-        onnx_net = OnnxTextNet(torch_net, tokenizer, key, int8=runtime == "onnx-int8", threads=threads)
+        try:
+            onnx_net = OnnxTextNet(torch_net, tokenizer, key, int8=runtime == "onnx-int8", threads=threads)
+        except Exception as exc:  # noqa: BLE001 - any export/session failure: the same net in PyTorch still serves
+            # An unwritable cache, a read-only image, an ONNX Runtime that cannot load: the
+            # text model is the bot's emotion, so it runs slower rather than not at all.
+            log_event(
+                _LOG,
+                logging.WARNING,
+                "text.onnx.unavailable",
+                runtime=runtime,
+                cache=str(ONNX_CACHE),
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                fallback="torch",
+            )
+            return cls(torch_net, tokenizer, checkpoint.temperature, f"{name}+torch-fallback", context_turns)
         return cls(onnx_net, tokenizer, checkpoint.temperature, f"{name}+{runtime}", context_turns)
 
     def preprocess(self, texts: Sequence[str], contexts: Sequence[Sequence[str]] | None) -> dict[str, torch.Tensor]:

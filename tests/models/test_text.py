@@ -126,3 +126,18 @@ def test_onnx_runtime_gives_the_torch_numbers(
         np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
     with pytest.raises(ValueError, match="runtime"):
         TextEmotionModel.load(runtime="tensorrt")
+
+
+def test_onnx_export_that_cannot_be_written_falls_back_to_torch(
+    model: TextEmotionModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A read-only image or a cache path that is a file: the export fails, the text model must still load.
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setattr("models.text.ONNX_CACHE", blocker / "text-onnx")
+    with caplog.at_level("WARNING", logger="models.text"):
+        fallback = TextEmotionModel.load(runtime="onnx")
+    assert fallback.name.endswith("+torch-fallback")
+    assert any("text.onnx.unavailable" in r.getMessage() and "fallback=torch" in r.getMessage() for r in caplog.records)
+    text, context = "I'm furious, this is the fourth outage this week!", ["Hello, how can I help?"]
+    np.testing.assert_allclose(fallback.predict(text, context).probs, model.predict(text, context).probs, atol=1e-6)
