@@ -28,7 +28,7 @@ train-text:  ## fine-tune the text model in two stages (LoRA on MiniLM, dialogue
 	  $$venv/bin/python -m models.recipes.text.train --epochs 2 --out "$$stage1" && \
 	  $$venv/bin/python -m models.recipes.text.train --init "$$stage1" --epochs 1 --goemotions-share 0.5 \
 	    --goemotions-exclude approval,desire --class-weight-power 0.25 --lr 2e-4 --head-lr 5e-4 && \
-	  $$venv/bin/python -m models.recipes.text.head --out models/weights/text_lora.pt
+	  $$venv/bin/python -m models.recipes.text.head --dd-repeat 5 8 --power 0.25 0.5 --epochs 20 40 --neutral-offset 0 0.5 1 --tune-offsets 4 --out models/weights/text_lora.pt
 
 train-text-frozen:  ## retrain the foundation's frozen-encoder text head, the baseline (needs ../shared/data)
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.text.frozen

@@ -51,7 +51,7 @@ from models.metrics import evaluate
 from models.text import DEFAULT_MODEL, FROZEN_HEAD, WEIGHTS_DIR, TextEmotionModel
 
 MESSAGES = Path(__file__).resolve().parents[1] / "tests" / "models" / "data" / "contact_centre.csv"
-PREVIOUS_MODEL = WEIGHTS_DIR / "text_lora_20261123.pt"
+PREVIOUS_MODEL = WEIGHTS_DIR / "text_lora_20261202.pt"
 # Depth, width and feed-forward width of the encoders compared by cost (their published configurations).
 ENCODER_SHAPES = {
     "MiniLM-L6 (shipped)": (6, 384, 1536),

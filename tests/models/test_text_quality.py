@@ -22,8 +22,8 @@ from models.text import TextEmotionModel
 from tests.conftest import shared_data
 
 NEUTRAL_RECALL_FLOOR = 0.85  # issue 18
-MACRO_F1_FLOOR = 0.36  # regression floor (shipped 0.370: see the card)
-FIVE_CLASS_FLOOR = 0.47  # neutral, happy, sad, angry, surprised (shipped 0.482)
+MACRO_F1_FLOOR = 0.40  # regression floor (shipped 0.411: see the card; issue 18 asks 0.42)
+FIVE_CLASS_FLOOR = 0.48  # neutral, happy, sad, angry, surprised (shipped 0.495)
 PLAIN_READ_NEGATIVE_CEILING = 0.05
 
 

@@ -15,6 +15,13 @@ cached pooled features, read in context as production reads turns:
 - loss: cross-entropy, class weights of inverse frequency to a small power
   (grid), then a per-class logit offset (neutral only, grid) folded into the
   head's last bias: a prior correction toward the real share of plain turns;
+- `--tune-offsets N`: the N best admissible candidates get a logit offset for
+  every class, by coordinate ascent on the same pooled objective under the same
+  constraints (macro-F1 rewards saying a rare class as often as it is right,
+  which a head trained for likelihood does not); `--seeds K` trains K heads per
+  configuration and folds them into one head with their mean logits;
+- `--dair fear,sadness,anger`: dair-ai/emotion's sentences of those classes as
+  a further training corpus (a grid of weights, `--dair-repeat`);
 - selection (never one corpus alone): among the configurations that keep
   DailyDialog-selection neutral recall >= `--min-neutral-recall`, MELD dev
   weighted-F1 >= `--min-meld` and the contact-centre sentences (the 48 of
