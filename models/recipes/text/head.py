@@ -276,17 +276,23 @@ def scores(
         out[name]["neutral_recall"] = round(float((pred[plain] == NEUTRAL).mean()), 4)
         out[name]["neutral_read_negative"] = round(float(neg[pred[plain]].mean()), 4)
         out[name]["negative_recall"] = round(float(neg[pred[neg[y]]].mean()), 4) if neg[y].any() else None
-    probs = softmax(logits["contact_centre"] / temperature)
+    return {**out, **contact_centre(logits["contact_centre"], temperature, families)}
+
+
+def contact_centre(logits: NDArray[Any], temperature: float, families: Sequence[str]) -> dict[str, Any]:
+    """Issue 4's test on its 48 guard sentences (family, top label, polarity flips) and the whole suite by family."""
+    probs = softmax(logits / temperature)
     read = family_read(probs)
     hits = np.array([r == f for r, f in zip(read, families)])
     top_hits = np.array([FAMILY_OF_LABEL[LABELS[i]] == f for i, f in zip(probs.argmax(1), families)])
     flips = [i for i in range(GUARD_ROWS) if {read[i], families[i]} == {"negative", "positive"}]
-    out["contact_centre_guard"] = round(float(hits[:GUARD_ROWS].mean()), 4)
-    out["contact_centre_guard_top_label"] = int(top_hits[:GUARD_ROWS].sum())
-    out["contact_centre_guard_flips"] = len(flips)
-    out["contact_centre_all"] = round(float(hits.mean()), 4)
-    out["contact_centre_n"] = int(len(hits))
-    return out
+    return {
+        "contact_centre_guard": round(float(hits[:GUARD_ROWS].mean()), 4),
+        "contact_centre_guard_top_label": int(top_hits[:GUARD_ROWS].sum()),
+        "contact_centre_guard_flips": len(flips),
+        "contact_centre_all": round(float(hits.mean()), 4),
+        "contact_centre_n": int(len(hits)),
+    }
 
 
 def objective(s: dict[str, Any]) -> float:
@@ -372,15 +378,7 @@ def fast_scores(
             "weighted_f1": float((f1 * gold).sum() / gold.sum()),
             "neutral_recall": float(r[NEUTRAL]),
         }
-    probs = softmax(logits["contact_centre"] / temperature)
-    read = family_read(probs)
-    top = [FAMILY_OF_LABEL[LABELS[i]] for i in probs.argmax(1)]
-    out["contact_centre_guard"] = float(np.mean([a == b for a, b in zip(read[:GUARD_ROWS], families)]))
-    out["contact_centre_guard_top_label"] = sum(a == b for a, b in zip(top[:GUARD_ROWS], families))
-    out["contact_centre_guard_flips"] = sum(
-        {a, b} == {"negative", "positive"} for a, b in zip(read[:GUARD_ROWS], families)
-    )
-    return out
+    return {**out, **contact_centre(logits["contact_centre"], temperature, families)}
 
 
 OFFSET_GRID = np.round(np.arange(-2.0, 3.01, 0.25), 2)
