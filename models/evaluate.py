@@ -58,7 +58,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.emotion import FAMILY_OF_LABEL, LABELS, MODALITIES, canonical_label
-from models.metrics import evaluate, json_line
+from models.metrics import bootstrap_interval, evaluate, json_line
 from models.recipes.fusion.turns import family_scores
 
 
@@ -106,7 +106,21 @@ def evaluate_text(args: argparse.Namespace) -> str:
     print(report.render())
     families = family_scores(gold, np.array([e.probs for e in estimates]).reshape(-1, len(LABELS)))
     print(families_line(families))
-    return json_line(report, modality="text", skipped=sum(skipped.values()), **families)
+    intervals = bootstrap_interval(gold, [e.label for e in estimates], [s.dialogue_id for s in samples])
+    print(intervals_line(intervals))
+    return json_line(report, modality="text", skipped=sum(skipped.values()), **families, intervals=intervals)
+
+
+def intervals_line(intervals: dict[str, tuple[float, float]]) -> str:
+    """The 95 % intervals of `bootstrap_interval`, by dialogue where the manifest names dialogues."""
+    lo, hi = intervals["macro_f1"]
+    recalls = ", ".join(
+        f"{name[len('recall_') :]} [{a:.3f}, {b:.3f}]" for name, (a, b) in intervals.items() if name != "macro_f1"
+    )
+    return (
+        f"95 % intervals (1,000 bootstrap resamples of whole dialogues): macro-F1 [{lo:.3f}, {hi:.3f}]; "
+        f"recall {recalls}\n"
+    )
 
 
 def family_line(gold: list[str], families: list[str]) -> str:

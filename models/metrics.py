@@ -79,6 +79,56 @@ def evaluate(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str
     )
 
 
+def bootstrap_interval(
+    gold: Sequence[str],
+    predicted: Sequence[str],
+    groups: Sequence[str | None] | None = None,
+    labels: Sequence[str] = LABELS,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95 % intervals of macro-F1 and of each class's recall, resampling whole groups (dialogues) with replacement.
+
+    Turns of one dialogue are not independent (same speakers, same topic), so the
+    resampled unit is the group; rows without a group are their own. Macro-F1 is
+    over the classes present in each resample, as `evaluate` scores it. On a split
+    whose rare classes have a handful of turns, the interval says how much of a
+    difference between two models is the luck of those turns.
+    """
+    k = len(labels)
+    index = {lab: i for i, lab in enumerate(labels)}
+    cells = np.array([index[g] * k + index[p] for g, p in zip(gold, predicted)])
+    names = [g if g is not None else f"row-{i}" for i, g in enumerate(groups or [None] * len(cells))]
+    unique = {name: n for n, name in enumerate(dict.fromkeys(names))}
+    of_row = np.array([unique[name] for name in names])
+    # One confusion matrix per group; a resample is a sum of groups' matrices.
+    per_group = np.zeros((len(unique), k * k))
+    np.add.at(per_group, (of_row, cells), 1)
+    rng = np.random.default_rng(seed)
+    macro, recall = [], []
+    for _ in range(resamples):
+        counts = np.bincount(rng.integers(0, len(unique), len(unique)), minlength=len(unique))
+        cm = (counts @ per_group).reshape(k, k)
+        tp, gold_n, said = np.diag(cm), cm.sum(1), cm.sum(0)
+        p = np.divide(tp, said, out=np.zeros(k), where=said > 0)
+        r = np.divide(tp, gold_n, out=np.full(k, np.nan), where=gold_n > 0)
+        f1 = np.divide(2 * p * r, p + r, out=np.zeros(k), where=(gold_n > 0) & (p + r > 0))
+        macro.append(f1[gold_n > 0].mean())
+        recall.append(r)
+    out = {"macro_f1": _interval(np.array(macro))}
+    table = np.array(recall)
+    for i, lab in enumerate(labels):
+        seen = table[:, i][~np.isnan(table[:, i])]
+        if len(seen):
+            out[f"recall_{lab}"] = _interval(seen)
+    return out
+
+
+def _interval(values: NDArray[np.float64]) -> tuple[float, float]:
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return round(float(lo), 4), round(float(hi), 4)
+
+
 def expected_calibration_error(probs: NDArray[np.float32], gold_idx: NDArray[np.float32], bins: int = 15) -> float:
     """ECE of the top-class confidence, equal-width bins."""
     return confidence_calibration_error(probs.max(axis=1), probs.argmax(axis=1) == gold_idx, bins)

@@ -17,7 +17,7 @@ from models.emotion import InvalidEstimate, TurnEmotion
 from models.logs import log_event
 from plugin.metadata import PARSE_KEY, bounded_id
 from plugin.outbox import outbox_for
-from plugin.routing import TurnRecord
+from plugin.routing import TurnRecord, message_key
 from plugin.state import ConversationInfo, StateStore
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def emotion_timeline(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
             continue
         intent = (parse_data.get("intent") or {}).get("name")
         ts = event.get("timestamp")
-        record = TurnRecord.of(turn, str(event.get("message_id")), float(ts) if ts is not None else 0.0, intent)
+        when = float(ts) if ts is not None else 0.0
+        record = TurnRecord.of(turn, message_key(event.get("message_id"), ts), when, intent)
         out.append(timeline_entry(record))
     return out
 
@@ -88,7 +89,10 @@ def build_case(
     `dedupe_key` names the decision (conversation and the customer message that led
     to it), so the same handoff written twice (a replay, a retry) is one case.
     """
-    trigger = next((e.get("message_id") for e in reversed(events) if e.get("event") == "user"), None)
+    trigger = next(
+        (message_key(e.get("message_id"), e.get("timestamp")) for e in reversed(events) if e.get("event") == "user"),
+        None,
+    )
     info = ConversationInfo(conversation_id, customer_id, channel)
     return _case(info, trigger, reason, emotion_timeline(events), transcript(events, transcript_turns), now)
 
@@ -128,6 +132,7 @@ def _case(
         "customer_id": bounded_id(info.customer_id, "customer_id"),
         "channel": info.channel,
         "reason": reason,
+        "trigger_message_id": None if trigger is None else str(trigger),  # the customer turn that led to it
         "created_at": created,
         "emotion_timeline": timeline,
         "transcript": lines,

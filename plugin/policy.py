@@ -46,7 +46,7 @@ from models.logs import log_event
 from plugin import metadata as turn_metadata
 from plugin import settings as toneline_settings
 from plugin.metadata import HANDOFF_ACTION, PARSE_KEY, TURN_KEY, SlotNames
-from plugin.routing import Decision, TurnRecord
+from plugin.routing import Decision, TurnRecord, message_key
 from plugin.state import ConversationInfo
 from plugin.turn import ConversationLog, TurnService
 
@@ -87,9 +87,8 @@ def _record(event: UserUttered, sender_id: str, keep_text: bool) -> TurnRecord |
         )
         return None
     text = event.text if keep_text else None
-    return TurnRecord.of(
-        emotion, message_id=str(event.message_id), ts=float(event.timestamp), intent=event.intent_name, text=text
-    )
+    message_id = message_key(event.message_id, event.timestamp)
+    return TurnRecord.of(emotion, message_id=message_id, ts=float(event.timestamp), intent=event.intent_name, text=text)
 
 
 @dataclass
@@ -233,7 +232,11 @@ class EmotionPolicy(Policy):
     def _decide(self, tracker: DialogueStateTracker) -> Decision | None:
         log = self.logs.log(tracker, conversation_info(tracker))
         latest = tracker.latest_message
-        if not log.turns or latest is None or log.turns[-1].message_id != str(latest.message_id):
+        if (
+            not log.turns
+            or latest is None
+            or log.turns[-1].message_id != message_key(latest.message_id, latest.timestamp)
+        ):
             return None  # no emotion for this message (agent turn, or recognition failed)
         return self.service.decide(log).decision
 

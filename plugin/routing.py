@@ -15,6 +15,17 @@ if TYPE_CHECKING:
 TONES = ("empathetic", "calm", "neutral", "upbeat")
 
 
+def message_key(message_id: Any, ts: Any) -> str:
+    """A turn's id in the records: Rasa's message id, or its timestamp where a message came without one.
+
+    `str(None)` would give every such turn the same id "None", so a later turn would
+    look already recorded and the handoff case would name no real message.
+    """
+    if message_id not in (None, ""):
+        return str(message_id)
+    return f"at-{float(ts):.6f}" if isinstance(ts, (int, float)) else "unknown"
+
+
 @dataclass(frozen=True)
 class TurnRecord:
     """What the state store keeps of one customer turn (no transcript unless configured)."""

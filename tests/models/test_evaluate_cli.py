@@ -63,6 +63,8 @@ def test_report_and_last_line_json_on_a_small_manifest(tmp_path: Path) -> None:
     assert "calm: 1" in result.stdout and "love: 1" in result.stdout
     assert "family accuracy (negative / neutral / positive, by probability mass) 1.0000" in result.stdout
     assert summary["family_accuracy"] == 1.0 and summary["families"] == {"negative": 2, "neutral": 1, "positive": 1}
+    lo, hi = summary["intervals"]["macro_f1"]
+    assert lo <= summary["macro_f1"] <= hi and "95 % intervals (1,000 bootstrap resamples" in result.stdout
 
 
 def test_a_manifest_without_the_columns_is_a_clear_error(tmp_path: Path) -> None:

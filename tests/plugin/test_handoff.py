@@ -1,6 +1,7 @@
 from models.emotion import EmotionEstimate
 from models.fusion import AttentionFusion
 from plugin.handoff import build_case
+from plugin.routing import message_key
 
 
 def user(text: str, ts: float, **probs: float) -> dict:
@@ -45,6 +46,14 @@ def test_the_same_decision_has_the_same_dedupe_key_and_long_ids_are_bounded() ->
     assert first["dedupe_key"] == again["dedupe_key"] != later["dedupe_key"]
     long = build_case("x" * 5000, EVENTS, customer_id="y" * 5000, channel="rest", reason="r", transcript_turns=0)
     assert len(long["conversation_id"]) <= 128 and len(long["customer_id"]) <= 128
+
+
+def test_messages_without_an_id_get_distinct_ids_from_their_time_not_the_string_none() -> None:
+    events = [{**e, "message_id": None} if e.get("event") == "user" else e for e in EVENTS[:4]]
+    case = build_case("conv", events, customer_id="c", channel="rest", reason="sharp", transcript_turns=0)
+    ids = [t["message_id"] for t in case["emotion_timeline"]]
+    assert ids == ["at-1.000000", "at-2.000000"] and case["trigger_message_id"] == "at-2.000000"
+    assert message_key("m1", 1.0) == "m1" and message_key("", None) == "unknown"
 
 
 def test_cases_held_while_redis_is_down_are_written_once_in_order_after_a_restart(
