@@ -105,20 +105,29 @@ class TrackerLogs:
 
     The tracker stays the source of truth: when it no longer starts as it did (another
     instance served the conversation and the store trimmed it, a restart), it is read whole.
+    Memory is bounded by conversations and by turns held in all (least recently served
+    first out): a record is about 680 bytes, so 4,096 conversations of `limit` (200) turns
+    would be about 560 MB; the turn budget holds about 45 MB. An evicted conversation
+    costs only one re-read of its tracker.
     """
 
-    def __init__(self, handoff_action: str, keep_text: bool, limit: int, conversations: int = 4096) -> None:
+    def __init__(
+        self, handoff_action: str, keep_text: bool, limit: int, conversations: int = 4096, turns: int = 65536
+    ) -> None:
         self.handoff_action = handoff_action
         self.keep_text = keep_text
         self.limit = limit
         self.conversations = conversations
+        self.turns = turns
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        self._held = 0  # turns held by the logs in `_seen`
         self._lock = threading.Lock()
 
     def log(self, tracker: DialogueStateTracker, info: ConversationInfo) -> ConversationLog:
         events = list(tracker.events)
         with self._lock:
             seen = self._seen.pop(tracker.sender_id, None)
+            self._held -= len(seen.log.turns) if seen else 0
         if seen is None or seen.consumed > len(events) or seen.mark != _mark(events, seen.consumed):
             seen = _Seen(0, None, ConversationLog(info))
         seen.log.info = info
@@ -127,9 +136,17 @@ class TrackerLogs:
         seen.consumed, seen.mark = len(events), _mark(events, len(events))
         with self._lock:
             self._seen[tracker.sender_id] = seen
-            while len(self._seen) > self.conversations:
-                self._seen.popitem(last=False)
+            self._held += len(seen.log.turns)
+            while len(self._seen) > 1 and (len(self._seen) > self.conversations or self._held > self.turns):
+                _, evicted = self._seen.popitem(last=False)
+                self._held -= len(evicted.log.turns)
         return seen.log
+
+    @property
+    def held(self) -> tuple[int, int]:
+        """(conversations, turns) held now."""
+        with self._lock:
+            return len(self._seen), self._held
 
     def _read(self, event: Event, log: ConversationLog, sender_id: str) -> None:
         if isinstance(event, ActionExecuted) and event.action_name == self.handoff_action:

@@ -130,6 +130,19 @@ def test_training_checks_the_domain(tmp_path: Path, rasa_context: tuple) -> None
         policy.train([], Domain.from_dict({"intents": ["greet"], "actions": ["action_handoff"]}))
 
 
+def test_tracker_logs_hold_at_most_their_turn_budget_dropping_the_least_recently_served() -> None:
+    logs = TrackerLogs("action_handoff", keep_text=False, limit=200, conversations=100, turns=5)
+    senders = [uuid.uuid4().hex for _ in range(3)]
+    trackers = {s: tracker_of(*conversation(ANGRY[:2]), sender=s) for s in senders}
+    first = logs.log(trackers[senders[0]], ConversationInfo(senders[0], senders[0], "rest"))
+    for s in senders[1:]:
+        logs.log(trackers[s], ConversationInfo(s, s, "rest"))
+    assert logs.held == (2, 4), "the third conversation's 2 turns pushed the first (least recent) out"
+    again = logs.log(trackers[senders[0]], ConversationInfo(senders[0], senders[0], "rest"))
+    assert again is not first and again.turns == first.turns, "an evicted conversation is re-read from its tracker"
+    assert logs.held == (2, 4)
+
+
 def test_each_turn_reads_only_the_new_events_and_a_tracker_that_changed_is_read_whole() -> None:
     events = conversation(ANGRY)
     sender = uuid.uuid4().hex
