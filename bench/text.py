@@ -112,16 +112,23 @@ def with_net(model: TextEmotionModel, net: Any, suffix: str) -> TextEmotionModel
 
 
 def per_message_ms(
-    predict: Callable[[str, list[str]], Any], items: list[tuple[str, list[str]]], repeats: int
-) -> list[float]:
-    for text, context in items:  # warm-up: lazy initialisation, allocator, caches
-        predict(text, context)
-    times = []
-    for _ in range(repeats):
+    variants: list[tuple[Callable[[str, list[str]], Any], list[tuple[str, list[str]]]]], repeats: int
+) -> list[list[float]]:
+    """Per variant, the time of each call; the variants take turns pass by pass.
+
+    Interleaved so that a slow spell of a shared VM (another tenant, a frequency
+    change) falls on every variant alike instead of on whichever ran then.
+    """
+    for predict, items in variants:  # warm-up: lazy initialisation, allocator, caches
         for text, context in items:
-            start = time.perf_counter()
             predict(text, context)
-            times.append((time.perf_counter() - start) * 1e3)
+    times: list[list[float]] = [[] for _ in variants]
+    for _ in range(repeats):
+        for (predict, items), out in zip(variants, times):
+            for text, context in items:
+                start = time.perf_counter()
+                predict(text, context)
+                out.append((time.perf_counter() - start) * 1e3)
     return times
 
 
@@ -167,7 +174,7 @@ def encoder_costs(items: list[tuple[str, list[str]]], threads: int, repeats: int
             )
             session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         feeds = [{n: b[n].numpy() for n in names} for b in batches]
-        times = per_message_ms(onnx_call(session, feeds), [(str(i), []) for i in range(len(feeds))], repeats)
+        (times,) = per_message_ms([(onnx_call(session, feeds), [(str(i), []) for i in range(len(feeds))])], repeats)
         params = sum(p.numel() for p in net.parameters())
         out.append({"encoder": label, "parameters": params, **summary(times)})
     return out
@@ -224,10 +231,8 @@ def main(argv: list[str] | None = None) -> None:
             others.append((name, TextEmotionModel.load(DEFAULT_MODEL, threads=args.threads, runtime=runtime)))
     variants += [(name, model, in_context) for name, model in others]
 
-    rows: list[dict[str, Any]] = []
-    for name, model, items in variants:
-        times = per_message_ms(model.predict, items, args.repeats)
-        rows.append({"variant": name, **summary(times)})
+    timed = per_message_ms([(model.predict, items) for _, model, items in variants], args.repeats)
+    rows: list[dict[str, Any]] = [{"variant": name, **summary(t)} for (name, _, _), t in zip(variants, timed)]
     base = rows[0]["mean_ms"]
     for row in rows:
         row["ratio_to_baseline"] = row["mean_ms"] / base

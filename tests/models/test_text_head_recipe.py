@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import torch
 
@@ -10,11 +12,15 @@ from models.metrics import evaluate
 from models.recipes.text.head import (
     SELECTION,
     SPLIT_SHARES,
+    dailydialog_folds,
     dailydialog_split,
     family_read,
     fast_scores,
     folded,
     logits_with,
+    mix,
+    train_head,
+    trained,
     with_offset,
 )
 from models.text import EmotionHead
@@ -82,3 +88,37 @@ def test_fast_scores_agree_with_the_reports() -> None:
         assert abs(fast[name]["macro_f1"] - report.macro_f1) < 1e-9  # disgusted absent: not scored, as there
         assert abs(fast[name]["weighted_f1"] - report.weighted_f1) < 1e-9
         assert abs(fast[name]["neutral_recall"] - report.per_class["neutral"]["recall"]) < 1e-9
+
+
+def test_dailydialog_folds_pool_train_and_selection_and_keep_each_dialogue_in_one_fold() -> None:
+    shared_data("text", "dailydialog", "validation")
+    parts = dailydialog_split()
+    pool, fold = dailydialog_folds(3)
+    assert [s.text for s in pool] == [s.text for s in parts["train"] + parts["selection"]], "the features' order"
+    folds_of: dict[str, set[int]] = {}
+    for s, k in zip(pool, fold):
+        folds_of.setdefault(str(s.dialogue_id), set()).add(int(k))
+    assert all(len(ks) == 1 for ks in folds_of.values())
+    sizes = np.bincount([next(iter(ks)) for ks in folds_of.values()])
+    assert len(sizes) == 3 and sizes.max() - sizes.min() <= 1
+    assert not {s.dialogue_id for s in pool} & {s.dialogue_id for s in parts["test"]}, "the held-out part stays out"
+
+
+def test_fold_heads_score_each_pool_row_out_of_fold_and_ship_as_their_mean() -> None:
+    rng = np.random.default_rng(3)
+
+    def part(n: int) -> dict[str, np.ndarray]:
+        return {"x": rng.normal(size=(n, 384)).astype(np.float32), "y": rng.integers(0, len(LABELS), n)}
+
+    feats = {"meld_train": part(40), "goemotions_train": part(40), "dd_train": part(30), "dd_selection": part(30)}
+    fold = np.arange(30) % 2
+    args = argparse.Namespace(dd_folds=2, fold_of=fold, epochs=[2], seed=5, seeds=1)
+    state, oof = trained(feats, 2, 0, 0.5, args)[2]
+    assert oof is not None
+    alone = [train_head(*mix(feats, 2, 0, fold != k), 0.5, [2], 5 + k)[2] for k in (0, 1)]
+    for k in (0, 1):  # a row's logits come from the head that never trained on its fold
+        np.testing.assert_allclose(oof[fold == k], logits_with(alone[k], feats["dd_selection"]["x"][fold == k]))
+    x = feats["meld_train"]["x"]
+    np.testing.assert_allclose(logits_with(state, x), np.mean([logits_with(a, x) for a in alone], 0), atol=1e-5)
+    # Without folds the DailyDialog rows are the train part's, and no out-of-fold logits are made.
+    assert trained(feats, 1, 0, 0.5, argparse.Namespace(dd_folds=1, epochs=[1], seed=5, seeds=1))[1][1] is None

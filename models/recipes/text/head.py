@@ -20,6 +20,12 @@ cached pooled features, read in context as production reads turns:
   constraints (macro-F1 rewards saying a rare class as often as it is right,
   which a head trained for likelihood does not); `--seeds K` trains K heads per
   configuration and folds them into one head with their mean logits;
+- `--dd-folds K`: the DailyDialog train and selection parts pooled and cut into K
+  folds by dialogue; per configuration K heads, each trained without one fold, are
+  folded into the shipped head (their mean logits), and the DailyDialog part of
+  the objective is their out-of-fold macro-F1 over the whole pool. Selection and
+  the offsets then read three times the everyday turns (the selection part alone
+  holds no fearful or disgusted turn), and the head learns from all of them;
 - `--dair fear,sadness,anger`: dair-ai/emotion's sentences of those classes as
   a further training corpus (a grid of weights, `--dair-repeat`);
 - selection (never one corpus alone): among the configurations that keep
@@ -92,6 +98,16 @@ def dailydialog_split(seed: int = SPLIT_SEED) -> dict[str, list[data.TextSample]
     for s in samples:
         parts[part_of[str(s.dialogue_id)]].append(s)
     return parts
+
+
+def dailydialog_folds(k: int, seed: int = SPLIT_SEED) -> tuple[list[data.TextSample], NDArray[Any]]:
+    """The train and selection parts pooled (in that order, as their features are) and each row's fold, by dialogue."""
+    parts = dailydialog_split()
+    pool = parts["train"] + parts["selection"]
+    ids = sorted({str(s.dialogue_id) for s in pool}, key=lambda d: int(d.split("-")[1]))
+    order = np.random.default_rng(seed + 1).permutation(len(ids))
+    fold_of = {ids[i]: rank % k for rank, i in enumerate(order)}
+    return pool, np.array([fold_of[str(s.dialogue_id)] for s in pool])
 
 
 def write_manifest(samples: Sequence[data.TextSample], path: Path) -> Path:
@@ -314,13 +330,48 @@ SELECTION = ("meld_dev", "goemotions_dev", "dd_selection")
 
 
 def candidate(
-    state: dict[str, Any], offset: NDArray[Any], feats: dict[str, Any], families: Sequence[str]
+    state: dict[str, Any],
+    offset: NDArray[Any],
+    feats: dict[str, Any],
+    families: Sequence[str],
+    oof: NDArray[Any] | None = None,
 ) -> tuple[float, dict[str, Any]]:
+    """Temperature and scores of a head; `oof`: the DailyDialog pool's out-of-fold logits, read in place of its own."""
     logits = {name: logits_with(state, f["x"], offset) for name, f in feats.items()}
+    if oof is not None:
+        logits["dd_selection"] = oof + offset
     temperature = fit_temperature(
         np.concatenate([logits[n] for n in SELECTION]), np.concatenate([feats[n]["y"] for n in SELECTION])
     )
     return temperature, scores(logits, feats, temperature, families)
+
+
+def mix(feats: dict[str, Any], repeat: int, dair_repeat: int, dd: NDArray[Any] | None = None) -> tuple[Any, Any]:
+    """Training rows: MELD x2, GoEmotions, DailyDialog x`repeat` (the train part, or the pool rows `dd`), dair."""
+    parts = ["meld_train"] * 2 + ["goemotions_train"] + ["dair_train"] * dair_repeat
+    xs, ys = [feats[p]["x"] for p in parts], [feats[p]["y"] for p in parts]
+    own = feats["dd_train"] if dd is None else {k: v[dd] for k, v in feats["dd_selection"].items()}
+    return np.concatenate([*xs, *[own["x"]] * repeat]), np.concatenate([*ys, *[own["y"]] * repeat])
+
+
+def trained(
+    feats: dict[str, Any], repeat: int, dair_repeat: int, power: float, args: argparse.Namespace
+) -> dict[int, tuple[dict[str, Any], NDArray[Any] | None]]:
+    """Per kept epoch, the (folded) head and, with `--dd-folds`, the pool's out-of-fold logits."""
+    if args.dd_folds <= 1:
+        x, y = mix(feats, repeat, dair_repeat)
+        runs = [train_head(x, y, power, args.epochs, args.seed + i) for i in range(args.seeds)]
+        return {epoch: (folded([run[epoch] for run in runs]), None) for epoch in args.epochs}
+    fold, fold_ids = args.fold_of, range(args.dd_folds)
+    mixes = [mix(feats, repeat, dair_repeat, fold != k) for k in fold_ids]
+    runs = [train_head(x, y, power, args.epochs, args.seed + k) for k, (x, y) in zip(fold_ids, mixes)]
+    out: dict[int, tuple[dict[str, Any], NDArray[Any] | None]] = {}
+    for epoch in args.epochs:
+        oof = np.zeros((len(fold), len(LABELS)), dtype=np.float32)
+        for k, run in zip(fold_ids, runs):
+            oof[fold == k] = logits_with(run[epoch], feats["dd_selection"]["x"][fold == k])
+        out[epoch] = (folded([run[epoch] for run in runs]), oof)
+    return out
 
 
 def search(feats: dict[str, Any], families: Sequence[str], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -328,25 +379,28 @@ def search(feats: dict[str, Any], families: Sequence[str], args: argparse.Namesp
     results = []
     mixes = [(r, d) for r in args.dd_repeat for d in (args.dair_repeat if args.dair else [0])]
     for repeat, dair_repeat in mixes:
-        parts = ["meld_train"] * 2 + ["goemotions_train"] + ["dd_train"] * repeat + ["dair_train"] * dair_repeat
-        x = np.concatenate([feats[p]["x"] for p in parts])
-        y = np.concatenate([feats[p]["y"] for p in parts])
         for power in args.power:
             t0 = time.perf_counter()
-            runs = [train_head(x, y, power, args.epochs, args.seed + i) for i in range(args.seeds)]
-            states = {epoch: folded([run[epoch] for run in runs]) for epoch in args.epochs}
-            for epoch, state in states.items():
+            for epoch, (state, oof) in trained(feats, repeat, dair_repeat, power, args).items():
                 for shift in args.neutral_offset:
                     offset = np.zeros(len(LABELS), dtype=np.float32)
                     offset[NEUTRAL] = shift
-                    temperature, s = candidate(state, offset, feats, families)
+                    temperature, s = candidate(state, offset, feats, families, oof)
                     config = {"dd_repeat": repeat, "power": power, "epochs": epoch, "neutral_offset": shift}
                     if args.seeds > 1:
                         config["seeds"] = args.seeds
+                    if args.dd_folds > 1:
+                        config["dd_folds"] = args.dd_folds
                     if dair_repeat:
                         config["dair_repeat"] = dair_repeat
                     results.append(
-                        {"config": config, "state": with_offset(state, offset), "temperature": temperature, "scores": s}
+                        {
+                            "config": config,
+                            "state": with_offset(state, offset),
+                            "oof": None if oof is None else oof + offset,
+                            "temperature": temperature,
+                            "scores": s,
+                        }
                     )
                     dd, meld, goemo = s["dd_selection"], s["meld_dev"], s["goemotions_dev"]
                     print(
@@ -395,6 +449,8 @@ def tuned(
     """
     state, temperature = result["state"], result["temperature"]
     base = {n: logits_with(state, feats[n]["x"]) for n in (*SELECTION, "contact_centre")}
+    if result.get("oof") is not None:
+        base["dd_selection"] = result["oof"]
 
     def value(offset: NDArray[Any]) -> float:
         s = fast_scores({n: v + offset for n, v in base.items()}, feats, temperature, families)
@@ -413,14 +469,15 @@ def tuned(
                     best, offset, moved = got, trial, True
         if not moved:
             break
-    temperature, s = candidate(state, offset, feats, families)
+    temperature, s = candidate(state, offset, feats, families, result.get("oof"))
     config = {**result["config"], "offsets": [round(float(v), 2) for v in offset]}
     print(
         f"tuned {config}: objective {objective(s):.4f} (from {objective(result['scores']):.4f}), "
         f"dd-sel macro-F1 {s['dd_selection']['macro_f1']:.3f}",
         flush=True,
     )
-    return {"config": config, "state": with_offset(state, offset), "temperature": temperature, "scores": s}
+    oof = None if result.get("oof") is None else result["oof"] + offset
+    return {"config": config, "state": with_offset(state, offset), "oof": oof, "temperature": temperature, "scores": s}
 
 
 def main() -> None:
@@ -437,6 +494,9 @@ def main() -> None:
     parser.add_argument("--dair", default="", help="dair-ai/emotion labels to add to training, e.g. fear,sadness,anger")
     parser.add_argument("--dair-repeat", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--seeds", type=int, default=1, help="heads from this many seeds, folded into one")
+    parser.add_argument(
+        "--dd-folds", type=int, default=1, help="train on the DailyDialog train+selection parts, K folds, out-of-fold"
+    )
     parser.add_argument("--tune-offsets", type=int, default=0, help="tune per-class offsets of the best N candidates")
     parser.add_argument("--min-neutral-recall", type=float, default=0.87)
     parser.add_argument("--min-meld", type=float, default=0.56)
@@ -446,6 +506,11 @@ def main() -> None:
     checkpoint = Checkpoint.load(args.weights)
     dair = tuple(label for label in args.dair.split(",") if label)
     feats = features(args.weights, int(checkpoint.arch.get("context_turns", 0)), args.goemotions_share, dair)
+    if args.dd_folds > 1:
+        # "dd_selection" becomes the pool (train part, then selection part, as `dailydialog_folds` orders it).
+        pool = {k: np.concatenate([feats["dd_train"][k], feats["dd_selection"][k]]) for k in ("x", "y")}
+        feats["dd_selection"] = pool
+        _, args.fold_of = dailydialog_folds(args.dd_folds)
     manifest = write_manifest(dailydialog_split()["test"], CACHE / "dailydialog_test.csv")
     print(f"DailyDialog held-out part: {manifest} (python -m models.evaluate text {manifest})")
     if args.extract_only:
@@ -469,7 +534,12 @@ def main() -> None:
     print(f"selected {best['config']} T={best['temperature']:.3f}: {json.dumps(best['scores'])}", flush=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     (CACHE / "search.json").write_text(
-        json.dumps({"shipped": baseline, "candidates": [{k: v for k, v in r.items() if k != "state"} for r in results]})
+        json.dumps(
+            {
+                "shipped": baseline,
+                "candidates": [{k: v for k, v in r.items() if k not in ("state", "oof")} for r in results],
+            }
+        )
     )
     if args.out:
         save(checkpoint, best, baseline, args)
@@ -480,11 +550,17 @@ def save(checkpoint: Checkpoint, best: dict[str, Any], baseline: dict[str, Any],
     delta.update({f"head.{k}": v.float() for k, v in best["state"].items()})
     info = dict(checkpoint.info)
     info["version"] = time.strftime("%Y%m%d")
+    folds = int(best["config"].get("dd_folds", 1))
+    dd_rows = (
+        f"the train and selection parts in {folds} folds by dialogue, {folds} heads each without one fold, folded"
+        if folds > 1
+        else "train part"
+    )
     info["head_refit"] = {
         "recipe": f"models.recipes.text.head (issue 18): encoder delta of {args.weights.name} as it is, "
         "head refit on cached features",
         "train": f"MELD train x2 + GoEmotions train (no approval/desire, {args.goemotions_share:.0%}) "
-        "+ DailyDialog-validation train part "
+        f"+ DailyDialog-validation {dd_rows} "
         f"(dialogue split seed {SPLIT_SEED}, shares {SPLIT_SHARES}) x{best['config']['dd_repeat']}",
         "config": best["config"],
         "selection": {
