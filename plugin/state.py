@@ -100,16 +100,32 @@ class _Breaker:
         self.retry_after = retry_after
         self.clock = clock
         self.open_until = 0.0
-        self.failures = 0
+        self.failures = 0  # in all, for the process's life
+        self.in_a_row = 0  # since the last call that went through
         self._lock = threading.Lock()
 
     def allow(self) -> bool:
         return self.clock() >= self.open_until
 
-    def trip(self) -> None:
+    def trip(self) -> int:
+        """Count a failure and open; returns the failures in a row, this one included."""
         with self._lock:
             self.failures += 1
+            self.in_a_row += 1
             self.open_until = self.clock() + self.retry_after
+            return self.in_a_row
+
+    def closed(self) -> int:
+        """A call went through: returns how many failed in a row before it (0 when none did)."""
+        with self._lock:
+            before, self.in_a_row = self.in_a_row, 0
+            return before
+
+
+def worth_a_warning(in_a_row: int) -> bool:
+    """The 1st, 2nd, 4th, 8th... failure of an outage: a long outage (the outbox retries every
+    `retry_after` seconds) stays visible in the log without a line per retry."""
+    return in_a_row & (in_a_row - 1) == 0
 
 
 class StateStore:
@@ -143,18 +159,22 @@ class StateStore:
         if not self.breaker.allow():
             raise StateUnavailable(f"Redis marked unavailable; retrying after {self.settings.retry_after_seconds}s")
         try:
-            return fn()
+            result = fn()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self.breaker.trip()
+            in_a_row = self.breaker.trip()
             log_event(
                 logger,
-                logging.WARNING,
+                logging.WARNING if worth_a_warning(in_a_row) else logging.DEBUG,
                 "toneline.state.unavailable",
                 operation=what,
                 error=str(exc),
                 failures=self.breaker.failures,
+                in_a_row=in_a_row,
             )
             raise StateUnavailable(f"Redis unavailable during {what}: {exc}") from exc
+        if self.breaker.in_a_row and (failed := self.breaker.closed()):
+            log_event(logger, logging.INFO, "toneline.state.recovered", operation=what, failed_in_a_row=failed)
+        return result
 
     # -- writes -------------------------------------------------------------
     def record(

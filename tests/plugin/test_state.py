@@ -1,4 +1,5 @@
 import json
+import logging
 import threading
 
 import pytest
@@ -93,6 +94,26 @@ def test_unreachable_redis_fails_fast_and_recovers() -> None:
     with pytest.raises(StateUnavailable, match="marked unavailable"):
         store.turns("conv-1")  # refused at once, no new connection attempt
     assert store.breaker.failures == 1
+
+
+def test_an_outage_warns_on_its_1st_2nd_4th_failure_and_says_when_redis_is_back(
+    redis_endpoint: RedisEndpoint, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = store_for(redis_endpoint, redis_prefix, retry_after_seconds=0.0)
+
+    def refused() -> None:
+        raise redis.ConnectionError("Connection refused")
+
+    caplog.set_level(logging.DEBUG, logger="plugin.state")
+    for _ in range(5):
+        with pytest.raises(StateUnavailable):
+            store._call("replay", refused)
+    warnings = [r for r in caplog.records if "toneline.state.unavailable" in r.getMessage()]
+    assert [r.levelno for r in warnings] == [logging.WARNING] * 2 + [logging.DEBUG, logging.WARNING, logging.DEBUG]
+    assert record(store, INFO, turns(1)) == 1, "a real call goes through once the pause is over"
+    back = [r.getMessage() for r in caplog.records if "toneline.state.recovered" in r.getMessage()]
+    assert len(back) == 1 and "failed_in_a_row=5" in back[0]
+    assert store.breaker.in_a_row == 0 and store.breaker.failures == 5
 
 
 def test_breaker_retries_after_the_pause(redis_endpoint: RedisEndpoint, redis_prefix: str) -> None:

@@ -495,7 +495,10 @@ def main() -> None:
     parser.add_argument("--dair-repeat", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--seeds", type=int, default=1, help="heads from this many seeds, folded into one")
     parser.add_argument(
-        "--dd-folds", type=int, default=1, help="train on the DailyDialog train+selection parts, K folds, out-of-fold"
+        "--dd-folds",
+        type=int,
+        default=1,
+        help="DailyDialog train+selection parts in K folds: K heads (one seed each, so --seeds is unused), out-of-fold",
     )
     parser.add_argument("--tune-offsets", type=int, default=0, help="tune per-class offsets of the best N candidates")
     parser.add_argument("--min-neutral-recall", type=float, default=0.87)
