@@ -98,6 +98,7 @@ class _Seen:
     consumed: int
     mark: _MARK | None
     log: ConversationLog
+    counted: int = 0  # its turns as `TrackerLogs` counted them when it went in
 
 
 class TrackerLogs:
@@ -127,7 +128,7 @@ class TrackerLogs:
         events = list(tracker.events)
         with self._lock:
             seen = self._seen.pop(tracker.sender_id, None)
-            self._held -= len(seen.log.turns) if seen else 0
+            self._held -= seen.counted if seen else 0
         if seen is None or seen.consumed > len(events) or seen.mark != _mark(events, seen.consumed):
             seen = _Seen(0, None, ConversationLog(info))
         seen.log.info = info
@@ -135,11 +136,12 @@ class TrackerLogs:
             self._read(event, seen.log, tracker.sender_id)
         seen.consumed, seen.mark = len(events), _mark(events, len(events))
         with self._lock:
+            seen.counted = len(seen.log.turns)
             self._seen[tracker.sender_id] = seen
-            self._held += len(seen.log.turns)
+            self._held += seen.counted
             while len(self._seen) > 1 and (len(self._seen) > self.conversations or self._held > self.turns):
                 _, evicted = self._seen.popitem(last=False)
-                self._held -= len(evicted.log.turns)
+                self._held -= evicted.counted
         return seen.log
 
     @property
