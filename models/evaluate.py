@@ -118,8 +118,8 @@ def intervals_line(intervals: dict[str, tuple[float, float]]) -> str:
         f"{name[len('recall_') :]} [{a:.3f}, {b:.3f}]" for name, (a, b) in intervals.items() if name != "macro_f1"
     )
     return (
-        f"95 % intervals (1,000 bootstrap resamples of whole dialogues): macro-F1 [{lo:.3f}, {hi:.3f}]; "
-        f"recall {recalls}\n"
+        "95 % intervals (1,000 bootstrap resamples of whole dialogues, a row without one alone): "
+        f"macro-F1 [{lo:.3f}, {hi:.3f}]; recall {recalls}\n"
     )
 
 

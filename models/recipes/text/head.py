@@ -58,7 +58,7 @@ from torch import nn
 from models import data
 from models.checkpoint import Checkpoint
 from models.emotion import FAMILY_OF_LABEL, LABEL_INDEX, LABELS
-from models.metrics import evaluate
+from models.metrics import confusion_f1, evaluate
 from models.recipes.calibration import fit_temperature, softmax
 from models.text import (
     DEFAULT_MODEL,
@@ -421,11 +421,7 @@ def fast_scores(
     out: dict[str, Any] = {}
     for name in SELECTION:
         y, pred = feats[name]["y"], logits[name].argmax(1)
-        cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(float)
-        tp, gold, said = np.diag(cm), cm.sum(1), cm.sum(0)
-        p = np.divide(tp, said, out=np.zeros(k), where=said > 0)
-        r = np.divide(tp, gold, out=np.zeros(k), where=gold > 0)
-        f1 = np.divide(2 * p * r, p + r, out=np.zeros(k), where=p + r > 0)
+        r, f1, gold = confusion_f1(np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(float))
         present = gold > 0
         out[name] = {
             "macro_f1": float(f1[present].mean()),
