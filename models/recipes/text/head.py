@@ -200,7 +200,7 @@ def train_head(
     """Train a fresh head on features; the head's state after each epoch in `epochs`."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    head = EmotionHead()
+    head = EmotionHead(dim=x.shape[1])  # 384 for the shipped pooling; wider for `alternatives pooling`
     counts = np.bincount(y, minlength=len(LABELS)).astype(float)
     w = 1.0 / np.maximum(counts, 1.0) ** power
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(w / (w * counts).sum() * counts.sum(), dtype=torch.float32))
@@ -244,7 +244,8 @@ def folded(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def head_for(state: dict[str, Any]) -> EmotionHead:
-    head = EmotionHead(hidden=int(state["net.1.weight"].shape[0]))
+    width, dim = state["net.1.weight"].shape  # folded seeds: wider; `alternatives pooling`: longer input
+    head = EmotionHead(dim=int(dim), hidden=int(width))
     head.load_state_dict(state)
     return head
 

@@ -1,0 +1,65 @@
+"""The issue-18 probes beside the shipped head: richer pooling of the same pass, and a bag of words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.checkpoint import Checkpoint
+from models.emotion import LABEL_INDEX, LABELS
+from models.recipes.text.alternatives import BLOCKS, class_weights, feature_set, lexical_log_probs, pooled_blocks
+from models.recipes.text.head import logits_with, pooled, train_head
+from models.text import DEFAULT_MODEL, MAX_TOKENS, encode_turn, load_tokenizer, net_from_checkpoint
+
+
+def test_feature_sets_normalise_each_block_and_keep_the_order() -> None:
+    rng = np.random.default_rng(0)
+    blocks = rng.normal(size=(5, len(BLOCKS), 384)).astype(np.float32) * np.array([1, 10, 100, 1000])[None, :, None]
+    x = feature_set(blocks, ("message_l6", "context_l6"))
+    assert x.shape == (5, 768)
+    np.testing.assert_allclose(np.linalg.norm(x[:, :384], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(x[:, 384:], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        x[:, 384:] * np.linalg.norm(blocks[:, 2], axis=1, keepdims=True), blocks[:, 2], rtol=1e-4
+    )
+
+
+def test_the_first_block_is_what_the_shipped_head_reads_and_no_context_gives_a_zero_block() -> None:
+    tokenizer, net = load_tokenizer(), net_from_checkpoint(Checkpoint.load(DEFAULT_MODEL))
+    encoded = [
+        encode_turn(tokenizer, "Why was I charged twice?", ["Hello, how can I help?"], MAX_TOKENS),
+        encode_turn(tokenizer, "I'd like to check my balance.", [], MAX_TOKENS),
+    ]
+    blocks = pooled_blocks(net, tokenizer, encoded)
+    np.testing.assert_allclose(blocks[:, 0], pooled(net, tokenizer, encoded), atol=1e-5)
+    assert np.abs(blocks[0, BLOCKS.index("context_l6")]).sum() > 0
+    assert not blocks[1, BLOCKS.index("context_l6")].any()
+    assert not np.allclose(blocks[:, BLOCKS.index("message_l4")], blocks[:, 0], atol=1e-2)
+
+
+def test_a_head_trains_on_features_wider_than_the_encoder() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, len(LABELS), size=400)
+    x = rng.normal(size=(400, 768)).astype(np.float32)
+    x[np.arange(400), y] += 4.0  # a learnable signal in the first columns
+    state = train_head(x, y, 0.0, [15], seed=0)[15]
+    assert state["net.1.weight"].shape[1] == 768
+    assert (logits_with(state, x).argmax(1) == y).mean() > 0.9
+
+
+def test_the_bag_of_words_learns_word_cues_and_gives_log_probabilities() -> None:
+    texts = ["i am furious about this"] * 6 + ["thanks so much this is great"] * 6 + ["check my balance please"] * 6
+    y = np.array([LABEL_INDEX["angry"]] * 6 + [LABEL_INDEX["happy"]] * 6 + [LABEL_INDEX["neutral"]] * 6)
+    out = lexical_log_probs(texts, y, class_weights(y, 0.5), 4.0, {"probe": ["furious", "great thanks", "balance"]})
+    probe = out["probe"]
+    np.testing.assert_allclose(np.exp(probe).sum(1), 1.0, rtol=1e-6)
+    assert [LABELS[i] for i in probe.argmax(1)] == ["angry", "happy", "neutral"]
+    assert np.exp(probe[:, LABEL_INDEX["fearful"]]).max() < 1e-6  # a class the mix lacks is never said
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_class_weights_have_mean_one_and_favour_the_rare_class(power: float) -> None:
+    y = np.array([0] * 90 + [3] * 10)
+    w = class_weights(y, power)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[-1] >= w[0] and (w[-1] > w[0]) == (power > 0)
