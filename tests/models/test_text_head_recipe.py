@@ -12,6 +12,7 @@ from models.metrics import evaluate
 from models.recipes.text.head import (
     SELECTION,
     SPLIT_SHARES,
+    best_offset,
     dailydialog_folds,
     dailydialog_split,
     family_read,
@@ -19,6 +20,7 @@ from models.recipes.text.head import (
     folded,
     logits_with,
     mix,
+    objective,
     train_head,
     trained,
     with_offset,
@@ -122,3 +124,32 @@ def test_fold_heads_score_each_pool_row_out_of_fold_and_ship_as_their_mean() -> 
     np.testing.assert_allclose(logits_with(state, x), np.mean([logits_with(a, x) for a in alone], 0), atol=1e-5)
     # Without folds the DailyDialog rows are the train part's, and no out-of-fold logits are made.
     assert trained(feats, 1, 0, 0.5, argparse.Namespace(dd_folds=1, epochs=[1], seed=5, seeds=1))[1][1] is None
+
+
+def test_best_offset_raises_a_class_the_logits_under_say_and_leaves_a_calibrated_reading_alone() -> None:
+    rng = np.random.default_rng(3)
+    angry = LABELS.index("angry")
+    feats, base = {}, {}
+    for name in SELECTION:
+        y = rng.integers(0, len(LABELS), size=700)
+        logits = rng.normal(size=(700, len(LABELS))).astype(np.float32)
+        logits[np.arange(700), y] += 2.5
+        feats[name] = {"y": y}
+        base[name] = logits
+    # The contact-centre guard: 48 sentences read right by family, with a margin.
+    families = ["negative", "neutral", "positive"] * 16
+    of_family = {"negative": angry, "neutral": LABELS.index("neutral"), "positive": LABELS.index("happy")}
+    guard = np.zeros((48, len(LABELS)), dtype=np.float32)
+    guard[np.arange(48), [of_family[f] for f in families]] = 6.0
+    base["contact_centre"] = guard
+    constraints = argparse.Namespace(min_neutral_recall=0.0, min_meld=0.0)
+    assert np.abs(best_offset(base, feats, 1.0, families, constraints)).max() <= 0.25  # sampling noise at most
+
+    under = {n: v.copy() for n, v in base.items()}
+    for name in SELECTION:
+        under[name][:, angry] -= 3.0
+    offset = best_offset(under, feats, 1.0, families, constraints)
+    assert offset[angry] >= 2.0
+    before = objective(fast_scores(under, feats, 1.0, families))
+    after = objective(fast_scores({n: v + offset for n, v in under.items()}, feats, 1.0, families))
+    assert after > before + 0.02

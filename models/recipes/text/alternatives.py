@@ -50,6 +50,8 @@ FEATURE_SETS = {
 # The shipped head's two best configurations of the third session: (DailyDialog repeat, power, epochs).
 CONFIGS = ((8, 0.5, 40), (5, 0.25, 20))
 TOKEN_PATTERN = r"(?u)\b\w+\b|[!?]"
+# The head recipe's default constraints (`admissible`).
+CONSTRAINTS = argparse.Namespace(min_neutral_recall=0.87, min_meld=0.56)
 
 
 @torch.inference_mode()
@@ -127,16 +129,18 @@ def class_weights(y: NDArray[Any], power: float) -> NDArray[Any]:
     return out
 
 
+def temperature_of(logits: dict[str, NDArray[Any]], feats: dict[str, Any]) -> float:
+    """The temperature the head recipe fits: NLL on the pooled selection sets."""
+    names = recipe.SELECTION
+    return fit_temperature(np.concatenate([logits[n] for n in names]), np.concatenate([feats[n]["y"] for n in names]))
+
+
 def report(
     label: str, logits: dict[str, NDArray[Any]], feats: dict[str, Any], families: Sequence[str], show_test: bool
 ) -> float:
     """One line in the head recipe's terms; returns the objective."""
-    selection = recipe.SELECTION
-    temperature = fit_temperature(
-        np.concatenate([logits[n] for n in selection]), np.concatenate([feats[n]["y"] for n in selection])
-    )
-    s = recipe.scores(logits, feats, temperature, families)
-    fit = recipe.admissible(s, argparse.Namespace(min_neutral_recall=0.87, min_meld=0.56))
+    s = recipe.scores(logits, feats, temperature_of(logits, feats), families)
+    fit = recipe.admissible(s, CONSTRAINTS)
     dd = s["dd_selection"]
     line = (
         f"{label}: objective {recipe.objective(s):.4f} admissible {fit}, dd-sel macro-F1 {dd['macro_f1']:.3f} "
@@ -168,6 +172,11 @@ def lexical(args: argparse.Namespace, feats: dict[str, Any], families: Sequence[
         for alpha in args.alpha:
             fused = {n: neural[n] + alpha * lex[n] for n in feats}
             report(f"C={c} shipped head + {alpha} x lexical", fused, feats, families, args.show_test)
+            # The shipped head's offsets were tuned without the lexical term: the fusion gets its own, the same way.
+            offset = recipe.best_offset(fused, feats, temperature_of(fused, feats), families, CONSTRAINTS)
+            moved = {n: v + offset for n, v in fused.items()}
+            label = f"C={c} shipped head + {alpha} x lexical, offsets ({', '.join(f'{v:+.2f}' for v in offset)})"
+            report(label, moved, feats, families, args.show_test)
 
 
 def pooling(args: argparse.Namespace, feats: dict[str, Any], families: Sequence[str], turns: int) -> None:

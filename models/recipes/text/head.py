@@ -435,19 +435,18 @@ def fast_scores(
 OFFSET_GRID = np.round(np.arange(-2.0, 3.01, 0.25), 2)
 
 
-def tuned(
-    result: dict[str, Any], feats: dict[str, Any], families: Sequence[str], args: argparse.Namespace
-) -> dict[str, Any]:
-    """`result` with a per-class logit offset found by coordinate ascent on the pooled objective.
+def best_offset(
+    base: dict[str, NDArray[Any]],
+    feats: dict[str, Any],
+    temperature: float,
+    families: Sequence[str],
+    args: argparse.Namespace,
+) -> NDArray[Any]:
+    """A per-class logit offset for `base` (the selection sets' and the guard's logits), by coordinate ascent.
 
-    The head's own prior is one offset (neutral) in the grid; this moves every class's,
-    so that a rare class is said as often as the selection sets reward, under the
-    same constraints. Only the selection sets and the contact-centre guard are read.
+    Steps of `OFFSET_GRID` per class, up to 3 sweeps, on the pooled objective under
+    `admissible`; zero where nothing admissible beats it.
     """
-    state, temperature = result["state"], result["temperature"]
-    base = {n: logits_with(state, feats[n]["x"]) for n in (*SELECTION, "contact_centre")}
-    if result.get("oof") is not None:
-        base["dd_selection"] = result["oof"]
 
     def value(offset: NDArray[Any]) -> float:
         s = fast_scores({n: v + offset for n, v in base.items()}, feats, temperature, families)
@@ -466,6 +465,23 @@ def tuned(
                     best, offset, moved = got, trial, True
         if not moved:
             break
+    return offset
+
+
+def tuned(
+    result: dict[str, Any], feats: dict[str, Any], families: Sequence[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """`result` with a per-class logit offset found by coordinate ascent on the pooled objective.
+
+    The head's own prior is one offset (neutral) in the grid; this moves every class's,
+    so that a rare class is said as often as the selection sets reward, under the
+    same constraints. Only the selection sets and the contact-centre guard are read.
+    """
+    state, temperature = result["state"], result["temperature"]
+    base = {n: logits_with(state, feats[n]["x"]) for n in (*SELECTION, "contact_centre")}
+    if result.get("oof") is not None:
+        base["dd_selection"] = result["oof"]
+    offset = best_offset(base, feats, temperature, families, args)
     temperature, s = candidate(state, offset, feats, families, result.get("oof"))
     config = {**result["config"], "offsets": [round(float(v), 2) for v in offset]}
     print(
