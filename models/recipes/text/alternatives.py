@@ -173,7 +173,8 @@ def lexical(args: argparse.Namespace, feats: dict[str, Any], families: Sequence[
             fused = {n: neural[n] + alpha * lex[n] for n in feats}
             report(f"C={c} shipped head + {alpha} x lexical", fused, feats, families, args.show_test)
             # The shipped head's offsets were tuned without the lexical term: the fusion gets its own, the same way.
-            offset = recipe.best_offset(fused, feats, temperature_of(fused, feats), families, CONSTRAINTS)
+            read = {n: fused[n] for n in (*recipe.SELECTION, "contact_centre")}  # what the objective reads
+            offset = recipe.best_offset(read, feats, temperature_of(fused, feats), families, CONSTRAINTS)
             moved = {n: v + offset for n, v in fused.items()}
             label = f"C={c} shipped head + {alpha} x lexical, offsets ({', '.join(f'{v:+.2f}' for v in offset)})"
             report(label, moved, feats, families, args.show_test)
