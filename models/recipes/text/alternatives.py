@@ -1,6 +1,6 @@
 """Two ways to read more from the shipped encoder, each measured against its head (issue 18, fifth session).
 
-    python -m models.recipes.text.alternatives lexical [--C 1 4] [--alpha 0 0.25 0.5 1] [--show-test]
+    python -m models.recipes.text.alternatives lexical [--C 1 4] [--alpha 0.25 0.5 1] [--show-test]
     python -m models.recipes.text.alternatives pooling [--sets message,context,layers,all] [--show-test]
 
 - `lexical`: a bag of words beside the encoder. TF-IDF of word 1- and 2-grams
@@ -23,7 +23,6 @@ for the card, after the decision. Nothing here is shipped (models/cards/text.md)
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,12 +31,11 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from models import data
 from models.checkpoint import Checkpoint
 from models.emotion import LABELS
 from models.recipes.calibration import fit_temperature
 from models.recipes.text import head as recipe
-from models.text import DEFAULT_MODEL, MAX_TOKENS, collate, encode_turn, load_tokenizer, mean_pool, net_from_checkpoint
+from models.text import DEFAULT_MODEL, collate, mean_pool
 
 # Blocks of the pooling probe, in the order `pooled_blocks` stacks them.
 BLOCKS = ("message_l6", "message_l4", "context_l6", "cls_l6")
@@ -73,24 +71,6 @@ def pooled_blocks(net: Any, tokenizer: Any, encoded: list[dict[str, Any]], batch
         own_context = mean_pool(states[6], context) * (context.sum(1, keepdim=True) > 0)
         blocks = [mean_pool(states[6], message), mean_pool(states[4], message), own_context, states[6][:, 0]]
         out[idx] = torch.stack(blocks, 1).numpy()
-    return out
-
-
-def block_features(weights: Path, turns: int) -> dict[str, NDArray[Any]]:
-    """`pooled_blocks` of every corpus of the head recipe, cached by the weights' hash and the texts."""
-    checkpoint = Checkpoint.load(weights)
-    key = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
-    tokenizer, net, out = load_tokenizer(), None, {}
-    for name, samples in recipe.corpora().items():
-        texts = "\n".join(f"{s.dialogue_id}|{s.turn}|{s.text}" for s in samples)
-        path = recipe.CACHE / f"blocks-{name}-{key}-{hashlib.sha256(texts.encode()).hexdigest()[:12]}.npz"
-        if not path.exists():
-            net = net or net_from_checkpoint(checkpoint)
-            ctx = data.contexts(samples, turns)
-            encoded = [encode_turn(tokenizer, " ".join(s.text.split()), c, MAX_TOKENS) for s, c in zip(samples, ctx)]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path, x=pooled_blocks(net, tokenizer, encoded))
-        out[name] = np.load(path)["x"]
     return out
 
 
@@ -137,8 +117,8 @@ def temperature_of(logits: dict[str, NDArray[Any]], feats: dict[str, Any]) -> fl
 
 def report(
     label: str, logits: dict[str, NDArray[Any]], feats: dict[str, Any], families: Sequence[str], show_test: bool
-) -> float:
-    """One line in the head recipe's terms; returns the objective."""
+) -> None:
+    """One line in the head recipe's terms."""
     s = recipe.scores(logits, feats, temperature_of(logits, feats), families)
     fit = recipe.admissible(s, CONSTRAINTS)
     dd = s["dd_selection"]
@@ -155,7 +135,6 @@ def report(
             f"MELD test {s['meld_test']['weighted_f1']:.3f}, GoEmotions test {s['goemotions_test']['macro_f1']:.3f}"
         )
     print(line, flush=True)
-    return recipe.objective(s)
 
 
 def lexical(args: argparse.Namespace, feats: dict[str, Any], families: Sequence[str], shipped: Any) -> None:
@@ -180,10 +159,10 @@ def lexical(args: argparse.Namespace, feats: dict[str, Any], families: Sequence[
             report(label, moved, feats, families, args.show_test)
 
 
-def pooling(args: argparse.Namespace, feats: dict[str, Any], families: Sequence[str], turns: int) -> None:
-    blocks = block_features(args.weights, turns)
+def pooling(args: argparse.Namespace, families: Sequence[str], turns: int) -> None:
+    blocks = recipe.features(args.weights, turns, pool=pooled_blocks, prefix="blocks4-")  # (n, 4, 384) with labels
     for set_name in args.sets:
-        own = {n: {"x": feature_set(b, FEATURE_SETS[set_name]), "y": feats[n]["y"]} for n, b in blocks.items()}
+        own = {n: {"x": feature_set(b["x"], FEATURE_SETS[set_name]), "y": b["y"]} for n, b in blocks.items()}
         for repeat, power, epochs in CONFIGS:
             x, y = recipe.mix(own, repeat, 0)
             for seed in args.seeds:
@@ -222,7 +201,7 @@ def main() -> None:
     if args.probe == "lexical":
         lexical(args, feats, families, shipped)
     else:
-        pooling(args, feats, families, turns)
+        pooling(args, families, turns)
 
 
 if __name__ == "__main__":

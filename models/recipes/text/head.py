@@ -48,7 +48,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -169,22 +169,32 @@ def share(samples: list[data.TextSample], fraction: float) -> list[data.TextSamp
 
 
 def features(
-    weights: Path, turns: int, goemotions_share: float = 1.0, dair_labels: tuple[str, ...] = ()
+    weights: Path,
+    turns: int,
+    goemotions_share: float = 1.0,
+    dair_labels: tuple[str, ...] = (),
+    pool: Callable[[TextEmotionNet, Any, list[dict[str, Any]]], NDArray[Any]] | None = None,
+    prefix: str = "",
 ) -> dict[str, dict[str, NDArray[Any]]]:
-    """Pooled features and labels of every corpus, cached by the weights' hash and the texts."""
+    """Pooled features and labels of every corpus, cached by the weights' hash and the texts.
+
+    `pool` reads the encoder's states into features (default: `pooled`, what the
+    shipped head reads); another pool caches under its own file `prefix`.
+    """
+    pool = pool or pooled
     checkpoint = Checkpoint.load(weights)
     key = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
     tokenizer, net = load_tokenizer(), None
     out = {}
     for name, samples in corpora(goemotions_share, dair_labels).items():
         texts = "\n".join(f"{s.dialogue_id}|{s.turn}|{s.text}" for s in samples)
-        path = CACHE / f"{name}-{key}-{hashlib.sha256(texts.encode()).hexdigest()[:12]}.npz"
+        path = CACHE / f"{prefix}{name}-{key}-{hashlib.sha256(texts.encode()).hexdigest()[:12]}.npz"
         if not path.exists():
             net = net or net_from_checkpoint(checkpoint)
             t0 = time.perf_counter()
             ctx = data.contexts(samples, turns)
             encoded = [encode_turn(tokenizer, " ".join(s.text.split()), c, MAX_TOKENS) for s, c in zip(samples, ctx)]
-            x = pooled(net, tokenizer, encoded)
+            x = pool(net, tokenizer, encoded)
             y = np.array([LABEL_INDEX[s.label] for s in samples])
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez(path, x=x, y=y)
