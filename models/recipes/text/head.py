@@ -173,24 +173,28 @@ def features(
     turns: int,
     goemotions_share: float = 1.0,
     dair_labels: tuple[str, ...] = (),
-    pool: Callable[[TextEmotionNet, Any, list[dict[str, Any]]], NDArray[Any]] | None = None,
+    pool: Callable[[Any, Any, list[dict[str, Any]]], NDArray[Any]] | None = None,
     prefix: str = "",
+    load: Callable[[], tuple[Any, Any]] | None = None,
 ) -> dict[str, dict[str, NDArray[Any]]]:
     """Pooled features and labels of every corpus, cached by the weights' hash and the texts.
 
     `pool` reads the encoder's states into features (default: `pooled`, what the
     shipped head reads); another pool caches under its own file `prefix`.
+    `load` gives (tokenizer, net) of another encoder (default: the shipped
+    checkpoint's net); `weights` is then the file whose bytes key its cache.
     """
     pool = pool or pooled
-    checkpoint = Checkpoint.load(weights)
+    load = load or (lambda: (load_tokenizer(), net_from_checkpoint(Checkpoint.load(weights))))
     key = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
-    tokenizer, net = load_tokenizer(), None
+    tokenizer, net = None, None
     out = {}
     for name, samples in corpora(goemotions_share, dair_labels).items():
         texts = "\n".join(f"{s.dialogue_id}|{s.turn}|{s.text}" for s in samples)
         path = CACHE / f"{prefix}{name}-{key}-{hashlib.sha256(texts.encode()).hexdigest()[:12]}.npz"
         if not path.exists():
-            net = net or net_from_checkpoint(checkpoint)
+            if net is None:
+                tokenizer, net = load()
             t0 = time.perf_counter()
             ctx = data.contexts(samples, turns)
             encoded = [encode_turn(tokenizer, " ".join(s.text.split()), c, MAX_TOKENS) for s, c in zip(samples, ctx)]
