@@ -69,7 +69,7 @@ from models.recipes.fusion.report import (
 )
 
 logger = logging.getLogger(__name__)
-VERSION = "20261202"
+VERSION = "20261203"
 SYNTHETIC_TEST = "synthetic_pairs_test"
 # Report name -> the voice recipe's out-of-fold variant: clips read in a call (the actor's other clips as the
 # caller's baseline) and as a caller's first turn, studio and through the evaluation phone line.
