@@ -10,7 +10,9 @@ Speech is real: RAVDESS sentences from ../shared/data when present, else
 espeak-ng. Each clip is trimmed to its speech, so latency = first reply media
 frame received minus the moment the caller's last spoken frame was sent; it
 includes the VAD's end-of-turn silence (450 ms), Whisper, Rasa with Toneline,
-and TTS. Prints a table and the largest N whose p95 stays under 1 s.
+and TTS. A caller speaks again only once the bot's reply has played, as
+callers do (no barge-in), so the bot synthesises every reply whole. Prints a
+table and the largest N whose p95 stays under 1 s.
 
 `--early both` (the default) runs the sweep twice in the same run, first with
 the Whisper pass started only when the turn is cut (the simple way), then with
@@ -63,6 +65,7 @@ async def one_call(url: str, clips: list[NDArray[Any]], turns: int, speed: float
         for i in range(turns):
             reply = await call.say(clips[(i + random.randint(0, 99)) % len(clips)], then_silence=2.0)
             await call.wait_reply(reply, timeout=20, quiet=0.3)
+            await call.wait_played()  # the caller lets the bot finish: the whole reply is synthesised, as in a call
             if reply.first_audio_at is not None:
                 latencies.append((reply.first_audio_at - call.speech_ended_at[-1]) * speed)
     finally:

@@ -95,6 +95,16 @@ class SimulatedCall:
             await asyncio.sleep(0.05)
         return reply
 
+    async def wait_played(self, timeout: float = 30.0) -> None:
+        """Wait until the bot's audio received so far has played: a caller who lets the bot finish.
+
+        Bots send audio faster than real time, so a reply can be all here and still be playing;
+        a caller who speaks then barges in, and the bot stops synthesising the rest of its reply.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < min(self._playback_until, deadline):
+            await asyncio.sleep(0.02)
+
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._receive_loop()), asyncio.create_task(self._mark_loop())]
 
