@@ -8,7 +8,7 @@ import pytest
 from models.checkpoint import Checkpoint
 from models.emotion import LABEL_INDEX, LABELS
 from models.recipes.text.alternatives import BLOCKS, class_weights, feature_set, lexical_log_probs, pooled_blocks
-from models.recipes.text.head import logits_with, pooled, train_head
+from models.recipes.text.head import encoder_pooled, logits_with, pooled, train_head
 from models.text import DEFAULT_MODEL, MAX_TOKENS, encode_turn, load_tokenizer, net_from_checkpoint
 
 
@@ -66,14 +66,15 @@ def test_class_weights_have_mean_one_and_favour_the_rare_class(power: float) -> 
 
 
 def test_a_stock_encoder_read_without_context_gives_its_package_sentence_embedding() -> None:
-    from models.recipes.text.alternatives import pooled_plain, stock_encoder
+    from models.recipes.text.alternatives import stock_encoder
     from models.text import MiniLMEncoder, encoder_path
 
     tokenizer, encoder = stock_encoder(encoder_path())()
     texts = ["I'd like to check my balance.", "This is the third time I've called about this!"]
-    plain = pooled_plain(encoder, tokenizer, [encode_turn(tokenizer, t, [], MAX_TOKENS) for t in texts])
+    plain = encoder_pooled(encoder, tokenizer, [encode_turn(tokenizer, t, [], MAX_TOKENS) for t in texts])
     np.testing.assert_allclose(plain, MiniLMEncoder().encode(texts), atol=1e-5)
-    in_context = pooled_plain(encoder, tokenizer, [encode_turn(tokenizer, texts[1], ["You were charged twice."], 128)])
+    turn = encode_turn(tokenizer, texts[1], ["You were charged twice."], MAX_TOKENS)
+    in_context = encoder_pooled(encoder, tokenizer, [turn])
     assert in_context.shape == (1, 384) and not np.allclose(in_context[0], plain[1], atol=1e-3)
 
 
@@ -82,7 +83,6 @@ def test_a_tokenizer_without_segment_ids_reads_turns_the_same_way() -> None:
     import torch
     from transformers import MPNetConfig, MPNetModel, MPNetTokenizer
 
-    from models.recipes.text.alternatives import pooled_plain
     from models.text import encoder_path
 
     tokenizer = MPNetTokenizer(vocab_file=str(encoder_path() / "vocab.txt"))
@@ -93,6 +93,7 @@ def test_a_tokenizer_without_segment_ids_reads_turns_the_same_way() -> None:
     torch.manual_seed(0)
     config = MPNetConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
     config.intermediate_size = 64
-    x = pooled_plain(MPNetModel(config).eval(), tokenizer, [encoded, encode_turn(tokenizer, "Thanks!", [], MAX_TOKENS)])
+    alone = encode_turn(tokenizer, "Thanks!", [], MAX_TOKENS)
+    x = encoder_pooled(MPNetModel(config).eval(), tokenizer, [encoded, alone])
     assert x.shape == (2, 32)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)

