@@ -18,7 +18,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from connectors.bot import BotGateway, RasaBot
-from connectors.call.session import CallServices, CallSession, CallSettings, Provider, SendFrame
+from connectors.call.session import CallServices, CallSession, CallSettings, Provider, RepromptSettings, SendFrame
 from connectors.call.stream import CallStream
 from connectors.frames import CallStart
 from connectors.serializer import CallSerializer
@@ -56,6 +56,22 @@ def turn_settings(credentials: Dict[str, Any], prefix: str) -> TurnSettings:
     return TurnSettings(end_silence_ms=end, prepare_silence_ms=prepare)
 
 
+def reprompt_settings(credentials: Dict[str, Any]) -> RepromptSettings | None:
+    """`reprompt` (the sentence, or `off`), `reprompt_min_speech_ms` and `reprompt_max_in_a_row` from
+    credentials.yml; the defaults of `RepromptSettings` where they are not given."""
+    raw = credentials.get("reprompt", "default")
+    if raw is None or raw is False or str(raw).strip().lower() in ("off", "none", "null", "false"):
+        return None
+    default = RepromptSettings()
+    text = default.text if raw == "default" else str(raw)
+    try:
+        min_ms = float(credentials.get("reprompt_min_speech_ms", default.min_speech_s * 1000))
+        in_a_row = int(credentials.get("reprompt_max_in_a_row", default.max_in_a_row))
+    except (TypeError, ValueError):
+        raise ValueError("reprompt_min_speech_ms and reprompt_max_in_a_row must be numbers") from None
+    return RepromptSettings(text=text, min_speech_s=min_ms / 1000, max_in_a_row=in_a_row)
+
+
 class CallChannel(InputChannel):
     """Base of the telephony input channels whose calls run on `CallSession`."""
 
@@ -77,7 +93,9 @@ class CallChannel(InputChannel):
         return {
             "public_url": credential(credentials, "public_url", f"TONELINE_{upper}_PUBLIC_URL") or None,
             "api_base": credential(credentials, "api_base", f"TONELINE_{upper}_API_BASE") or None,
-            "settings": CallSettings(turn=turn_settings(credentials, provider)),
+            "settings": CallSettings(
+                turn=turn_settings(credentials, provider), reprompt=reprompt_settings(credentials)
+            ),
         }
 
     @property

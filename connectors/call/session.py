@@ -44,7 +44,7 @@ from models.audio import AudioError
 from models.emotion import EmotionEstimate
 from models.logs import log_event
 from models.voice import CallerBaseline
-from plugin.metadata import TurnMetadata
+from plugin.metadata import NEUTRAL_TONE, TurnMetadata
 
 logger = logging.getLogger(__name__)
 SendFrame = Callable[[OutboundFrame], Awaitable[bool]]
@@ -61,10 +61,34 @@ class Provider:
 
 
 @dataclass(frozen=True)
+class RepromptSettings:
+    """What the bot says when a caller spoke but Whisper heard no words in it (an IVR's "no match").
+
+    Without it a caller on a bad line hears nothing back and does not know whether
+    to repeat. A short sound (a cough, a click, a word swallowed by the line) passes
+    quietly, and after `max_in_a_row` reprompts the bot waits for words instead of
+    nagging a caller in a noisy place; any turn with words starts the count again.
+    """
+
+    text: str = "Sorry, I didn't catch that. Could you say it again?"
+    min_speech_s: float = 1.0  # the turn from its start (VAD pre-roll included) to the end of its speech
+    max_in_a_row: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError("reprompt text is empty: give a sentence, or turn reprompts off")
+        if self.min_speech_s < 0 or self.max_in_a_row < 1:
+            raise ValueError(
+                f"reprompt needs min_speech_s >= 0 and max_in_a_row >= 1, got {self.min_speech_s}, {self.max_in_a_row}"
+            )
+
+
+@dataclass(frozen=True)
 class CallSettings:
     """Per-call behaviour, shared by all calls of a channel."""
 
     turn: TurnSettings = field(default_factory=TurnSettings)
+    reprompt: RepromptSettings | None = field(default_factory=RepromptSettings)  # None: no-word turns pass quietly
     mark_grace_s: float = 2.0  # how long past the audio's own length to wait for the provider's mark
     drain_s: float = 15.0  # at hang-up, how long turns already cut may still reach Rasa
 
@@ -121,6 +145,8 @@ class CallSession:
         self._generation = 0  # bumped by barge-in: playback of an older reply stops
         self.transferred = False
         self.timings: list[TurnTiming] = []
+        self._tone = NEUTRAL_TONE  # the last reply's: a reprompt is said the way the bot last spoke
+        self._reprompts_in_a_row = 0
         # How this caller sounds: the voice reads each turn against it. In memory for this call only.
         self.baseline = CallerBaseline()
         self._worker: TurnWorker[_Queued] = TurnWorker(self._answer, provider.channel, "call", call_id=start.call_id)
@@ -216,8 +242,9 @@ class CallSession:
             return
         timing.heard_at = time.monotonic()
         if heard.says_nothing:
-            self._log(logging.INFO, "turn.no_speech", seconds=turn.seconds)
+            await self._no_words(turn, timing)
             return
+        self._reprompts_in_a_row = 0
         heard.keep_in(self.baseline)  # only a turn the bot answers joins the baseline (an early pass may be dropped)
         reply = await self._bot.send(self.call_id, heard.text, self.metadata(heard.voice))
         timing.answered_at = time.monotonic()
@@ -233,7 +260,19 @@ class CallSession:
             tone=reply.tone,
             handoff=reply.handoff,
         )
+        self._tone = reply.tone
         await self._reply(reply, timing)
+
+    async def _no_words(self, turn: Turn, timing: TurnTiming) -> None:
+        """A turn Whisper heard no words in: reprompt (`RepromptSettings`) or let it pass quietly."""
+        reprompt = self.settings.reprompt
+        spoke = turn.speech_end - turn.start
+        if reprompt is None or spoke < reprompt.min_speech_s or self._reprompts_in_a_row >= reprompt.max_in_a_row:
+            self._log(logging.INFO, "turn.no_speech", seconds=round(turn.seconds, 2))
+            return
+        self._reprompts_in_a_row += 1
+        self._log(logging.INFO, "turn.reprompted", seconds=round(turn.seconds, 2), in_a_row=self._reprompts_in_a_row)
+        await self._reply(BotReply((reprompt.text,), self._tone), timing)
 
     async def _hear(self, turn: Turn, early: asyncio.Future[Hearing] | None) -> Hearing | None:
         try:

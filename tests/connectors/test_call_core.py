@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import AsyncIterator, Callable
 
 import numpy as np
@@ -18,7 +19,8 @@ import pytest
 import pytest_asyncio
 
 from connectors.bot import BotReply
-from connectors.call.session import CallServices, CallSession, CallSettings, Provider
+from connectors.call.channel import reprompt_settings
+from connectors.call.session import CallServices, CallSession, CallSettings, Provider, RepromptSettings
 from connectors.call.stream import CallStream
 from connectors.frames import (
     AudioIn,
@@ -80,6 +82,9 @@ class Call:
             await self.session.handle(MarkPlayed(mark.name))
 
 
+DEFAULT_REPROMPT = RepromptSettings()
+
+
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     for _ in range(int(timeout / 0.01)):
         if condition():
@@ -100,6 +105,7 @@ async def make_call() -> AsyncIterator[Callable[..., Call]]:
         codec: WireCodec = L16,
         delay_s: float = 0.0,
         line: Line | None = None,
+        reprompt: RepromptSettings | None = DEFAULT_REPROMPT,
     ) -> Call:
         recognizer = FakeRecognizer(lines, delay_s=delay_s)
         tts = tts or FakeTts()
@@ -109,7 +115,7 @@ async def make_call() -> AsyncIterator[Callable[..., Call]]:
         transfer = transfer or FakeTransfer()
         line = line or Line()
         provider = Provider("testline", codec, ("inbound",), transfer)
-        settings = CallSettings(mark_grace_s=0.2, drain_s=5.0)
+        settings = CallSettings(mark_grace_s=0.2, drain_s=5.0, reprompt=reprompt)
         session = CallSession(START, line.send, bot, CallServices(runtime, provider, settings))
         return Call(session, line, tts, bot, recognizer, transfer)
 
@@ -249,12 +255,73 @@ async def test_a_socket_that_drops_mid_reply_ends_the_reply_not_the_call(
 async def test_a_turn_whisper_finds_no_words_in_is_not_sent_to_the_bot(
     make_call: Callable[..., Call], caplog: pytest.LogCaptureFixture
 ) -> None:
-    call = make_call([""])
+    call = make_call([""], reprompt=None)
     with caplog.at_level(logging.INFO):
         await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
         await until(lambda: "testline.turn.no_speech" in caplog.text)
         await call.session.close()
-    assert not call.bot.turns
+    assert not call.bot.turns and not call.tts.spoken  # reprompts off: the turn passes quietly
+
+
+async def test_speech_without_words_is_reprompted_in_the_bots_last_tone_and_never_sent_to_the_bot(
+    make_call: Callable[..., Call], caplog: pytest.LogCaptureFixture
+) -> None:
+    call = make_call(["my bill is wrong", ""])
+    with caplog.at_level(logging.INFO):
+        await call.say(np.concatenate([caller_speech(1.2), silence(0.8)]))
+        await until(lambda: len(call.tts.spoken) == 1)
+        await call.play_marks()
+        await call.say(np.concatenate([caller_speech(1.2), silence(0.8)]))
+        await until(lambda: len(call.tts.spoken) == 3)
+        await call.session.close()
+    assert [text for _, text, _ in call.bot.turns] == ["my bill is wrong"]
+    # Said sentence by sentence like any reply, in the tone of the bot's last reply (FakeBot's are calm).
+    assert call.tts.spoken[1:] == [("Sorry, I didn't catch that.", "calm"), ("Could you say it again?", "calm")]
+    assert "testline.turn.reprompted call_id=C1" in caplog.text and "in_a_row=1" in caplog.text
+    assert len(call.line.of(Mark)) == 3
+
+
+async def test_a_short_sound_without_words_passes_quietly(
+    make_call: Callable[..., Call], caplog: pytest.LogCaptureFixture
+) -> None:
+    call = make_call([""])
+    with caplog.at_level(logging.INFO):
+        await call.say(np.concatenate([caller_speech(0.4), silence(0.8)]))  # a cough: 0.7 s with the pre-roll
+        await until(lambda: "testline.turn.no_speech" in caplog.text)
+        await call.session.close()
+    assert not call.tts.spoken and not call.bot.turns
+
+
+async def test_reprompts_stop_after_the_most_in_a_row_and_words_start_the_count_again(
+    make_call: Callable[..., Call], caplog: pytest.LogCaptureFixture
+) -> None:
+    call = make_call(["", "", "", "hello", ""], reprompt=RepromptSettings(text="Pardon?", max_in_a_row=2))
+    with caplog.at_level(logging.INFO):
+        for turn in range(1, 6):  # each turn answered (spoken or passed quietly) before the next is said
+
+            def answered(turn: int = turn) -> bool:
+                return len(call.tts.spoken) + caplog.text.count("testline.turn.no_speech") == turn
+
+            await call.say(np.concatenate([caller_speech(1.2), silence(0.8)]))
+            await until(answered)
+            await call.play_marks()
+        await call.session.close()
+    said = [text for text, _ in call.tts.spoken]
+    assert said == ["Pardon?", "Pardon?", "You said hello.", "Pardon?"]  # the third no-word turn: quiet
+    assert caplog.text.count("testline.turn.no_speech") == 1
+
+
+def test_reprompt_settings_come_from_credentials_and_fail_fast() -> None:
+    assert reprompt_settings({}) == RepromptSettings()
+    assert reprompt_settings({"reprompt": "off"}) is None and reprompt_settings({"reprompt": False}) is None
+    custom = reprompt_settings({"reprompt": "Say again?", "reprompt_min_speech_ms": 600, "reprompt_max_in_a_row": 1})
+    assert custom == RepromptSettings("Say again?", 0.6, 1)
+    with pytest.raises(ValueError, match="must be numbers"):
+        reprompt_settings({"reprompt_max_in_a_row": "twice"})
+    with pytest.raises(ValueError, match="max_in_a_row >= 1"):
+        reprompt_settings({"reprompt_max_in_a_row": 0})
+    with pytest.raises(ValueError, match="empty"):
+        reprompt_settings({"reprompt": "  "})
 
 
 async def test_mulaw_callers_are_heard_the_same_way(make_call: Callable[..., Call]) -> None:
@@ -401,3 +468,13 @@ async def test_a_stream_cancelled_twice_still_closes_its_call(caplog: pytest.Log
         await until(lambda: "twilio.call.closed call_id=CA1" in caplog.text)
     runtime.close()
     assert socket.close_code == 1000
+
+
+def test_the_demo_bots_phone_channels_read_their_reprompt_from_credentials_yml() -> None:
+    from rasa.shared.utils.io import read_yaml_file
+
+    from connectors.twilio.channel import TwilioMediaStreamsInput
+
+    credentials = read_yaml_file(Path(__file__).resolve().parents[2] / "rasa_project" / "credentials.yml")
+    channel = TwilioMediaStreamsInput.from_credentials(credentials["connectors.twilio.channel.TwilioMediaStreamsInput"])
+    assert isinstance(channel, TwilioMediaStreamsInput) and channel.settings.reprompt == RepromptSettings()
