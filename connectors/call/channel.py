@@ -18,7 +18,15 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from connectors.bot import BotGateway, RasaBot
-from connectors.call.session import CallServices, CallSession, CallSettings, Provider, RepromptSettings, SendFrame
+from connectors.call.session import (
+    BARGE_IN_MODES,
+    CallServices,
+    CallSession,
+    CallSettings,
+    Provider,
+    RepromptSettings,
+    SendFrame,
+)
 from connectors.call.stream import CallStream
 from connectors.frames import CallStart
 from connectors.serializer import CallSerializer
@@ -72,6 +80,15 @@ def reprompt_settings(credentials: Dict[str, Any]) -> RepromptSettings | None:
     return RepromptSettings(text=text, min_speech_s=min_ms / 1000, max_in_a_row=in_a_row)
 
 
+def barge_in_mode(credentials: Dict[str, Any], prefix: str) -> str:
+    """`barge_in` from credentials.yml (`speech`, `words` or `off`), overridable by `TONELINE_<PREFIX>_BARGE_IN`."""
+    raw = os.environ.get(f"TONELINE_{prefix.upper()}_BARGE_IN") or credentials.get("barge_in", "speech")
+    mode = "off" if raw is False else str(raw).strip().lower()  # YAML 1.1 reads a bare off as false
+    if mode not in BARGE_IN_MODES:
+        raise ValueError(f"barge_in must be one of {', '.join(BARGE_IN_MODES)}, got {raw!r}")
+    return mode
+
+
 class CallChannel(InputChannel):
     """Base of the telephony input channels whose calls run on `CallSession`."""
 
@@ -94,7 +111,9 @@ class CallChannel(InputChannel):
             "public_url": credential(credentials, "public_url", f"TONELINE_{upper}_PUBLIC_URL") or None,
             "api_base": credential(credentials, "api_base", f"TONELINE_{upper}_API_BASE") or None,
             "settings": CallSettings(
-                turn=turn_settings(credentials, provider), reprompt=reprompt_settings(credentials)
+                turn=turn_settings(credentials, provider),
+                reprompt=reprompt_settings(credentials),
+                barge_in=barge_in_mode(credentials, provider),
             ),
         }
 

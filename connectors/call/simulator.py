@@ -47,6 +47,7 @@ class SimulatedCall:
         self.closed = asyncio.Event()
         self.speech_ended_at: list[float] = []
         self.returned_marks: dict[str, float] = {}  # mark name -> when it went back to the bot
+        self.cleared_at: list[float] = []  # when each clear (the bot stopping its audio) arrived
         self._playback_until = 0.0
         self._last_activity = 0.0
         self._pending_marks: list[tuple[float, str]] = []
@@ -105,6 +106,11 @@ class SimulatedCall:
         while time.monotonic() < min(self._playback_until, deadline):
             await asyncio.sleep(0.02)
 
+    @property
+    def playing(self) -> bool:
+        """Whether bot audio is still playing (queued and not cleared)."""
+        return time.monotonic() < self._playback_until
+
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._receive_loop()), asyncio.create_task(self._mark_loop())]
 
@@ -137,6 +143,7 @@ class SimulatedCall:
     def cleared_playback(self, return_marks: bool) -> None:
         """A clear arrived: queued audio is dropped; pending marks come back at once or are dropped."""
         now = time.monotonic()
+        self.cleared_at.append(now)
         self._playback_until = now
         self._pending_marks = [(now, name) for _, name in self._pending_marks] if return_marks else []
 

@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 
 from connectors.bot import BotReply
-from connectors.call.channel import reprompt_settings
+from connectors.call.channel import barge_in_mode, reprompt_settings
 from connectors.call.session import CallServices, CallSession, CallSettings, Provider, RepromptSettings
 from connectors.call.stream import CallStream
 from connectors.frames import (
@@ -106,6 +106,7 @@ async def make_call() -> AsyncIterator[Callable[..., Call]]:
         delay_s: float = 0.0,
         line: Line | None = None,
         reprompt: RepromptSettings | None = DEFAULT_REPROMPT,
+        barge_in: str = "speech",
     ) -> Call:
         recognizer = FakeRecognizer(lines, delay_s=delay_s)
         tts = tts or FakeTts()
@@ -115,7 +116,7 @@ async def make_call() -> AsyncIterator[Callable[..., Call]]:
         transfer = transfer or FakeTransfer()
         line = line or Line()
         provider = Provider("testline", codec, ("inbound",), transfer)
-        settings = CallSettings(mark_grace_s=0.2, drain_s=5.0, reprompt=reprompt)
+        settings = CallSettings(mark_grace_s=0.2, drain_s=5.0, reprompt=reprompt, barge_in=barge_in)
         session = CallSession(START, line.send, bot, CallServices(runtime, provider, settings))
         return Call(session, line, tts, bot, recognizer, transfer)
 
@@ -189,6 +190,47 @@ async def test_talking_over_the_bot_clears_its_audio_and_stops_the_rest_of_the_r
     await call.session.close()
     assert len(call.line.of(Clear)) == 1
     assert len(call.tts.spoken) < 3  # the rest of the reply was not spoken
+
+
+async def test_with_barge_in_on_words_a_sound_over_the_bot_does_not_stop_it_and_words_do(
+    make_call: Callable[..., Call],
+) -> None:
+    three = BotReply(("First sentence. Second sentence. Third sentence.",), "neutral")
+    call = make_call(["tell me everything", "", "stop"], reply=lambda _: three, barge_in="words")
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+    await until(lambda: len(call.line.of(Mark)) == 3)
+    assert call.session.bot_speaking
+    await call.say(np.concatenate([caller_speech(0.4), silence(0.8)]))  # a cough: speech to the VAD, no words
+    await until(lambda: len(call.recognizer.passes) >= 2)
+    await asyncio.sleep(0.1)
+    assert not call.line.of(Clear) and call.session.bot_speaking
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))  # words: the bot stops, then answers
+    await until(lambda: bool(call.line.of(Clear)) and len(call.bot.turns) == 2)
+    await call.session.close()
+    assert len(call.line.of(Clear)) == 1 and [t for _, t, _ in call.bot.turns] == ["tell me everything", "stop"]
+
+
+async def test_with_barge_in_off_the_caller_never_clears_the_bots_audio(make_call: Callable[..., Call]) -> None:
+    call = make_call(["read me the terms", "wait"], barge_in="off")
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+    await until(lambda: bool(call.line.of(Mark)))
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+    await until(lambda: len(call.bot.turns) == 2 and len(call.line.of(Mark)) == 2)
+    await call.session.close()
+    assert not call.line.of(Clear)
+
+
+def test_barge_in_mode_comes_from_credentials_or_the_environment_and_fails_fast(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert barge_in_mode({}, "twilio") == "speech" and barge_in_mode({"barge_in": "Words"}, "twilio") == "words"
+    assert barge_in_mode({"barge_in": False}, "twilio") == "off"  # YAML 1.1's reading of a bare off
+    monkeypatch.setenv("TONELINE_TWILIO_BARGE_IN", "off")
+    assert barge_in_mode({"barge_in": "words"}, "twilio") == "off"
+    with pytest.raises(ValueError, match="barge_in must be one of speech, words, off"):
+        barge_in_mode({"barge_in": "sometimes"}, "vonage")
+    with pytest.raises(ValueError, match="barge_in must be one of"):
+        CallSettings(barge_in="always")
 
 
 async def test_a_provider_that_acknowledges_the_clear_ends_the_pending_marks(make_call: Callable[..., Call]) -> None:
@@ -470,7 +512,7 @@ async def test_a_stream_cancelled_twice_still_closes_its_call(caplog: pytest.Log
     assert socket.close_code == 1000
 
 
-def test_the_demo_bots_phone_channels_read_their_reprompt_from_credentials_yml() -> None:
+def test_the_demo_bots_phone_channels_read_reprompt_and_barge_in_from_credentials_yml() -> None:
     from rasa.shared.utils.io import read_yaml_file
 
     from connectors.twilio.channel import TwilioMediaStreamsInput
@@ -478,3 +520,4 @@ def test_the_demo_bots_phone_channels_read_their_reprompt_from_credentials_yml()
     credentials = read_yaml_file(Path(__file__).resolve().parents[2] / "rasa_project" / "credentials.yml")
     channel = TwilioMediaStreamsInput.from_credentials(credentials["connectors.twilio.channel.TwilioMediaStreamsInput"])
     assert isinstance(channel, TwilioMediaStreamsInput) and channel.settings.reprompt == RepromptSettings()
+    assert channel.settings.barge_in == "speech"

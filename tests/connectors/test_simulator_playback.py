@@ -24,7 +24,9 @@ async def test_a_caller_waits_until_the_bot_audio_received_has_played() -> None:
 async def test_a_clear_ends_playback_at_once_and_a_timeout_bounds_the_wait() -> None:
     call = SimulatedCall(ws=None, codec=MULAW_8K)
     call.played(b"\xff" * (MULAW_8K.bytes_per_second * 60))  # a minute of reply
+    assert call.playing and not call.cleared_at
     call.cleared_playback(return_marks=True)
+    assert not call.playing and len(call.cleared_at) == 1  # stamped: bench.barge_in times the bot stopping
     start = time.monotonic()
     await call.wait_played()
     call.played(b"\xff" * (MULAW_8K.bytes_per_second * 60))
