@@ -22,18 +22,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import random
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from numpy.typing import NDArray
 
-from bench.telephony import TOKEN, caller_clips, pct
+from bench.telephony import TOKEN, caller_clips, pct, twilio_stack
 from connectors.twilio.simulator import place_call
-from scripts.stack import ensure_model, ensure_redis, free_port, stack_env, start_actions, start_rasa, stop
+from scripts.stack import free_port, start_actions, start_rasa, stop
 
 
 async def interruptions(url: str, clips: list[NDArray[Any]], n: int, after: float) -> tuple[list[float], int]:
@@ -99,18 +97,7 @@ def main() -> None:
     parser.add_argument("--talk-over-after", type=float, default=0.3, help="seconds of the reply before the caller")
     args = parser.parse_args()
     random.seed(7)
-    redis_endpoint, redis_proc = ensure_redis()
-    model = ensure_model(quiet=True)
-    action_port = free_port()
-    prefix = f"toneline-bench-{uuid.uuid4().hex[:6]}"
-    env = stack_env(redis_endpoint, action_port=action_port, tracker_prefix=f"{prefix}-tracker", toneline_prefix=prefix)
-    env.update(
-        TWILIO_ACCOUNT_SID="AC" + "0" * 32,
-        TWILIO_AUTH_TOKEN=TOKEN,
-        TONELINE_TWILIO_API_BASE=f"http://127.0.0.1:{free_port()}",  # nothing there: the bench never hands off
-        OMP_NUM_THREADS="1",
-    )
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}", flush=True)
+    env, model, action_port, redis_proc = twilio_stack()
     log_path = Path(os.environ.get("TONELINE_BENCH_LOG", "/tmp/toneline-bench-barge-in.log"))
     with log_path.open("w") as log:
         actions = None

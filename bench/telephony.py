@@ -124,14 +124,9 @@ def print_ratios(off: dict[int, list[float]], on: dict[int, list[float]]) -> Non
         print(f"| {n} | {pct(off[n], 50) / pct(on[n], 50):.2f}x | {pct(off[n], 95) / pct(on[n], 95):.2f}x |")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, nargs="+", default=[1, 2, 4, 6, 8])
-    parser.add_argument("--turns", type=int, default=3)
-    parser.add_argument("--speed", type=float, default=1.0)
-    parser.add_argument("--early", choices=["both", "on", "off"], default="both")
-    args = parser.parse_args()
-    random.seed(7)
+def twilio_stack() -> tuple[dict[str, str], Path, int, Any]:
+    """What a Twilio bench runs against: the stack's environment (own Redis prefixes, a Twilio token only the
+    bench knows), the demo model, the action server's port and the Redis process started (None if one answered)."""
     redis_endpoint, redis_proc = ensure_redis()
     model = ensure_model(quiet=True)
     action_port = free_port()
@@ -144,6 +139,18 @@ def main() -> None:
         OMP_NUM_THREADS="1",
     )
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}", flush=True)
+    return env, model, action_port, redis_proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, nargs="+", default=[1, 2, 4, 6, 8])
+    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument("--early", choices=["both", "on", "off"], default="both")
+    args = parser.parse_args()
+    random.seed(7)
+    env, model, action_port, redis_proc = twilio_stack()
     log_path = Path(os.environ.get("TONELINE_BENCH_LOG", "/tmp/toneline-bench-telephony.log"))
     modes = {"both": [False, True], "on": [True], "off": [False]}[args.early]
     with log_path.open("w") as log:
