@@ -23,6 +23,7 @@ from connectors.call.session import (
     CallServices,
     CallSession,
     CallSettings,
+    NoInputSettings,
     Provider,
     RepromptSettings,
     SendFrame,
@@ -80,6 +81,20 @@ def reprompt_settings(credentials: Dict[str, Any]) -> RepromptSettings | None:
     return RepromptSettings(text=text, min_speech_s=min_ms / 1000, max_in_a_row=in_a_row)
 
 
+def no_input_settings(credentials: Dict[str, Any]) -> NoInputSettings | None:
+    """`no_input_s` (seconds, or `off`), `no_input_prompt` and `no_input_max_in_a_row` from credentials.yml;
+    the defaults of `NoInputSettings` where they are not given."""
+    default = NoInputSettings()
+    raw = credentials.get("no_input_s", default.after_s)
+    if raw is None or raw is False or str(raw).strip().lower() in ("off", "none", "null", "false"):
+        return None
+    try:
+        after_s, in_a_row = float(raw), int(credentials.get("no_input_max_in_a_row", default.max_in_a_row))
+    except (TypeError, ValueError):
+        raise ValueError("no_input_s and no_input_max_in_a_row must be numbers (no_input_s may be off)") from None
+    return NoInputSettings(after_s, str(credentials.get("no_input_prompt") or default.text), in_a_row)
+
+
 def barge_in_mode(credentials: Dict[str, Any], prefix: str) -> str:
     """`barge_in` from credentials.yml (`speech`, `words` or `off`), overridable by `TONELINE_<PREFIX>_BARGE_IN`."""
     raw = os.environ.get(f"TONELINE_{prefix.upper()}_BARGE_IN") or credentials.get("barge_in", "speech")
@@ -114,6 +129,7 @@ class CallChannel(InputChannel):
                 turn=turn_settings(credentials, provider),
                 reprompt=reprompt_settings(credentials),
                 barge_in=barge_in_mode(credentials, provider),
+                no_input=no_input_settings(credentials),
             ),
         }
 

@@ -75,12 +75,36 @@ class RepromptSettings:
     max_in_a_row: int = 2
 
     def __post_init__(self) -> None:
-        if not self.text.strip():
-            raise ValueError("reprompt text is empty: give a sentence, or turn reprompts off")
-        if self.min_speech_s < 0 or self.max_in_a_row < 1:
-            raise ValueError(
-                f"reprompt needs min_speech_s >= 0 and max_in_a_row >= 1, got {self.min_speech_s}, {self.max_in_a_row}"
-            )
+        _check_prompt("reprompt", self.text, self.max_in_a_row)
+        if self.min_speech_s < 0:
+            raise ValueError(f"reprompt needs min_speech_s >= 0, got {self.min_speech_s}")
+
+
+@dataclass(frozen=True)
+class NoInputSettings:
+    """What the bot says when the caller is silent after it finished speaking (an IVR's "no input").
+
+    A caller who did not hear the question, or put the phone down, otherwise waits
+    in silence with the bot. The timer starts when the provider says the bot's
+    audio has played and stops at the caller's first sound; after `max_in_a_row`
+    prompts without words from the caller the bot stays quiet.
+    """
+
+    after_s: float = 8.0
+    text: str = "Are you still there?"
+    max_in_a_row: int = 2
+
+    def __post_init__(self) -> None:
+        _check_prompt("no-input prompt", self.text, self.max_in_a_row)
+        if self.after_s <= 0:
+            raise ValueError(f"no-input prompt needs after_s > 0, got {self.after_s}")
+
+
+def _check_prompt(what: str, text: str, max_in_a_row: int) -> None:
+    if not text.strip():
+        raise ValueError(f"{what} text is empty: give a sentence, or turn it off")
+    if max_in_a_row < 1:
+        raise ValueError(f"{what} needs max_in_a_row >= 1, got {max_in_a_row}")
 
 
 # How a caller stops the bot talking. "speech": as soon as the VAD hears speech (the fastest; a cough or an
@@ -96,6 +120,7 @@ class CallSettings:
 
     turn: TurnSettings = field(default_factory=TurnSettings)
     reprompt: RepromptSettings | None = field(default_factory=RepromptSettings)  # None: no-word turns pass quietly
+    no_input: NoInputSettings | None = field(default_factory=NoInputSettings)  # None: the bot waits quietly
     barge_in: str = "speech"  # one of BARGE_IN_MODES
     mark_grace_s: float = 2.0  # how long past the audio's own length to wait for the provider's mark
     drain_s: float = 15.0  # at hang-up, how long turns already cut may still reach Rasa
@@ -159,6 +184,8 @@ class CallSession:
         self.timings: list[TurnTiming] = []
         self._tone = NEUTRAL_TONE  # the last reply's: a reprompt is said the way the bot last spoke
         self._reprompts_in_a_row = 0
+        self._no_input: asyncio.Task[None] | None = None  # the no-input timer, while one runs
+        self._no_inputs_in_a_row = 0
         # How this caller sounds: the voice reads each turn against it. In memory for this call only.
         self.baseline = CallerBaseline()
         self._worker: TurnWorker[_Queued] = TurnWorker(self._answer, provider.channel, "call", call_id=start.call_id)
@@ -182,6 +209,8 @@ class CallSession:
             event = self._pending_marks.pop(frame.name, None)
             if event is not None:
                 event.set()
+                if not self._pending_marks:  # the bot's last sentence has played: the caller's turn to speak
+                    self._arm_no_input()
         elif isinstance(frame, PlaybackCleared):
             self._release_marks()
         elif isinstance(frame, Dtmf):
@@ -193,8 +222,10 @@ class CallSession:
         if frame.track not in self.provider.tracks:
             return  # only the caller is heard
         for event in await self._runtime.light(self._segment, frame.payload):
-            if isinstance(event, SpeechStarted) and self.bot_speaking and self.settings.barge_in == "speech":
-                await self._barge_in()
+            if isinstance(event, SpeechStarted):
+                self._disarm_no_input()
+                if self.bot_speaking and self.settings.barge_in == "speech":
+                    await self._barge_in()
             elif isinstance(event, TurnEnding):
                 self._hear_early(event.turn)
             elif isinstance(event, Turn):
@@ -256,7 +287,7 @@ class CallSession:
         if heard.says_nothing:
             await self._no_words(turn, timing)
             return
-        self._reprompts_in_a_row = 0
+        self._reprompts_in_a_row = self._no_inputs_in_a_row = 0
         if self.settings.barge_in == "words" and self.bot_speaking:
             await self._barge_in()
         heard.keep_in(self.baseline)  # only a turn the bot answers joins the baseline (an early pass may be dropped)
@@ -283,10 +314,37 @@ class CallSession:
         spoke = turn.speech_end - turn.start
         if reprompt is None or spoke < reprompt.min_speech_s or self._reprompts_in_a_row >= reprompt.max_in_a_row:
             self._log(logging.INFO, "turn.no_speech", seconds=round(turn.seconds, 2))
+            if not self.bot_speaking:  # the sound stopped the no-input timer; nothing was said back
+                self._arm_no_input()
             return
         self._reprompts_in_a_row += 1
         self._log(logging.INFO, "turn.reprompted", seconds=round(turn.seconds, 2), in_a_row=self._reprompts_in_a_row)
         await self._reply(BotReply((reprompt.text,), self._tone), timing)
+
+    def _arm_no_input(self) -> None:
+        """Start (again) the wait for the caller after the bot finished speaking."""
+        self._disarm_no_input()
+        no_input = self.settings.no_input
+        if no_input is None or self.transferred or self._no_inputs_in_a_row >= no_input.max_in_a_row:
+            return
+        self._no_input = asyncio.ensure_future(self._prompt_after(no_input))
+
+    def _disarm_no_input(self) -> None:
+        if self._no_input is not None:
+            self._no_input.cancel()
+            self._no_input = None
+
+    async def _prompt_after(self, no_input: NoInputSettings) -> None:
+        """The no-input timer: the prompt once it runs out. The caller's first sound cancels both."""
+        await asyncio.sleep(no_input.after_s)
+        if self.transferred or self.bot_speaking:
+            return
+        self._no_inputs_in_a_row += 1
+        self._log(logging.INFO, "turn.no_input", after_s=no_input.after_s, in_a_row=self._no_inputs_in_a_row)
+        try:
+            await self._reply(BotReply((no_input.text,), self._tone), TurnTiming(cut_at=time.monotonic()))
+        except Exception as exc:  # nobody awaits this task: say what went wrong instead of losing it
+            self._log(logging.ERROR, "turn.no_input_failed", error=repr(exc))
 
     async def _hear(self, turn: Turn, early: asyncio.Future[Hearing] | None) -> Hearing | None:
         try:
@@ -361,6 +419,7 @@ class CallSession:
         finish playing goes on at once instead of waiting out its timeout.
         """
         self._drop_early()
+        self._disarm_no_input()
         self._release_marks()
         try:
             await self._worker.drain(self.settings.drain_s)

@@ -19,8 +19,15 @@ import pytest
 import pytest_asyncio
 
 from connectors.bot import BotReply
-from connectors.call.channel import barge_in_mode, reprompt_settings
-from connectors.call.session import CallServices, CallSession, CallSettings, Provider, RepromptSettings
+from connectors.call.channel import barge_in_mode, no_input_settings, reprompt_settings
+from connectors.call.session import (
+    CallServices,
+    CallSession,
+    CallSettings,
+    NoInputSettings,
+    Provider,
+    RepromptSettings,
+)
 from connectors.call.stream import CallStream
 from connectors.frames import (
     AudioIn,
@@ -83,6 +90,7 @@ class Call:
 
 
 DEFAULT_REPROMPT = RepromptSettings()
+DEFAULT_NO_INPUT = NoInputSettings()
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -107,6 +115,7 @@ async def make_call() -> AsyncIterator[Callable[..., Call]]:
         line: Line | None = None,
         reprompt: RepromptSettings | None = DEFAULT_REPROMPT,
         barge_in: str = "speech",
+        no_input: NoInputSettings | None = DEFAULT_NO_INPUT,
     ) -> Call:
         recognizer = FakeRecognizer(lines, delay_s=delay_s)
         tts = tts or FakeTts()
@@ -116,7 +125,7 @@ async def make_call() -> AsyncIterator[Callable[..., Call]]:
         transfer = transfer or FakeTransfer()
         line = line or Line()
         provider = Provider("testline", codec, ("inbound",), transfer)
-        settings = CallSettings(mark_grace_s=0.2, drain_s=5.0, reprompt=reprompt, barge_in=barge_in)
+        settings = CallSettings(mark_grace_s=0.2, drain_s=5.0, reprompt=reprompt, barge_in=barge_in, no_input=no_input)
         session = CallSession(START, line.send, bot, CallServices(runtime, provider, settings))
         return Call(session, line, tts, bot, recognizer, transfer)
 
@@ -353,6 +362,56 @@ async def test_reprompts_stop_after_the_most_in_a_row_and_words_start_the_count_
     assert caplog.text.count("testline.turn.no_speech") == 1
 
 
+QUICK_NO_INPUT = NoInputSettings(after_s=0.3, text="Hello? Are you there?", max_in_a_row=2)
+
+
+async def test_a_caller_silent_after_the_bot_finished_is_prompted_and_then_left_in_peace(
+    make_call: Callable[..., Call], caplog: pytest.LogCaptureFixture
+) -> None:
+    call = make_call(["what are your opening hours"], no_input=QUICK_NO_INPUT)
+    with caplog.at_level(logging.INFO):
+        await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+        await until(lambda: len(call.tts.spoken) == 1)
+        await asyncio.sleep(0.5)
+        assert len(call.tts.spoken) == 1  # the bot's audio has not played yet: no timer
+        for prompts in (1, 2):
+            await call.play_marks()  # the provider played everything so far
+            await until(lambda prompts=prompts: len(call.tts.spoken) == 1 + 2 * prompts)  # type: ignore[misc]
+        await call.play_marks()
+        await asyncio.sleep(0.6)
+        await call.session.close()
+    assert call.tts.spoken[1:] == [("Hello?", "calm"), ("Are you there?", "calm")] * 2  # then no more
+    assert "testline.turn.no_input call_id=C1 after_s=0.3 in_a_row=2" in caplog.text
+    assert len(call.bot.turns) == 1  # a prompt is the connector's: nothing reaches Rasa
+
+
+async def test_the_caller_speaking_stops_the_no_input_timer_and_words_start_the_count_again(
+    make_call: Callable[..., Call],
+) -> None:
+    call = make_call(["hello", "sorry I was away"], no_input=NoInputSettings(after_s=0.6, max_in_a_row=1))
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+    await until(lambda: len(call.tts.spoken) == 1)
+    await call.play_marks()
+    await call.say(np.concatenate([silence(0.2), caller_speech(1.0), silence(0.8)]))  # well inside 0.6 s: no prompt
+    await until(lambda: len(call.bot.turns) == 2 and len(call.tts.spoken) == 2)
+    assert [text for text, _ in call.tts.spoken] == ["You said hello.", "You said sorry I was away."]
+    await call.play_marks()
+    await until(lambda: len(call.tts.spoken) == 3)  # words reset the count: one prompt allowed again
+    await call.session.close()
+    assert call.tts.spoken[2] == ("Are you still there?", "calm")
+
+
+def test_no_input_settings_come_from_credentials_and_fail_fast() -> None:
+    assert no_input_settings({}) == NoInputSettings()
+    assert no_input_settings({"no_input_s": "off"}) is None and no_input_settings({"no_input_s": False}) is None
+    custom = no_input_settings({"no_input_s": 5, "no_input_prompt": "Still with me?", "no_input_max_in_a_row": 3})
+    assert custom == NoInputSettings(5.0, "Still with me?", 3)
+    with pytest.raises(ValueError, match="must be numbers"):
+        no_input_settings({"no_input_s": "soon"})
+    with pytest.raises(ValueError, match="after_s > 0"):
+        no_input_settings({"no_input_s": 0})
+
+
 def test_reprompt_settings_come_from_credentials_and_fail_fast() -> None:
     assert reprompt_settings({}) == RepromptSettings()
     assert reprompt_settings({"reprompt": "off"}) is None and reprompt_settings({"reprompt": False}) is None
@@ -520,4 +579,4 @@ def test_the_demo_bots_phone_channels_read_reprompt_and_barge_in_from_credential
     credentials = read_yaml_file(Path(__file__).resolve().parents[2] / "rasa_project" / "credentials.yml")
     channel = TwilioMediaStreamsInput.from_credentials(credentials["connectors.twilio.channel.TwilioMediaStreamsInput"])
     assert isinstance(channel, TwilioMediaStreamsInput) and channel.settings.reprompt == RepromptSettings()
-    assert channel.settings.barge_in == "speech"
+    assert channel.settings.barge_in == "speech" and channel.settings.no_input == NoInputSettings()
