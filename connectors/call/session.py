@@ -186,6 +186,8 @@ class CallSession:
         self._reprompts_in_a_row = 0
         self._no_input: asyncio.Task[None] | None = None  # the no-input timer, while one runs
         self._no_inputs_in_a_row = 0
+        self._caller_sound_at = 0.0  # when the caller last started speaking or ended a turn (monotonic)
+        self._turns_open = 0  # turns cut and not yet answered
         # How this caller sounds: the voice reads each turn against it. In memory for this call only.
         self.baseline = CallerBaseline()
         self._worker: TurnWorker[_Queued] = TurnWorker(self._answer, provider.channel, "call", call_id=start.call_id)
@@ -223,12 +225,14 @@ class CallSession:
             return  # only the caller is heard
         for event in await self._runtime.light(self._segment, frame.payload):
             if isinstance(event, SpeechStarted):
-                self._disarm_no_input()
+                self._caller_sound_at = time.monotonic()
                 if self.bot_speaking and self.settings.barge_in == "speech":
                     await self._barge_in()
             elif isinstance(event, TurnEnding):
                 self._hear_early(event.turn)
             elif isinstance(event, Turn):
+                self._caller_sound_at = time.monotonic()
+                self._turns_open += 1
                 timing = TurnTiming(cut_at=time.monotonic())
                 self.timings.append(timing)
                 self._worker.put((event, timing, self._take_early(event)))
@@ -273,6 +277,12 @@ class CallSession:
         await self._send(Clear())
 
     async def _answer(self, item: _Queued) -> None:
+        try:
+            await self._answer_turn(item)
+        finally:
+            self._turns_open -= 1
+
+    async def _answer_turn(self, item: _Queued) -> None:
         turn, timing, early = item
         if self.transferred:
             # The call is on its way to a person; the bot no longer answers.
@@ -314,7 +324,7 @@ class CallSession:
         spoke = turn.speech_end - turn.start
         if reprompt is None or spoke < reprompt.min_speech_s or self._reprompts_in_a_row >= reprompt.max_in_a_row:
             self._log(logging.INFO, "turn.no_speech", seconds=round(turn.seconds, 2))
-            if not self.bot_speaking:  # the sound stopped the no-input timer; nothing was said back
+            if not self.bot_speaking:  # nothing was said back: the silence counts from this sound
                 self._arm_no_input()
             return
         self._reprompts_in_a_row += 1
@@ -335,10 +345,21 @@ class CallSession:
             self._no_input = None
 
     async def _prompt_after(self, no_input: NoInputSettings) -> None:
-        """The no-input timer: the prompt once it runs out. The caller's first sound cancels both."""
-        await asyncio.sleep(no_input.after_s)
-        if self.transferred or self.bot_speaking:
-            return
+        """The no-input timer: `after_s` of silence from the caller, then the prompt.
+
+        Whoever has the floor when it runs out (the bot talking, the caller mid-turn, a turn
+        being answered) ends it: what ends their turn arms it again. A sound too short to be a
+        turn only moves the start of the silence.
+        """
+        armed, wait = time.monotonic(), no_input.after_s
+        while True:
+            await asyncio.sleep(wait)
+            if self.transferred or self.bot_speaking or self._segmenter.in_turn or self._turns_open:
+                return
+            quiet = time.monotonic() - max(armed, self._caller_sound_at)
+            if quiet >= no_input.after_s - 0.01:
+                break
+            wait = no_input.after_s - quiet
         self._no_inputs_in_a_row += 1
         self._log(logging.INFO, "turn.no_input", after_s=no_input.after_s, in_a_row=self._no_inputs_in_a_row)
         try:

@@ -168,6 +168,11 @@ class TurnSegmenter:
             return [TurnEnding(prepared)] if prepared is not None else []
         return []
 
+    @property
+    def in_turn(self) -> bool:
+        """Whether the caller is speaking (a turn is open: speech confirmed, its end not yet cut)."""
+        return self._turn is not None
+
     def _close(self, forced: bool) -> Turn | None:
         turn = self._cut(forced)
         self._turn, self._silence, self._speech_run = None, 0, 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable
@@ -81,6 +82,12 @@ class Call:
     async def say(self, pcm: np.ndarray, codec: WireCodec = L16) -> None:
         for chunk in codec.frames(pcm):
             await self.session.handle(AudioIn(chunk, None, None, "inbound"))
+
+    async def say_live(self, pcm: np.ndarray) -> None:
+        """As `say`, but in real time (20 ms a frame), as a provider streams a caller."""
+        for chunk in L16.frames(pcm):
+            await self.session.handle(AudioIn(chunk, None, None, "inbound"))
+            await asyncio.sleep(0.02)
 
     async def play_marks(self) -> None:
         """The provider finished playing everything: every mark comes back."""
@@ -399,6 +406,40 @@ async def test_the_caller_speaking_stops_the_no_input_timer_and_words_start_the_
     await until(lambda: len(call.tts.spoken) == 3)  # words reset the count: one prompt allowed again
     await call.session.close()
     assert call.tts.spoken[2] == ("Are you still there?", "calm")
+
+
+async def test_a_cough_in_the_silence_restarts_the_wait_instead_of_ending_it(
+    make_call: Callable[..., Call], caplog: pytest.LogCaptureFixture
+) -> None:
+    call = make_call(["hello", ""], no_input=NoInputSettings(after_s=0.8))
+    with caplog.at_level(logging.INFO):
+        await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+        await until(lambda: len(call.tts.spoken) == 1)
+        await call.play_marks()
+        await call.say(np.concatenate([silence(0.2), caller_speech(0.4), silence(0.6)]))  # a cough, no words
+        await until(lambda: "testline.turn.no_speech" in caplog.text)
+        coughed = time.monotonic()
+        await until(lambda: len(call.tts.spoken) == 2)
+        waited = time.monotonic() - coughed
+        await call.session.close()
+    assert call.tts.spoken[1] == ("Are you still there?", "calm")
+    assert 0.6 < waited < 2.0  # counted from the cough, not from the bot's last word
+
+
+async def test_no_prompt_while_the_caller_talks_over_the_bot_for_longer_than_the_wait(
+    make_call: Callable[..., Call], caplog: pytest.LogCaptureFixture
+) -> None:
+    call = make_call(["hello", "let me tell you the whole story"], no_input=NoInputSettings(after_s=0.3))
+    with caplog.at_level(logging.INFO):
+        await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+        await until(lambda: bool(call.line.of(Mark)))
+        talking = asyncio.ensure_future(call.say_live(np.concatenate([caller_speech(2.0), silence(0.8)])))
+        await until(lambda: bool(call.line.of(Clear)))
+        await call.play_marks()  # the provider returns the cleared marks while the caller is still talking
+        await talking
+        await until(lambda: len(call.bot.turns) == 2)
+        await call.session.close()
+    assert "turn.no_input" not in caplog.text
 
 
 def test_no_input_settings_come_from_credentials_and_fail_fast() -> None:
