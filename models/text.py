@@ -193,13 +193,18 @@ def net_from_checkpoint(checkpoint: Checkpoint) -> TextEmotionNet:
         head.load_state_dict(checkpoint.state_dict)
         return TextEmotionNet(load_encoder(), head).eval()
     net = adapted_net(adapter, hidden)
-    result = net.load_state_dict(checkpoint.state_dict, strict=False)
-    expected = {name for name, p in net.named_parameters() if p.requires_grad}
-    absent = expected - set(checkpoint.state_dict)
-    if result.unexpected_keys or absent:
-        raise ValueError(f"text delta does not fit the encoder: unexpected {result.unexpected_keys}, absent {absent}")
+    load_delta(net, checkpoint.state_dict)
     merge_lora(net.encoder)
     return net.eval()
+
+
+def load_delta(net: TextEmotionNet, delta: dict[str, torch.Tensor]) -> None:
+    """Load a trained delta into an adapted net: exactly its trainable parameters, by name, or a ValueError
+    (a delta for another encoder, or another transformers' module names, would otherwise load nothing)."""
+    result = net.load_state_dict(delta, strict=False)
+    absent = {name for name, p in net.named_parameters() if p.requires_grad} - set(delta)
+    if result.unexpected_keys or absent:
+        raise ValueError(f"text delta does not fit the encoder: unexpected {result.unexpected_keys}, absent {absent}")
 
 
 _LOG = logging.getLogger(__name__)

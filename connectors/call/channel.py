@@ -65,14 +65,19 @@ def turn_settings(credentials: Dict[str, Any], prefix: str) -> TurnSettings:
     return TurnSettings(end_silence_ms=end, prepare_silence_ms=prepare)
 
 
+def switched_off(raw: Any) -> bool:
+    """A credentials.yml value that turns a feature off (YAML 1.1 reads a bare `off` as false)."""
+    return raw is None or raw is False or str(raw).strip().lower() in ("off", "none", "null", "false")
+
+
 def reprompt_settings(credentials: Dict[str, Any]) -> RepromptSettings | None:
     """`reprompt` (the sentence, or `off`), `reprompt_min_speech_ms` and `reprompt_max_in_a_row` from
     credentials.yml; the defaults of `RepromptSettings` where they are not given."""
     raw = credentials.get("reprompt", "default")
-    if raw is None or raw is False or str(raw).strip().lower() in ("off", "none", "null", "false"):
+    if switched_off(raw):
         return None
     default = RepromptSettings()
-    text = default.text if raw == "default" else str(raw)
+    text = default.text if raw in ("default", True) else str(raw)  # `reprompt: on` keeps the default sentence
     try:
         min_ms = float(credentials.get("reprompt_min_speech_ms", default.min_speech_s * 1000))
         in_a_row = int(credentials.get("reprompt_max_in_a_row", default.max_in_a_row))
@@ -86,7 +91,7 @@ def no_input_settings(credentials: Dict[str, Any]) -> NoInputSettings | None:
     the defaults of `NoInputSettings` where they are not given."""
     default = NoInputSettings()
     raw = credentials.get("no_input_s", default.after_s)
-    if raw is None or raw is False or str(raw).strip().lower() in ("off", "none", "null", "false"):
+    if switched_off(raw):
         return None
     try:
         after_s, in_a_row = float(raw), int(credentials.get("no_input_max_in_a_row", default.max_in_a_row))
@@ -98,7 +103,7 @@ def no_input_settings(credentials: Dict[str, Any]) -> NoInputSettings | None:
 def barge_in_mode(credentials: Dict[str, Any], prefix: str) -> str:
     """`barge_in` from credentials.yml (`speech`, `words` or `off`), overridable by `TONELINE_<PREFIX>_BARGE_IN`."""
     raw = os.environ.get(f"TONELINE_{prefix.upper()}_BARGE_IN") or credentials.get("barge_in", "speech")
-    mode = "off" if raw is False else str(raw).strip().lower()  # YAML 1.1 reads a bare off as false
+    mode = "off" if switched_off(raw) else str(raw).strip().lower()
     if mode not in BARGE_IN_MODES:
         raise ValueError(f"barge_in must be one of {', '.join(BARGE_IN_MODES)}, got {raw!r}")
     return mode

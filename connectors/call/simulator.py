@@ -103,7 +103,7 @@ class SimulatedCall:
         a caller who speaks then barges in, and the bot stops synthesising the rest of its reply.
         """
         deadline = time.monotonic() + timeout
-        while time.monotonic() < min(self._playback_until, deadline):
+        while self.playing and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
     @property

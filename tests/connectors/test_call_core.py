@@ -79,15 +79,12 @@ class Call:
     recognizer: FakeRecognizer
     transfer: FakeTransfer
 
-    async def say(self, pcm: np.ndarray, codec: WireCodec = L16) -> None:
+    async def say(self, pcm: np.ndarray, codec: WireCodec = L16, live: bool = False) -> None:
+        """Stream caller audio: at once, or in real time (`live`, 20 ms a frame) as a provider does."""
         for chunk in codec.frames(pcm):
             await self.session.handle(AudioIn(chunk, None, None, "inbound"))
-
-    async def say_live(self, pcm: np.ndarray) -> None:
-        """As `say`, but in real time (20 ms a frame), as a provider streams a caller."""
-        for chunk in L16.frames(pcm):
-            await self.session.handle(AudioIn(chunk, None, None, "inbound"))
-            await asyncio.sleep(0.02)
+            if live:
+                await asyncio.sleep(0.02)
 
     async def play_marks(self) -> None:
         """The provider finished playing everything: every mark comes back."""
@@ -392,20 +389,26 @@ async def test_a_caller_silent_after_the_bot_finished_is_prompted_and_then_left_
     assert len(call.bot.turns) == 1  # a prompt is the connector's: nothing reaches Rasa
 
 
-async def test_the_caller_speaking_stops_the_no_input_timer_and_words_start_the_count_again(
-    make_call: Callable[..., Call],
+async def test_words_from_the_caller_give_back_the_no_input_prompts_they_had_used_up(
+    make_call: Callable[..., Call], caplog: pytest.LogCaptureFixture
 ) -> None:
-    call = make_call(["hello", "sorry I was away"], no_input=NoInputSettings(after_s=0.6, max_in_a_row=1))
-    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
-    await until(lambda: len(call.tts.spoken) == 1)
-    await call.play_marks()
-    await call.say(np.concatenate([silence(0.2), caller_speech(1.0), silence(0.8)]))  # well inside 0.6 s: no prompt
-    await until(lambda: len(call.bot.turns) == 2 and len(call.tts.spoken) == 2)
-    assert [text for text, _ in call.tts.spoken] == ["You said hello.", "You said sorry I was away."]
-    await call.play_marks()
-    await until(lambda: len(call.tts.spoken) == 3)  # words reset the count: one prompt allowed again
-    await call.session.close()
-    assert call.tts.spoken[2] == ("Are you still there?", "calm")
+    call = make_call(["hello", "sorry I was away"], no_input=NoInputSettings(after_s=0.3, max_in_a_row=1))
+    with caplog.at_level(logging.INFO):
+        await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+        await until(lambda: len(call.tts.spoken) == 1)
+        await call.play_marks()
+        await until(lambda: len(call.tts.spoken) == 2)  # the one prompt allowed
+        await call.play_marks()
+        await asyncio.sleep(0.6)
+        assert len(call.tts.spoken) == 2  # spent: the bot waits quietly
+        await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+        await until(lambda: len(call.bot.turns) == 2 and len(call.tts.spoken) == 3)
+        await call.play_marks()
+        await until(lambda: len(call.tts.spoken) == 4)  # words reset the count: a prompt again
+        await call.session.close()
+    said = [text for text, _ in call.tts.spoken]
+    assert said == ["You said hello.", "Are you still there?", "You said sorry I was away.", "Are you still there?"]
+    assert caplog.text.count("turn.no_input ") == 2
 
 
 async def test_a_cough_in_the_silence_restarts_the_wait_instead_of_ending_it(
@@ -433,7 +436,7 @@ async def test_no_prompt_while_the_caller_talks_over_the_bot_for_longer_than_the
     with caplog.at_level(logging.INFO):
         await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
         await until(lambda: bool(call.line.of(Mark)))
-        talking = asyncio.ensure_future(call.say_live(np.concatenate([caller_speech(2.0), silence(0.8)])))
+        talking = asyncio.ensure_future(call.say(np.concatenate([caller_speech(2.0), silence(0.8)]), live=True))
         await until(lambda: bool(call.line.of(Clear)))
         await call.play_marks()  # the provider returns the cleared marks while the caller is still talking
         await talking
@@ -456,6 +459,7 @@ def test_no_input_settings_come_from_credentials_and_fail_fast() -> None:
 def test_reprompt_settings_come_from_credentials_and_fail_fast() -> None:
     assert reprompt_settings({}) == RepromptSettings()
     assert reprompt_settings({"reprompt": "off"}) is None and reprompt_settings({"reprompt": False}) is None
+    assert reprompt_settings({"reprompt": True}) == RepromptSettings()  # `reprompt: on` is not a sentence to say
     custom = reprompt_settings({"reprompt": "Say again?", "reprompt_min_speech_ms": 600, "reprompt_max_in_a_row": 1})
     assert custom == RepromptSettings("Say again?", 0.6, 1)
     with pytest.raises(ValueError, match="must be numbers"):

@@ -61,6 +61,7 @@ from models.text import (
     adapted_net,
     collate,
     encode_turn,
+    load_delta,
     load_tokenizer,
     trained_delta,
 )
@@ -379,10 +380,7 @@ def main() -> None:
         start = Checkpoint.load(args.init)
         if start.arch.get("adapter") != adapter or int(start.arch["hidden"]) != args.hidden:
             raise SystemExit(f"--init {args.init} was trained with {start.arch}, not {adapter}")
-        loaded = net.load_state_dict(start.state_dict, strict=False)
-        expected = {name for name, p in net.named_parameters() if p.requires_grad}
-        if loaded.unexpected_keys or expected - set(start.state_dict):  # e.g. another transformers' module names
-            raise SystemExit(f"--init {args.init} does not fit this encoder: {loaded.unexpected_keys or expected}")
+        load_delta(net, start.state_dict)
         # The chain of earlier stages stays readable in the json: each stage records the one it started from.
         first_stage = {
             k: start.info.get(k) for k in ("version", "train", "hyperparameters", "first_stage", "head_refit")
