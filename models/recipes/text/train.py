@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -71,6 +73,11 @@ CONTACT_CENTRE = Path(__file__).resolve().parents[3] / "tests" / "models" / "dat
 FAMILY = {"neutral": "neutral", "surprised": "neutral", "happy": "positive"}  # every other label is negative
 
 
+def turn_key(sample: data.TextSample, context: Sequence[str]) -> str:
+    row = "\t".join([sample.text, " | ".join(context), sample.label])
+    return hashlib.sha1(row.encode("utf-8")).hexdigest()
+
+
 class Split:
     """Tokenised samples of one split: with context, and (for training) without."""
 
@@ -83,6 +90,8 @@ class Split:
         ]
         self.has_context = np.array([bool(c) for c in ctx])
         self.y = np.array([LABEL_INDEX[s.label] for s in samples])
+        # Which turn each row is (text, context, label): a teacher's logits (`--teacher`) are found by it.
+        self.keys = [turn_key(s, c) for s, c in zip(samples, ctx)]
 
     def __len__(self) -> int:
         return len(self.y)
@@ -131,6 +140,46 @@ def class_weights(y: NDArray[Any], power: float) -> torch.Tensor:
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
+@dataclass(frozen=True)
+class Teacher:
+    """A larger fine-tuned model's logits on the training turns (`models.recipes.text.distill`): soft targets.
+
+    Knowledge distillation (Hinton et al., 2015): the student also matches the teacher's
+    distribution at `temperature`, which says how alike the classes of a turn are (a
+    complaint that is half angry, half sad), where a one-hot label says only which won.
+    """
+
+    with_context: NDArray[Any]
+    alone: NDArray[Any]
+    weight: float
+    temperature: float
+
+    @classmethod
+    def load(cls, path: Path, split: Split, weight: float, temperature: float) -> Teacher:
+        """The teacher's logits laid out in the split's rows (a teacher trained on more turns serves any subset)."""
+        saved = np.load(path)
+        index = {str(k): i for i, k in enumerate(saved["keys"])}
+        missing = sum(k not in index for k in split.keys)
+        if missing:
+            raise SystemExit(f"--teacher {path} has no logits for {missing} of {len(split)} training turns")
+        rows = [index[k] for k in split.keys]
+        return cls(saved["with_context"][rows], saved["alone"][rows], weight, temperature)
+
+    @staticmethod
+    def describe(path: Path) -> dict[str, Any]:
+        """What the teacher was (its encoder, data, selection scores): recorded in the student's json."""
+        about: dict[str, Any] = json.loads(str(np.load(path)["about"]))
+        return about
+
+    def loss(self, student: torch.Tensor, rows: Sequence[int], alone: Sequence[bool]) -> torch.Tensor:
+        """KL(teacher || student) at the temperature, scaled by T^2 so its gradients match the label loss's."""
+        target = np.where(np.array(alone)[:, None], self.alone[rows], self.with_context[rows])
+        t = torch.from_numpy(target).to(student.device) / self.temperature
+        s = student.float() / self.temperature
+        kl = nn.functional.kl_div(s.log_softmax(-1), t.log_softmax(-1), log_target=True, reduction="batchmean")
+        return kl * self.temperature**2
+
+
 # Each selection corpus and the metric it is scored by; the selection score is their mean (never one corpus alone).
 SELECTION_METRICS = {"meld_dev": "weighted_f1", "goemotions_dev": "macro_f1", "dd_selection": "macro_f1"}
 
@@ -162,7 +211,12 @@ def fitted_total(step: int, started: float, deadline: float, total: int) -> int:
 
 
 def train(
-    net: TextEmotionNet, tokenizer: Any, train_split: Split, dev: dict[str, Split], args: argparse.Namespace
+    net: TextEmotionNet,
+    tokenizer: Any,
+    train_split: Split,
+    dev: dict[str, Split],
+    args: argparse.Namespace,
+    teacher: Teacher | None = None,
 ) -> dict[str, Any]:
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
@@ -174,6 +228,8 @@ def train(
     device = device_of(net)
     weight = class_weights(train_split.y, args.class_weight_power).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=0.05)
+    # bf16 on a GPU: the matrix units' fast path; the loss and the optimiser stay in fp32.
+    half = bool(getattr(args, "bf16", False)) and device.type == "cuda"
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else math.inf
     lengths = [len(e["input_ids"]) for e in train_split.with_context]
     steps_per_epoch = math.ceil(len(train_split) / args.batch_size)
@@ -205,13 +261,15 @@ def train(
             if step >= plan["total"] or (step and time.monotonic() > deadline):  # a run always trains a step
                 break
             net.train()
-            encoded = [
-                train_split.alone[i] if rng.random() < args.context_dropout else train_split.with_context[i]
-                for i in idx
-            ]
+            alone = [rng.random() < args.context_dropout for _ in idx]
+            encoded = [train_split.alone[i] if a else train_split.with_context[i] for i, a in zip(idx, alone)]
             b = batch_on(tokenizer, encoded, device)
             target = torch.from_numpy(train_split.y[idx]).to(device)
-            loss = loss_fn(net(b["input_ids"], b["attention_mask"], b["token_type_ids"]), target)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=half):
+                out = net(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+            loss = loss_fn(out.float(), target)
+            if teacher is not None:
+                loss = (1 - teacher.weight) * loss + teacher.weight * teacher.loss(out, idx, alone)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(body_params + head_params, 1.0)
@@ -315,8 +373,9 @@ def load_splits(tokenizer: Any, args: argparse.Namespace) -> tuple[Split, dict[s
     return train_split, dev, tests
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(description: str | None = __doc__) -> argparse.ArgumentParser:
+    """The recipe's options (the distillation teacher trains with the same ones)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--alpha", type=float, default=16.0)
@@ -366,6 +425,17 @@ def main() -> None:
         action="store_true",
         help="with --init: keep the last step, score nothing (models.recipes.text.head refits, selects, reports)",
     )
+    parser.add_argument("--bf16", action="store_true", help="on a GPU, run the forward pass in bfloat16")
+    parser.add_argument(
+        "--teacher", type=Path, default=None, help="distil: a teacher's logits on these training turns (.npz)"
+    )
+    parser.add_argument("--distill-weight", type=float, default=0.5, help="share of the teacher's loss in the loss")
+    parser.add_argument("--distill-temperature", type=float, default=2.0)
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     if args.encoder_only and not args.init:
         parser.error("--encoder-only continues a model: give --init")
@@ -392,7 +462,10 @@ def main() -> None:
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     total = sum(p.numel() for p in net.parameters())
     print(f"trainable parameters: {trainable:,} of {total:,}, on {device}", flush=True)
-    best = train(net, tokenizer, train_split, dev, args)
+    teacher = None
+    if args.teacher:
+        teacher = Teacher.load(args.teacher, train_split, args.distill_weight, args.distill_temperature)
+    best = train(net, tokenizer, train_split, dev, args, teacher)
 
     selection = {k: round(v, 4) for k, v in best.items() if k not in ("delta",)}
     selection["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -408,7 +481,8 @@ def main() -> None:
         "train": f"MELD train (x{args.meld_repeat}, with context) + GoEmotions-Ekman train (single-label, "
         f"{args.goemotions_share:.0%})"
         + (f" + DailyDialog-validation train part (x{args.dailydialog_repeat})" if args.dailydialog_repeat else ""),
-        "hyperparameters": {k: v for k, v in vars(args).items() if k not in ("out", "init")},
+        "hyperparameters": {k: v for k, v in vars(args).items() if k not in ("out", "init", "teacher")},
+        "teacher": Teacher.describe(args.teacher) if args.teacher else None,
         "first_stage": first_stage,
         "trainable_parameters": trainable,
         "results": results,
