@@ -14,7 +14,9 @@ import torch
 from models import data
 from models.emotion import LABEL_INDEX
 from models.recipes.text import distill
-from models.recipes.text.train import Split, Teacher, logits_of, train
+from models.recipes.text.head import train_head
+from models.recipes.text.teacher import Teacher
+from models.recipes.text.train import Split, logits_of, train
 from models.text import EmotionHead, TextEmotionNet, encoder_path, load_tokenizer, mean_pool
 
 from .test_text_train_recipe import SAMPLES, args, net
@@ -69,13 +71,13 @@ def test_the_teacher_finds_its_logits_by_turn_not_by_position(split: Split, tmp_
     # The teacher saw more turns than this student, in another order.
     keys = [*reversed(split.keys), "a turn this student never reads"]
     logits = np.concatenate([rows[::-1], np.zeros((1, 7), dtype=np.float32)])
-    teacher = Teacher.load(save_teacher(tmp_path / "t.npz", keys, logits), split, 0.5, 2.0)
+    teacher = Teacher.load(save_teacher(tmp_path / "t.npz", keys, logits), split.keys, 0.5, 2.0)
     assert np.array_equal(teacher.with_context, rows) and np.array_equal(teacher.alone, rows - 1.0)
     assert Teacher.describe(tmp_path / "t.npz") == {"encoder": "test"}
 
     other = Split(load_tokenizer(), [*SAMPLES, data.TextSample("A turn the teacher never read.", "neutral")], 2, 32)
     with pytest.raises(SystemExit, match="no logits for 1 of 9"):
-        Teacher.load(tmp_path / "t.npz", other, 0.5, 2.0)
+        Teacher.load(tmp_path / "t.npz", other.keys, 0.5, 2.0)
 
 
 def happy_share(split: Split, teacher: Teacher | None) -> float:
@@ -92,9 +94,26 @@ def test_distillation_pulls_the_student_towards_the_teacher(split: Split, tmp_pa
     says_happy[:, HAPPY] = 6.0  # a teacher that reads every turn as happy (the labels say so for one in eight)
     path = save_teacher(tmp_path / "happy.npz", split.keys, says_happy)
     labels_only = happy_share(split, None)
-    distilled = happy_share(split, Teacher.load(path, split, 1.0, 2.0))
+    distilled = happy_share(split, Teacher.load(path, split.keys, 1.0, 2.0))
     print(f"happy share: labels only {labels_only:.3f}, distilled {distilled:.3f}")
     assert labels_only < 0.35 < 0.6 < distilled
+
+
+def test_a_head_refit_is_pulled_towards_its_teacher_too() -> None:
+    rng = np.random.default_rng(0)
+    y = np.arange(70) % 7  # every class ten times
+    x = (rng.normal(size=(70, 384)) + np.eye(7, 384)[y] * 3).astype(np.float32)  # separable by label
+    says_happy = np.zeros((70, 7), dtype=np.float32)
+    says_happy[:, HAPPY] = 6.0
+
+    def happy(teacher: Teacher | None) -> float:
+        state = train_head(x, y, 0.0, [30], seed=0, teacher=teacher)[30]
+        head = EmotionHead(dim=384)
+        head.load_state_dict(state)
+        with torch.no_grad():
+            return float(head.eval()(torch.from_numpy(x)).softmax(-1)[:, HAPPY].mean())
+
+    assert happy(None) < 0.3 < 0.6 < happy(Teacher(says_happy, says_happy, 1.0, 2.0))
 
 
 @pytest.mark.skipif(not (data.data_root() / "text" / "meld").is_dir(), reason="needs ../shared/data/text (MELD)")
@@ -121,7 +140,7 @@ def test_the_teacher_recipe_trains_reports_and_writes_logits_a_student_can_read(
     from models.recipes.text.train import load_splits
 
     student_split, _, _ = load_splits(load_tokenizer(), student_args)
-    teacher = Teacher.load(out, student_split, 0.5, 2.0)
+    teacher = Teacher.load(out, student_split.keys, 0.5, 2.0)
     assert teacher.with_context.shape == (len(student_split), 7)
 
 

@@ -72,6 +72,8 @@ def test_the_schedule_is_shortened_to_what_fits_before_the_deadline() -> None:
     assert fitted_total(100, started, time.monotonic() + 20.0, 10_000) in range(260, 272)  # 100 + 0.85 x 200
     assert fitted_total(100, started, time.monotonic() + 3600.0, 1_000) == 1_000  # time enough: unchanged
     assert fitted_total(100, started, time.monotonic() - 5.0, 1_000) == 100  # already late: stop here
+    # Timed from a warm step: 50 steps in 10 s is 5 steps/s, whatever the slow first steps took.
+    assert fitted_total(100, started, time.monotonic() + 20.0, 10_000, since_step=50) in range(180, 187)
 
 
 def test_the_encoder_can_come_from_a_directory_named_by_the_environment(

@@ -60,6 +60,7 @@ from models.checkpoint import Checkpoint
 from models.emotion import FAMILY_OF_LABEL, LABEL_INDEX, LABELS
 from models.metrics import confusion_f1, evaluate
 from models.recipes.calibration import fit_temperature, softmax
+from models.recipes.text.teacher import Teacher, turn_key
 from models.text import (
     DEFAULT_MODEL,
     MAX_TOKENS,
@@ -213,10 +214,25 @@ def features(
     return out
 
 
+def teacher_targets(
+    path: Path, turns: int, goemotions_share: float = 1.0, dair_labels: tuple[str, ...] = ()
+) -> dict[str, NDArray[Any]]:
+    """A distillation teacher's logits on the training corpora's turns, read in context as the features are."""
+    out = {}
+    for name, samples in corpora(goemotions_share, dair_labels).items():
+        if name in ("meld_train", "goemotions_train", "dd_train"):
+            keys = [turn_key(s, c) for s, c in zip(samples, data.contexts(samples, turns))]
+            out[name] = Teacher.load(path, keys, 1.0, 1.0).with_context
+    return out
+
+
 def train_head(
-    x: NDArray[Any], y: NDArray[Any], power: float, epochs: Sequence[int], seed: int
+    x: NDArray[Any], y: NDArray[Any], power: float, epochs: Sequence[int], seed: int, teacher: Teacher | None = None
 ) -> dict[int, dict[str, Any]]:
-    """Train a fresh head on features; the head's state after each epoch in `epochs`."""
+    """Train a fresh head on features; the head's state after each epoch in `epochs`.
+
+    `teacher`: a larger model's logits on the same rows, matched besides the labels (distillation).
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     head = EmotionHead(dim=x.shape[1])  # 384 for the shipped pooling; wider for `alternatives pooling`
@@ -234,7 +250,10 @@ def train_head(
         order = torch.from_numpy(rng.permutation(len(y)))
         for start in range(0, len(y), 256):
             idx = order[start : start + 256]
-            loss = loss_fn(head(xt[idx]), yt[idx])
+            out = head(xt[idx])
+            loss = loss_fn(out, yt[idx])
+            if teacher is not None:
+                loss = (1 - teacher.weight) * loss + teacher.weight * teacher.loss(out, idx.numpy())
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -366,12 +385,17 @@ def candidate(
     return temperature, scores(logits, feats, temperature, families)
 
 
-def mix(feats: dict[str, Any], repeat: int, dair_repeat: int, dd: NDArray[Any] | None = None) -> tuple[Any, Any]:
-    """Training rows: MELD x2, GoEmotions, DailyDialog x`repeat` (the train part, or the pool rows `dd`), dair."""
+def mixed(feats: dict[str, Any], repeat: int, dair_repeat: int, key: str, dd: NDArray[Any] | None = None) -> Any:
+    """One array (`key`: x, y or a teacher's t) of the training rows: MELD x2, GoEmotions, DailyDialog x`repeat`
+    (the train part, or the pool rows `dd`), dair."""
     parts = ["meld_train"] * 2 + ["goemotions_train"] + ["dair_train"] * dair_repeat
-    xs, ys = [feats[p]["x"] for p in parts], [feats[p]["y"] for p in parts]
-    own = feats["dd_train"] if dd is None else {k: v[dd] for k, v in feats["dd_selection"].items()}
-    return np.concatenate([*xs, *[own["x"]] * repeat]), np.concatenate([*ys, *[own["y"]] * repeat])
+    own = feats["dd_train"][key] if dd is None else feats["dd_selection"][key][dd]
+    return np.concatenate([*[feats[p][key] for p in parts], *[own] * repeat])
+
+
+def mix(feats: dict[str, Any], repeat: int, dair_repeat: int, dd: NDArray[Any] | None = None) -> tuple[Any, Any]:
+    """Training rows' features and labels (`mixed`)."""
+    return mixed(feats, repeat, dair_repeat, "x", dd), mixed(feats, repeat, dair_repeat, "y", dd)
 
 
 def trained(
@@ -380,7 +404,11 @@ def trained(
     """Per kept epoch, the (folded) head and, with `--dd-folds`, the pool's out-of-fold logits."""
     if args.dd_folds <= 1:
         x, y = mix(feats, repeat, dair_repeat)
-        runs = [train_head(x, y, power, args.epochs, args.seed + i) for i in range(args.seeds)]
+        teacher = None
+        if getattr(args, "teacher", None):
+            t = mixed(feats, repeat, dair_repeat, "t")
+            teacher = Teacher(t, t, args.distill_weight, args.distill_temperature)
+        runs = [train_head(x, y, power, args.epochs, args.seed + i, teacher) for i in range(args.seeds)]
         return {epoch: (folded([run[epoch] for run in runs]), None) for epoch in args.epochs}
     fold, fold_ids = args.fold_of, range(args.dd_folds)
     mixes = [mix(feats, repeat, dair_repeat, fold != k) for k in fold_ids]
@@ -407,6 +435,8 @@ def search(feats: dict[str, Any], families: Sequence[str], args: argparse.Namesp
                     offset[NEUTRAL] = shift
                     temperature, s = candidate(state, offset, feats, families, oof)
                     config = {"dd_repeat": repeat, "power": power, "epochs": epoch, "neutral_offset": shift}
+                    if getattr(args, "teacher", None):
+                        config["distill"] = {"weight": args.distill_weight, "temperature": args.distill_temperature}
                     if args.seeds > 1:
                         config["seeds"] = args.seeds
                     if args.dd_folds > 1:
@@ -533,14 +563,23 @@ def main() -> None:
         help="DailyDialog train+selection parts in K folds: K heads (one seed each, so --seeds is unused), out-of-fold",
     )
     parser.add_argument("--tune-offsets", type=int, default=0, help="tune per-class offsets of the best N candidates")
+    parser.add_argument("--teacher", type=Path, default=None, help="distil: a teacher's logits (distill.py) too")
+    parser.add_argument("--distill-weight", type=float, default=0.5)
+    parser.add_argument("--distill-temperature", type=float, default=2.0)
     parser.add_argument("--min-neutral-recall", type=float, default=0.87)
     parser.add_argument("--min-meld", type=float, default=0.56)
     parser.add_argument("--out", type=Path, default=None, help="write the refitted model here (default: report only)")
     args = parser.parse_args()
+    if args.teacher and (args.dd_folds > 1 or args.dair):
+        parser.error("--teacher holds the training turns alone: not with --dd-folds or --dair")
     torch.set_num_threads(args.threads)
     checkpoint = Checkpoint.load(args.weights)
     dair = tuple(label for label in args.dair.split(",") if label)
-    feats = features(args.weights, int(checkpoint.arch.get("context_turns", 0)), args.goemotions_share, dair)
+    turns = int(checkpoint.arch.get("context_turns", 0))
+    feats = features(args.weights, turns, args.goemotions_share, dair)
+    if args.teacher:
+        for name, t in teacher_targets(args.teacher, turns, args.goemotions_share).items():
+            feats[name]["t"] = t
     if args.dd_folds > 1:
         # "dd_selection" becomes the pool (train part, then selection part, as `dailydialog_folds` orders it).
         pool = {k: np.concatenate([feats["dd_train"][k], feats["dd_selection"][k]]) for k in ("x", "y")}

@@ -33,13 +33,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import math
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -55,6 +53,7 @@ from models.emotion import LABEL_INDEX, LABELS
 from models.metrics import evaluate, expected_calibration_error
 from models.recipes.calibration import fit_temperature, softmax
 from models.recipes.text.head import dailydialog_split
+from models.recipes.text.teacher import Teacher, turn_key
 from models.text import (
     CONTEXT_TURNS,
     DEFAULT_MODEL,
@@ -71,11 +70,6 @@ from models.text import (
 TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
 CONTACT_CENTRE = Path(__file__).resolve().parents[3] / "tests" / "models" / "data" / "contact_centre.csv"
 FAMILY = {"neutral": "neutral", "surprised": "neutral", "happy": "positive"}  # every other label is negative
-
-
-def turn_key(sample: data.TextSample, context: Sequence[str]) -> str:
-    row = "\t".join([sample.text, " | ".join(context), sample.label])
-    return hashlib.sha1(row.encode("utf-8")).hexdigest()
 
 
 class Split:
@@ -140,46 +134,6 @@ def class_weights(y: NDArray[Any], power: float) -> torch.Tensor:
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
-@dataclass(frozen=True)
-class Teacher:
-    """A larger fine-tuned model's logits on the training turns (`models.recipes.text.distill`): soft targets.
-
-    Knowledge distillation (Hinton et al., 2015): the student also matches the teacher's
-    distribution at `temperature`, which says how alike the classes of a turn are (a
-    complaint that is half angry, half sad), where a one-hot label says only which won.
-    """
-
-    with_context: NDArray[Any]
-    alone: NDArray[Any]
-    weight: float
-    temperature: float
-
-    @classmethod
-    def load(cls, path: Path, split: Split, weight: float, temperature: float) -> Teacher:
-        """The teacher's logits laid out in the split's rows (a teacher trained on more turns serves any subset)."""
-        saved = np.load(path)
-        index = {str(k): i for i, k in enumerate(saved["keys"])}
-        missing = sum(k not in index for k in split.keys)
-        if missing:
-            raise SystemExit(f"--teacher {path} has no logits for {missing} of {len(split)} training turns")
-        rows = [index[k] for k in split.keys]
-        return cls(saved["with_context"][rows], saved["alone"][rows], weight, temperature)
-
-    @staticmethod
-    def describe(path: Path) -> dict[str, Any]:
-        """What the teacher was (its encoder, data, selection scores): recorded in the student's json."""
-        about: dict[str, Any] = json.loads(str(np.load(path)["about"]))
-        return about
-
-    def loss(self, student: torch.Tensor, rows: Sequence[int], alone: Sequence[bool]) -> torch.Tensor:
-        """KL(teacher || student) at the temperature, scaled by T^2 so its gradients match the label loss's."""
-        target = np.where(np.array(alone)[:, None], self.alone[rows], self.with_context[rows])
-        t = torch.from_numpy(target).to(student.device) / self.temperature
-        s = student.float() / self.temperature
-        kl = nn.functional.kl_div(s.log_softmax(-1), t.log_softmax(-1), log_target=True, reduction="batchmean")
-        return kl * self.temperature**2
-
-
 # Each selection corpus and the metric it is scored by; the selection score is their mean (never one corpus alone).
 SELECTION_METRICS = {"meld_dev": "weighted_f1", "goemotions_dev": "macro_f1", "dd_selection": "macro_f1"}
 
@@ -197,13 +151,18 @@ def selection_score(net: TextEmotionNet, tokenizer: Any, dev: dict[str, Split]) 
     return {**out, "score": sum(metrics) / len(metrics)}
 
 
-# Steps timed before a --max-minutes run lays its schedule over the steps that fit (kernels warm, caches full).
-PLAN_AFTER_STEPS = 50
+# A --max-minutes run times its steps from PLAN_WARM_STEPS (the first steps of a GPU run take seconds each:
+# kernels load and tune) to PLAN_AFTER_STEPS, then lays its schedule over the steps that fit.
+PLAN_WARM_STEPS = 20
+PLAN_AFTER_STEPS = 70
 
 
-def fitted_total(step: int, started: float, deadline: float, total: int) -> int:
-    """The planned steps that fit before `deadline` at the rate so far (15 % kept for the dev evaluations)."""
-    rate = step / max(time.monotonic() - started, 1e-6)
+def fitted_total(step: int, started: float, deadline: float, total: int, since_step: int = 0) -> int:
+    """The planned steps that fit before `deadline` at the rate since `since_step` (timed from `started`).
+
+    15 % of the time left is kept for the dev evaluations.
+    """
+    rate = (step - since_step) / max(time.monotonic() - started, 1e-6)
     fits = step + int(rate * max(deadline - time.monotonic(), 0.0) * 0.85)
     if fits < total:
         tqdm.write(f"--max-minutes: {rate:.1f} steps/s, the schedule now ends at step {fits} of {total}")
@@ -254,7 +213,7 @@ def train(
         # best trained state anyway (the head recipe then refits and compares on equal terms).
         if args.start_competes:
             best = start
-    step, started = 0, time.monotonic()
+    step, warm = 0, time.monotonic()
     bar = tqdm(total=total, desc="fine-tune", unit="batch")
     for _epoch in range(args.epochs):
         for idx in batches(lengths, args.batch_size, rng):
@@ -277,8 +236,10 @@ def train(
             schedule.step()
             step += 1
             bar.update(1)
+            if step == PLAN_WARM_STEPS:
+                warm = time.monotonic()
             if step == PLAN_AFTER_STEPS and deadline < math.inf:
-                plan["total"] = fitted_total(step, started, deadline, plan["total"])
+                plan["total"] = fitted_total(step, warm, deadline, plan["total"], since_step=PLAN_WARM_STEPS)
                 eval_every = min(eval_every, max(1, plan["total"] // 8))
             if step % 50 == 0:  # .item() waits for the device: not every step
                 bar.set_postfix(loss=f"{loss.item():.3f}", best=f"{best['score']:.4f}")
@@ -464,7 +425,7 @@ def main() -> None:
     print(f"trainable parameters: {trainable:,} of {total:,}, on {device}", flush=True)
     teacher = None
     if args.teacher:
-        teacher = Teacher.load(args.teacher, train_split, args.distill_weight, args.distill_temperature)
+        teacher = Teacher.load(args.teacher, train_split.keys, args.distill_weight, args.distill_temperature)
     best = train(net, tokenizer, train_split, dev, args, teacher)
 
     selection = {k: round(v, 4) for k, v in best.items() if k not in ("delta",)}
