@@ -28,6 +28,9 @@ cached pooled features, read in context as production reads turns:
   holds no fearful or disgusted turn), and the head learns from all of them;
 - `--dair fear,sadness,anger`: dair-ai/emotion's sentences of those classes as
   a further training corpus (a grid of weights, `--dair-repeat`);
+- `--teacher teacher.npz`: a larger fine-tuned model's logits on the training
+  turns (`models.recipes.text.distill`) matched beside the labels, with weight
+  `--distill-weight` at `--distill-temperature` (knowledge distillation);
 - selection (never one corpus alone): among the configurations that keep
   DailyDialog-selection neutral recall >= `--min-neutral-recall`, MELD dev
   weighted-F1 >= `--min-meld` and the contact-centre sentences (the 48 of

@@ -26,7 +26,8 @@ minutes instead of two hours on 2 cores. `--max-minutes` gives a run a time budg
 after the first steps the schedule is laid over the steps that fit, and the last
 state is scored, so a cut run still ends with a decayed learning rate and a pick.
 `TONELINE_TEXT_ENCODER` points at a copy of the encoder on a machine without the
-PyPI package.
+PyPI package. `--teacher` distils a larger fine-tuned model's logits
+(`models.recipes.text.distill`) into the run, beside the labels.
 """
 
 from __future__ import annotations
