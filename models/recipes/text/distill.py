@@ -64,7 +64,13 @@ def main() -> None:
         "encoder": args.encoder.name,
         "selection": {k: round(v, 4) if isinstance(v, float) else v for k, v in best.items() if k != "delta"},
         "temperature": round(temperature, 4),
-        "hyperparameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        # The student recipe's options that a teacher does not use are left out of its record.
+        "hyperparameters": {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in vars(args).items()
+            if k not in ("out", "no_export", "init", "start_competes", "encoder_only", "teacher", "rank", "alpha")
+            and not k.startswith(("distill_", "lora_"))
+        },
         "results": {k: v for k, v in results.items() if k != "contact_centre"},
         "contact_centre_family_accuracy": results["contact_centre"]["family_accuracy"],
     }
