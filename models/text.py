@@ -130,21 +130,13 @@ def encode_turn(tokenizer: Any, text: str, context: Sequence[str], max_tokens: i
 
 
 def collate(tokenizer: Any, encoded: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-    """Pad a batch of `encode_turn` outputs into tensors, on the right.
+    """Pad a batch of `encode_turn` outputs into tensors."""
+    return dict(tokenizer.pad(list(encoded), return_tensors="pt"))
 
-    Padded here rather than by `tokenizer.pad`: whether that pads segment ids depends on
-    the tokenizer (MPNet's declares none) and on the transformers version.
-    """
-    width = max(len(e["input_ids"]) for e in encoded)
 
-    def padded(key: str, fill: int) -> torch.Tensor:
-        return torch.tensor([e[key] + [fill] * (width - len(e[key])) for e in encoded], dtype=torch.long)
-
-    return {
-        "input_ids": padded("input_ids", tokenizer.pad_token_id),
-        "attention_mask": padded("attention_mask", 0),
-        "token_type_ids": padded("token_type_ids", 0),
-    }
+def reads_segments(encoder: Any) -> bool:
+    """Whether an encoder takes segment ids (BERT's MiniLM does; MPNet, a distillation teacher, has none)."""
+    return getattr(getattr(encoder, "config", None), "type_vocab_size", 0) > 1
 
 
 class TextEmotionNet(nn.Module):
@@ -154,13 +146,11 @@ class TextEmotionNet(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = head
-        config = getattr(encoder, "config", None)
-        self.segments = getattr(config, "type_vocab_size", 0) > 1  # MPNet has none
+        self.segments = reads_segments(encoder)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
     ) -> torch.Tensor:
-        # An encoder without segment embeddings (MPNet, a distillation teacher) reads the ids alone.
         segments = {"token_type_ids": token_type_ids} if self.segments else {}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **segments).last_hidden_state
         # The context informs the message through attention but is not itself what is classified.

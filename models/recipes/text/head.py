@@ -63,7 +63,7 @@ from models.checkpoint import Checkpoint
 from models.emotion import FAMILY_OF_LABEL, LABEL_INDEX, LABELS
 from models.metrics import confusion_f1, evaluate
 from models.recipes.calibration import fit_temperature, softmax
-from models.recipes.text.teacher import Teacher, turn_key
+from models.recipes.text.teacher import Teacher, teacher_logits, turn_key
 from models.text import (
     DEFAULT_MODEL,
     MAX_TOKENS,
@@ -74,6 +74,7 @@ from models.text import (
     load_tokenizer,
     mean_pool,
     net_from_checkpoint,
+    reads_segments,
 )
 
 CACHE = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "text-head"
@@ -137,7 +138,7 @@ def pooled(net: TextEmotionNet, tokenizer: Any, encoded: list[dict[str, Any]], b
 @torch.inference_mode()
 def encoder_pooled(encoder: Any, tokenizer: Any, encoded: list[dict[str, Any]], batch_size: int = 128) -> NDArray[Any]:
     """An encoder's last layer mean-pooled over the message's tokens (segment 0), batched by length."""
-    segments = getattr(encoder.config, "type_vocab_size", 0) > 1  # MPNet has no segment embeddings
+    segments = reads_segments(encoder)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     out = np.zeros((len(encoded), encoder.config.hidden_size), dtype=np.float32)
     for start in range(0, len(order), batch_size):
@@ -225,7 +226,7 @@ def teacher_targets(
     for name, samples in corpora(goemotions_share, dair_labels).items():
         if name in ("meld_train", "goemotions_train", "dd_train"):
             keys = [turn_key(s, c) for s, c in zip(samples, data.contexts(samples, turns))]
-            out[name] = Teacher.load(path, keys, 1.0, 1.0).with_context
+            out[name] = teacher_logits(path, keys)[0]
     return out
 
 

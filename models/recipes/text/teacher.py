@@ -37,6 +37,21 @@ def soft_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) 
     return kl * temperature**2
 
 
+def teacher_logits(path: Path, keys: Sequence[str]) -> tuple[NDArray[Any], NDArray[Any]]:
+    """A teacher's logits (with context, alone) of the turns `keys` names, in their order.
+
+    A teacher trained on more turns serves any subset or repeat of them; a turn it never
+    read stops the run with how many are missing.
+    """
+    saved = np.load(path)
+    index = {str(k): i for i, k in enumerate(saved["keys"])}
+    missing = sum(k not in index for k in keys)
+    if missing:
+        raise SystemExit(f"--teacher {path} has no logits for {missing} of {len(keys)} training turns")
+    rows = [index[k] for k in keys]
+    return saved["with_context"][rows], saved["alone"][rows]
+
+
 @dataclass(frozen=True)
 class Teacher:
     """A teacher's logits laid out in a student's rows, with and without context, and how much they weigh."""
@@ -48,14 +63,8 @@ class Teacher:
 
     @classmethod
     def load(cls, path: Path, keys: Sequence[str], weight: float, temperature: float) -> Teacher:
-        """The rows `keys` name (a teacher trained on more turns serves any subset or repeat of them)."""
-        saved = np.load(path)
-        index = {str(k): i for i, k in enumerate(saved["keys"])}
-        missing = sum(k not in index for k in keys)
-        if missing:
-            raise SystemExit(f"--teacher {path} has no logits for {missing} of {len(keys)} training turns")
-        rows = [index[k] for k in keys]
-        return cls(saved["with_context"][rows], saved["alone"][rows], weight, temperature)
+        """The rows `keys` name, weighing `weight` in the loss at `temperature`."""
+        return cls(*teacher_logits(path, keys), weight, temperature)
 
     @staticmethod
     def describe(path: Path) -> dict[str, Any]:
