@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages the test suite drives for real: a browser for the dashboard and video pages,
-# speech synthesis for callers and replies, recorded read speech, Redis, and the compose client that
-# checks docker-compose.yml. As root with apt they are installed; otherwise this names what is missing
+# speech synthesis for callers and replies, recorded read speech, Redis, the compose client that
+# checks docker-compose.yml, and the proxies and JavaScript runtime of the provider conformance tests. As root with apt they are installed; otherwise this names what is missing
 # and fails, so `make test` never passes quietly with whole groups of tests skipped.
 # TONELINE_ALLOW_SKIPS=1 lets the suite run anyway (those tests then skip, each saying why).
 set -uo pipefail
@@ -12,11 +12,15 @@ have() {
                     (exec 3<>/dev/tcp/127.0.0.1/6379 && printf 'PING\r\n' >&3 && timeout 2 head -c 5 <&3 | grep -q PONG) 2>/dev/null ;;
     docker-compose) (docker compose version >/dev/null 2>&1) || command -v docker-compose >/dev/null 2>&1 ;;
     pocketsphinx-testdata) [ -d /usr/share/pocketsphinx/test/data ] ;;
+    nginx|haproxy) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] ;;
+    nodejs) command -v node >/dev/null 2>&1 ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }
 
-packages=(redis-server chromium espeak-ng flite pocketsphinx-testdata docker-compose)
+# nginx and haproxy: the proxies the provider conformance tests put in front of Rasa; nodejs: Vonage's
+# payload_hash recipe run in JavaScript, as it is written.
+packages=(redis-server chromium espeak-ng flite pocketsphinx-testdata docker-compose nginx haproxy nodejs)
 missing=()
 for package in "${packages[@]}"; do have "$package" || missing+=("$package"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

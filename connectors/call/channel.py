@@ -194,13 +194,32 @@ class CallChannel(InputChannel):
 
         await CallStream(transport, serializer or self.serializer(), self.provider.channel, open_session).run()
 
+    def public_base(self, request: Request, websocket: bool) -> str:
+        """`scheme://host[/prefix]` as the provider reaches this server: the configured public URL, else what
+        Sanic derives from the request (the forwarded proto and host only when Sanic is told to trust the proxy:
+        `SANIC_PROXIES_COUNT` or `SANIC_FORWARDED_SECRET`). The scheme follows the kind of request, whatever the
+        proxy calls it: a WebSocket upgrade is `wss` when the public side is secure (nginx's `$scheme` and
+        HAProxy's `X-Forwarded-Proto` say `https` for it), a plain request `https`."""
+        return with_scheme(self.public_url or f"{request.scheme}://{request.host}", websocket)
+
     def stream_url(self, request: Request) -> str:
         """The wss:// URL of this channel's stream route, as the provider must reach it."""
-        if self.public_url:
-            base = self.public_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-        else:
-            base = f"{'wss' if request.scheme == 'https' else 'ws'}://{request.host}"
-        return f"{base}{request.path.rsplit('/', 1)[0]}{STREAM_PATH}"
+        return f"{self.public_base(request, websocket=True)}{request.path.rsplit('/', 1)[0]}{STREAM_PATH}"
+
+
+def with_scheme(url: str, websocket: bool) -> str:
+    """`url` with the scheme of a WebSocket (`ws`/`wss`) or of a plain request (`http`/`https`), secure when it
+    was (`https` or `wss`)."""
+    scheme, _, rest = url.partition("://")
+    secure = scheme.lower() in ("https", "wss")
+    if websocket:
+        return f"{'wss' if secure else 'ws'}://{rest}"
+    return f"{'https' if secure else 'http'}://{rest}"
+
+
+def is_upgrade(request: Request) -> bool:
+    """A WebSocket upgrade request (the stream), as opposed to a webhook."""
+    return str(request.headers.get("upgrade", "")).lower() == "websocket"
 
 
 def log_refusal(channel: str, code: str, request: Request) -> str:

@@ -24,7 +24,7 @@ import logging
 import time
 from pathlib import Path
 from typing import Any, Dict
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from rasa.core.channels.channel import InputChannel
 from sanic import Blueprint, response
@@ -109,7 +109,10 @@ class VonageVoiceInput(CallChannel):
         return None
 
     def webhook_refusal(self, request: Request) -> str | None:
-        code = signature.webhook_refusal(request.headers.get("authorization"), self.secret, request.body or b"")
+        # A GET's payload is its query (bound by payload_hash as Vonage computes it), a POST's its body.
+        query = _query_pairs(request) if request.method == "GET" else []
+        authorization = request.headers.get("authorization")
+        code = signature.webhook_refusal(authorization, self.secret, request.body or b"", query=query)
         return None if code is None else log_refusal(wire.PROVIDER, code, request)
 
     def add_routes(self, bp: Blueprint) -> None:
@@ -155,4 +158,9 @@ def _answer_facts(request: Request) -> dict[str, Any]:
         except Exception:  # Sanic raises InvalidUsage on a body that is not JSON
             body = None
         return dict(body) if isinstance(body, dict) else {}
-    return {key: request.args.get(key) for key in request.args}
+    return dict(_query_pairs(request))  # as the signed payload reads them: a repeated name's last value
+
+
+def _query_pairs(request: Request) -> list[tuple[str, str]]:
+    """The query's parameters as Vonage sent them (Sanic's `request.args` drops blank values)."""
+    return parse_qsl(request.query_string, keep_blank_values=True)

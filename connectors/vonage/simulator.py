@@ -62,7 +62,8 @@ def answer(base_url: str, secret: str, call_uuid: str, caller: str) -> list[dict
     """GET the signed answer webhook, as Vonage does for an inbound call; returns the NCCO."""
     query = {"uuid": call_uuid, "conversation_uuid": "CON-" + call_uuid, "from": caller, "to": "15550199"}
     url = f"{base_url}/webhooks/toneline_vonage/answer?{urllib.parse.urlencode(query)}"
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {signature.webhook_token(secret)}"})
+    token = signature.webhook_token(secret, query=list(query.items()))
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         ncco = json.loads(response.read())
     if not isinstance(ncco, list):

@@ -55,11 +55,19 @@ def http_status(url: str, headers: dict[str, str] | None = None) -> int:
 
 
 def test_the_answer_webhook_needs_vonages_signature(voice_stack: VoiceStack) -> None:
+    query = [("uuid", "abc"), ("from", "15550100")]
     url = f"{voice_stack.url}/webhooks/toneline_vonage/answer?uuid=abc&from=15550100"
     assert http_status(url) == 401
-    assert http_status(url, {"Authorization": f"Bearer {signature.webhook_token('not-the-secret')}"}) == 401
-    assert http_status(url, {"Authorization": f"Bearer {signature.webhook_token(VONAGE_SECRET)}"}) == 200
+    assert (
+        http_status(url, {"Authorization": f"Bearer {signature.webhook_token('not-the-secret', query=query)}"}) == 401
+    )
+    assert http_status(url, {"Authorization": f"Bearer {signature.webhook_token(VONAGE_SECRET, query=query)}"}) == 200
+    # signed for no query, or for another call's: the query is bound by payload_hash
+    assert http_status(url, {"Authorization": f"Bearer {signature.webhook_token(VONAGE_SECRET)}"}) == 401
+    other = signature.webhook_token(VONAGE_SECRET, query=[("uuid", "xyz"), ("from", "15550100")])
+    assert http_status(url, {"Authorization": f"Bearer {other}"}) == 401
     assert "vonage.auth.rejected code=invalid_token" in voice_stack.log()
+    assert "code=payload_hash_mismatch" in voice_stack.log()
 
 
 def test_the_event_webhook_needs_a_signature_over_its_body(voice_stack: VoiceStack) -> None:
