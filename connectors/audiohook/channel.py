@@ -6,10 +6,16 @@ credentials.yml:
       api_key_env: TONELINE_AUDIOHOOK_API_KEY            # names of environment variables, never the secrets
       client_secret_env: TONELINE_AUDIOHOOK_CLIENT_SECRET  # base64, as configured in Genesys
       config_env: TONELINE_AUDIOHOOK_CONFIG              # optional: another toneline.yml (default: toneline.yml)
+      public_url_env: TONELINE_AUDIOHOOK_PUBLIC_URL      # optional: wss://host the integration connects to
 
 Routes under /webhooks/toneline_audiohook/: WebSocket `ws` (the AudioHook
 session), GET `health`. The upgrade is refused with HTTP 401 without the right
 `X-API-KEY` or, when a client secret is configured, without a valid signature.
+The signature covers `@authority` and `@request-target`, which a proxy may
+rewrite: `@authority` is the configured public URL's host, else the host Sanic
+reads (a trusted proxy's X-Forwarded-Host, else Host), lower-cased and with the
+scheme's default port omitted (RFC 9421); a client that kept the default port
+in what it signed is accepted too.
 Customer turns go through the plugin's turn service (`plugin.turn.TurnService`,
 the same fusion, rules, cooldown and handoff cases as every channel) under
 channel `genesys`; Rasa's bot is never called.
@@ -23,6 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict
+from urllib.parse import urlparse
 
 from rasa.core.channels.channel import InputChannel, UserMessage
 from sanic import Blueprint, response
@@ -69,6 +76,7 @@ class AudioHookInput(InputChannel):
             client_secret=credential(creds, "client_secret", "TONELINE_AUDIOHOOK_CLIENT_SECRET"),
             settings=_settings(credential(creds, "config", "TONELINE_AUDIOHOOK_CONFIG")),
             session=SessionSettings(turn=turn),
+            public_url=credential(creds, "public_url", "TONELINE_AUDIOHOOK_PUBLIC_URL") or None,
         )
 
     def __init__(
@@ -78,8 +86,10 @@ class AudioHookInput(InputChannel):
         settings: toneline_settings.Settings | None = None,
         session: SessionSettings | None = None,
         runtime: SpeechRuntime | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.api_key = api_key
+        self.public_url = public_url
         self.client_secret = client_secret
         self.settings = settings or toneline_settings.Settings()
         self.session_settings = session or SessionSettings()
@@ -111,26 +121,35 @@ class AudioHookInput(InputChannel):
             return "bad_api_key"
         if not self.client_secret:
             return None
-        signed = signature.SignedRequest(
-            path_and_query=request.path + (f"?{request.query_string}" if request.query_string else ""),
-            authority=request.headers.get("host") or request.host,
-            headers={k.lower(): v for k, v in request.headers.items()},
-        )
-        now = time.time()
-        try:
-            parsed = signature.verify(
-                signed,
-                request.headers.get("signature-input"),
-                request.headers.get("signature"),
-                self.api_key,
-                self.client_secret,
-                now,
-            )
-        except signature.SignatureError as exc:
-            return exc.code
+        now, path = time.time(), request.path + (f"?{request.query_string}" if request.query_string else "")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        code = "invalid_signature"
+        for authority in self.authorities(request):  # normalised first, then with the default port kept
+            try:
+                parsed = signature.verify(
+                    signature.SignedRequest(path_and_query=path, authority=authority, headers=headers),
+                    request.headers.get("signature-input"),
+                    request.headers.get("signature"),
+                    self.api_key,
+                    self.client_secret,
+                    now,
+                )
+                break
+            except signature.SignatureError as exc:
+                code = exc.code
+        else:
+            return code
         if not self._first_use(str(parsed.params["nonce"]), signature.replay_window(parsed, now), now):
             return "replayed_nonce"
         return None
+
+    def authorities(self, request: Request) -> list[str]:
+        """`@authority` as the client reached this server (see the module's docstring), then its variant with
+        the scheme's default port."""
+        if self.public_url:
+            parsed = urlparse(self.public_url)
+            return signature.authority_variants(parsed.netloc, parsed.scheme in ("https", "wss"))
+        return signature.authority_variants(request.host, request.scheme in ("https", "wss"))
 
     def _first_use(self, nonce: str, ttl: int, now: float) -> bool:
         """A signed request may be used once: nonces are remembered in Redis (all instances) until they expire.

@@ -171,3 +171,13 @@ def replay_window(parsed: SignatureInput, now: float, default_s: int = 600) -> i
     if isinstance(expires, int):
         return max(1, int(expires - now) + CLOCK_SKEW_S)
     return default_s
+
+
+def authority_variants(netloc: str, secure: bool) -> list[str]:
+    """`@authority` normalised as RFC 9421 has it (lower case, the scheme's default port omitted), then, for a
+    client that signed the default port, the same with it: the two forms a signer may have used."""
+    default = ":443" if secure else ":80"
+    host = netloc.lower()
+    bare = host[: -len(default)] if host.endswith(default) else host
+    has_port = "]:" in bare if bare.startswith("[") else ":" in bare
+    return [bare] if has_port or not bare else [bare, bare + default]

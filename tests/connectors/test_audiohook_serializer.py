@@ -212,3 +212,41 @@ def test_a_signature_without_a_nonce_cannot_be_protected_from_replay() -> None:
     sig = signature.compute(signature.signature_base(signature.parse_input(f"sig1={params}"), request), SECRET)
     with pytest.raises(signature.SignatureError, match="missing_nonce"):
         signature.verify(request, f"sig1={params}", f"sig1=:{sig}:", API_KEY, SECRET)
+
+
+@pytest.mark.parametrize(
+    ("netloc", "secure", "expected"),
+    [
+        ("AudioHook.Example.com", True, ["audiohook.example.com", "audiohook.example.com:443"]),
+        ("audiohook.example.com:443", True, ["audiohook.example.com", "audiohook.example.com:443"]),
+        ("audiohook.example.com:80", False, ["audiohook.example.com", "audiohook.example.com:80"]),
+        ("audiohook.example.com:8443", True, ["audiohook.example.com:8443"]),
+        ("[::1]:443", True, ["[::1]", "[::1]:443"]),
+        ("[::1]:9000", True, ["[::1]:9000"]),
+        ("", True, [""]),
+    ],
+)
+def test_authority_as_rfc_9421_normalises_it_and_with_the_default_port(
+    netloc: str, secure: bool, expected: list[str]
+) -> None:
+    assert signature.authority_variants(netloc, secure) == expected
+
+
+@pytest.mark.parametrize("received", ["audiohook.example.com:443", "AUDIOHOOK.example.com"])
+def test_a_proxy_that_adds_the_default_port_or_changes_case_keeps_the_documented_signature(received: str) -> None:
+    """The known-answer request signed over `audiohook.example.com` verifies when the Host reached us otherwise."""
+    sig = expected_signature()
+    verified = [
+        authority
+        for authority in signature.authority_variants(received, secure=True)
+        if _verifies(signature.SignedRequest(REQUEST.path_and_query, authority, HEADERS), sig)
+    ]
+    assert verified == ["audiohook.example.com"]
+
+
+def _verifies(request: signature.SignedRequest, sig: str) -> bool:
+    try:
+        signature.verify(request, f"sig1={PARAMS}", f"sig1=:{sig}:", API_KEY, SECRET, now=1641013210)
+    except signature.SignatureError:
+        return False
+    return True
