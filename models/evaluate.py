@@ -5,6 +5,7 @@
     python -m models.evaluate fusion [--head PATH] [--pairs]
     python -m models.evaluate face FILE.npz [--head PATH]
     python -m models.evaluate turns MANIFEST.csv [--head PATH]
+    python -m models.evaluate asr MANIFEST.csv [--telephone] [--whole]
 
 MANIFEST.csv for text has the columns `text,label` and optionally `dialogue_id,turn`:
 rows that have them are read with the turns before them in their dialogue.
@@ -37,6 +38,21 @@ object for the fused turn with the same numbers per modality under
 audio and image, or whose audio or image cannot be read are skipped and
 counted.
 
+MANIFEST.csv for asr has the columns `path,text` (audio paths relative to the
+CSV, or absolute; headerless 16 kHz 16-bit `.raw` too). Each recording is read by
+the shipped recognizer (the listener's encoder pass and `models.asr`'s decoder,
+as `SpeechRecognizer.hear` does), by default cut as the call core cuts turns: one
+second of silence is appended (the caller stops talking), then
+`models.turns.TurnSegmenter` with its default settings (silero VAD) cuts it, and
+the clip's transcript is its turns' texts joined. `--whole` reads each clip whole
+instead; `--telephone` first passes it through the simulated phone line (seeded
+per row, before the cut, as a call hears it). Prints the WER (`models.wer`:
+lower case, no punctuation, numbers as digits however written), the share of
+clips whose transcript has a repeated phrase (a word n-gram of at least 3 words
+found twice in it but not twice in the reference), the decode time per turn and
+the worst clips, and as the last line one JSON object with wer, repeated, n,
+exact (share of clips heard exactly), turns and the error counts.
+
 `fusion` takes no manifest: it reads $TONELINE_DATA and reports, on held-out
 RAVDESS actors (actor folds; each fold's fusion never saw them), voice alone,
 ASR-text alone and fused, studio and telephone; then MELD test text alone and
@@ -50,9 +66,11 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -60,6 +78,11 @@ from numpy.typing import NDArray
 from models.emotion import FAMILY_OF_LABEL, LABELS, MODALITIES, canonical_label
 from models.metrics import bootstrap_interval, evaluate, json_line
 from models.recipes.fusion.turns import family_scores
+from models.wer import WordErrors, repeated_phrase, word_errors
+
+if TYPE_CHECKING:
+    from models.asr import WhisperDecoder
+    from models.listen import TurnListener
 
 
 class ManifestError(ValueError):
@@ -336,6 +359,166 @@ def evaluate_face(args: argparse.Namespace) -> str:
     return json_line(report, modality="face", undetected=undetected, **families)
 
 
+def read_transcripts(path: Path) -> list[dict[str, str]]:
+    """Rows of a `path,text` manifest (text may be empty: nothing should be heard)."""
+    if not path.is_file():
+        raise ManifestError(f"manifest not found: {path}")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in ("path", "text") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ManifestError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
+        return [{"path": row["path"] or "", "text": row["text"] or ""} for row in reader]
+
+
+TRAILING_SILENCE_S = 1.0  # after each recording, so that the VAD hears the caller stop as in a call
+WORST_SHOWN = 10
+
+
+@dataclass
+class HeardClip:
+    """One manifest row as a recognizer heard it: the turns it was cut into and their joined text."""
+
+    path: str
+    text: str
+    heard: str = ""
+    turns: int = 0
+    decode_ms: list[float] = field(default_factory=list)
+    encode_ms: list[float] = field(default_factory=list)
+
+    @property
+    def errors(self) -> WordErrors:
+        return word_errors(self.text, self.heard)
+
+    @property
+    def repeat(self) -> str | None:
+        return repeated_phrase(self.text, self.heard)
+
+
+def clip_turns(
+    manifest: Path, rows: list[dict[str, str]], telephone: bool, whole: bool
+) -> Iterator[tuple[dict[str, str], list[NDArray[np.float32]]]]:
+    """Each readable row with the turns a call would cut from it (or the whole clip); unreadable rows are
+    reported on stderr and left out."""
+    from models.audio import SAMPLE_RATE, AudioError, TelephoneChannel
+    from models.recipes.voice.calm import load_any
+    from models.turns import cut_turns
+
+    channel = TelephoneChannel()
+    for i, row in enumerate(rows):
+        try:
+            pcm = load_any(manifest.parent / row["path"])
+            if not whole:
+                pcm = np.concatenate([pcm, np.zeros(int(TRAILING_SILENCE_S * SAMPLE_RATE), np.float32)])
+            if telephone:
+                pcm = channel.apply(pcm, np.random.default_rng([7_777, i]))
+        except (AudioError, OSError) as exc:  # one broken file must not void a whole evaluation; it is counted
+            print(f"skipped: {row['path']}: {exc}", file=sys.stderr)
+            continue
+        yield row, [pcm] if whole else [t.pcm for t in cut_turns(pcm)]
+
+
+def hear_clips(
+    manifest: Path,
+    rows: list[dict[str, str]],
+    listener: TurnListener,
+    decoders: dict[str, WhisperDecoder],
+    telephone: bool,
+    whole: bool,
+) -> dict[str, list[HeardClip]]:
+    """Every clip through one encoder pass per turn and each of `decoders` (timed one after the other on the
+    same states), as `SpeechRecognizer.hear` reads a turn."""
+    out: dict[str, list[HeardClip]] = {name: [] for name in decoders}
+    for row, turns in clip_turns(manifest, rows, telephone, whole):
+        clips = {name: HeardClip(row["path"], row["text"], turns=len(turns)) for name in decoders}
+        texts: dict[str, list[str]] = {name: [] for name in decoders}
+        for turn in turns:
+            listening = listener.listen(turn, emotion=False)
+            for name, decoder in decoders.items():
+                started = time.perf_counter()
+                texts[name].append(decoder.decode(listening).text)
+                clips[name].decode_ms.append((time.perf_counter() - started) * 1000)
+                clips[name].encode_ms.append(listening.encode_ms)
+        for name, clip in clips.items():
+            clip.heard = " ".join(t for t in texts[name] if t)
+            out[name].append(clip)
+    return out
+
+
+def asr_summary(clips: list[HeardClip]) -> dict[str, Any]:
+    """The headline numbers of `hear_clips`'s clips (the JSON line's fields)."""
+    total = sum((c.errors for c in clips), WordErrors(0, 0, 0, 0))
+    decode_ms = [ms for c in clips for ms in c.decode_ms]
+    encode_ms = [ms for c in clips for ms in c.encode_ms]
+    n = max(len(clips), 1)
+    repeated = sum(c.repeat is not None for c in clips)
+    return {
+        "n": len(clips),
+        "wer": round(total.rate, 4),
+        "repeated": round(repeated / n, 4),
+        "repeated_clips": repeated,
+        "exact": round(sum(c.errors.errors == 0 for c in clips) / n, 4),
+        "turns": sum(c.turns for c in clips),
+        "substitutions": total.substitutions,
+        "deletions": total.deletions,
+        "insertions": total.insertions,
+        "reference_words": total.reference_words,
+        "decode_ms_p50": round(float(np.percentile(decode_ms, 50)), 1) if decode_ms else None,
+        "decode_ms_p95": round(float(np.percentile(decode_ms, 95)), 1) if decode_ms else None,
+        "encode_ms_p50": round(float(np.percentile(encode_ms, 50)), 1) if encode_ms else None,
+    }
+
+
+def render_asr(clips: list[HeardClip], summary: dict[str, Any]) -> str:
+    """The report of one decoding: WER and its parts, exact and repeated shares, times, the worst clips."""
+    n = max(summary["n"], 1)
+    lines = [
+        f"clips: {summary['n']}; turns: {summary['turns']} (clips cut into several: "
+        f"{sum(c.turns > 1 for c in clips)}, into none: {sum(c.turns == 0 for c in clips)})",
+        f"WER {summary['wer']:.4f} ({summary['substitutions']} substitutions, {summary['deletions']} deletions, "
+        f"{summary['insertions']} insertions over {summary['reference_words']} reference words)",
+        f"clips heard exactly: {round(summary['exact'] * n)}/{summary['n']} ({summary['exact']:.3f})",
+        f"clips with a repeated phrase: {summary['repeated_clips']}/{summary['n']} ({summary['repeated']:.3f}) "
+        "(a word n-gram of at least 3 words twice in the transcript, not twice in the reference)",
+        f"decode ms per turn: p50 {summary['decode_ms_p50']}, p95 {summary['decode_ms_p95']}; "
+        f"encode ms per turn: p50 {summary['encode_ms_p50']}",
+        "worst clips (WER, reference | heard):",
+    ]
+    worst = sorted(clips, key=lambda c: (-c.errors.rate, -c.errors.errors, c.path))[:WORST_SHOWN]
+    for c in worst:
+        if c.errors.errors:
+            mark = f"  [repeats: {c.repeat}]" if c.repeat else ""
+            lines.append(f"  {c.errors.rate:.2f}  {c.path}: {c.text!r} | {c.heard!r}{mark}")
+    return "\n".join(lines) + "\n"
+
+
+def asr_conditions(telephone: bool, whole: bool) -> str:
+    cut = "whole clips" if whole else "cut as the call core cuts turns (TurnSegmenter defaults, silero VAD)"
+    return ("telephone (simulated G.711 channel)" if telephone else "as recorded") + ", " + cut
+
+
+def evaluate_asr(args: argparse.Namespace) -> str:
+    import json
+
+    from models.asr import WhisperDecoder
+    from models.listen import TurnListener
+
+    rows = read_transcripts(args.manifest)
+    listener = TurnListener.load(emotion=False)
+    decoder = WhisperDecoder.around(listener)
+    clips = hear_clips(args.manifest, rows, listener, {"shipped": decoder}, args.telephone, args.whole)["shipped"]
+    if not clips:
+        raise ManifestError(f"{args.manifest}: no recording could be read")
+    print(f"recognizer: Whisper tiny.en, {decoder.describe()}\nmanifest: {args.manifest}")
+    print(f"audio: {asr_conditions(args.telephone, args.whole)}")
+    if len(clips) < len(rows):
+        print(f"skipped {len(rows) - len(clips)} rows whose audio could not be used")
+    summary = asr_summary(clips)
+    print(render_asr(clips, summary))
+    extra = {"telephone": bool(args.telephone), "whole": bool(args.whole), "skipped": len(rows) - len(clips)}
+    return json.dumps({**summary, **extra, "modality": "asr"})
+
+
 def _print_skipped(skipped: Counter[str]) -> None:
     if skipped:
         detail = ", ".join(f"{label}: {n}" for label, n in skipped.most_common())
@@ -348,6 +531,7 @@ EVALUATORS: dict[str, Callable[[argparse.Namespace], str]] = {
     "fusion": evaluate_fusion,
     "face": evaluate_face,
     "turns": evaluate_turns,
+    "asr": evaluate_asr,
 }
 
 
@@ -357,12 +541,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("modality", choices=sorted(EVALUATORS))
     parser.add_argument(
-        "manifest", type=Path, nargs="?", help="labelled CSV (text, voice, turns), NPZ (face); fusion takes none"
+        "manifest",
+        type=Path,
+        nargs="?",
+        help="labelled CSV (text, voice, turns), transcribed CSV (asr), NPZ (face); fusion takes none",
     )
     parser.add_argument(
         "--head", type=Path, default=None, help="head checkpoint, or fusion.json for turns (default: the shipped one)"
     )
-    parser.add_argument("--telephone", action="store_true", help="voice: simulate a phone line before predicting")
+    parser.add_argument("--telephone", action="store_true", help="voice, asr: simulate a phone line before predicting")
+    parser.add_argument("--whole", action="store_true", help="asr: read whole clips instead of cutting turns")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
     if args.manifest is None and args.modality != "fusion":

