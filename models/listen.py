@@ -9,8 +9,9 @@ the voice estimate, both from the same pass. The stages:
   of trailing silence (Whisper decodes a clip that ends exactly at the last word
   badly: it repeats the last phrase until the token limit) and take the log-mel.
   Only the clip is encoded, not Whisper's 30 s window: about ten times cheaper on a
-  short turn, decodes telephone turns equally well, and what the voice head was
-  trained on.
+  short turn, and what the voice head was trained on. The decoder reads these states
+  completed to the window with the encoder's silence (`models.asr`): on the clip's
+  states alone it runs on past the end of the speech, pad or not.
 - `forward`: the encoder (all four blocks' outputs, `models.voice.WhisperEncoder`).
 - `postprocess`: the voice head reads the turn (its audio and the encoder frames that
   cover it) against the caller's baseline, and the turn's pooled statistics are kept
