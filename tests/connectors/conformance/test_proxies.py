@@ -42,13 +42,16 @@ def proxied(request: pytest.FixtureRequest, doors: DoorsFactory) -> Iterator[Pro
     name, configured = request.param
     upstream = free_port()
     proxy = PROXIES[name](upstream)
+    door = None
     try:
         public = {"TONELINE_TWILIO_PUBLIC_URL": proxy.public_url, "TONELINE_VONAGE_PUBLIC_URL": proxy.public_url}
-        doors(port=upstream, SANIC_PROXIES_COUNT="1", **(public if configured else {}))
+        door = doors(port=upstream, SANIC_PROXIES_COUNT="1", **(public if configured else {}))
         wait_until_routed(proxy)
         yield proxy
     finally:
         proxy.stop()
+        if door is not None:
+            door.stop()
 
 
 def wait_until_routed(proxy: Proxy, seconds: float = 30) -> None:
