@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from scripts.stack import REPO, free_port
+from scripts.stack import REPO, free_port, stop
 from tests.connectors.conformance.sdk import Sdk, sdk_python
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -42,11 +42,7 @@ class Doors:
 
     def stop(self) -> None:
         """Each door server imports Rasa (about 1 GB resident): stop it as soon as its tests are done."""
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop(self.process)
 
 
 DoorsFactory = Callable[..., Doors]

@@ -20,7 +20,7 @@ from tests.connectors.fakes import FakeRecognizer, FakeTts
 
 
 def channels() -> list[Any]:
-    runtime = SpeechRuntime(RuntimeSettings(), tts=FakeTts(), loader=lambda _: FakeRecognizer())
+    runtime = SpeechRuntime(RuntimeSettings(), tts=FakeTts(), loader=lambda _: FakeRecognizer([]))
     doors = [TwilioMediaStreamsInput.from_credentials({}), VonageVoiceInput.from_credentials({})]
     for door in doors:
         door._runtime = runtime
