@@ -14,8 +14,10 @@ the voice estimate, both from the same pass. The stages:
   states alone it runs on past the end of the speech, pad or not.
 - `forward`: the encoder (all four blocks' outputs, `models.voice.WhisperEncoder`).
 - `postprocess`: the voice head reads the turn (its audio and the encoder frames that
-  cover it) against the caller's baseline, and the turn's pooled statistics are kept
-  for that baseline (`Listening.stats`, added by the caller once it keeps the turn).
+  cover it) against the caller's baseline, and once more without it where the baseline
+  has turns (the absolute reading, `Listening.absolute`); the turn's pooled statistics
+  are kept for that baseline (`Listening.stats`, offered by the caller once it keeps the
+  turn: `CallerBaseline.learn` takes it only if the absolute reading is calm).
 
 A voice head is any `VoiceReader`: the shipped `VoiceEmotionModel` reads the
 encoder states; a head that needs the audio itself gets it too. A head that fails
@@ -112,6 +114,8 @@ class Listening:
 
     `stats` are the turn's pooled encoder statistics, for the call's `CallerBaseline`; they
     characterise a voice, so they stay out of the repr and are never logged or stored.
+    `absolute` is the head's reading of the turn without a baseline (`voice` itself when the
+    turn was read without one): whether the turn may join the baseline.
     """
 
     decoder_states: NDArray[np.float32]  # (T, 384): the encoder output proper, what Whisper's decoder reads
@@ -120,6 +124,7 @@ class Listening:
     encode_ms: float
     voice_ms: float
     stats: NDArray[np.float32] | None = field(default=None, repr=False, compare=False)
+    absolute: EmotionEstimate | None = field(default=None, repr=False, compare=False)
 
 
 class TurnListener:
@@ -163,13 +168,17 @@ class TurnListener:
     ) -> Listening:
         """The decoder's input, and the voice estimate when `emotion` and a head is loaded."""
         t0 = time.perf_counter()
-        voice, stats = None, None
+        voice, stats, absolute = None, None, None
         if emotion and self.voice is not None:
             covering = encoded.covering
-            voice = self._read(self.voice, encoded.pcm, covering, start, end, baseline)
+            voice = absolute = self._read(self.voice, encoded.pcm, covering, start, end, baseline)
+            if voice is not None and baseline is not None and baseline.turns:
+                absolute = self._read(self.voice, encoded.pcm, covering, start, end, None)  # the head alone
             stats = pooled_stats(covering)
         voice_ms = (time.perf_counter() - t0) * 1000
-        return Listening(last_layer(encoded.states), encoded.seconds, voice, encoded.encode_ms, voice_ms, stats)
+        return Listening(
+            last_layer(encoded.states), encoded.seconds, voice, encoded.encode_ms, voice_ms, stats, absolute
+        )
 
     def listen(
         self,

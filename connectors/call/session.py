@@ -300,7 +300,8 @@ class CallSession:
         self._reprompts_in_a_row = self._no_inputs_in_a_row = 0
         if self.settings.barge_in == "words" and self.bot_speaking:
             await self._barge_in()
-        heard.keep_in(self.baseline)  # only a turn the bot answers joins the baseline (an early pass may be dropped)
+        # Only a turn the bot answers is offered to the baseline (an early pass may be dropped), which takes it if calm.
+        heard.keep_in(self.baseline)
         reply = await self._bot.send(self.call_id, heard.text, self.metadata(heard.voice))
         timing.answered_at = time.monotonic()
         self._log(
@@ -445,8 +446,14 @@ class CallSession:
         try:
             await self._worker.drain(self.settings.drain_s)
         finally:  # logged even if the server cancels this mid-drain (the worker finishes on its own)
-            # The baseline's turn count only: the baseline itself characterises a voice and is never logged.
-            self._log(logging.INFO, "call.closed", turns=len(self.timings), baseline_turns=self.baseline.turns)
+            # The baseline's turn counts only: the baseline itself characterises a voice and is never logged.
+            self._log(
+                logging.INFO,
+                "call.closed",
+                turns=len(self.timings),
+                baseline_turns=self.baseline.turns,
+                baseline_passed_over=self.baseline.passed_over,
+            )
 
 
 def _retrieve(channel: str, future: asyncio.Future[Hearing]) -> None:

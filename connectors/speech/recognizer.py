@@ -35,7 +35,8 @@ class Hearing:
 
     `stats` are the turn's pooled encoder statistics, for the call's `CallerBaseline`
     once the session keeps the turn (`keep_in`); they characterise a voice, so they are
-    left out of the repr and never logged or stored.
+    left out of the repr and never logged or stored. `absolute` is the voice head's
+    reading of the turn without a baseline, which decides whether the turn joins it.
     """
 
     text: str
@@ -44,11 +45,13 @@ class Hearing:
     encode_ms: float
     decode_ms: float
     stats: NDArray[np.float32] | None = field(default=None, repr=False, compare=False)
+    absolute: EmotionEstimate | None = field(default=None, repr=False, compare=False)
 
-    def keep_in(self, baseline: CallerBaseline) -> None:
-        """Let this turn join the caller's baseline (call it once for the turn the session answers)."""
-        if self.stats is not None:
-            baseline.add(self.stats)
+    def keep_in(self, baseline: CallerBaseline) -> bool:
+        """Offer this turn to the caller's baseline (call it once, for the turn the session answers): it joins
+        only when its absolute reading is calm (`CallerBaseline.learn`), so a caller who starts upset does not
+        teach the baseline that upset is their normal. Returns whether it joined."""
+        return self.stats is not None and baseline.learn(self.stats, self.absolute)
 
     @property
     def says_nothing(self) -> bool:
@@ -77,7 +80,7 @@ class Recognizer(abc.ABC):
         baseline: CallerBaseline | None = None,
     ) -> Hearing:
         """Transcribe one turn; add the voice estimate, read against the caller's `baseline`, when `emotion`
-        and the recognizer has one. The baseline is read, never changed (`Hearing.keep_in` adds a turn)."""
+        and the recognizer has one. The baseline is read, never changed (`Hearing.keep_in` offers a turn)."""
 
 
 class SpeechRecognizer(Recognizer):
@@ -116,13 +119,16 @@ class SpeechRecognizer(Recognizer):
 
         The voice reads the turn against `baseline` (the caller's earlier turns in this
         call; None or empty: a first turn) without adding it: the session does that with
-        `Hearing.keep_in` for the turn it answers (an early pass may be thrown away).
+        `Hearing.keep_in` for the turn it answers (an early pass may be thrown away), and the
+        turn joins only if it reads calm without the baseline (`Hearing.absolute`).
         """
         listening = self.listener.listen(pcm, start, end, emotion, baseline)
         t0 = time.perf_counter()
         text, no_speech = self.decode(listening)
         decode_ms = (time.perf_counter() - t0) * 1000
-        return Hearing(text, listening.voice, no_speech, listening.encode_ms, decode_ms, listening.stats)
+        return Hearing(
+            text, listening.voice, no_speech, listening.encode_ms, decode_ms, listening.stats, listening.absolute
+        )
 
     def decode(self, listening: Listening) -> tuple[str, float]:
         """Greedy decoding of the turn's encoder output: its text and Whisper's no-speech probability."""

@@ -25,7 +25,7 @@ from connectors.frames import CallStart
 from connectors.speech.recognizer import Hearing, Recognizer
 from connectors.speech.tts import TtsEngine, TtsError
 from models.audio import SAMPLE_RATE
-from models.emotion import EmotionEstimate
+from models.emotion import EmotionEstimate, Modality
 from models.voice import STATS_DIM, CallerBaseline
 
 # Formants (Hz, bandwidth) of four vowels: a, i, u, e.
@@ -67,13 +67,23 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
 
 
+CALM_READING = EmotionEstimate.from_probs(Modality.VOICE, {"neutral": 1.0}, confidence=0.9)
+
+
 class FakeRecognizer(Recognizer):
     """Hears scripted words: the n-th distinct turn (by start time) says `lines[n]`, early pass or not."""
 
-    def __init__(self, lines: list[str], delay_s: float = 0.0, voice: EmotionEstimate | None = None) -> None:
+    def __init__(
+        self,
+        lines: list[str],
+        delay_s: float = 0.0,
+        voice: EmotionEstimate | None = None,
+        absolute: EmotionEstimate | None = CALM_READING,
+    ) -> None:
         self.lines = lines
         self.delay_s = delay_s  # a slow Whisper, in the worker thread
         self.voice = voice
+        self.absolute = absolute  # the head's reading without a baseline: calm, so the turns join the baseline
         self.passes: list[tuple[float | None, float | None]] = []
         self.baselines: list[CallerBaseline | None] = []  # the baseline each pass was read against
         self._starts: list[float | None] = []
@@ -100,7 +110,8 @@ class FakeRecognizer(Recognizer):
             index = self._starts.index(start)
         text = self.lines[index] if index < len(self.lines) else ""
         stats = np.full(STATS_DIM, float(index), np.float32)  # what the real encoder would pool for the baseline
-        return Hearing(text, self.voice if emotion else None, 0.01 if text else 0.9, 1.0, 1.0, stats)
+        absolute = self.absolute if emotion else None
+        return Hearing(text, self.voice if emotion else None, 0.01 if text else 0.9, 1.0, 1.0, stats, absolute)
 
 
 class FakeTts(TtsEngine):

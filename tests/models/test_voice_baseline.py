@@ -1,4 +1,5 @@
-"""The per-caller baseline: a running mean read before each turn joins it, never serialised; the head's mask."""
+"""The per-caller baseline: a running mean of the calm turns, read before each turn is offered to it, never
+serialised; the head's mask."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import torch
 
 from connectors.speech.recognizer import Hearing
 from models.audio import AudioError
-from models.voice import STATS_DIM, CallerBaseline, VoiceHead, held_out_speakers, pooled_stats
+from models.emotion import EmotionEstimate, Modality
+from models.voice import STATS_DIM, CallerBaseline, CalmGate, VoiceHead, held_out_speakers, pooled_stats
 
 
 def stats(seed: int) -> np.ndarray:
@@ -52,14 +54,41 @@ def test_the_baseline_is_never_serialised_copied_or_shown() -> None:
     assert not hasattr(baseline, "__dict__")  # nothing but its slots to leak
 
 
-def test_a_hearing_keeps_its_statistics_out_of_its_repr_and_adds_them_once_kept() -> None:
-    heard = Hearing("four five six", None, 0.01, 10.0, 10.0, stats(4))
+def reading(**probs: float) -> EmotionEstimate:
+    return EmotionEstimate.from_probs(Modality.VOICE, probs, confidence=0.8)
+
+
+CALM, ANGRY = reading(neutral=0.9, happy=0.1), reading(angry=0.8, neutral=0.2)
+
+
+def test_a_hearing_keeps_its_statistics_out_of_its_repr_and_offers_them_once_kept() -> None:
+    heard = Hearing("four five six", None, 0.01, 10.0, 10.0, stats(4), CALM)
     assert "stats" not in repr(heard) and "array" not in repr(heard)
     baseline = CallerBaseline()
-    heard.keep_in(baseline)
-    assert baseline.turns == 1
-    Hearing("", None, 0.9, 1.0, 1.0).keep_in(baseline)  # no emotion ran: nothing to add
-    assert baseline.turns == 1
+    assert heard.keep_in(baseline) and baseline.turns == 1
+    assert not Hearing("", None, 0.9, 1.0, 1.0).keep_in(baseline)  # no emotion ran: nothing to add
+    assert not Hearing("no", None, 0.1, 1.0, 1.0, stats(5)).keep_in(baseline)  # no reading: not known to be calm
+    assert not Hearing("I'm furious", ANGRY, 0.01, 1.0, 1.0, stats(6), ANGRY).keep_in(baseline)
+    assert (baseline.turns, baseline.passed_over) == (1, 2)
+
+
+def test_the_baseline_learns_only_turns_whose_absolute_reading_is_calm() -> None:
+    gate = CalmGate()
+    assert gate.admits(CALM) and gate.admits(reading(neutral=0.5, surprised=0.4, happy=0.1))
+    assert not gate.admits(ANGRY)
+    assert not gate.admits(reading(neutral=0.7, angry=0.3))  # mostly neutral, but too much anger in it
+    assert not gate.admits(reading(happy=0.9, neutral=0.1))  # a departure too, if not a negative one
+    baseline = CallerBaseline()
+    assert baseline.read_then_learn(stats(1), ANGRY) == (None, False)
+    assert baseline.learn(stats(2), None) is False
+    assert baseline.mean() is None and (baseline.turns, baseline.passed_over) == (0, 2)
+    assert baseline.learn(stats(3), CALM) and baseline.turns == 1
+    before, joined = baseline.read_then_learn(stats(4), CALM)
+    assert joined and before is not None and np.allclose(before, stats(3), atol=1e-6)
+    with pytest.raises(AudioError, match="baseline statistics"):  # bad statistics fail whatever the reading
+        baseline.learn(np.full(STATS_DIM, np.nan, np.float32), ANGRY)
+    strict = CallerBaseline(CalmGate(min_calm=0.95))
+    assert not strict.learn(stats(1), CALM) and strict.turns == 0
 
 
 def test_without_a_baseline_the_head_ignores_whatever_is_in_the_baseline_slot() -> None:
