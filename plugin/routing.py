@@ -121,6 +121,9 @@ class RoutingConfig:
     negative_valence: float = -0.25
     min_confidence: float = 0.35
     sustained_turns: int = 3
+    # Sustained also counts `sustained_turns` negative turns among the last `sustained_window` (3 of the last 4),
+    # so a turn read neutral between angry ones does not reset it; = sustained_turns: only an unbroken run counts.
+    sustained_window: int = 4
     sharp_valence: float = -0.55
     # Between disgust (0.6) and anger (0.9): an anger/disgust mix is an outburst too; a sad one is not.
     sharp_arousal: float = 0.65
@@ -156,6 +159,8 @@ class RoutingConfig:
     def validate(self) -> None:
         if self.sustained_turns < 1:
             raise ValueError("routing setting 'sustained_turns' must be at least 1")
+        if self.sustained_window < self.sustained_turns:
+            raise ValueError("routing setting 'sustained_window' must be at least 'sustained_turns'")
         if not 0 < self.ewma_alpha <= 1:
             raise ValueError("routing setting 'ewma_alpha' must lie in (0, 1]")
         if self.trend_window < 2:
@@ -171,6 +176,7 @@ class Summary:
     ewma_arousal: float
     trend: float
     negative_streak: int
+    negative_recent: int  # negative turns among the last `sustained_window`
     peak_negative_valence: float
     peak_arousal: float
 
@@ -201,6 +207,11 @@ def negative_streak(turns: Sequence[TurnRecord], config: RoutingConfig) -> int:
     return streak
 
 
+def negative_recent(turns: Sequence[TurnRecord], config: RoutingConfig) -> int:
+    """How many of the last `sustained_window` turns are negative."""
+    return sum(is_negative(turn, config) for turn in turns[-config.sustained_window :])
+
+
 def trend(values: Sequence[float]) -> float:
     """Least-squares slope per turn (positive: improving)."""
     n = len(values)
@@ -229,6 +240,7 @@ def summarize(turns: Sequence[TurnRecord], config: RoutingConfig) -> Summary:
         ewma_arousal=ewma([t.arousal for t in turns], config.ewma_alpha),
         trend=trend(valences[-config.trend_window :]),
         negative_streak=negative_streak(turns, config),
+        negative_recent=negative_recent(turns, config),
         peak_negative_valence=min(valences, default=0.0),
         peak_arousal=max((t.arousal for t in turns), default=0.0),
     )
@@ -260,6 +272,12 @@ def _escalation(state: ConversationState, summary: Summary, config: RoutingConfi
             "sustained_negative",
             f"sustained negative emotion: {summary.negative_streak} negative turns in a row ({labels})",
         )
+    if summary.negative_recent >= streak_needed and is_negative(last, config):
+        # Mostly negative with a calmer-reading turn in between (angry, neutral, angry, angry): as sustained.
+        recent = state.turns[-config.sustained_window :]
+        labels = ", ".join(t.label if is_negative(t, config) else f"({t.label})" for t in recent)
+        share = f"{summary.negative_recent} of the last {len(recent)} turns negative"
+        return "sustained_share", f"sustained negative emotion: {share} ({labels})"
     if (
         last.valence <= config.sharp_valence
         and last.arousal >= config.sharp_arousal

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -112,6 +113,38 @@ def test_without_redis_the_policy_still_decides_from_the_tracker(tmp_path: Path,
     prediction = policy.predict_action_probabilities(tracker_of(*conversation(ANGRY)), DOMAIN)
     assert predicted(prediction) == "action_handoff"
     assert policy.service.store.breaker.failures == 1
+
+
+# Issue 30's held-out angry caller: angry, neutral, angry, angry. No run of three; three of the last four.
+MOSTLY_UPSET = [
+    ("my bill is wrong", "billing_question", {"sad": 0.7, "angry": 0.2, "neutral": 0.1}),
+    ("it is the account ending 42", "provide_account_number", {"neutral": 0.9, "happy": 0.1}),
+    ("I was charged twice, again", "billing_question", {"sad": 0.7, "angry": 0.2, "neutral": 0.1}),
+    ("nobody ever fixes it", "complain", {"sad": 0.7, "angry": 0.2, "neutral": 0.1}),
+]
+
+
+def test_mostly_upset_turns_hand_over_with_redis_and_from_the_tracker_alone(
+    tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
+) -> None:
+    policy = policy_with(tmp_path, rasa_context, redis_endpoint.url, redis_prefix)
+    for n in range(1, len(MOSTLY_UPSET)):
+        assert (
+            predicted(policy.predict_action_probabilities(tracker_of(*conversation(MOSTLY_UPSET[:n])), DOMAIN)) is None
+        )
+    tracker = tracker_of(*conversation(MOSTLY_UPSET))
+    prediction = policy.predict_action_probabilities(tracker, DOMAIN)
+    assert predicted(prediction) == "action_handoff"
+    slots = {e.key: e.value for e in prediction.events if isinstance(e, SlotSet)}
+    assert "3 of the last 4 turns negative" in slots["toneline_escalation_reason"]
+    meta = StateStore(policy.settings.redis).meta(tracker.sender_id)
+    assert meta["escalation_rule"] == "sustained_share"
+    assert json.loads(meta["summary"])["negative_recent"] == 3
+    # Redis away: the same decision from the tracker.
+    offline = policy_with(tmp_path, rasa_context, f"redis://127.0.0.1:{free_port()}/0", "nowhere")
+    prediction = offline.predict_action_probabilities(tracker_of(*conversation(MOSTLY_UPSET)), DOMAIN)
+    assert predicted(prediction) == "action_handoff"
+    assert offline.service.store is not None and offline.service.store.breaker.failures >= 1
 
 
 def test_turns_without_emotion_are_left_alone(

@@ -109,6 +109,63 @@ def test_a_customer_escalated_before_needs_one_turn_less() -> None:
     assert decide(state(*two_bad, previous=1), CFG).escalate
 
 
+def read(pattern: str, start: int = 0) -> list[TurnRecord]:
+    """Turns from a pattern: "a" a negative turn (angry, not an outburst), "n" a neutral one."""
+    made = {"a": lambda i: turn(i, "angry", -0.45, 0.6, 0.6), "n": lambda i: turn(i, "neutral", 0.0, 0.3)}
+    return [made[c](start + i) for i, c in enumerate(pattern)]
+
+
+def first_escalation(turns: list[TurnRecord], previous: int = 0) -> tuple[int, str | None] | None:
+    """The turn (1-based) and rule of the first escalation, turn by turn, as the policy decides."""
+    for n in range(1, len(turns) + 1):
+        decision = decide(state(*turns[:n], previous=previous), CFG)
+        if decision.escalate:
+            return n, decision.rule
+    return None
+
+
+def test_mostly_negative_turns_with_a_calmer_one_between_escalate_as_sustained() -> None:
+    # The held-out angry caller of issue 30 read angry, neutral, angry, angry: no run of three, 3 of the last 4.
+    assert first_escalation(read("ana")) is None
+    assert first_escalation(read("anaa")) == (4, "sustained_share")
+    assert first_escalation(read("aana")) == (4, "sustained_share")
+    decision = decide(state(*read("naana")), CFG)
+    assert decision.escalate and decision.rule == "sustained_share"
+    share = "3 of the last 4 turns negative (angry, angry, (neutral), angry)"
+    assert decision.reason == f"sustained negative emotion: {share}"
+    # An unbroken run is still named as one.
+    assert first_escalation(read("naaa")) == (4, "sustained_negative")
+
+
+@pytest.mark.parametrize("pattern", ["nnnnnn", "annnnn", "nnannn", "nanann", "anannana", "nnanan" * 3, "aannaann"])
+def test_one_or_two_isolated_negative_turns_in_a_calm_call_never_escalate(pattern: str) -> None:
+    assert first_escalation(read(pattern)) is None
+
+
+def test_the_share_rule_escalates_on_a_negative_turn_only_and_not_inside_the_cooldown() -> None:
+    turns = read("aaa") + read("nnaaa", 3) + read("na", 8)
+    # Escalated at turn 3; turns 4 to 8 are the cooldown (turn 8 ends a run of three inside it). At turn 9, 3 of
+    # the last 4 are negative, but turn 9 itself reads neutral: no handoff on a calm turn. Turn 10 escalates.
+    assert not any(decide(state(*turns[:n], escalated_at=3), CFG).escalate for n in range(4, 10))
+    decision = decide(state(*turns, escalated_at=3), CFG)
+    assert decision.escalate and decision.rule == "sustained_share"
+
+
+def test_a_customer_escalated_before_needs_one_negative_turn_fewer_in_the_share_too() -> None:
+    assert first_escalation(read("nana")) is None
+    assert first_escalation(read("nana"), previous=1) == (4, "sustained_share")
+    assert first_escalation(read("ana"), previous=1) == (3, "sustained_share")
+    assert first_escalation(read("annn" * 3), previous=1) is None  # one negative turn in any four
+
+
+def test_a_window_as_long_as_the_run_keeps_only_the_unbroken_run() -> None:
+    streak_only = RoutingConfig.from_mapping({"sustained_window": 3})
+    assert not any(decide(state(*read("anaa")[:n]), streak_only).escalate for n in range(1, 5))
+    assert decide(state(*read("anaaa")), streak_only).rule == "sustained_negative"
+    wider = RoutingConfig.from_mapping({"sustained_window": 5})
+    assert decide(state(*read("aanna")), wider).rule == "sustained_share"
+
+
 @pytest.mark.parametrize(
     ("valence", "arousal", "tone"),
     [(-0.6, 0.3, "empathetic"), (-0.6, 0.9, "calm"), (0.0, 0.5, "neutral"), (0.8, 0.7, "upbeat")],
@@ -120,7 +177,7 @@ def test_tone_follows_running_valence_and_arousal(valence: float, arousal: float
 
 def test_summary_numbers() -> None:
     s = summarize(ANGRY_RISING, CFG)
-    assert s.n_turns == 4 and s.negative_streak == 3
+    assert s.n_turns == 4 and s.negative_streak == 3 and s.negative_recent == 3
     assert s.trend < 0 and s.peak_negative_valence == -0.5 and s.peak_arousal == 0.7
     assert trend([1.0, 2.0, 3.0]) == pytest.approx(1.0)
     assert ewma([0.0, 1.0], 0.5) == pytest.approx(0.5)
@@ -134,6 +191,9 @@ def test_config_fails_fast_naming_the_key() -> None:
     with pytest.raises(ValueError, match="ewma_alpha"):
         RoutingConfig.from_mapping({"ewma_alpha": 0})
     assert RoutingConfig.from_mapping({"sustained_turns": 2}).sustained_turns == 2
+    with pytest.raises(ValueError, match="sustained_window"):
+        RoutingConfig.from_mapping({"sustained_turns": 5})  # the window (4) cannot hold the run
+    assert RoutingConfig.from_mapping({"sustained_turns": 5, "sustained_window": 6}).sustained_window == 6
 
 
 records = st.builds(
@@ -165,4 +225,4 @@ def test_decide_is_total_and_consistent(turns: list[TurnRecord], escalated_at: i
         # and no escalation may fire inside the cooldown after an earlier one.
         assert turns and is_negative(turns[-1], CFG)
         assert escalated_at is None or len(turns) - escalated_at > CFG.cooldown_turns
-        assert decision.rule in {"sustained_negative", "sharp_negative", "sudden_drop"}
+        assert decision.rule in {"sustained_negative", "sustained_share", "sharp_negative", "sudden_drop"}

@@ -38,6 +38,7 @@ def test_turns_are_recorded_once_per_message_id(redis_endpoint: RedisEndpoint, r
     meta = store.meta("conv-1")
     assert meta["n_turns"] == "3" and meta["customer_id"] == "cust-1" and meta["tone"] == "calm"
     assert json.loads(meta["summary"])["negative_streak"] == 3
+    assert json.loads(meta["summary"])["negative_recent"] == 3
     events = store.client.xrange(store.events_stream)
     assert [e[1]["type"] for e in events] == ["turn", "turn", "turn"]
 
