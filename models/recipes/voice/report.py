@@ -188,9 +188,14 @@ def probe_report(head: Path) -> dict[str, Any]:
         angry = [e.family == "negative" for e, g in zip(estimates, emotions) if g == "angry"]
         # Acted calm has no canonical label (not scored above), but a calm caller must not read negative.
         calm = [e.family == "negative" for e, g in zip(estimates, emotions) if g == "calm"]
+        # Each clip also read as a caller's first turn (no baseline): what the first turn of an upset call gets.
+        alone = model.predict_from_stats(extract_pooled(variant, clips)[keep], baseline=None)
+        first = evaluate(gold, [e.label for e, k in zip(alone, labelled) if k])
         out.setdefault("ravdess_held_out", {})[VARIANT_NAMES[variant]] = {
             "accuracy": round(report.accuracy, 4),
             "macro_f1": round(report.macro_f1, 4),
+            "first_turn_accuracy": round(first.accuracy, 4),
+            "first_turn_macro_f1": round(first.macro_f1, 4),
             "angry_read_negative": round(float(np.mean(angry)), 3),
             "calm_read_negative": round(float(np.mean(calm)), 3),
             "n": len(gold),
@@ -228,7 +233,9 @@ def render(cv: dict[str, Any], probes: dict[str, Any] | None) -> str:
                 )
         for channel, r in probes.get("ravdess_held_out", {}).items():
             lines.append(
-                f"  RAVDESS held-out actors/{channel}: accuracy {r['accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f}, "
+                f"  RAVDESS held-out actors/{channel}: accuracy {r['accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f} "
+                f"(first turns {r.get('first_turn_accuracy', float('nan')):.3f} / "
+                f"{r.get('first_turn_macro_f1', float('nan')):.3f}), "
                 f"angry read negative {r['angry_read_negative']:.3f}, acted calm read negative "
                 f"{r.get('calm_read_negative', float('nan')):.3f} (n={r['n']})"
             )
