@@ -217,3 +217,14 @@ def cut_turns(
         vad.reset()
     segmenter = TurnSegmenter(settings, vad)
     return [event for event in [*segmenter.push(pcm), *segmenter.flush()] if isinstance(event, Turn)]
+
+
+def call_turn(pcm: NDArray[np.float32], vad: SileroVAD | None = None) -> NDArray[np.float32] | None:
+    """The turn a call would cut from one recording (its longest, when the VAD cuts more than one), or None
+    when the VAD hears no turn in it. A second of silence is added so that the turn ends as in a call.
+
+    What a model reads in production: recordings of acted corpora have silence around each sentence that
+    no call gives, so training, evaluation and tests read a recording through this."""
+    padded = np.concatenate([np.asarray(pcm, dtype=np.float32), np.zeros(SAMPLE_RATE, np.float32)])
+    turns = cut_turns(padded, vad=vad)
+    return max(turns, key=lambda turn: turn.pcm.size).pcm if turns else None

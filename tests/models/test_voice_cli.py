@@ -80,7 +80,11 @@ def test_voice_report_and_last_line_json(tmp_path: Path, telephone: bool, whole:
     assert ("VAD cut no turn" in result.stdout) is (not whole)
     assert set(summary) >= {"n", "accuracy", "macro_f1", "weighted_f1", "family_accuracy", "families"}
     assert summary["accuracy"] >= 0.5, result.stdout
-    assert sum(summary["families"].values()) == heard and set(summary["families"]) <= {"negative", "neutral", "positive"}
+    assert sum(summary["families"].values()) == heard and set(summary["families"]) <= {
+        "negative",
+        "neutral",
+        "positive",
+    }
     assert 0.5 <= summary["family_accuracy"] <= 1.0
     assert "family accuracy" in result.stdout
     assert "skipped 1 rows with labels outside the canonical set (calm: 1)" in result.stdout

@@ -36,7 +36,9 @@ from models.text import CONTEXT_TURNS
 from models.text import DEFAULT_MODEL as TEXT_MODEL
 from models.voice import DEFAULT_HEAD as VOICE_HEAD
 
-VOICE_RUNS = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "voice-runs" / "calm-skip"
+VOICE_RUNS = (
+    Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "voice-runs" / "calm-neutral"
+)  # the shipped head: hparams calm: neutral
 TEXT, VOICE, FACE = (MODALITIES.index(m) for m in (Modality.TEXT, Modality.VOICE, Modality.FACE))
 
 

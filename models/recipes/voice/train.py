@@ -55,7 +55,7 @@ from models.recipes.voice.report import cv_report, headline, names, probe_report
 from models.voice import DEFAULT_HEAD, ENCODER_NAME, HEAD_KIND, HeldOut, VoiceCheckpoint, VoiceHead
 
 logger = logging.getLogger(__name__)
-VERSION = "20261202"
+VERSION = "20261207"
 OOF_FILE = "oof.npz"  # RAVDESS out-of-fold logits per variant, read by models.recipes.fusion
 OOF_CALM_FILE = "oof-calm.npz"  # FSDD out-of-fold logits (leave one speaker out)
 EVAL_VARIANTS = ("studio", EVAL_VARIANT)
@@ -381,11 +381,16 @@ def main(argv: list[str] | None = None) -> None:
     held = [f"ravdess-{a:02d}" for a in HELD_OUT.ravdess_actors] + [f"fsdd-{s}" for s in HELD_OUT.fsdd_speakers]
     train = np.setdiff1d(np.flatnonzero(corpus.labels >= 0), corpus.where(held, labelled=False))
     head = train_head(corpus, train, args.hparams, overrides)
+    with torch.no_grad():  # chosen on the folds' out-of-fold logits (issue 30): acted calm read upset far less often
+        last = head.classify[-1]
+        assert isinstance(last, torch.nn.Linear)
+        last.bias[LABEL_INDEX["neutral"]] += float(hp.get("neutral_offset", 0.0))
     head.confidence_scale.copy_(torch.tensor(calibration["confidence_scale"]))
     head.familiar.copy_(torch.tensor(calibration["familiar"]))
     settings = {k: hp[k] for k in ("seed", "calm", "folds", "epochs", "batch_size", "lr", "weight_decay")}
     settings.update({k: hp[k] for k in ("label_smoothing", "studio_prob", "first_turn_prob", "calm_start_prob")})
     settings.update({k: hp[k] for k in ("baseline_max", "fsdd_share", "calm_share")})
+    settings["neutral_offset"] = float(hp.get("neutral_offset", 0.0))
     info = {
         "version": VERSION,
         "encoder": ENCODER_NAME,
