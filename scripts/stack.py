@@ -56,14 +56,15 @@ class RedisEndpoint:
     port: int
     db: int
     password: str
+    cluster: bool = False  # a Redis Cluster, `url` naming one of its nodes (Toneline's state only, never Rasa's)
 
     @classmethod
-    def parse(cls, url: str) -> RedisEndpoint:
+    def parse(cls, url: str, cluster: bool = False) -> RedisEndpoint:
         parts = urlparse(url)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise StackError(f"REDIS_URL must look like redis://host:port/db, got {url!r}")
         db = int(parts.path.strip("/") or 0)
-        return cls(url, parts.hostname, parts.port or 6379, db, parts.password or "")
+        return cls(url, parts.hostname, parts.port or 6379, db, parts.password or "", cluster)
 
     def ping(self, timeout: float = 1.0) -> bool:
         import redis
