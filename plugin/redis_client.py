@@ -2,19 +2,22 @@
 
 `RedisSettings.cluster` (toneline.yml's `redis.cluster`, or `TONELINE_REDIS_CLUSTER=1`)
 picks `redis.cluster.RedisCluster` (`redis.asyncio.cluster.RedisCluster` for the
-dashboard), with `url` naming any node: the client learns the others and the slot
-map from it and follows a failover. Everything else in Toneline is the same code on
+dashboard), with `url` naming any node (or several, comma-separated, so that a
+process starting while one of them is down still finds the cluster): the client
+learns the others and the slot map from it and follows a failover. Everything else in Toneline is the same code on
 both: the key layout (`plugin.keys`) keeps every multi-key operation in one slot.
 """
 
 from __future__ import annotations
 
 from typing import Any, Union
+from urllib.parse import urlparse
 
 import redis
 import redis.asyncio
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 
 from plugin.settings import RedisSettings
 
@@ -54,8 +57,22 @@ def connect(settings: RedisSettings, socket_timeout: float | None = None) -> Syn
     if settings.cluster:
         # One retry pass after a refresh of the slot map: enough to follow a MOVED after failover, short enough
         # that a policy never stalls Rasa's turn (the breaker and the disk outbox cover the rest).
-        return RedisCluster.from_url(settings.url, cluster_error_retry_attempts=1, **options)
+        first, *more = node_urls(settings.url)
+        nodes = [ClusterNode(host, port) for host, port in map(_host_port, more)]
+        return RedisCluster.from_url(first, startup_nodes=nodes or None, cluster_error_retry_attempts=1, **options)
     return redis.Redis.from_url(settings.url, **options)
+
+
+def node_urls(url: str) -> list[str]:
+    """The node URLs of a cluster setting: one, or several separated by commas. A process that starts while the
+    one node it names is down (a master being replaced) cannot learn the cluster from it; naming two or three
+    nodes lets it start from another."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlparse(url)
+    return parts.hostname or "127.0.0.1", parts.port or 6379
 
 
 def connect_async(settings: RedisSettings, socket_timeout: float = 5.0, connect_timeout: float = 2.0) -> AsyncClient:
@@ -66,7 +83,9 @@ def connect_async(settings: RedisSettings, socket_timeout: float = 5.0, connect_
         "decode_responses": True,
     }
     if settings.cluster:
-        return AsyncRedisCluster.from_url(settings.url, **options)
+        first, *more = node_urls(settings.url)
+        nodes = [AsyncClusterNode(host, port) for host, port in map(_host_port, more)]
+        return AsyncRedisCluster.from_url(first, startup_nodes=nodes or None, **options)
     return redis.asyncio.Redis.from_url(settings.url, **options)
 
 

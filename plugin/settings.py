@@ -34,7 +34,7 @@ class RedisSettings:
     ttl_seconds: int = 30 * 24 * 3600
     socket_timeout: float = 0.25
     retry_after_seconds: float = 2.0
-    stream_maxlen: int = 100_000
+    stream_maxlen: int = 100_000  # events kept in all, over the shards' streams together
     # A Redis Cluster: `url` names any one of its nodes (plugin.redis_client picks redis.cluster.RedisCluster).
     cluster: bool = False
     # Conversations are spread over this many hash-tag shards (plugin.keys); each shard keeps its own event and

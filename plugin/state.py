@@ -160,6 +160,12 @@ class StateStore:
         self._client_lock = threading.Lock()
 
     @property
+    def shard_maxlen(self) -> int:
+        """Each shard's stream keeps its share of `stream_maxlen`, so all shards together keep about as many
+        events as one stream did (a floor keeps a small setting from starving the live view)."""
+        return max(1000, self.settings.stream_maxlen // self.settings.shards)
+
+    @property
     def client(self) -> SyncClient:
         """Connected on first use: a cluster client reads the slot map when it is made, and that must be able to
         fail like any other call (StateUnavailable) rather than stop the process that builds the store."""
@@ -251,7 +257,7 @@ class StateStore:
             repr(at),
             self.settings.ttl_seconds,
             self.state_settings.max_turns,
-            self.settings.stream_maxlen,
+            self.shard_maxlen,
             json.dumps(summary.to_dict()),
             decision_json,
             json.dumps(batch),
@@ -265,7 +271,7 @@ class StateStore:
     def handoff_entry(self, case: dict[str, Any]) -> dict[str, Any]:
         """The write `push_handoff` makes, as plain JSON; its dedupe key is `case["dedupe_key"]` or the case's hash."""
         data = json.dumps(case, sort_keys=True)
-        args = [str(case.get("conversation_id", "")), data, self.settings.stream_maxlen, self.settings.ttl_seconds]
+        args = [str(case.get("conversation_id", "")), data, self.shard_maxlen, self.settings.ttl_seconds]
         return {"op": "handoff", "args": args}
 
     def apply(self, entry: dict[str, Any]) -> Any:

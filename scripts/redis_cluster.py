@@ -71,8 +71,9 @@ class LocalRedisCluster:
 
     @property
     def url(self) -> str:
-        """Any node's URL names the whole cluster (the client reads the slot map from it)."""
-        return f"redis://127.0.0.1:{self.ports[0]}/0"
+        """Every node's URL, comma-separated: any one names the whole cluster (the client reads the slot map
+        from it), and a process that starts while one is down still finds the cluster through the others."""
+        return ",".join(f"redis://127.0.0.1:{port}/0" for port in self.ports)
 
     @classmethod
     def start(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -63,22 +64,19 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRed
 
 
 def cluster_endpoint(cluster: LocalRedisCluster) -> RedisEndpoint:
-    return RedisEndpoint.parse(cluster.url, cluster=True)
+    first = RedisEndpoint.parse(f"redis://127.0.0.1:{cluster.ports[0]}/0", cluster=True)
+    return dataclasses.replace(first, url=cluster.url)  # every node: the comma-separated form plugin.settings reads
 
 
 @pytest.fixture
 def redis_prefix(redis_endpoint: RedisEndpoint) -> Iterator[str]:
     """A fresh key prefix per test; its keys are deleted afterwards (on every node of a cluster)."""
-    import redis
-    from redis.cluster import RedisCluster
+    from plugin.redis_client import connect
+    from plugin.settings import RedisSettings
 
     prefix = f"toneline-test-{uuid.uuid4().hex[:10]}"
     yield prefix
-    client = (
-        RedisCluster.from_url(redis_endpoint.url)
-        if redis_endpoint.cluster
-        else redis.Redis.from_url(redis_endpoint.url)
-    )
+    client = connect(RedisSettings(url=redis_endpoint.url, cluster=redis_endpoint.cluster), socket_timeout=5)
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
