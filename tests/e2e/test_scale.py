@@ -45,19 +45,12 @@ from scripts.stack import (
     stop,
 )
 from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.test_chat_conversations import ANGRIER as ANGRY
+from tests.e2e.test_chat_conversations import HANDOFF_MARK
 
 pytestmark = pytest.mark.e2e
 
 HAPROXY_CONFIG = REPO / "deploy" / "proxy" / "haproxy-scale.cfg"
-HANDOFF_MARK = "member of our team"
-ANGRY = [
-    "Hi, I have a question about my bill",
-    "I was charged twice this month and I'm not happy about it",
-    "This is ridiculous, I've called three times and nobody has fixed it!",
-    "I'm absolutely furious, this is the worst service I have ever had!",
-    "I am so angry right now, you people are useless!",
-    "This is a disgrace, I hate dealing with you!",
-]
 
 
 def _needs(*binaries: str) -> None:
