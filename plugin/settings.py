@@ -1,7 +1,8 @@
 """Typed Toneline settings, read once from YAML plus environment, failing fast.
 
 Precedence: environment (`TONELINE_REDIS_URL`, then `REDIS_URL`; `TONELINE_PREFIX`;
-`TONELINE_REDIS_CLUSTER`) over the YAML file over the defaults here. Every error names the offending key.
+`TONELINE_REDIS_CLUSTER`, `TONELINE_REDIS_REPLICA_ACKS`) over the YAML file over the
+defaults here. Every error names the offending key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from plugin.routing import RoutingConfig
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 CONFIG_ENV = "TONELINE_CONFIG"
 CLUSTER_ENV = "TONELINE_REDIS_CLUSTER"
+REPLICA_ACKS_ENV = "TONELINE_REDIS_REPLICA_ACKS"
 
 
 class SettingsError(ValueError):
@@ -40,6 +42,10 @@ class RedisSettings:
     # Conversations are spread over this many hash-tag shards (plugin.keys); each shard keeps its own event and
     # handoff streams, active set and rollups in one cluster slot. Changing it orphans the state already stored.
     shards: int = 16
+    # Escalations and handoff cases wait up to `replica_wait_ms` for this many replicas to have them (WAIT), so a
+    # master that dies right after acknowledging one does not take it along; 0 = do not wait (no replicas).
+    replica_acks: int = 0
+    replica_wait_ms: int = 100
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,8 @@ def from_mapping(data: Mapping[str, Any] | None, env: Mapping[str, str] | None =
         redis_data["prefix"] = env["TONELINE_PREFIX"]
     if env.get(CLUSTER_ENV):
         redis_data["cluster"] = env[CLUSTER_ENV]
+    if env.get(REPLICA_ACKS_ENV):
+        redis_data["replica_acks"] = env[REPLICA_ACKS_ENV]
     try:
         routing = RoutingConfig.from_mapping(data.get("routing"))
     except ValueError as exc:

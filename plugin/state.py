@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
 import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from models.logs import log_event
@@ -288,6 +289,8 @@ class StateStore:
         added, started = self._script(_RECORD_LUA, [*conv_keys, self.keys.active(shard), self.keys.events(shard)], args)
         customer_keys = [self.keys.cust(customer_id, "convs"), self.keys.cust(customer_id, "escalated")]
         self._script(_CUSTOMER_LUA, customer_keys, [conversation_id, started, args[4], "1" if escalate else "0"])
+        if escalate:
+            self._replicated(conv_keys[2])
         return int(added)
 
     def _apply_handoff(self, args: Sequence[Any]) -> str:
@@ -296,7 +299,30 @@ class StateStore:
         dedupe = str(case.get("dedupe_key") or hashlib.sha256(data.encode()).hexdigest()[:32])
         shard = self.keys.shard_of(conversation_id)
         keys = [self.keys.handoffs(shard), self.keys.handoff_seen(shard, dedupe)]
-        return Keys.case_id(shard, str(self._script(_HANDOFF_LUA, keys, args)))
+        case_id = Keys.case_id(shard, str(self._script(_HANDOFF_LUA, keys, args)))
+        self._replicated(keys[0])
+        return case_id
+
+    def _replicated(self, key: str) -> None:
+        """Wait (briefly) until `redis.replica_acks` replicas of the master holding `key` have the writes so far.
+
+        Redis replicates asynchronously: a decision a master acknowledged just before it died may be missing on
+        the replica that takes over. Decisions (escalations, handoff cases) wait for a replica; turns need not,
+        since every turn re-sends the last `state.batch_turns`. A replica that does not answer in time is
+        logged, not waited for: a cluster missing a replica must not stall the bot.
+        """
+        wanted, timeout_ms = self.settings.replica_acks, self.settings.replica_wait_ms
+        if wanted <= 0:
+            return
+        if isinstance(self.client, RedisCluster):
+            node = self.client.get_node_from_key(key)
+            acked = self.client.execute_command("WAIT", wanted, timeout_ms, target_nodes=node)
+        else:
+            acked = self.client.wait(wanted, timeout_ms)
+        if int(acked) < wanted:
+            log_event(
+                logger, logging.WARNING, "toneline.state.unreplicated", key=key, replicas=int(acked), wanted=wanted
+            )
 
     # -- reads --------------------------------------------------------------
     def turns(self, conversation_id: str) -> list[TurnRecord]:

@@ -88,7 +88,7 @@ class LocalRedisCluster:
                 cluster.start_node(port)
             nodes = [f"127.0.0.1:{port}" for port in cluster.ports]
             _redis_cli("--cluster", "create", *nodes, "--cluster-replicas", str(replicas), "--cluster-yes", timeout=60)
-            cluster.wait_ok()
+            cluster.wait_ok(replicas_per_master=replicas)
         except BaseException:
             cluster.stop()
             raise
@@ -158,17 +158,29 @@ class LocalRedisCluster:
     def live_ports(self) -> list[int]:
         return [port for port, proc in self.procs.items() if proc.poll() is None]
 
-    def wait_ok(self, timeout: float = 30.0) -> None:
-        """Until every live node says cluster_state:ok with all 16384 slots served by a master that answers."""
+    def wait_ok(self, timeout: float = 30.0, replicas_per_master: int = 0) -> None:
+        """Until every live node says cluster_state:ok with all 16384 slots served by a master that answers, and
+        every master has at least `replicas_per_master` replicas, all in sync ("online"; a replica still loading
+        its first copy could neither acknowledge a WAIT nor take over)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(StackError, subprocess.TimeoutExpired):
                 infos = [self.info(port) for port in self.live_ports()]
                 served = all(i.get("cluster_state") == "ok" and i.get("cluster_slots_ok") == "16384" for i in infos)
-                if served and all(port in self.live_ports() for port in self.masters()):
+                masters = self.masters()
+                answering = all(port in self.live_ports() for port in masters)
+                if served and answering and all(self._replicas_in_sync(p) >= replicas_per_master for p in masters):
                     return
             time.sleep(0.1)
         raise StackError(f"Redis Cluster not ok within {timeout:.0f} s (nodes in {self.base_dir})")
+
+    def _replicas_in_sync(self, port: int) -> int:
+        """How many replicas the master on `port` has, if all of them are in sync (-1 if one is still syncing)."""
+        lines = _redis_cli("-p", str(port), "INFO", "replication").splitlines()
+        states = [
+            line.split("state=")[1].split(",")[0] for line in lines if line.startswith("slave") and "state=" in line
+        ]
+        return len(states) if all(state == "online" for state in states) else -1
 
     def kill(self, port: int) -> None:
         """SIGKILL one node, as a machine that dies would (no goodbye to the cluster)."""

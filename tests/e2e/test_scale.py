@@ -204,6 +204,7 @@ def _replica_env(
     )
     env.update(
         TONELINE_REDIS_CLUSTER="1",
+        TONELINE_REDIS_REPLICA_ACKS="1",  # decisions wait for the master's replica (plugin.state._replicated)
         TONELINE_TRACKER_PG_HOST="127.0.0.1",
         TONELINE_TRACKER_PG_PORT=str(pg.port),
         TONELINE_TRACKER_PG_DB="rasa_trackers",

@@ -30,6 +30,7 @@ def test_a_redis_cluster_is_chosen_in_the_file_or_the_environment() -> None:
     assert (
         settings.from_mapping({"redis": {"cluster": True}}, env={"TONELINE_REDIS_CLUSTER": "0"}).redis.cluster is False
     )
+    assert settings.from_mapping({}, env={"TONELINE_REDIS_REPLICA_ACKS": "1"}).redis.replica_acks == 1
 
 
 @pytest.mark.parametrize(

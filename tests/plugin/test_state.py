@@ -135,3 +135,20 @@ def test_meta_keeps_the_last_turn_and_every_escalation(redis_endpoint: RedisEndp
     assert json.loads(store.meta("conv-1")["last_turn"])["message_id"] == "m3"
     assert [e["message_id"] for e in store.escalations("conv-1")] == ["m1", "m3"]
     assert all(e["reason"] == "because" and e["at"] > 0 for e in store.escalations("conv-1"))
+
+
+def test_decisions_wait_for_a_replica_and_say_so_when_none_has_them(
+    redis_endpoint: RedisEndpoint, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = store_for(redis_endpoint, redis_prefix, replica_acks=1, replica_wait_ms=50)
+    caplog.set_level(logging.WARNING, logger="plugin.state")
+    record(store, INFO, turns(2))  # a turn without a decision does not wait
+    record(store, INFO, turns(3), escalate=True)
+    store.push_handoff({"conversation_id": "conv-1", "dedupe_key": "k"})
+    assert len(store.escalations("conv-1")) == 1 and len(store.handoff_cases()) == 1, "written either way"
+    unreplicated = [r for r in caplog.records if "toneline.state.unreplicated" in r.getMessage()]
+    if redis_endpoint.cluster:  # every master of the test cluster has a replica
+        assert not unreplicated
+    else:  # the suite's single Redis has none: said, and not waited for longer than asked
+        assert redis.Redis.from_url(redis_endpoint.url).info("replication")["connected_slaves"] == 0
+        assert len(unreplicated) == 2
