@@ -48,7 +48,7 @@ train-fusion:  ## refit the evidence fusion (needs ../shared/data, espeak-ng + f
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.fusion.train
 
 bench:  ## run the benchmarks in bench/
-	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m bench.nlu_component && $$venv/bin/python -m bench.text && $$venv/bin/python -m bench.dashboard_live && $$venv/bin/python -m bench.telephony && $$venv/bin/python -m bench.voice --repeats 10 && $$venv/bin/python -m bench.fusion && $$venv/bin/python -m bench.face && $$venv/bin/python -m bench.video_session
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m bench.nlu_component && $$venv/bin/python -m bench.text && $$venv/bin/python -m bench.dashboard_live && $$venv/bin/python -m bench.telephony && $$venv/bin/python -m bench.voice --repeats 10 && $$venv/bin/python -m bench.fusion && $$venv/bin/python -m bench.face && $$venv/bin/python -m bench.video_session && $$venv/bin/python -m bench.redis_per_turn
 
 env:  ## create the virtualenv only; prints its path
 	@./scripts/env.sh

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict
 
 from rasa.core.channels.channel import InputChannel, UserMessage
@@ -35,9 +36,17 @@ from connectors.speech.runtime import SpeechRuntime, shared_runtime
 from connectors.speech.turns import TurnSettings
 from connectors.transport import WebSocketTransport
 from models.logs import log_event
+from plugin import settings as toneline_settings
 
 logger = logging.getLogger(__name__)
 STREAM_PATH = "/stream"
+
+
+def toneline_settings_at(path: str) -> toneline_settings.Settings:
+    """Toneline's settings for a door: the YAML at `path` (relative to Rasa's working directory), else
+    ./toneline.yml, else the defaults; the environment overrides either (TONELINE_REDIS_URL, _CLUSTER...)."""
+    chosen = Path(path) if path else Path("toneline.yml")
+    return toneline_settings.load(chosen if chosen.is_file() else None)
 
 
 def credential(credentials: Dict[str, Any], key: str, default_env: str) -> str:
