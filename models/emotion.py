@@ -169,6 +169,30 @@ def with_family_evidence(
     return out
 
 
+def with_dissatisfaction(
+    probs: NDArray[np.floating[Any]], negative: NDArray[np.floating[Any]], weight: float
+) -> NDArray[np.floating[Any]]:
+    """Labels' probabilities with a sentiment head's dissatisfaction as negative evidence, rows of (..., len(LABELS)).
+
+    Only ever raises the negative family: to `(1 - weight) * its mass + weight * negative`
+    where that is more than it has, the gain going to sad (`FAMILY_DEFAULT_LABEL`:
+    calm disappointment, not anger), every other label scaled down alike. Where the
+    sentiment head finds less dissatisfaction than the emotion head's negative labels
+    hold, nothing changes: it adds what emotion corpora cannot label (a complaint stated
+    calmly) and never argues a named emotion away, nor reshuffles neutral and happy.
+    """
+    probs = np.asarray(probs, dtype=float)
+    have = probs @ _FAMILY_MASKS["negative"]
+    target = np.maximum(have, (1.0 - weight) * have + weight * np.asarray(negative, dtype=float))
+    rest = np.maximum(1.0 - have, 1e-12)
+    out: NDArray[np.floating[Any]] = probs * ((1.0 - target) / rest)[..., None]
+    negative_mask = _FAMILY_MASKS["negative"].astype(bool)
+    out[..., negative_mask] = probs[..., negative_mask]
+    out[..., LABEL_INDEX[FAMILY_DEFAULT_LABEL["negative"]]] += target - have
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
+
+
 def normalise_probs(raw: Sequence[float] | Mapping[str, float] | NDArray[np.floating[Any]]) -> tuple[float, ...]:
     """Validate a distribution over `LABELS` (list or label->p dict) and renormalise it.
 

@@ -33,7 +33,14 @@ from numpy.typing import NDArray
 from torch import nn
 
 from models.checkpoint import Checkpoint
-from models.emotion import FAMILY_NAMES, LABELS, EmotionEstimate, Modality, with_family_evidence
+from models.emotion import (
+    FAMILY_NAMES,
+    LABELS,
+    EmotionEstimate,
+    Modality,
+    with_dissatisfaction,
+    with_family_evidence,
+)
 from models.logs import log_event
 from models.lora import apply_lora, merge_lora
 
@@ -446,19 +453,46 @@ class SentimentReading:
 
     temperature: float
     weight: float
+    mode: str = "dissatisfaction"  # or "families": every family moved (`BLENDS`)
+    # Dissatisfaction below this probability is no evidence; above it, it counts from 0 to 1. Plain
+    # everyday turns often carry a little negative probability; a gate keeps them plain.
+    threshold: float = 0.0
 
     @classmethod
     def of(cls, arch: dict[str, Any]) -> SentimentReading | None:
         spec = arch.get("sentiment")
         if not spec:
             return None
-        return cls(float(spec["temperature"]), float(spec["weight"]))
+        mode = str(spec.get("mode", "families"))
+        if mode not in BLENDS:
+            raise ValueError(f"sentiment mode must be one of {sorted(BLENDS)}, got {mode!r}")
+        return cls(float(spec["temperature"]), float(spec["weight"]), mode, float(spec.get("threshold", 0.0)))
 
     def apply(self, probs: NDArray[Any], logits: NDArray[Any]) -> NDArray[Any]:
         if logits.shape[-1] != len(FAMILY_NAMES):
             raise ValueError(f"sentiment head gave {logits.shape[-1]} outputs, expected {len(FAMILY_NAMES)}")
-        families = _softmax(logits / self.temperature)
-        return with_family_evidence(probs, families, self.weight)
+        return blend(self.mode, probs, gated(_softmax(logits / self.temperature), self.threshold), self.weight)
+
+
+def gated(families: NDArray[Any], threshold: float) -> NDArray[Any]:
+    """The negative probability counted from `threshold` up, rescaled to [0, 1] (`SentimentReading.threshold`)."""
+    if threshold <= 0.0:
+        return families
+    out = families.copy()
+    negative = FAMILY_NAMES.index("negative")
+    out[..., negative] = np.clip((families[..., negative] - threshold) / (1.0 - threshold), 0.0, 1.0)
+    return out
+
+
+# How the sentiment branch's families enter the labels: "dissatisfaction" only ever raises the
+# negative family (`with_dissatisfaction`); "families" moves all three (`with_family_evidence`).
+BLENDS = ("dissatisfaction", "families")
+
+
+def blend(mode: str, probs: NDArray[Any], families: NDArray[Any], weight: float) -> NDArray[Any]:
+    if mode == "dissatisfaction":
+        return with_dissatisfaction(probs, families[..., FAMILY_NAMES.index("negative")], weight)
+    return with_family_evidence(probs, families, weight)
 
 
 def _softmax(scaled: NDArray[Any]) -> NDArray[Any]:

@@ -54,17 +54,20 @@ from torch import nn
 
 from models import data
 from models.checkpoint import Checkpoint
-from models.emotion import FAMILY_NAMES, FAMILY_OF_LABEL, LABEL_INDEX, LABELS, family_masses, with_family_evidence
+from models.emotion import FAMILY_NAMES, FAMILY_OF_LABEL, LABEL_INDEX, LABELS, family_masses
 from models.metrics import evaluate
 from models.recipes.calibration import fit_temperature, softmax
 from models.recipes.text.head import CACHE, contact_centre, contact_centre_rows, dailydialog_split
 from models.text import (
+    BLENDS,
     DEFAULT_MODEL,
     MAX_TOKENS,
     SentimentBranch,
     TextEmotionNet,
+    blend,
     collate,
     encode_turn,
+    gated,
     load_tokenizer,
     mean_pool,
     net_from_checkpoint,
@@ -320,19 +323,27 @@ class Blend:
         self.emo = {n: {"y": c.y} for n, c in enc.items() if n in emotion}
         self.fam = {n: {"y": c.y} for n, c in enc.items() if n not in emotion}
 
-    def combined(self, name: str, sentiment: NDArray[Any], weight: float) -> NDArray[Any]:
-        return with_family_evidence(self.probs[name], sentiment, weight)
+    def combined(self, name: str, sentiment: NDArray[Any], weight: float, mode: str) -> NDArray[Any]:
+        return blend(mode, self.probs[name], sentiment, weight)
 
 
-def scores(blend: Blend, sentiment: dict[str, NDArray[Any]], weight: float) -> dict[str, Any]:
-    """Everything selection and the card read for one (branch, weight): sentiment = its family probs per corpus."""
+def scores(reading: Blend, sentiment: dict[str, NDArray[Any]], weight: float, mode: str) -> dict[str, Any]:
+    """Everything selection and the card read for one (branch, weight, mode): sentiment = family probs per corpus."""
+
+    def combined(name: str) -> NDArray[Any]:
+        return reading.combined(name, sentiment[name], weight, mode)
+
     out: dict[str, Any] = {}
     for name in ("dd_selection", "dd_test", "meld_dev", "meld_test"):
-        probs = blend.combined(name, sentiment[name], weight)
-        gold = blend.emo[name]["y"]
+        probs = combined(name)
+        gold = reading.emo[name]["y"]
         report = evaluate([LABELS[i] for i in gold], [LABELS[i] for i in probs.argmax(1)], LABELS)
-        plain = gold == LABEL_INDEX["neutral"]
-        out[name] = {**report.headline(), "neutral_recall": round(float((probs.argmax(1)[plain] == 0).mean()), 4)}
+        plain, read = gold == LABEL_INDEX["neutral"], probs.argmax(1)
+        out[name] = {
+            **report.headline(),
+            "neutral_recall": round(float((read[plain] == 0).mean()), 4),
+            "neutral_read_negative": round(float((FAMILY_OF_INDEX[read[plain]] == 0).mean()), 4),
+        }
     for name in (
         "sentiment_selection",
         "sentiment_test",
@@ -342,15 +353,15 @@ def scores(blend: Blend, sentiment: dict[str, NDArray[Any]], weight: float) -> d
         "emotion_test",
         "probe",
     ):
-        fams = family_masses(blend.combined(name, sentiment[name], weight))
-        out[name] = read_shares(fams, blend.fam[name]["y"])
-    irony = family_masses(blend.combined("irony_test", sentiment["irony_test"], weight)).argmax(-1)
-    ironic = blend.fam["irony_test"]["y"] == 1
+        fams = family_masses(combined(name))
+        out[name] = read_shares(fams, reading.fam[name]["y"])
+    irony = family_masses(combined("irony_test")).argmax(-1)
+    ironic = reading.fam["irony_test"]["y"] == 1
     out["irony_test"] = {
         kind: {FAMILY_NAMES[r]: round(float((irony[rows] == r).mean()), 4) for r in range(3)}
         for kind, rows in (("irony", ironic), ("non_irony", ~ironic))
     }
-    cc = blend.combined("contact_centre", sentiment["contact_centre"], weight)
+    cc = combined("contact_centre")
     families = [r["family"] for r in contact_centre_rows()]
     return {**out, **contact_centre(np.log(np.maximum(cc, 1e-12)), 1.0, families)}
 
@@ -373,10 +384,19 @@ def objective(s: dict[str, Any]) -> float:
 
 
 def admissible(s: dict[str, Any], base: dict[str, Any], args: argparse.Namespace) -> bool:
+    """The guards, all on selection sets: everyday turns stay plain, MELD holds, the tweets' neutral stay neutral.
+
+    DailyDialog-selection macro-F1 is not a guard: its fearful and disgusted classes have a
+    handful of turns, so one turn flipping moves it by more than the point allowed (the
+    card's DailyDialog split section); its neutral recall and the share of its plain turns
+    read negative are, beside MELD dev weighted-F1 and the tweets' neutral read negative.
+    """
+    dd, meld = s["dd_selection"], s["meld_dev"]
     return bool(
-        s["dd_selection"]["neutral_recall"] >= args.min_neutral_recall
-        and s["dd_selection"]["macro_f1"] >= base["dd_selection"]["macro_f1"] - args.max_drop
-        and s["meld_dev"]["weighted_f1"] >= base["meld_dev"]["weighted_f1"] - args.max_drop
+        dd["neutral_recall"] >= args.min_neutral_recall
+        and dd["neutral_read_negative"] <= base["dd_selection"]["neutral_read_negative"] + args.max_drop
+        and meld["weighted_f1"] >= base["meld_dev"]["weighted_f1"] - args.max_drop
+        and s["sentiment_selection"]["neutral"]["negative"] <= args.max_neutral_negative
         and s["contact_centre_guard"] >= 0.9
         and s["contact_centre_guard_top_label"] >= 43
         and s["contact_centre_guard_flips"] <= 1
@@ -394,20 +414,24 @@ def complaint_bars(s: dict[str, Any]) -> str:
 
 
 def candidates(
-    blend: Blend, enc: dict[str, Encoded], base: dict[str, Any], args: argparse.Namespace, net: TextEmotionNet
+    reading: Blend, enc: dict[str, Encoded], base: dict[str, Any], args: argparse.Namespace, net: TextEmotionNet
 ) -> list[dict[str, Any]]:
     """Per kept epoch, every (offsets, blend weight) with its scores."""
     results = []
     for epoch, branch in train_branch(net, enc, args):
         logits = {n: branch_logits(branch, c) for n, c in enc.items() if n != "dd_train"}
+        np.savez(CACHE / f"branch-logits-epoch{epoch}.npz", **logits)  # for reading other blends without retraining
+        state_path = CACHE / f"branch-state-epoch{epoch}.pt"
+        torch.save({k: p.detach().clone() for k, p in branch.named_parameters() if p.requires_grad}, state_path)
         sel = ("sentiment_selection", "isear_selection")
         temperature = fit_temperature(np.concatenate([logits[n] for n in sel]), np.concatenate([enc[n].y for n in sel]))
         state = {k: p.detach().clone() for k, p in branch.named_parameters() if p.requires_grad}
         for neutral, negative in itertools.product(args.neutral_offset, args.negative_offset):
             offset = np.array([negative, neutral, 0.0], dtype=np.float32)
-            sentiment = {n: softmax((v + offset) / temperature) for n, v in logits.items()}
-            for weight in args.weight:
-                s = scores(blend, sentiment, weight)
+            probs = {n: softmax((v + offset) / temperature) for n, v in logits.items()}
+            for threshold, weight, mode in itertools.product(args.threshold, args.weight, args.mode):
+                sentiment = {n: gated(v, threshold) for n, v in probs.items()}
+                s = scores(reading, sentiment, weight, mode)
                 config = {
                     "depth": args.depth,
                     "dd_repeat": args.dd_repeat,
@@ -415,6 +439,8 @@ def candidates(
                     "neutral_offset": neutral,
                     "negative_offset": negative,
                     "weight": weight,
+                    "mode": mode,
+                    "threshold": threshold,
                 }
                 results.append(
                     {"config": config, "state": state, "offset": offset, "temperature": temperature, "scores": s}
@@ -449,19 +475,22 @@ def main() -> None:
     parser.add_argument("--neutral-offset", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--negative-offset", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--weight", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--mode", nargs="+", default=list(BLENDS), choices=BLENDS)
+    parser.add_argument("--threshold", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.7])
     parser.add_argument("--min-neutral-recall", type=float, default=0.90)
     parser.add_argument("--max-drop", type=float, default=0.01)
+    parser.add_argument("--max-neutral-negative", type=float, default=0.10, help="tweets' neutral read negative")
     parser.add_argument("--out", type=Path, default=None, help="write the model with its sentiment branch here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     checkpoint = without_sentiment(Checkpoint.load(args.weights))
     net = net_from_checkpoint(checkpoint)
     enc = encoded_corpora(args.weights, args.depth)
-    blend = Blend(enc, checkpoint.temperature)
+    reading = Blend(enc, checkpoint.temperature)
     uniform = {n: np.full((len(c.y), len(FAMILY_NAMES)), 1 / 3) for n, c in enc.items()}
-    base = scores(blend, uniform, 0.0)  # weight 0: the shipped model's own reading
+    base = scores(reading, uniform, 0.0, "families")  # weight 0: the shipped model's own reading
     print(f"shipped: objective {objective(base):.4f}; {complaint_bars(base)}\n{json.dumps(base)}", flush=True)
-    results = candidates(blend, enc, base, args, net)
+    results = candidates(reading, enc, base, args, net)
     fit = [r for r in results if admissible(r["scores"], base, args)]
     if not fit:
         raise SystemExit("no candidate meets the selection constraints")
@@ -495,7 +524,8 @@ def save(checkpoint: Checkpoint, best: dict[str, Any], base: dict[str, Any], arg
         "adapter": adapter(args),
         "temperature": round(best["temperature"], 6),
     }
-    arch = {**checkpoint.arch, "sentiment": {**spec, "weight": best["config"]["weight"]}}
+    chosen = {k: best["config"][k] for k in ("weight", "mode", "threshold")}
+    arch = {**checkpoint.arch, "sentiment": {**spec, **chosen}}
     info = dict(checkpoint.info)
     info["version"] = time.strftime("%Y%m%d")
     info["sentiment_head"] = {
