@@ -3,7 +3,13 @@
 In, the `toneline` block of a user message's metadata (`TurnMetadata.to_dict` writes it, `parse` reads it):
 
     {"toneline": {"customer_id": "c-42", "channel": "twilio", "role": "customer", "call_id": "CA...",
-                  "voice": {EmotionEstimate dict}, "face": {EmotionEstimate dict}}}
+                  "voice": {EmotionEstimate dict}, "face": {EmotionEstimate dict},
+                  "opt_out": true | false, "disclosed": true}}
+
+`opt_out` (optional) is a connector's or CRM's word on the customer's choice: true opts the
+customer out of emotion analysis from this turn on, false opts them back in (`plugin.consent`).
+`disclosed: true` says the connector already gave the customer the emotion-analysis notice
+(spoken on the phone, shown on the video page), so the bot does not repeat it.
 
 Out, in the parse data (written once per turn by `plugin.nlu.EmotionRecognizer`):
 `PARSE_KEY` holds the fused `TurnEmotion` dict, `TURN_KEY` who and where the turn
@@ -31,6 +37,7 @@ logger = logging.getLogger(__name__)
 METADATA_KEY = "toneline"  # the block in a user message's metadata
 PARSE_KEY = "toneline"  # the fused TurnEmotion in the parse data
 TURN_KEY = "toneline_turn"  # the turn's identity (TurnMetadata.identity) in the parse data
+CONSENT_KEY = "toneline_consent"  # the customer's consent as this turn left it (plugin.consent.Reading)
 CUSTOMER_ROLE = "customer"
 AGENT_ROLE = "agent"
 HANDOFF_RESPONSE = "utter_handoff"  # the response that announces a handoff, on every channel
@@ -38,6 +45,7 @@ HANDOFF_ACTION = "action_handoff"
 NEUTRAL_TONE = "neutral"  # the tone of a reply written for no tone in particular
 EVENT_TURN = "turn"  # `type` of a recorded turn on the events stream (plugin/state.py writes both)
 EVENT_ESCALATION = "escalation"
+EVENT_CONSENT = "consent"  # a customer opted out of emotion analysis or back in
 MAX_ID_CHARS = 128  # customer and conversation ids: UUIDs, phone numbers, CRM keys
 _CHANNEL = re.compile(r"[a-z0-9_.-]{1,32}")  # channel names go into rollup field names: short tokens only
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]+")
@@ -53,6 +61,8 @@ class TurnMetadata:
     estimates: tuple[EmotionEstimate, ...] = field(default_factory=tuple)
     problems: tuple[str, ...] = ()
     call_id: str | None = None  # the connector's id of the call or session (logs only)
+    opt_out: bool | None = None  # True: opt out from this turn on; False: opt back in; None: not said
+    disclosed: bool = False  # the connector gave the emotion-analysis notice itself
 
     @property
     def is_agent(self) -> bool:
@@ -66,6 +76,10 @@ class TurnMetadata:
                 block[key] = value
         for estimate in self.estimates:
             block[estimate.modality.value] = estimate.to_dict(with_embedding=False)
+        if self.opt_out is not None:
+            block["opt_out"] = self.opt_out
+        if self.disclosed:
+            block["disclosed"] = True
         return {METADATA_KEY: block}
 
     def identity(self) -> dict[str, str | None]:
@@ -106,6 +120,14 @@ def _usable_text(value: str) -> bool:
     except UnicodeEncodeError:  # a lone surrogate from a JSON escape
         return False
     return bool(_PRINTABLE.fullmatch(value))
+
+
+def _optional_bool(block: Mapping[str, Any], key: str, problems: list[str]) -> bool | None:
+    value = block.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    problems.append(f"'{key}' must be true or false")
+    return None
 
 
 def _customer_id(block: Mapping[str, Any], problems: list[str]) -> str | None:
@@ -165,6 +187,8 @@ def parse(metadata: Any, message_id: str | None = None, *, log: bool = True) -> 
             problems.append(f"{modality.value}: {exc}")
     role = _optional_str(block, "role", problems) or CUSTOMER_ROLE
     call_id = _optional_str(block, "call_id", problems)
+    opt_out = _optional_bool(block, "opt_out", problems)
+    disclosed = bool(_optional_bool(block, "disclosed", problems))
     parsed = TurnMetadata(
         customer_id=_customer_id(block, problems),
         channel=_channel(block, problems),
@@ -172,6 +196,8 @@ def parse(metadata: Any, message_id: str | None = None, *, log: bool = True) -> 
         estimates=tuple(estimates),
         problems=tuple(problems),
         call_id=None if call_id is None else bounded_id(call_id, "call_id"),
+        opt_out=opt_out,
+        disclosed=disclosed,
     )
     for problem in problems if log else ():
         log_event(logger, logging.WARNING, "toneline.metadata.malformed", message_id=message_id, problem=problem)

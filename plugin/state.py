@@ -80,6 +80,14 @@ return id
 """
 
 
+# A customer's consent (plugin.consent): kept without a TTL, so a choice never lapses; erasure removes it.
+_CONSENT_LUA = """
+redis.call('HSET', KEYS[1], 'opted_out', ARGV[1], 'at', ARGV[2], 'source', ARGV[3])
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+
+
 class StateUnavailable(RuntimeError):
     """Redis could not be reached; the caller should carry on without state."""
 
@@ -144,6 +152,7 @@ class StateStore:
         self.breaker = _Breaker(redis_settings.retry_after_seconds)
         self._record = self.client.register_script(_RECORD_LUA)
         self._handoff = self.client.register_script(_HANDOFF_LUA)
+        self._consent = self.client.register_script(_CONSENT_LUA)
 
     # -- keys ---------------------------------------------------------------
     @property
@@ -252,9 +261,15 @@ class StateStore:
         args = [str(case.get("conversation_id", "")), data, self.settings.stream_maxlen, self.settings.ttl_seconds]
         return {"op": "handoff", "keys": keys, "args": args}
 
+    def consent_entry(self, customer_id: str, fields: dict[str, str]) -> dict[str, Any]:
+        """The write of a customer's consent (`plugin.consent.Consent.to_fields`), as plain JSON."""
+        args = [fields["opted_out"], fields["at"], fields["source"]]
+        return {"op": "consent", "keys": [self.keys.cust(customer_id, "consent")], "args": args}
+
     def apply(self, entry: dict[str, Any]) -> Any:
-        """Run a write built by `record_entry` or `handoff_entry`; raises `StateUnavailable` while Redis is away."""
-        script = {"record": self._record, "handoff": self._handoff}[entry["op"]]
+        """Run a write built by `record_entry`, `handoff_entry` or `consent_entry`; raises `StateUnavailable`
+        while Redis is away."""
+        script = {"record": self._record, "handoff": self._handoff, "consent": self._consent}[entry["op"]]
         return self._call(entry["op"], lambda: script(keys=entry["keys"], args=entry["args"]))
 
     # -- reads --------------------------------------------------------------
@@ -271,6 +286,10 @@ class StateStore:
 
     def meta(self, conversation_id: str) -> dict[str, str]:
         return dict(self._call("meta", lambda: self.client.hgetall(self.keys.conv(conversation_id, "meta"))))
+
+    def consent(self, customer_id: str) -> dict[str, str]:
+        """The customer's stored consent fields (empty when they never chose)."""
+        return dict(self._call("consent", lambda: self.client.hgetall(self.keys.cust(customer_id, "consent"))))
 
     def claim_nonce(self, nonce: str, ttl_seconds: int) -> bool:
         """True the first time `nonce` is claimed within `ttl_seconds` (shared by every instance)."""

@@ -48,6 +48,8 @@ from plugin.metadata import NEUTRAL_TONE, TurnMetadata
 
 logger = logging.getLogger(__name__)
 SendFrame = Callable[[OutboundFrame], Awaitable[bool]]
+# Whether a customer opted out of emotion analysis (None: not known now, e.g. Redis is away): `plugin.consent`.
+ConsentLookup = Callable[[str], "bool | None"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ class CallSettings:
     barge_in: str = "speech"  # one of BARGE_IN_MODES
     mark_grace_s: float = 2.0  # how long past the audio's own length to wait for the provider's mark
     drain_s: float = 15.0  # at hang-up, how long turns already cut may still reach Rasa
+    # The emotion-analysis notice spoken before anything else, whole (no barge-in); None: none (toneline.yml).
+    disclosure: str | None = None
 
     def __post_init__(self) -> None:
         if self.barge_in not in BARGE_IN_MODES:
@@ -137,6 +141,7 @@ class CallServices:
     runtime: SpeechRuntime
     provider: Provider
     settings: CallSettings = field(default_factory=CallSettings)
+    consent: ConsentLookup | None = None  # None: every caller's voice is read (no consent store configured)
 
 
 @dataclass
@@ -190,6 +195,10 @@ class CallSession:
         self._turns_open = 0  # turns cut and not yet answered
         # How this caller sounds: the voice reads each turn against it. In memory for this call only.
         self.baseline = CallerBaseline()
+        self._consent = services.consent
+        self.opted_out = False  # the caller opted out of emotion analysis: their voice is not read
+        self.disclosed = False  # the notice was spoken (the turn's metadata says so: Rasa does not repeat it)
+        self._disclosure_marks: set[str] = set()
         self._worker: TurnWorker[_Queued] = TurnWorker(self._answer, provider.channel, "call", call_id=start.call_id)
 
     @property
@@ -199,6 +208,35 @@ class CallSession:
     @property
     def bot_speaking(self) -> bool:
         return bool(self._pending_marks)
+
+    @property
+    def disclosing(self) -> bool:
+        """The notice is still playing: nothing the caller does interrupts it."""
+        return bool(self._disclosure_marks & self._pending_marks.keys())
+
+    async def begin(self) -> None:
+        """Before the caller's first turn: the caller's consent, then the emotion-analysis notice, spoken whole."""
+        await self.refresh_consent()
+        notice = self.settings.disclosure
+        if notice is None:
+            return
+        timing = TurnTiming(cut_at=time.monotonic())
+        for sentence in sentences(notice):
+            spoken = await self._speak(sentence, NEUTRAL_TONE, timing)
+            if spoken is not None:
+                self._disclosure_marks.add(spoken.mark)
+        self.disclosed = bool(self._disclosure_marks)
+        self._log(logging.INFO, "disclosure.spoken", sentences=len(self._disclosure_marks))
+
+    async def refresh_consent(self) -> None:
+        """Ask the consent store whether this caller opted out (kept as it was while the store cannot say)."""
+        if self._consent is None:
+            return
+        customer = self.start.customer_id or self.call_id
+        opted_out = await asyncio.get_running_loop().run_in_executor(None, self._consent, customer)
+        if opted_out is not None and opted_out != self.opted_out:
+            self.opted_out = opted_out
+            self._log(logging.INFO, "consent.changed", opted_out=opted_out)
 
     def _log(self, level: int, event: str, **fields: Any) -> None:
         log_event(logger, level, f"{self.provider.channel}.{event}", call_id=self.call_id, **fields)
@@ -250,7 +288,7 @@ class CallSession:
         self._drop_early()
         if self.transferred or self._runtime.overloaded:
             return
-        future = asyncio.ensure_future(self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id, self.baseline))
+        future = asyncio.ensure_future(self._hearing(turn))
         future.add_done_callback(partial(_retrieve, self.provider.channel))
         self._early = (turn.speech_end, future)
 
@@ -271,7 +309,10 @@ class CallSession:
             self.early_dropped += 1
 
     async def _barge_in(self) -> None:
-        """The caller talks over the bot: the provider drops its queued audio."""
+        """The caller talks over the bot: the provider drops its queued audio (never the notice's)."""
+        if self.disclosing:
+            self._log(logging.INFO, "barge_in.held", reason="disclosure")
+            return
         self._generation += 1
         self._log(logging.INFO, "barge_in", marks=len(self._pending_marks))
         await self._send(Clear())
@@ -318,6 +359,8 @@ class CallSession:
         )
         self._tone = reply.tone
         await self._reply(reply, timing)
+        # The turn may have opted the caller out (or back in): the next turn's voice is read accordingly.
+        await self.refresh_consent()
 
     async def _no_words(self, turn: Turn, timing: TurnTiming) -> None:
         """A turn Whisper heard no words in: reprompt (`RepromptSettings`) or let it pass quietly."""
@@ -368,9 +411,15 @@ class CallSession:
         except Exception as exc:  # nobody awaits this task: say what went wrong instead of losing it
             self._log(logging.ERROR, "turn.no_input_failed", error=repr(exc))
 
+    def _hearing(self, turn: Turn) -> Awaitable[Hearing]:
+        """The ASR pass of a turn, with the voice head only when the caller has not opted out."""
+        return self._runtime.hear(
+            turn.pcm, turn.start, turn.end, self.call_id, self.baseline, analyse=not self.opted_out
+        )
+
     async def _hear(self, turn: Turn, early: asyncio.Future[Hearing] | None) -> Hearing | None:
         try:
-            return await (early or self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id, self.baseline))
+            return await (early or self._hearing(turn))
         except AudioError as exc:
             self._log(logging.WARNING, "turn.unusable", error=str(exc))
             return None
@@ -379,7 +428,9 @@ class CallSession:
         """The turn's metadata for Rasa, in the turn's contract (`plugin.metadata.TurnMetadata`)."""
         customer = self.start.customer_id or self.call_id
         estimates = () if voice is None else (voice,)
-        return TurnMetadata(customer, self.provider.channel, estimates=estimates, call_id=self.call_id).to_dict()
+        return TurnMetadata(
+            customer, self.provider.channel, estimates=estimates, call_id=self.call_id, disclosed=self.disclosed
+        ).to_dict()
 
     async def _reply(self, reply: BotReply, timing: TurnTiming) -> None:
         generation = self._generation

@@ -60,6 +60,7 @@ class VideoSettings:
     silent_after_s: float = 5.0  # a camera that has sent no frame by then is reported as silent
     analysis: bool = True  # False: frames are received and decoded but never analysed (the benchmark baseline)
     drain_s: float = 10.0  # at the end, how long turns already sent may still reach Rasa
+    disclosure: str | None = None  # the emotion-analysis notice the page shows (toneline.yml); None: none
 
     def __post_init__(self) -> None:
         if not 0 < self.fps <= 30:
@@ -154,7 +155,10 @@ class VideoSession:
         """The turn's metadata for Rasa, in the turn's contract (`plugin.metadata.TurnMetadata`)."""
         customer = self.customer_id or self.session_id
         estimates = () if face is None else (face,)
-        return TurnMetadata(customer, CHANNEL, estimates=estimates, call_id=self.session_id).to_dict()
+        disclosed = self.settings.disclosure is not None  # the page showed it: the bot does not repeat it
+        return TurnMetadata(
+            customer, CHANNEL, estimates=estimates, call_id=self.session_id, disclosed=disclosed
+        ).to_dict()
 
     async def _turn_loop(self) -> None:
         # One turn at a time, in order: replies must not overtake each other.
