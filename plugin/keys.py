@@ -1,7 +1,8 @@
 """Toneline's Redis key layout, in one place for the state store and the dashboard.
 
 {p}:conv:{id}:turns|seen|meta|escalations   per conversation
-{p}:cust:{id}:convs|escalated               per customer, across conversations
+{p}:cust:{id}:convs|escalated|consent|corrections   per customer, across conversations
+{p}:corrections                             customers with supervisors' corrections (by last correction)
 {p}:active                                  conversations by last activity
 {p}:events, {p}:handoffs                    streams (turns and decisions; handoff cases)
 {p}:handoffs:claims                         who claimed which case
@@ -26,6 +27,22 @@ class Keys:
 
     def cust(self, customer_id: str, kind: str) -> str:
         return f"{self.prefix}:cust:{customer_id}:{kind}"
+
+    def cust_pattern(self, customer_id: str) -> str:
+        """A SCAN pattern matching every per-customer key of `customer_id`."""
+        return f"{glob_escape(self.cust(customer_id, ''))}*"
+
+    def conv_pattern(self, conversation_id: str) -> str:
+        """A SCAN pattern matching every per-conversation key of `conversation_id`."""
+        return f"{glob_escape(self.conv(conversation_id, ''))}*"
+
+    def conv_id(self, key: str) -> str:
+        """The conversation id of a per-conversation key (`{p}:conv:{id}:{kind}`)."""
+        return key[len(self.conv("", "")) - 1 :].rsplit(":", 1)[0]
+
+    @property
+    def corrections(self) -> str:
+        return f"{self.prefix}:corrections"
 
     @property
     def active(self) -> str:
@@ -56,3 +73,8 @@ class Keys:
 
     def rollup(self, hour: str) -> str:
         return f"{self.prefix}:rollup:{hour}"
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal in a Redis SCAN pattern (ids may hold glob characters)."""
+    return "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in text)

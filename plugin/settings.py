@@ -207,6 +207,14 @@ def load_beside(path: str) -> Settings:
     return load(chosen if chosen.is_file() else None, env={k: v for k, v in os.environ.items() if k != CONFIG_ENV})
 
 
+def load_for_tools(path: str = "") -> Settings:
+    """Settings for command-line tools run from the repository: `path`, else `$TONELINE_CONFIG`, else the demo
+    bot's rasa_project/toneline.yml when it is there, else the defaults (the environment overrides apply)."""
+    demo = Path("rasa_project") / "toneline.yml"
+    chosen = path or os.environ.get(CONFIG_ENV) or (str(demo) if demo.is_file() else "")
+    return load(chosen or None)
+
+
 def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load settings from `path` (or `$TONELINE_CONFIG`); no file means defaults."""
     env = os.environ if env is None else env

@@ -1,0 +1,188 @@
+"""Erasure of one customer's data (GDPR Art. 17): every Toneline key, stream entry, correction and outbox record.
+
+    python -m plugin.state erase CUSTOMER_ID [--config toneline.yml]
+
+(and the dashboard's administrator action) deletes, under the configured prefix:
+  - the customer's keys (`cust:{id}:*`: conversations, escalations, consent, corrections),
+  - each of their conversations' keys (`conv:{c}:*`) and its place on the live floor (`active`),
+    the conversations found both through the customer's index and by the customer id in each
+    conversation's meta (a conversation recorded while the index had expired is not missed),
+  - their entries on the events and handoff streams, the claims and dedupe marks of those cases,
+  - the customer from the corrections index,
+  - writes held on this host's disk for Redis (`plugin.outbox`) that name them.
+It reports what it removed. Hourly rollups keep counts only (and a HyperLogLog of conversation
+ids, from which no id can be read back), so they stay. Rasa's tracker is the deployer's to erase:
+the report lists the conversation ids (docs/compliance.md says how).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from plugin.keys import Keys
+from plugin.outbox import DurableOutbox, outbox_dir
+from plugin.state import StateStore
+
+STREAM_BATCH = 1000
+
+
+@dataclass
+class ErasureReport:
+    """What an erasure removed."""
+
+    customer_id: str
+    conversations: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    stream_entries: dict[str, int] = field(default_factory=dict)
+    claims: int = 0
+    outbox_records: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "conversations": self.conversations,
+            "keys": self.keys,
+            "stream_entries": self.stream_entries,
+            "claims": self.claims,
+            "outbox_records": self.outbox_records,
+        }
+
+    def lines(self) -> list[str]:
+        """The report for a person: one line per kind of thing removed."""
+        return [
+            f"customer {self.customer_id}: {len(self.conversations)} conversation(s)",
+            *(f"  deleted key {key}" for key in self.keys),
+            *(
+                f"  deleted {n} entr{'y' if n == 1 else 'ies'} from stream {name}"
+                for name, n in self.stream_entries.items()
+            ),
+            f"  deleted {self.claims} handoff claim(s)",
+            f"  deleted {self.outbox_records} record(s) held in the outbox on this host",
+            "  Rasa's tracker is not Toneline's: delete the trackers of these conversation ids in your tracker store"
+            " (docs/compliance.md): " + (", ".join(self.conversations) or "none"),
+        ]
+
+
+class Eraser:
+    """Removes one customer's data from Toneline's Redis and this host's outbox."""
+
+    def __init__(self, store: StateStore, outbox: Path | None = None) -> None:
+        self.store = store
+        self.client = store.client
+        self.keys: Keys = store.keys
+        self.outbox = outbox if outbox is not None else outbox_dir(store.state_settings.outbox_dir)
+
+    def erase(self, customer_id: str) -> ErasureReport:
+        report = ErasureReport(customer_id)
+        report.conversations = sorted(self.conversations_of(customer_id))
+        names = set(report.conversations) | {customer_id}
+        report.stream_entries[self.keys.events] = self._drop_entries(self.keys.events, names, case=False)
+        report.stream_entries[self.keys.handoffs], report.claims = self._drop_cases(names)
+        report.keys = self._delete_keys(customer_id, report.conversations)
+        if report.conversations:
+            self.client.zrem(self.keys.active, *report.conversations)
+        self.client.zrem(self.keys.corrections, customer_id)
+        report.outbox_records = self._forget_held(names)
+        return report
+
+    def conversations_of(self, customer_id: str) -> set[str]:
+        """The customer's conversations: their index, and every conversation whose meta names them."""
+        found = set(self.client.zrange(self.keys.cust(customer_id, "convs"), 0, -1))
+        for key in self.client.scan_iter(match=self.keys.conv("*", "meta"), count=1000):
+            if self.client.hget(key, "customer_id") == customer_id:
+                found.add(self.keys.conv_id(key))
+        return found
+
+    def _delete_keys(self, customer_id: str, conversations: list[str]) -> list[str]:
+        keys = list(self.client.scan_iter(match=self.keys.cust_pattern(customer_id), count=1000))
+        for conv in conversations:
+            keys += list(self.client.scan_iter(match=self.keys.conv_pattern(conv), count=1000))
+        keys = sorted(set(keys))
+        if keys:
+            self.client.delete(*keys)
+        return keys
+
+    def _drop_entries(self, stream: str, names: set[str], case: bool) -> int:
+        doomed = [entry_id for entry_id, fields in _entries(self.client, stream) if _names(fields, names, case)]
+        for chunk in _chunks(doomed, 500):
+            self.client.xdel(stream, *chunk)
+        return len(doomed)
+
+    def _drop_cases(self, names: set[str]) -> tuple[int, int]:
+        """Handoff cases of the customer, with their claims and dedupe marks."""
+        doomed: list[tuple[str, dict[str, Any]]] = []
+        for entry_id, fields in _entries(self.client, self.keys.handoffs):
+            if _names(fields, names, case=True):
+                doomed.append((entry_id, _case(fields)))
+        for chunk in _chunks([entry_id for entry_id, _ in doomed], 500):
+            self.client.xdel(self.keys.handoffs, *chunk)
+        marks = [self.keys.handoff_seen(str(case["dedupe_key"])) for _, case in doomed if case.get("dedupe_key")]
+        if marks:
+            self.client.delete(*marks)
+        claims = int(self.client.hdel(self.keys.claims, *[e for e, _ in doomed])) if doomed else 0
+        return len(doomed), claims
+
+    def _forget_held(self, names: set[str]) -> int:
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", self.keys.prefix)
+        held = 0
+        for path in sorted(self.outbox.glob(f"{stem}.*.jsonl")) if self.outbox.is_dir() else []:
+            outbox = DurableOutbox(path, self.store.apply, self.store.settings.retry_after_seconds)
+            held += outbox.forget(lambda entry: _mentions(entry, names, self.keys))
+        return held
+
+
+def _entries(client: Any, stream: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """Every entry of `stream`, oldest first, in batches."""
+    start = "-"
+    while True:
+        batch = client.xrange(stream, min=start, max="+", count=STREAM_BATCH)
+        yield from batch
+        if len(batch) < STREAM_BATCH:
+            return
+        start = "(" + batch[-1][0]
+
+
+def _case(fields: dict[str, str]) -> dict[str, Any]:
+    try:
+        data = json.loads(fields.get("data") or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _names(fields: dict[str, str], names: set[str], case: bool) -> bool:
+    """Whether a stream entry belongs to one of `names` (the customer id and their conversation ids)."""
+    if fields.get("customer_id") in names or fields.get("conversation_id") in names:
+        return True
+    return case and _case(fields).get("customer_id") in names
+
+
+def _mentions(entry: Any, names: set[str], keys: Keys) -> bool:
+    """Whether a held outbox entry names the customer or one of their conversations, anywhere inside it."""
+    marks = {keys.cust(n, "") for n in names} | {keys.conv(n, "") for n in names}
+    return any(s in names or any(s.startswith(m) for m in marks) for s in _strings(entry))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, JSON text inside strings included (a case is held as JSON in a string)."""
+    if isinstance(value, str):
+        yield value
+        if value[:1] in ("{", "["):
+            with contextlib.suppress(ValueError):
+                yield from _strings(json.loads(value))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
