@@ -106,12 +106,22 @@ class SlotNames:
     handed_off: str = "handed_off"  # set by action_handoff
 
 
-def _optional_str(block: Mapping[str, Any], key: str, problems: list[str]) -> str | None:
+def _optional(block: Mapping[str, Any], key: str, kind: type, expected: str, problems: list[str]) -> Any:
     value = block.get(key)
-    if value is None or isinstance(value, str):
+    if value is None or isinstance(value, kind):
         return value
-    problems.append(f"'{key}' must be a string")
+    problems.append(f"'{key}' must be {expected}")
     return None
+
+
+def _optional_str(block: Mapping[str, Any], key: str, problems: list[str]) -> str | None:
+    value: str | None = _optional(block, key, str, "a string", problems)
+    return value
+
+
+def _optional_bool(block: Mapping[str, Any], key: str, problems: list[str]) -> bool | None:
+    value: bool | None = _optional(block, key, bool, "true or false", problems)
+    return value
 
 
 def _usable_text(value: str) -> bool:
@@ -120,14 +130,6 @@ def _usable_text(value: str) -> bool:
     except UnicodeEncodeError:  # a lone surrogate from a JSON escape
         return False
     return bool(_PRINTABLE.fullmatch(value))
-
-
-def _optional_bool(block: Mapping[str, Any], key: str, problems: list[str]) -> bool | None:
-    value = block.get(key)
-    if value is None or isinstance(value, bool):
-        return value
-    problems.append(f"'{key}' must be true or false")
-    return None
 
 
 def _customer_id(block: Mapping[str, Any], problems: list[str]) -> str | None:

@@ -141,8 +141,9 @@ class EmotionRecognizer(GraphComponent):
                 log_event(logger, logging.INFO, "toneline.turn.not_analysed", message_id=message.get("message_id"))
                 continue
             turn = self.recognise(message, context, meta)
-            if turn is not None:
+            if turn is not None:  # a customer's turn, analysed (never an agent's)
                 message.set(PARSE_KEY, turn.to_dict(), add_to_output=True)
+                self._retain(message, tracker)
         return messages
 
     def recognise(
@@ -154,6 +155,13 @@ class EmotionRecognizer(GraphComponent):
             meta = turn_metadata.parse(message.get("metadata"), message_id)
         text = message.get(TEXT)
         return self.reader.read(text if isinstance(text, str) else "", meta, message_id, context or ())
+
+    def _retain(self, message: Message, tracker: DialogueStateTracker | None) -> None:
+        """The turn's words for adapting the models, when the deployment retains them (never for an opted-out
+        customer: this runs only for analysed turns)."""
+        text = message.get(TEXT)
+        if tracker is not None and isinstance(text, str):
+            self.service.retain(turn_metadata.bounded_id(tracker.sender_id), message.get("message_id"), text)
 
     def consent(
         self, message: Message, meta: turn_metadata.TurnMetadata, tracker: DialogueStateTracker | None

@@ -287,6 +287,14 @@ class StateStore:
     def meta(self, conversation_id: str) -> dict[str, str]:
         return dict(self._call("meta", lambda: self.client.hgetall(self.keys.conv(conversation_id, "meta"))))
 
+    def retain(self, conversation_id: str, message_id: str, material: dict[str, Any], ttl_seconds: int) -> None:
+        """Keep a turn's material for adaptation (`plugin.corrections`) for `ttl_seconds`."""
+        key = self.keys.conv(conversation_id, "retained")
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(key, message_id, json.dumps(material))
+        pipe.expire(key, ttl_seconds)
+        self._call("retain", pipe.execute)
+
     def consent(self, customer_id: str) -> dict[str, str]:
         """The customer's stored consent fields (empty when they never chose)."""
         return dict(self._call("consent", lambda: self.client.hgetall(self.keys.cust(customer_id, "consent"))))

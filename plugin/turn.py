@@ -192,6 +192,18 @@ class TurnService:
         written, _ = self.outbox.submit(self.store.consent_entry(customer_id, consent.to_fields()))
         return bool(written)
 
+    def retain(self, conversation_id: str, message_id: str | None, text: str) -> bool:
+        """Keep an analysed turn's words for adaptation, when the deployment retains them (`adaptation.retain`);
+        the caller checked consent. Optional material: lost, not held on disk, while Redis is away."""
+        adaptation = self.settings.adaptation
+        if not adaptation.retain or not message_id or not text.strip() or self.store is None:
+            return False
+        try:
+            self.store.retain(conversation_id, message_id, {"text": text}, adaptation.retention_days * 86400)
+        except StateUnavailable:  # logged by the store
+            return False
+        return True
+
     def _stored_consent(self, customer_id: str | None) -> tuple[bool, Consent | None]:
         """(known, the stored choice): known is False while Redis is away or without a customer."""
         if customer_id is None or self.store is None:

@@ -77,7 +77,17 @@ class Dashboard:
         for conv in conversation_ids:
             pipe.hgetall(self.keys.conv(conv, "meta"))
         metas = await pipe.execute()
-        return [floor_row(c, m, now) for c, m in zip(conversation_ids, metas) if m]
+        rows = [floor_row(c, m, now) for c, m in zip(conversation_ids, metas) if m]
+        return await self._consent(rows)
+
+    async def _consent(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Mark the rows of customers who opted out: not analysed, whatever was read before."""
+        pipe = self.redis.pipeline(transaction=False)
+        for row in rows:
+            pipe.hget(self.keys.cust(row["customer_id"], "consent"), "opted_out")
+        for row, flag in zip(rows, await pipe.execute()):
+            row["opted_out"] = flag == "1"
+        return rows
 
     async def floor(self, now: float | None = None) -> list[dict[str, Any]]:
         """Conversations active within the idle window, riskiest first."""
@@ -98,8 +108,9 @@ class Dashboard:
         meta, turns, escalations = await pipe.execute()
         if not meta:
             return None
+        (row,) = await self._consent([floor_row(conversation_id, meta, now)])
         return {
-            **floor_row(conversation_id, meta, now),
+            **row,
             "summary": json.loads(meta.get("summary") or "{}"),
             "turns": [json.loads(t) for t in turns],
             "escalations": [json.loads(e) for e in escalations],

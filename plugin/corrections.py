@@ -1,0 +1,185 @@
+"""Supervisors' corrections of the models' readings, kept in Redis for agreement and adaptation.
+
+A supervisor marks a turn's emotion right or wrong (with the right label), or an
+escalation needed or not needed. A correction keeps who, when, the model's reading and
+each modality's own reading of the turn (from the turn record). Only when the deployment
+retains material for adaptation (`adaptation.retain`) and the customer has not opted out
+does it also keep the turn's text and pooled voice features (`{p}:conv:{id}:retained`,
+written at read time; never audio). Corrections expire after `adaptation.retention_days`.
+
+    {p}:cust:{customer}:corrections   hash: "{conversation}|{message}|{kind}" -> correction JSON (latest wins)
+    {p}:corrections                   zset: customers with corrections, by the latest one
+
+`python -m plugin.corrections export OUT.jsonl` writes the labelled set that
+`python -m models.adapt` reads (one JSON object a line; customers kept apart for splitting).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+from models.emotion import LABELS
+from plugin.keys import Keys
+from plugin.settings import AdaptationSettings
+
+EMOTION, ESCALATION = "emotion", "escalation"
+VERDICTS = {EMOTION: ("right", "wrong"), ESCALATION: ("needed", "not_needed")}
+MAX_SUPERVISOR_CHARS = 64
+
+
+class BadCorrection(ValueError):
+    """A correction that cannot be stored; the message says which field is wrong."""
+
+
+@dataclass(frozen=True)
+class CorrectionRequest:
+    """What a supervisor sent: which turn, what kind, the verdict and (for a wrong emotion) the right label."""
+
+    conversation_id: str
+    message_id: str
+    kind: str
+    verdict: str
+    label: str | None = None
+
+    @classmethod
+    def parse(cls, conversation_id: str, body: Any) -> CorrectionRequest:
+        """Validate a request body; raises `BadCorrection` naming the field."""
+        if not isinstance(body, Mapping):
+            raise BadCorrection("the body must be a JSON object")
+        fields = {key: body.get(key) for key in ("message_id", "kind", "verdict", "label")}
+        for key in ("message_id", "kind", "verdict"):
+            if not isinstance(fields[key], str) or not fields[key] or len(str(fields[key])) > 200:
+                raise BadCorrection(f"'{key}' must be a non-empty string")
+        kind, verdict, label = str(fields["kind"]), str(fields["verdict"]), fields["label"]
+        if kind not in VERDICTS:
+            raise BadCorrection(f"'kind' must be one of {sorted(VERDICTS)}")
+        if verdict not in VERDICTS[kind]:
+            raise BadCorrection(f"'verdict' of a {kind} must be one of {list(VERDICTS[kind])}")
+        if kind == EMOTION and verdict == "wrong" and label not in LABELS:
+            raise BadCorrection(f"a wrong emotion needs 'label', one of {list(LABELS)}")
+        return cls(conversation_id, str(fields["message_id"]), kind, verdict, label if verdict == "wrong" else None)
+
+
+def correction_record(
+    request: CorrectionRequest,
+    turn: Mapping[str, Any],
+    meta: Mapping[str, str],
+    by: str,
+    retained: Mapping[str, Any] | None,
+    now: float,
+    settings: AdaptationSettings,
+) -> dict[str, Any]:
+    """The stored correction of `turn` (its record on the conversation's timeline)."""
+    model_label = str(turn.get("label"))
+    right = model_label if request.verdict == "right" else request.label
+    record: dict[str, Any] = {
+        "conversation_id": request.conversation_id,
+        "message_id": request.message_id,
+        "customer_id": meta.get("customer_id", ""),
+        "channel": meta.get("channel", "unknown"),
+        "kind": request.kind,
+        "verdict": request.verdict,
+        "label": right if request.kind == EMOTION else None,
+        "by": by[:MAX_SUPERVISOR_CHARS],
+        "at": now,
+        "model": {key: turn.get(key) for key in ("label", "valence", "arousal", "confidence", "negative", "intent")},
+        "modalities": dict(turn.get("modalities") or {}),
+        "expires_at": now + settings.retention_days * 86400,
+    }
+    if request.kind == ESCALATION:
+        record["model"]["escalation_reason"] = meta.get("escalation_reason")
+    if retained:
+        record["retained"] = dict(retained)
+    return record
+
+
+def field_of(request: CorrectionRequest) -> str:
+    return f"{request.conversation_id}|{request.message_id}|{request.kind}"
+
+
+def week_of(ts: float) -> str:
+    """The ISO week of a time, as `2026-W49`."""
+    year, week, _ = datetime.fromtimestamp(ts, timezone.utc).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def agreement(corrections: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """How often supervisors agreed with the models, per ISO week: the fused reading and each modality's own
+    (emotion corrections), and the escalation decisions. Each cell: corrections counted and the share agreed."""
+    cells: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for item in corrections:
+        at = item.get("at")
+        if not isinstance(at, (int, float)) or not math.isfinite(at):
+            continue
+        week = week_of(float(at))
+        if item.get("kind") == ESCALATION:
+            _count(cells[(week, "escalation")], item.get("verdict") == "needed")
+            continue
+        right = item.get("label")
+        _count(cells[(week, "fused")], (item.get("model") or {}).get("label") == right)
+        for modality, reading in (item.get("modalities") or {}).items():
+            if isinstance(reading, Mapping):
+                _count(cells[(week, str(modality))], reading.get("label") == right)
+    weeks: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (week, source), (agreed, counted) in sorted(cells.items()):
+        weeks[week][source] = {"n": counted, "agreement": round(agreed / counted, 4)}
+    return {"weeks": [{"week": week, "by": by} for week, by in sorted(weeks.items())]}
+
+
+def _count(cell: list[int], agreed: bool) -> None:
+    cell[0] += int(agreed)
+    cell[1] += 1
+
+
+class CorrectionStore:
+    """Corrections in Redis (async, for the dashboard)."""
+
+    def __init__(self, redis: Any, keys: Keys, settings: AdaptationSettings) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.settings = settings
+
+    async def correct(self, request: CorrectionRequest, by: str, now: float | None = None) -> dict[str, Any] | None:
+        """Store a correction of a recorded turn; None when the conversation or the turn is not recorded."""
+        now = time.time() if now is None else now
+        meta = await self.redis.hgetall(self.keys.conv(request.conversation_id, "meta"))
+        turns = await self.redis.lrange(self.keys.conv(request.conversation_id, "turns"), 0, -1)
+        turn = next((t for t in map(json.loads, turns) if t.get("message_id") == request.message_id), None)
+        if not meta or turn is None:
+            return None
+        record = correction_record(request, turn, meta, by, await self._retained(request, meta), now, self.settings)
+        key = self.keys.cust(record["customer_id"], "corrections")
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(key, field_of(request), json.dumps(record))
+        pipe.expire(key, self.settings.retention_days * 86400)
+        pipe.zadd(self.keys.corrections, {record["customer_id"]: now})
+        await pipe.execute()
+        return record
+
+    async def _retained(self, request: CorrectionRequest, meta: Mapping[str, str]) -> dict[str, Any] | None:
+        """The turn's text and voice features, only when retention is on and the customer has not opted out."""
+        if not self.settings.retain:
+            return None
+        consent = await self.redis.hget(self.keys.cust(meta.get("customer_id", ""), "consent"), "opted_out")
+        if consent == "1":
+            return None
+        raw = await self.redis.hget(self.keys.conv(request.conversation_id, "retained"), request.message_id)
+        return dict(json.loads(raw)) if raw else None
+
+    async def all(self, limit_customers: int = 100_000) -> list[dict[str, Any]]:
+        """Every stored correction (the agreement view reads them all; corrections are few)."""
+        customers = await self.redis.zrevrange(self.keys.corrections, 0, limit_customers - 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for customer in customers:
+            pipe.hvals(self.keys.cust(customer, "corrections"))
+        return [json.loads(item) for values in await pipe.execute() for item in values]
+
+    async def of_conversation(self, conversation_id: str, customer_id: str) -> list[dict[str, Any]]:
+        values = await self.redis.hgetall(self.keys.cust(customer_id, "corrections"))
+        return [json.loads(v) for f, v in values.items() if f.startswith(f"{conversation_id}|")]
