@@ -183,3 +183,46 @@ class CorrectionStore:
     async def of_conversation(self, conversation_id: str, customer_id: str) -> list[dict[str, Any]]:
         values = await self.redis.hgetall(self.keys.cust(customer_id, "corrections"))
         return [json.loads(v) for f, v in values.items() if f.startswith(f"{conversation_id}|")]
+
+
+def export(client: Any, keys: Keys) -> list[dict[str, Any]]:
+    """Every stored emotion correction with retained words, as `models.adapt` reads them (sync client)."""
+    rows = []
+    for customer in client.zrange(keys.corrections, 0, -1):
+        for raw in client.hvals(keys.cust(customer, "corrections")):
+            item = json.loads(raw)
+            text = (item.get("retained") or {}).get("text")
+            if item.get("kind") == EMOTION and item.get("label") in LABELS and isinstance(text, str) and text.strip():
+                model = item.get("model") or {}
+                rows.append(
+                    {"customer_id": customer, "text": text, "label": item["label"], "model_label": model.get("label")}
+                )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m plugin.corrections export OUT.jsonl`: the labelled set for `python -m models.adapt`."""
+    import argparse
+    from pathlib import Path
+
+    import redis
+
+    from plugin import settings as toneline_settings
+
+    parser = argparse.ArgumentParser(prog="python -m plugin.corrections", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    out = commands.add_parser("export", help="write the corrections with retained words as JSON lines")
+    out.add_argument("out", type=Path)
+    out.add_argument("--config", default="", help="toneline.yml (default: $TONELINE_CONFIG, else rasa_project/)")
+    args = parser.parse_args(argv)
+    settings = toneline_settings.load_for_tools(args.config)
+    client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
+    rows = export(client, Keys(settings.redis.prefix))
+    args.out.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    customers = len({row["customer_id"] for row in rows})
+    print(f"wrote {len(rows)} corrections of {customers} customers to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
