@@ -57,6 +57,15 @@ CONFIG_PATH_KEY = "config"  # toneline.yml: where customers' consent is kept (Re
 DEFAULT_RUNTIME = "onnx"
 
 
+def served_text_weights(settings: toneline_settings.Settings) -> str | None:
+    """The text weights this deployment serves: its adapted ones when configured (logged), else None (shipped)."""
+    weights = settings.adaptation.text_weights()
+    if weights is None:
+        return None
+    log_event(logger, logging.INFO, "toneline.text_model.adapted", weights=str(weights))
+    return str(weights)
+
+
 def shared_text_model(head_path: str | None, threads: int | None, runtime: str = DEFAULT_RUNTIME) -> TextEmotionModel:
     """One text model per process, however many times Rasa builds the graph."""
     # Positional, so that a default left out and the same default passed share one cache entry.
@@ -115,11 +124,13 @@ class EmotionRecognizer(GraphComponent):
         resource: Resource,
         execution_context: ExecutionContext,
     ) -> EmotionRecognizer:
-        model = shared_text_model(
-            config.get(HEAD_PATH_KEY), config.get(THREADS_KEY), config.get(RUNTIME_KEY, DEFAULT_RUNTIME)
-        )
+        path = config.get(CONFIG_PATH_KEY)
+        settings = toneline_settings.load(Path(path) if path else None)
+        # An explicit head_path wins; else the deployment's adapted weights (adaptation.weights_dir); else shipped.
+        head = config.get(HEAD_PATH_KEY) or served_text_weights(settings)
+        model = shared_text_model(head, config.get(THREADS_KEY), config.get(RUNTIME_KEY, DEFAULT_RUNTIME))
         # The fitted fusion (models/weights/fusion.json), loaded once per process; the hand-set one without it.
-        return cls(config, model, load_fusion(config.get(FUSION_PATH_KEY)))
+        return cls(config, model, load_fusion(config.get(FUSION_PATH_KEY)), TurnService.connected(settings))
 
     def process_training_data(self, training_data: Any) -> Any:
         # Training examples need no emotion: skip the encoder cost at train time.

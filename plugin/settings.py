@@ -7,6 +7,7 @@ over the YAML file over the defaults here. Every error names the offending key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,20 @@ class AdaptationSettings:
     retain: bool = False
     retention_days: int = 90
     weights_dir: str = ""
+
+    def text_weights(self) -> Path | None:
+        """The adapted text weights to serve (None: the shipped ones); a directory without a readable manifest
+        naming an existing weights file fails at start-up, naming it."""
+        if not self.weights_dir:
+            return None
+        manifest = Path(self.weights_dir).expanduser() / "manifest.json"
+        try:
+            weights = manifest.parent / str(json.loads(manifest.read_text(encoding="utf-8"))["text"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SettingsError(f"'adaptation.weights_dir': no readable manifest at {manifest} ({exc})") from None
+        if not weights.is_file():
+            raise SettingsError(f"'adaptation.weights_dir': the manifest names {weights}, which does not exist")
+        return weights
 
 
 @dataclass(frozen=True)

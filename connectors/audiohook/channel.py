@@ -47,7 +47,7 @@ from connectors.transport import WebSocketTransport
 from models.fusion import load_fusion
 from models.logs import log_event
 from plugin import settings as toneline_settings
-from plugin.nlu import shared_text_model
+from plugin.nlu import served_text_weights, shared_text_model
 from plugin.state import StateStore, StateUnavailable
 from plugin.turn import TurnReader, TurnService
 
@@ -98,7 +98,8 @@ class AudioHookInput(InputChannel):
         self._nonces: dict[str, float] = {}  # fallback replay memory while Redis is away
         self.store = StateStore(self.settings.redis, self.settings.state)
         # The fitted fusion and the text model every Rasa channel uses (plugin.nlu loads the same).
-        reader = TurnReader(load_fusion(), lambda: shared_text_model(None, None))
+        weights = served_text_weights(self.settings)  # the deployment's adapted weights, when configured
+        reader = TurnReader(load_fusion(), lambda: shared_text_model(weights, None))
         self.service = TurnService(self.settings, reader, self.store)
         self.service.start()  # escalations and cases an earlier process held on disk are replayed from now on
         if not api_key:
