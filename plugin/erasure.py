@@ -22,8 +22,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
+import redis
+
+from plugin import settings as toneline_settings
 from plugin.keys import Keys
 from plugin.outbox import DurableOutbox, outbox_dir
 from plugin.state import StateStore
@@ -186,3 +189,30 @@ def _strings(value: Any) -> Iterator[str]:
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m plugin.state erase CUSTOMER_ID` (or `python -m plugin.erasure erase ...`): erase a customer's data
+    and print what was removed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m plugin.state", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    erase = commands.add_parser("erase", help="delete every Toneline key, stream entry, correction and outbox record")
+    erase.add_argument("customer_id")
+    erase.add_argument("--config", default="", help="toneline.yml (default: $TONELINE_CONFIG, else rasa_project/)")
+    erase.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    args = parser.parse_args(argv)
+    settings = toneline_settings.load_for_tools(args.config)
+    store = StateStore(settings.redis, settings.state)
+    try:
+        report = Eraser(store).erase(args.customer_id)
+    except redis.RedisError as exc:
+        print(f"erasure failed, nothing may have been removed yet: Redis at {settings.redis.url}: {exc}")
+        return 1
+    print(json.dumps(report.to_dict()) if args.json else "\n".join(report.lines()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

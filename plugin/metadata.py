@@ -46,6 +46,7 @@ NEUTRAL_TONE = "neutral"  # the tone of a reply written for no tone in particula
 EVENT_TURN = "turn"  # `type` of a recorded turn on the events stream (plugin/state.py writes both)
 EVENT_ESCALATION = "escalation"
 EVENT_CONSENT = "consent"  # a customer opted out of emotion analysis or back in
+DISCLOSURE_KEY = "toneline_disclosure"  # in a bot message's metadata: this message is the emotion-analysis notice
 MAX_ID_CHARS = 128  # customer and conversation ids: UUIDs, phone numbers, CRM keys
 _CHANNEL = re.compile(r"[a-z0-9_.-]{1,32}")  # channel names go into rollup field names: short tokens only
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]+")

@@ -338,30 +338,9 @@ class StateStore:
         )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m plugin.state erase CUSTOMER_ID`: erase a customer's data and print what was removed."""
-    import argparse
-
-    from plugin import erasure
-    from plugin import settings as toneline_settings
-
-    parser = argparse.ArgumentParser(prog="python -m plugin.state", description=main.__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    erase = commands.add_parser("erase", help="delete every Toneline key, stream entry, correction and outbox record")
-    erase.add_argument("customer_id")
-    erase.add_argument("--config", default="", help="toneline.yml (default: $TONELINE_CONFIG, else rasa_project/)")
-    erase.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    args = parser.parse_args(argv)
-    settings = toneline_settings.load_for_tools(args.config)
-    store = StateStore(settings.redis, settings.state)
-    try:
-        report = erasure.Eraser(store).erase(args.customer_id)
-    except redis.RedisError as exc:
-        print(f"erasure failed, nothing may have been removed yet: Redis at {settings.redis.url}: {exc}")
-        return 1
-    print(json.dumps(report.to_dict()) if args.json else "\n".join(report.lines()))
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # `python -m plugin.state erase CUSTOMER_ID` is the erasure tool's command line (plugin.erasure.main). It is
+    # run, not imported: the erasure module needs this one (and the outbox), never the other way round.
+    import runpy
+
+    runpy.run_module("plugin.erasure", run_name="__main__", alter_sys=True)

@@ -16,7 +16,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from models.logs import log_event
 from plugin import settings as toneline_settings
 from plugin.handoff import REQUESTED_BY_CUSTOMER, HandoffOutbox, build_case
-from plugin.metadata import HANDOFF_ACTION, HANDOFF_RESPONSE, TURN_KEY, SlotNames, TurnMetadata
+from plugin.metadata import DISCLOSURE_KEY, HANDOFF_ACTION, HANDOFF_RESPONSE, TURN_KEY, SlotNames, TurnMetadata
 from plugin.metadata import parse as parse_metadata
 from plugin.state import StateStore
 
@@ -158,7 +158,7 @@ class ActionSessionStart(Action):
         notice = disclosure_for(tracker.get_slot(SESSION_METADATA_SLOT), tracker.get_latest_input_channel())
         if notice is not None:
             # Before the first turn is read: a new session's first bot message (AI Act Art. 50(3)).
-            dispatcher.utter_message(text=notice)
+            dispatcher.utter_message(text=notice, **{DISCLOSURE_KEY: True})
         events: List[EventType] = [SessionStarted()]
         carry = (domain.get("session_config") or {}).get("carry_over_slots_to_new_session", True)
         if carry:
