@@ -16,17 +16,19 @@ written at read time; never audio). Corrections expire after `adaptation.retenti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from models.emotion import LABELS
 from plugin.keys import Keys
 from plugin.settings import AdaptationSettings
+from plugin.state import StateStore, StateUnavailable
 
 EMOTION, ESCALATION = "emotion", "escalation"
 VERDICTS = {EMOTION: ("right", "wrong"), ESCALATION: ("needed", "not_needed")}
@@ -99,6 +101,25 @@ def correction_record(
     return record
 
 
+def voice_field(ref: str) -> str:
+    """Where a connector keeps a turn's pooled voice features in the conversation's retained hash."""
+    return f"voice:{ref}"
+
+
+class VoiceRetainer:
+    """Keeps a turn's pooled voice statistics (what the voice head reads, never audio) for adaptation; for
+    connectors, which hear the voice before Rasa sees the turn. Lost, not held on disk, while Redis is away."""
+
+    def __init__(self, store: StateStore, settings: AdaptationSettings) -> None:
+        self.store = store
+        self.ttl_seconds = settings.retention_days * 86400
+
+    def __call__(self, conversation_id: str, ref: str, features: Sequence[float]) -> None:
+        values = [float(f"{float(x):.5g}") for x in features]
+        with contextlib.suppress(StateUnavailable):  # logged by the store
+            self.store.retain(conversation_id, voice_field(ref), values, self.ttl_seconds)
+
+
 def field_of(request: CorrectionRequest) -> str:
     return f"{request.conversation_id}|{request.message_id}|{request.kind}"
 
@@ -169,8 +190,16 @@ class CorrectionStore:
         consent = await self.redis.hget(self.keys.cust(meta.get("customer_id", ""), "consent"), "opted_out")
         if consent == "1":
             return None
-        raw = await self.redis.hget(self.keys.conv(request.conversation_id, "retained"), request.message_id)
-        return dict(json.loads(raw)) if raw else None
+        key = self.keys.conv(request.conversation_id, "retained")
+        raw = await self.redis.hget(key, request.message_id)
+        if not raw:
+            return None
+        material = dict(json.loads(raw))
+        ref = material.pop("voice_ref", None)
+        voice = await self.redis.hget(key, voice_field(str(ref))) if ref else None
+        if voice:
+            material["voice_features"] = json.loads(voice)
+        return material
 
     async def all(self, limit_customers: int = 100_000) -> list[dict[str, Any]]:
         """Every stored correction (the agreement view reads them all; corrections are few)."""

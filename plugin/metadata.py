@@ -9,7 +9,8 @@ In, the `toneline` block of a user message's metadata (`TurnMetadata.to_dict` wr
 `opt_out` (optional) is a connector's or CRM's word on the customer's choice: true opts the
 customer out of emotion analysis from this turn on, false opts them back in (`plugin.consent`).
 `disclosed: true` says the connector already gave the customer the emotion-analysis notice
-(spoken on the phone, shown on the video page), so the bot does not repeat it.
+(spoken on the phone, shown on the video page), so the bot does not repeat it. `turn_ref`
+(optional) names the turn's voice features a connector kept for adaptation (`plugin.corrections`).
 
 Out, in the parse data (written once per turn by `plugin.nlu.EmotionRecognizer`):
 `PARSE_KEY` holds the fused `TurnEmotion` dict, `TURN_KEY` who and where the turn
@@ -50,6 +51,7 @@ DISCLOSURE_KEY = "toneline_disclosure"  # in a bot message's metadata: this mess
 MAX_ID_CHARS = 128  # customer and conversation ids: UUIDs, phone numbers, CRM keys
 _CHANNEL = re.compile(r"[a-z0-9_.-]{1,32}")  # channel names go into rollup field names: short tokens only
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]+")
+_REF = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class TurnMetadata:
     call_id: str | None = None  # the connector's id of the call or session (logs only)
     opt_out: bool | None = None  # True: opt out from this turn on; False: opt back in; None: not said
     disclosed: bool = False  # the connector gave the emotion-analysis notice itself
+    turn_ref: str | None = None  # where the connector kept this turn's voice features for adaptation
 
     @property
     def is_agent(self) -> bool:
@@ -81,6 +84,8 @@ class TurnMetadata:
             block["opt_out"] = self.opt_out
         if self.disclosed:
             block["disclosed"] = True
+        if self.turn_ref is not None:
+            block["turn_ref"] = self.turn_ref
         return {METADATA_KEY: block}
 
     def identity(self) -> dict[str, str | None]:
@@ -192,6 +197,10 @@ def parse(metadata: Any, message_id: str | None = None, *, log: bool = True) -> 
     call_id = _optional_str(block, "call_id", problems)
     opt_out = _optional_bool(block, "opt_out", problems)
     disclosed = bool(_optional_bool(block, "disclosed", problems))
+    turn_ref = _optional_str(block, "turn_ref", problems)
+    if turn_ref is not None and not _REF.fullmatch(turn_ref):
+        problems.append("'turn_ref' must be 1 to 64 of A-Z a-z 0-9 _ -")
+        turn_ref = None
     parsed = TurnMetadata(
         customer_id=_customer_id(block, problems),
         channel=_channel(block, problems),
@@ -201,6 +210,7 @@ def parse(metadata: Any, message_id: str | None = None, *, log: bool = True) -> 
         call_id=None if call_id is None else bounded_id(call_id, "call_id"),
         opt_out=opt_out,
         disclosed=disclosed,
+        turn_ref=turn_ref,
     )
     for problem in problems if log else ():
         log_event(logger, logging.WARNING, "toneline.metadata.malformed", message_id=message_id, problem=problem)

@@ -154,7 +154,7 @@ class EmotionRecognizer(GraphComponent):
             turn = self.recognise(message, context, meta)
             if turn is not None:  # a customer's turn, analysed (never an agent's)
                 message.set(PARSE_KEY, turn.to_dict(), add_to_output=True)
-                self._retain(message, tracker)
+                self._retain(message, tracker, meta.turn_ref)
         return messages
 
     def recognise(
@@ -167,12 +167,13 @@ class EmotionRecognizer(GraphComponent):
         text = message.get(TEXT)
         return self.reader.read(text if isinstance(text, str) else "", meta, message_id, context or ())
 
-    def _retain(self, message: Message, tracker: DialogueStateTracker | None) -> None:
-        """The turn's words for adapting the models, when the deployment retains them (never for an opted-out
-        customer: this runs only for analysed turns)."""
+    def _retain(self, message: Message, tracker: DialogueStateTracker | None, voice_ref: str | None) -> None:
+        """The turn's words (and where the connector kept its voice features) for adapting the models, when the
+        deployment retains them; never for an opted-out customer: this runs only for analysed turns."""
         text = message.get(TEXT)
         if tracker is not None and isinstance(text, str):
-            self.service.retain(turn_metadata.bounded_id(tracker.sender_id), message.get("message_id"), text)
+            conversation = turn_metadata.bounded_id(tracker.sender_id)
+            self.service.retain(conversation, message.get("message_id"), text, voice_ref)
 
     def consent(
         self, message: Message, meta: turn_metadata.TurnMetadata, tracker: DialogueStateTracker | None

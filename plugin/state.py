@@ -287,11 +287,11 @@ class StateStore:
     def meta(self, conversation_id: str) -> dict[str, str]:
         return dict(self._call("meta", lambda: self.client.hgetall(self.keys.conv(conversation_id, "meta"))))
 
-    def retain(self, conversation_id: str, message_id: str, material: dict[str, Any], ttl_seconds: int) -> None:
-        """Keep a turn's material for adaptation (`plugin.corrections`) for `ttl_seconds`."""
+    def retain(self, conversation_id: str, field: str, material: Any, ttl_seconds: int) -> None:
+        """Keep a turn's material (JSON) for adaptation (`plugin.corrections`) for `ttl_seconds`."""
         key = self.keys.conv(conversation_id, "retained")
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(key, message_id, json.dumps(material))
+        pipe.hset(key, field, json.dumps(material))
         pipe.expire(key, ttl_seconds)
         self._call("retain", pipe.execute)
 

@@ -192,14 +192,15 @@ class TurnService:
         written, _ = self.outbox.submit(self.store.consent_entry(customer_id, consent.to_fields()))
         return bool(written)
 
-    def retain(self, conversation_id: str, message_id: str | None, text: str) -> bool:
+    def retain(self, conversation_id: str, message_id: str | None, text: str, voice_ref: str | None = None) -> bool:
         """Keep an analysed turn's words for adaptation, when the deployment retains them (`adaptation.retain`);
         the caller checked consent. Optional material: lost, not held on disk, while Redis is away."""
         adaptation = self.settings.adaptation
         if not adaptation.retain or not message_id or not text.strip() or self.store is None:
             return False
+        material = {"text": text} if voice_ref is None else {"text": text, "voice_ref": voice_ref}
         try:
-            self.store.retain(conversation_id, message_id, {"text": text}, adaptation.retention_days * 86400)
+            self.store.retain(conversation_id, message_id, material, adaptation.retention_days * 86400)
         except StateUnavailable:  # logged by the store
             return False
         return True

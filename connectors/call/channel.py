@@ -27,6 +27,7 @@ from connectors.call.session import (
     NoInputSettings,
     Provider,
     RepromptSettings,
+    RetainVoice,
     SendFrame,
 )
 from connectors.call.stream import CallStream
@@ -38,6 +39,7 @@ from connectors.transport import WebSocketTransport
 from models.logs import log_event
 from plugin import settings as toneline_settings
 from plugin.consent import StoredConsent
+from plugin.corrections import VoiceRetainer
 from plugin.state import StateStore
 
 logger = logging.getLogger(__name__)
@@ -125,9 +127,11 @@ class CallChannel(InputChannel):
         runtime: SpeechRuntime | None = None,
         public_url: str | None = None,
         consent: ConsentLookup | None = None,
+        retain: RetainVoice | None = None,
     ) -> None:
         self.settings = settings or CallSettings()
         self.consent = consent
+        self.retain = retain
         self._runtime = runtime
         self.public_url = public_url.rstrip("/") if public_url else None
 
@@ -137,9 +141,12 @@ class CallChannel(InputChannel):
         API base (tests point it at a fake) and the turn settings."""
         upper = provider.upper()
         toneline = toneline_settings.load_beside(credential(credentials, "config", "TONELINE_CONFIG"))
+        store = StateStore(toneline.redis, toneline.state)
         return {
             # Callers who opted out (on any channel) are not read: the store the plugin keeps consent in.
-            "consent": StoredConsent(StateStore(toneline.redis, toneline.state)),
+            "consent": StoredConsent(store),
+            # Only when the deployment retains material for adaptation: each answered turn's pooled voice statistics.
+            "retain": VoiceRetainer(store, toneline.adaptation) if toneline.adaptation.retain else None,
             "public_url": credential(credentials, "public_url", f"TONELINE_{upper}_PUBLIC_URL") or None,
             "api_base": credential(credentials, "api_base", f"TONELINE_{upper}_API_BASE") or None,
             "settings": CallSettings(
@@ -203,7 +210,7 @@ class CallChannel(InputChannel):
         """Run one call's stream to its end (every way out closes the socket and the session cleanly)."""
 
         def open_session(start: CallStart, send: SendFrame) -> CallSession:
-            services = CallServices(self.runtime, self.provider, self.settings, self.consent)
+            services = CallServices(self.runtime, self.provider, self.settings, self.consent, self.retain)
             return CallSession(start, send, bot, services)
 
         await CallStream(transport, serializer or self.serializer(), self.provider.channel, open_session).run()

@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Awaitable, Callable
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 SendFrame = Callable[[OutboundFrame], Awaitable[bool]]
 # Whether a customer opted out of emotion analysis (None: not known now, e.g. Redis is away): `plugin.consent`.
 ConsentLookup = Callable[[str], "bool | None"]
+# Keeps a turn's pooled voice statistics for adaptation (conversation, turn ref, values): `plugin.corrections`.
+RetainVoice = Callable[[str, str, "list[float]"], None]
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ class CallServices:
     provider: Provider
     settings: CallSettings = field(default_factory=CallSettings)
     consent: ConsentLookup | None = None  # None: every caller's voice is read (no consent store configured)
+    retain: RetainVoice | None = None  # None: voice features are never kept (adaptation.retain off)
 
 
 @dataclass
@@ -196,6 +200,7 @@ class CallSession:
         # How this caller sounds: the voice reads each turn against it. In memory for this call only.
         self.baseline = CallerBaseline()
         self._consent = services.consent
+        self._retain = services.retain
         self.opted_out = False  # the caller opted out of emotion analysis: their voice is not read
         self.disclosed = False  # the notice was spoken (the turn's metadata says so: Rasa does not repeat it)
         self._disclosure_marks: set[str] = set()
@@ -343,7 +348,9 @@ class CallSession:
             await self._barge_in()
         # Only a turn the bot answers is offered to the baseline (an early pass may be dropped), which takes it if calm.
         heard.keep_in(self.baseline)
-        reply = await self._bot.send(self.call_id, heard.text, self.metadata(heard.voice))
+        keep = self._retain is not None and heard.stats is not None and not self.opted_out
+        ref = uuid.uuid4().hex if keep else None
+        reply = await self._bot.send(self.call_id, heard.text, self.metadata(heard.voice, ref))
         timing.answered_at = time.monotonic()
         self._log(
             logging.INFO,
@@ -361,6 +368,16 @@ class CallSession:
         await self._reply(reply, timing)
         # The turn may have opted the caller out (or back in): the next turn's voice is read accordingly.
         await self.refresh_consent()
+        if ref is not None:
+            await self._keep_voice(ref, heard)
+
+    async def _keep_voice(self, ref: str, heard: Hearing) -> None:
+        """The turn's pooled voice statistics for adaptation, once the bot answered and only if the caller has
+        not opted out (this very turn may have said so); Rasa kept the words under the same `turn_ref`."""
+        if self._retain is None or heard.stats is None or self.opted_out:
+            return
+        values = [float(x) for x in heard.stats]
+        await asyncio.get_running_loop().run_in_executor(None, self._retain, self.call_id, ref, values)
 
     async def _no_words(self, turn: Turn, timing: TurnTiming) -> None:
         """A turn Whisper heard no words in: reprompt (`RepromptSettings`) or let it pass quietly."""
@@ -424,12 +441,17 @@ class CallSession:
             self._log(logging.WARNING, "turn.unusable", error=str(exc))
             return None
 
-    def metadata(self, voice: EmotionEstimate | None) -> dict[str, Any]:
+    def metadata(self, voice: EmotionEstimate | None, turn_ref: str | None = None) -> dict[str, Any]:
         """The turn's metadata for Rasa, in the turn's contract (`plugin.metadata.TurnMetadata`)."""
         customer = self.start.customer_id or self.call_id
         estimates = () if voice is None else (voice,)
         return TurnMetadata(
-            customer, self.provider.channel, estimates=estimates, call_id=self.call_id, disclosed=self.disclosed
+            customer,
+            self.provider.channel,
+            estimates=estimates,
+            call_id=self.call_id,
+            disclosed=self.disclosed,
+            turn_ref=turn_ref,
         ).to_dict()
 
     async def _reply(self, reply: BotReply, timing: TurnTiming) -> None:

@@ -123,6 +123,7 @@ async def make_call() -> AsyncIterator[Callable[..., Call]]:
         no_input: NoInputSettings | None = DEFAULT_NO_INPUT,
         disclosure: str | None = None,
         consent: Callable[[str], bool | None] | None = None,
+        retain: Callable[[str, str, list[float]], None] | None = None,
     ) -> Call:
         recognizer = FakeRecognizer(lines, delay_s=delay_s)
         tts = tts or FakeTts()
@@ -140,7 +141,7 @@ async def make_call() -> AsyncIterator[Callable[..., Call]]:
             no_input=no_input,
             disclosure=disclosure,
         )
-        session = CallSession(START, line.send, bot, CallServices(runtime, provider, settings, consent))
+        session = CallSession(START, line.send, bot, CallServices(runtime, provider, settings, consent, retain))
         return Call(session, line, tts, bot, recognizer, transfer)
 
     yield build
@@ -677,3 +678,31 @@ async def test_a_caller_who_opted_out_gets_the_asr_pass_only(make_call: Callable
     assert voices == [True, True, False], "from the turn after the opt-out no voice estimate"
     assert call.recognizer.emotions[-1] is False, "the voice head was not asked to run"
     assert call.session.opted_out
+
+
+async def test_voice_statistics_are_kept_for_adaptation_only_while_the_caller_has_not_opted_out(
+    make_call: Callable[..., Call],
+) -> None:
+    kept: list[tuple[str, str, list[float]]] = []
+    opted_out: dict[str, bool] = {}
+    call = make_call(
+        ["my bill is wrong", "stop the emotion detection", "I am furious"],
+        consent=opted_out.get,
+        retain=lambda conv, ref, values: kept.append((conv, ref, values)),
+    )
+
+    def reply(text: str) -> BotReply:
+        if "stop" in text:
+            opted_out["+15550100"] = True
+        return BotReply((f"You said {text}.",), "neutral")
+
+    call.bot.reply = reply
+    for seed in range(3):
+        await call.say(np.concatenate([caller_speech(0.8, seed=seed), silence(0.8)]))
+        await until(lambda n=seed + 1: len(call.bot.turns) == n)  # type: ignore[misc]
+    await call.session.close()
+    refs = [metadata["toneline"].get("turn_ref") for _, _, metadata in call.bot.turns]
+    assert all(refs[:2]) and refs[2] is None, refs
+    # Only the first turn's statistics: the second opted the caller out, the third was not read at all.
+    assert [(conv, ref) for conv, ref, _ in kept] == [("C1", refs[0])]
+    assert kept[0][2] == [0.0] * len(kept[0][2]) and len(kept[0][2]) > 100

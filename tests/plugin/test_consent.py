@@ -6,6 +6,7 @@ wrapped in a counter (the same `predict` the recognizer calls), and it must not 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -220,3 +221,33 @@ def test_an_opted_out_conversation_is_recorded_without_emotion(
     client = redis.Redis.from_url(redis_endpoint.url, decode_responses=True)
     meta_fields = client.hgetall(f"{redis_prefix}:conv:conv-7:meta")
     assert meta_fields["customer_id"] == "cust-7" and meta_fields["n_turns"] == "0" and meta_fields["tone"] == "neutral"
+
+
+def test_only_analysed_turns_words_are_retained_and_only_when_the_deployment_retains(
+    redis_endpoint: RedisEndpoint, redis_prefix: str
+) -> None:
+    from plugin.settings import AdaptationSettings
+
+    client = redis.Redis.from_url(redis_endpoint.url, decode_responses=True)
+    for retain in (False, True):
+        prefix = f"{redis_prefix}-{retain}"
+        settings = Settings(
+            redis=RedisSettings(url=redis_endpoint.url, prefix=prefix), adaptation=AdaptationSettings(retain=retain)
+        )
+        recognizer, _ = recognizer_on(settings)
+        tracker = DialogueStateTracker.from_events("conv-r", [])
+        words, stop, after = (
+            turn("where is my refund", "billing_question", "cust-r", "twilio", turn_ref="ref-1"),
+            turn("stop the emotion detection", "opt_out", "cust-r"),
+            turn("I am furious", "complain", "cust-r"),
+        )
+        for i, message in enumerate((words, stop, after)):
+            message.set("message_id", f"m{i}")
+            recognizer.process([message], tracker)
+        retained = client.hgetall(f"{prefix}:conv:conv-r:retained")
+        if retain:
+            assert retained == {"m0": json.dumps({"text": "where is my refund", "voice_ref": "ref-1"})}
+            assert 0 < client.ttl(f"{prefix}:conv:conv-r:retained") <= 90 * 86400
+        else:
+            assert retained == {}
+        client.delete(f"{prefix}:conv:conv-r:retained", f"{prefix}:cust:cust-r:consent")

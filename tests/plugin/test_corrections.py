@@ -13,7 +13,7 @@ import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from plugin.analytics.app import PASSWORD_ENV, create_app
-from plugin.corrections import BadCorrection, CorrectionRequest, agreement, week_of
+from plugin.corrections import BadCorrection, CorrectionRequest, VoiceRetainer, agreement, week_of
 from plugin.routing import Decision, RoutingConfig, TurnRecord, summarize
 from plugin.settings import from_mapping
 from plugin.state import ConversationInfo, StateStore
@@ -59,7 +59,9 @@ def seed(settings: Any, customer: str = "cust-1", conversation: str = "conv-1") 
         summarize(turns, RoutingConfig()),
         Decision("calm", True, "sharp", "sharp_negative"),
     )
-    store.retain(conversation, "m1", {"text": "where is my refund", "voice_features": [0.1, 0.2]}, 3600)
+    # As the NLU keeps the words (naming the connector's turn ref) and the call core the voice statistics.
+    store.retain(conversation, "m1", {"text": "where is my refund", "voice_ref": "ref1"}, 3600)
+    VoiceRetainer(store, settings.adaptation)(conversation, "ref1", [0.1, 0.2])
     return store
 
 
