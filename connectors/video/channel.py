@@ -41,6 +41,8 @@ from connectors.video.frames import ErrorOut, OutboundFrame, Ready
 from connectors.video.session import CHANNEL, VideoSession, VideoSettings
 from models.logs import log_event
 from plugin import settings as toneline_settings
+from plugin.consent import StoredConsent
+from plugin.state import StateStore
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -105,17 +107,21 @@ class VideoInput(InputChannel):
     @classmethod
     def from_credentials(cls, credentials: Dict[str, Any] | None) -> InputChannel:
         creds = credentials or {}
-        return cls(settings_from(creds), FaceWorker(weights_path(creds)), allowed_origins(creds))
+        toneline = toneline_settings.load_beside(str(creds.get("config") or os.environ.get("TONELINE_CONFIG", "")))
+        consent = StoredConsent(StateStore(toneline.redis, toneline.state))
+        return cls(settings_from(creds), FaceWorker(weights_path(creds)), allowed_origins(creds), consent)
 
     def __init__(
         self,
         settings: VideoSettings | None = None,
         faces: FaceWorker | None = None,
         origins: frozenset[str] = frozenset(),
+        consent: Callable[[str], bool | None] | None = None,
     ) -> None:
         self.settings = settings or VideoSettings()
         self.faces = faces or FaceWorker()
         self.origins = origins
+        self.consent = consent  # customers who opted out never have their camera read
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("toneline_video", __name__)
@@ -161,7 +167,7 @@ class VideoInput(InputChannel):
         async def send(frame: OutboundFrame) -> bool:
             return await transport.send(serializer.serialize(frame))
 
-        session = VideoSession(bot, self.faces, send, self.settings)
+        session = VideoSession(bot, self.faces, send, self.settings, consent=self.consent)
         log_event(logger, logging.INFO, "video.session.started", session_id=session.session_id)
         try:
             await send(Ready(session.session_id, face=await self.faces.model() is not None))

@@ -80,8 +80,10 @@ class VideoSession:
         settings: VideoSettings | None = None,
         session_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        consent: Callable[[str], bool | None] | None = None,
     ) -> None:
         self.settings = settings or VideoSettings()
+        self._consent = consent  # whether a customer opted out of emotion analysis (plugin.consent)
         self.session_id = session_id or f"video-{uuid.uuid4().hex[:12]}"
         self.customer_id: str | None = None
         self._bot = bot
@@ -192,6 +194,10 @@ class VideoSession:
 
         if self._pc is not None:
             await self.stop_camera("renegotiated")
+        if await self._opted_out():
+            # The customer opted out of emotion analysis (on any channel): the camera is not even connected.
+            await self._status("opted_out")
+            return
         if self.settings.analysis and (self._faces is None or await self._faces.model() is None):
             # Without a face model there is nothing to read the camera for: it is not even connected.
             await self._status("unavailable")
@@ -321,6 +327,12 @@ class VideoSession:
             await _close_pc(pc)
         if notify:
             await self._status("off")
+
+    async def _opted_out(self) -> bool:
+        if self._consent is None:
+            return False
+        customer = self.customer_id or self.session_id
+        return bool(await asyncio.get_running_loop().run_in_executor(None, self._consent, customer))
 
     async def _status(self, state: str) -> None:
         self._last_status = self._clock()
