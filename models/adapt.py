@@ -78,7 +78,7 @@ class Options:
     seed: int = 35
     steps: int = 300
     lr: float = 3e-3
-    replay_weight: float = 1.0
+    replay_weight: float = 5.0
     anchor_weight: float = 1e-2
     max_drop: float = 0.02
     force: bool = False
@@ -223,11 +223,15 @@ def standard_sets(context_turns: int) -> dict[str, tuple[list[str], list[list[st
     return out
 
 
-def replay_texts(context_turns: int) -> tuple[list[str], list[list[str]]]:
-    """Selection sets (never test): what the refit head must keep reading as the parent does."""
-    from models import data
+REPLAY = "meld_dev+goemotions_dev+dailydialog_selection"
 
-    samples = data.meld("dev") + data.goemotions("dev")
+
+def replay_texts(context_turns: int) -> tuple[list[str], list[list[str]]]:
+    """Selection sets (never test), with their context: what the refit head must keep reading as the parent does."""
+    from models import data
+    from models.recipes.text.head import dailydialog_split
+
+    samples = data.meld("dev") + data.goemotions("dev") + dailydialog_split()["selection"]
     return [s.text for s in samples], data.contexts(samples, context_turns)
 
 
@@ -252,7 +256,7 @@ def adapt(corrections: Path, parent_path: Path, out: Path | None, o: Options, st
     train_x = embed([r.text for r in split.train], [()] * len(split.train))
     held_x = embed([r.text for r in split.held_out], [()] * len(split.held_out))
     texts, contexts = replay_texts(turns) if standard else ([r.text for r in split.train], [()] * len(split.train))
-    replay = cached(f"{parent_hash}-replay", lambda: embed(texts, contexts)) if standard else train_x
+    replay = cached(f"{parent_hash}-{REPLAY}", lambda: embed(texts, contexts)) if standard else train_x
     labels = np.array([LABEL_INDEX[r.label] for r in split.train], dtype=np.int64)
     student = refit(parent, train_x, labels, replay, o)
     held_gold = [r.label for r in split.held_out]
