@@ -141,3 +141,11 @@ def test_200_corrections_halve_the_errors_on_new_customers_and_keep_the_standard
     print(
         f"\nheld-out corrections {held}; unseen customers {before:.3f} -> {after:.3f}; {manifest['standard_macro_f1']}"
     )
+    # A bar nothing can pass: refused, nothing written; forced, written and the manifest says so.
+    strict = adapt.Options(max_drop=-1.0)
+    refused = adapt.adapt(corrections, DEFAULT_MODEL, tmp_path / "strict", strict)
+    assert set(refused.refused) == set(manifest["standard_macro_f1"]) and refused.written is None
+    assert not (tmp_path / "strict").exists()
+    strict.force = True
+    forced = adapt.adapt(corrections, DEFAULT_MODEL, tmp_path / "forced", strict)
+    assert forced.written is not None and json.loads((tmp_path / "forced" / "manifest.json").read_text())["forced"]
