@@ -204,6 +204,7 @@ class CallSession:
         self.opted_out = False  # the caller opted out of emotion analysis: their voice is not read
         self.disclosed = False  # the notice was spoken (the turn's metadata says so: Rasa does not repeat it)
         self._disclosure_marks: set[str] = set()
+        self._opening: asyncio.Future[None] | None = None  # consent, then the notice (`begin`)
         self._worker: TurnWorker[_Queued] = TurnWorker(self._answer, provider.channel, "call", call_id=start.call_id)
 
     @property
@@ -216,11 +217,16 @@ class CallSession:
 
     @property
     def disclosing(self) -> bool:
-        """The notice is still playing: nothing the caller does interrupts it."""
-        return bool(self._disclosure_marks & self._pending_marks.keys())
+        """The notice is still being sent or playing: nothing the caller does interrupts it."""
+        opening = self._opening is not None and not self._opening.done()
+        return opening or bool(self._disclosure_marks & self._pending_marks.keys())
 
     async def begin(self) -> None:
-        """Before the caller's first turn: the caller's consent, then the emotion-analysis notice, spoken whole."""
+        """Open the call: the caller's consent, then the emotion-analysis notice, spoken whole. It runs beside the
+        stream (which goes on reading the caller, and sees a protocol error at once); turns wait for it."""
+        self._opening = asyncio.ensure_future(self._open())
+
+    async def _open(self) -> None:
         await self.refresh_consent()
         notice = self.settings.disclosure
         if notice is None:
@@ -232,6 +238,16 @@ class CallSession:
                 self._disclosure_marks.add(spoken.mark)
         self.disclosed = bool(self._disclosure_marks)
         self._log(logging.INFO, "disclosure.spoken", sentences=len(self._disclosure_marks))
+
+    async def opened(self) -> None:
+        """Wait until the call is open: consent known (no voice read before it), the notice sent (no reply before
+        it). A failed opening is logged and the call goes on."""
+        if self._opening is None:
+            return
+        try:
+            await asyncio.shield(self._opening)
+        except Exception as exc:  # the notice's TTS or the consent store: the caller is still answered
+            self._log(logging.ERROR, "disclosure.failed", error=repr(exc))
 
     async def refresh_consent(self) -> None:
         """Ask the consent store whether this caller opted out (kept as it was while the store cannot say)."""
@@ -291,8 +307,8 @@ class CallSession:
         would delay other calls.
         """
         self._drop_early()
-        if self.transferred or self._runtime.overloaded:
-            return
+        if self.transferred or self._runtime.overloaded or (self._opening is not None and not self._opening.done()):
+            return  # while the call opens, consent is not known yet: the turn is heard once it is
         future = asyncio.ensure_future(self._hearing(turn))
         future.add_done_callback(partial(_retrieve, self.provider.channel))
         self._early = (turn.speech_end, future)
@@ -330,6 +346,7 @@ class CallSession:
 
     async def _answer_turn(self, item: _Queued) -> None:
         turn, timing, early = item
+        await self.opened()
         if self.transferred:
             # The call is on its way to a person; the bot no longer answers.
             self._log(logging.INFO, "turn.after_handoff")
@@ -515,6 +532,8 @@ class CallSession:
         """
         self._drop_early()
         self._disarm_no_input()
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()  # the stream is gone: the rest of the notice has nobody to hear it
         self._release_marks()
         try:
             await self._worker.drain(self.settings.drain_s)

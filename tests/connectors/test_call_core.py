@@ -644,6 +644,7 @@ NOTICE = "This call uses automated emotion recognition. Say stop the emotion det
 async def test_the_notice_is_spoken_first_whole_and_the_bot_does_not_repeat_it(make_call: Callable[..., Call]) -> None:
     call = make_call(["hello"], disclosure=NOTICE, tts=FakeTts(seconds=0.5))
     await call.session.begin()
+    await call.session.opened()
     assert [text for text, _ in call.tts.spoken] == [
         "This call uses automated emotion recognition.",
         "Say stop the emotion detection to turn it off.",
@@ -670,6 +671,7 @@ async def test_a_caller_who_opted_out_gets_the_asr_pass_only(make_call: Callable
 
     call.bot.reply = reply
     await call.session.begin()
+    await call.session.opened()
     for seed in range(3):
         await call.say(np.concatenate([caller_speech(0.8, seed=seed), silence(0.8)]))
         await until(lambda n=seed + 1: len(call.bot.turns) == n)  # type: ignore[misc]
@@ -706,3 +708,15 @@ async def test_voice_statistics_are_kept_for_adaptation_only_while_the_caller_ha
     # Only the first turn's statistics: the second opted the caller out, the third was not read at all.
     assert [(conv, ref) for conv, ref, _ in kept] == [("C1", refs[0])]
     assert kept[0][2] == [0.0] * len(kept[0][2]) and len(kept[0][2]) > 100
+
+
+async def test_a_caller_who_speaks_while_the_call_opens_is_answered_after_the_notice(
+    make_call: Callable[..., Call],
+) -> None:
+    call = make_call(["hello"], disclosure=NOTICE, tts=FakeTts(seconds=0.2, delay_s=0.3))
+    await call.session.begin()  # returns at once: the notice is synthesised beside the stream
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+    await until(lambda: len(call.tts.spoken) == 3)
+    await call.session.close()
+    assert [text for text, _ in call.tts.spoken][2] == "You said hello.", "no reply before the notice"
+    assert call.recognizer.emotions == [True] and call.session.early_used == 0, "heard once the call was open"
