@@ -52,7 +52,7 @@ adapt:  ## adapt the text head to this deployment's corrections (issue 35): OUT=
 	@venv="$$(./scripts/env.sh)" && tmp="$$(mktemp)" && $$venv/bin/python -m plugin.corrections export "$$tmp" && $$venv/bin/python -m models.adapt "$$tmp" --out "$(OUT)" $(if $(FORCE),--force,); status=$$?; rm -f "$$tmp"; exit $$status
 
 bench:  ## run the benchmarks in bench/
-	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m bench.nlu_component && $$venv/bin/python -m bench.text && $$venv/bin/python -m bench.dashboard_live && $$venv/bin/python -m bench.telephony && $$venv/bin/python -m bench.voice --repeats 10 && $$venv/bin/python -m bench.fusion && $$venv/bin/python -m bench.face && $$venv/bin/python -m bench.video_session
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m bench.nlu_component && $$venv/bin/python -m bench.text && $$venv/bin/python -m bench.dashboard_live && $$venv/bin/python -m bench.telephony && $$venv/bin/python -m bench.voice --repeats 10 && $$venv/bin/python -m bench.fusion && $$venv/bin/python -m bench.face && $$venv/bin/python -m bench.video_session && $$venv/bin/python -m bench.redis_per_turn
 
 env:  ## create the virtualenv only; prints its path
 	@./scripts/env.sh

@@ -50,6 +50,7 @@ from models.emotion import FAMILY_OF_LABEL
 from models.metrics import evaluate
 from models.text import DEFAULT_MODEL, FROZEN_HEAD, WEIGHTS_DIR, TextEmotionModel
 
+FAMILY_KEYS = ("complaints_negative", "neutral_negative", "praise_positive")
 MESSAGES = Path(__file__).resolve().parents[1] / "tests" / "models" / "data" / "contact_centre.csv"
 PREVIOUS_MODEL = WEIGHTS_DIR / "text_lora_20261202.pt"
 # Depth, width and feed-forward width of the encoders compared by cost (their published configurations).
@@ -94,21 +95,43 @@ def suite_quality(model: TextEmotionModel, rows: list[dict[str, str]]) -> dict[s
 def quality(models: dict[str, TextEmotionModel], rows: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
     from models import data
     from models.recipes.text.head import dailydialog_split
+    from models.recipes.text.sentiment import held_out_sentiment, probe
 
     corpora = {
         "dailydialog_heldout": dailydialog_split()["test"],
         "meld_test": data.meld("test"),
         "goemotions_test": data.goemotions("test"),
     }
+    complaints = {"sentiment_heldout": held_out_sentiment(), "implicit_complaints": probe()}
     out: dict[str, dict[str, Any]] = {}
     for name, model in models.items():
         out[name] = {corpus: corpus_quality(model, samples) for corpus, samples in corpora.items()}
         out[name]["contact_centre"] = suite_quality(model, rows)
+        out[name].update({corpus: family_quality(model, samples) for corpus, samples in complaints.items()})
     return out
 
 
+def family_quality(model: TextEmotionModel, samples: list[Any]) -> dict[str, float]:
+    """Issue 31's reading: complaints read negative, neutral messages read negative, praise read positive."""
+    read = []
+    for start in range(0, len(samples), 256):
+        read += [e.family for e in model.predict_batch([s.text for s in samples[start : start + 256]])]
+
+    def share(gold: str, family: str) -> float:
+        mine = [r for s, r in zip(samples, read) if s.family == gold]
+        return round(sum(r == family for r in mine) / max(len(mine), 1), 4)
+
+    return {
+        "complaints_negative": share("negative", "negative"),
+        "neutral_negative": share("neutral", "negative"),
+        "praise_positive": share("positive", "positive"),
+    }
+
+
 def with_net(model: TextEmotionModel, net: Any, suffix: str) -> TextEmotionModel:
-    return TextEmotionModel(net, model.tokenizer, model.temperature, model.name + suffix, model.context_turns)
+    return TextEmotionModel(
+        net, model.tokenizer, model.temperature, model.name + suffix, model.context_turns, model.sentiment
+    )
 
 
 def per_message_ms(
@@ -197,7 +220,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-quality", action="store_true", help="cost only (no ../shared/data needed)")
     parser.add_argument("--encoders", action="store_true", help="also time encoders of larger shapes on ONNX Runtime")
     parser.add_argument(
-        "--candidate", type=Path, default=None, help="a trained delta not shipped: its quality beside the others"
+        "--candidate",
+        type=Path,
+        default=None,
+        help="a trained delta not shipped: its quality beside the others, and its cost on the production path",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -212,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     tuned = TextEmotionModel.load(DEFAULT_MODEL)
     previous = TextEmotionModel.load(PREVIOUS_MODEL)
     compared = {"shipped": tuned, "previous": previous}
-    if args.candidate:  # same architecture as the shipped model, so the same cost: only its quality is read
+    if args.candidate:
         compared[f"candidate ({args.candidate.name})"] = TextEmotionModel.load(args.candidate)
     scored = {} if args.no_quality else quality(compared, rows_in)
     variants: list[tuple[str, TextEmotionModel, list[tuple[str, list[str]]]]] = [
@@ -230,6 +256,9 @@ def main(argv: list[str] | None = None) -> None:
             name = f"fine-tuned + 2 turns, ONNX Runtime {'int8' if runtime.endswith('int8') else 'fp32'}"
             others.append((name, TextEmotionModel.load(DEFAULT_MODEL, threads=args.threads, runtime=runtime)))
     variants += [(name, model, in_context) for name, model in others]
+    if args.candidate and not args.no_onnx:  # the production path with the candidate's weights: before/after cost
+        candidate = TextEmotionModel.load(args.candidate, threads=args.threads, runtime="onnx")
+        variants.append((f"candidate ({args.candidate.name}) + 2 turns, ONNX Runtime fp32", candidate, in_context))
 
     timed = per_message_ms([(model.predict, items) for _, model, items in variants], args.repeats)
     rows: list[dict[str, Any]] = [{"variant": name, **summary(t)} for (name, _, _), t in zip(variants, timed)]
@@ -253,6 +282,14 @@ def main(argv: list[str] | None = None) -> None:
                 f"| {meld['weighted_f1']:.3f} | {goemo['macro_f1']:.3f} | {cc['issue-4']:.3f} "
                 f"| {cc['all']:.3f} |"
             )
+        print(
+            "\n| model | held-out tweets: complaints negative | neutral negative | praise positive "
+            "| implicit-complaint probe: complaints negative | neutral negative | praise positive |"
+            "\n|---|---|---|---|---|---|---|"
+        )
+        for name, q in scored.items():
+            cells = [q[c][k] for c in ("sentiment_heldout", "implicit_complaints") for k in FAMILY_KEYS]
+            print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
         print()
     print("| variant | mean | p95 | vs baseline |\n|---|---|---|---|")
     for row in rows:

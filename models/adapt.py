@@ -186,6 +186,7 @@ def embedder(checkpoint: Checkpoint) -> tuple[Embedder, int]:
 
     net = net_from_checkpoint(checkpoint)
     net.head = nn.Identity()  # type: ignore[assignment]
+    net.sentiment = None  # the sentiment branch (issue 31) is not refit: its logits are no part of the embedding
     model = TextEmotionModel(
         net, load_tokenizer(), checkpoint.temperature, "adapt", int(checkpoint.arch.get("context_turns", 0))
     )
@@ -299,7 +300,11 @@ def _counts(rows: Sequence[Correction], skipped: int, split: Split) -> dict[str,
 def write(
     out: Path, checkpoint: Checkpoint, head: nn.Module, parent: Path, parent_hash: str, outcome: Outcome, o: Options
 ) -> Path:
-    """The deployment weights directory: the parent checkpoint with the refit head, and its manifest."""
+    """The deployment weights directory: the parent checkpoint with the refit head, and its manifest.
+
+    Everything else of the parent is kept as it was: its state dict (the encoder's delta and any `sentiment.*`
+    branch weights) and its arch (`arch["sentiment"]` included), so an adapted model reads sentiment as its
+    parent did."""
     out.mkdir(parents=True, exist_ok=True)
     state = dict(checkpoint.state_dict)
     prefix = HEAD_PREFIX if any(k.startswith(HEAD_PREFIX) for k in state) else ""

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.emotion import canonical_label
+from models.emotion import FAMILY_NAMES, canonical_label
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -135,3 +135,71 @@ def contexts(samples: list[TextSample], turns: int) -> list[list[str]]:
         earlier = sorted(t for t in dialogue if t < s.turn)[-turns:]
         out.append([dialogue[t] for t in earlier])
     return out
+
+
+@dataclass(frozen=True)
+class FamilySample:
+    """One text labelled only by how the writer feels about it: negative, neutral or positive (issue 31).
+
+    Sentiment corpora label satisfaction, not a discrete emotion: a complaint stated
+    calmly is negative here and neutral in every emotion corpus.
+    """
+
+    text: str
+    family: str
+    group: str = ""  # who wrote it, where a corpus says (splits keep one writer on one side)
+    source: str = ""
+
+
+# ISEAR's situations by the emotion the writer felt, as families. Shame and guilt have no
+# Toneline label but are plainly unhappy: they count as negative evidence, never as a label.
+_ISEAR_FAMILY = {e: "negative" for e in ("anger", "disgust", "fear", "sadness", "shame", "guilt")} | {"joy": "positive"}
+# TweetEval emotion: optimism is positive; there is no neutral class.
+_TWEETEVAL_EMOTION_FAMILY = {"anger": "negative", "sadness": "negative", "joy": "positive", "optimism": "positive"}
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def tweeteval_sentiment() -> list[FamilySample]:
+    """TweetEval sentiment (SemEval-2017 4A): `val.csv` then `test.csv`, both usable for training here (README)."""
+    base = data_root() / "text" / "tweeteval_sentiment"
+    return [
+        FamilySample(_tweet(r["text"]), r["label"], source="tweeteval_sentiment")
+        for name in ("val", "test")
+        for r in csv_rows(base / f"{name}.csv")
+        if r["label"] in FAMILY_NAMES
+    ]
+
+
+def tweeteval_emotion(split: str) -> list[FamilySample]:
+    """TweetEval emotion (split: train, val, test) as families (`_TWEETEVAL_EMOTION_FAMILY`)."""
+    path = data_root() / "text" / "tweeteval_emotion" / f"{split}.csv"
+    return [
+        FamilySample(_tweet(r["text"]), _TWEETEVAL_EMOTION_FAMILY[r["label"]], source="tweeteval_emotion")
+        for r in csv_rows(path)
+        if r["label"] in _TWEETEVAL_EMOTION_FAMILY
+    ]
+
+
+def tweeteval_irony(split: str) -> list[FamilySample]:
+    """TweetEval irony (split: train, val, test); `family` holds "irony" or "non_irony" (measured, never a family)."""
+    path = data_root() / "text" / "tweeteval_irony" / f"{split}.csv"
+    return [FamilySample(_tweet(r["text"]), r["label"], source="tweeteval_irony") for r in csv_rows(path)]
+
+
+def isear() -> list[FamilySample]:
+    """ISEAR situations as families, grouped by respondent id (each wrote one situation per emotion)."""
+    path = data_root() / "text" / "isear" / "isear.csv"
+    return [
+        FamilySample(" ".join(r["text"].split()), _ISEAR_FAMILY[r["emotion"]], r["id"], "isear")
+        for r in csv_rows(path)
+        if r["emotion"] in _ISEAR_FAMILY and r["text"].strip()
+    ]
+
+
+def _tweet(text: str) -> str:
+    """A tweet as a customer's chat message would read: mentions and links were already masked (@user, http)."""
+    return " ".join(text.replace("@user", "").split()) or text.strip()

@@ -65,6 +65,11 @@ FAMILY_OF_LABEL: Mapping[str, str] = {label: family for family, labels in FAMILI
 _FAMILY_MASKS = {
     family: np.array([name in members for name in LABELS], dtype=float) for family, members in FAMILIES.items()
 }
+FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
+# Where evidence of a family that no label of it carries goes (`with_family_evidence`): dissatisfaction
+# with no named emotion is disappointment, which GoEmotions' Ekman grouping files under sadness (calm,
+# low arousal: a complaint stated calmly is not an outburst); plain talk is neutral; praise is happy.
+FAMILY_DEFAULT_LABEL: Mapping[str, str] = {"negative": "sad", "neutral": "neutral", "positive": "happy"}
 
 # Names other corpora use for the canonical labels. Anything not here (calm,
 # love, contempt, ...) is not silently folded into a neighbour: callers skip it.
@@ -133,6 +138,35 @@ def family_of(probs: Sequence[float] | NDArray[np.floating[Any]]) -> str:
     """
     p = np.asarray(probs, dtype=float)
     return max(_FAMILY_MASKS, key=lambda family: float(np.dot(p, _FAMILY_MASKS[family])))
+
+
+def family_masses(probs: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
+    """Rows of `probs` (..., len(LABELS)) summed per family, in `FAMILY_NAMES` order."""
+    return np.stack([probs @ _FAMILY_MASKS[f] for f in FAMILY_NAMES], axis=-1)
+
+
+def with_family_evidence(
+    probs: NDArray[np.floating[Any]], families: NDArray[np.floating[Any]], weight: float
+) -> NDArray[np.floating[Any]]:
+    """Labels' probabilities moved toward a family-level reading (a sentiment head's), rows of (..., len(LABELS)).
+
+    Each family's target mass is `(1 - weight) * its mass in probs + weight * families[f]`.
+    A family that loses mass keeps its labels' proportions; the mass a family gains
+    goes to its `FAMILY_DEFAULT_LABEL`, so the sentiment head can say "unhappy" without
+    inventing which emotion: a calm complaint reads as disappointment, not anger, and
+    the labels the emotion head did name stay as it named them. `weight` 0 is `probs`.
+    """
+    probs = np.asarray(probs, dtype=float)
+    have = family_masses(probs)
+    target = (1.0 - weight) * have + weight * np.asarray(families, dtype=float)
+    out = probs.copy()
+    for j, family in enumerate(FAMILY_NAMES):
+        members = _FAMILY_MASKS[family].astype(bool)
+        scale = np.minimum(target[..., j], have[..., j]) / np.maximum(have[..., j], 1e-12)
+        out[..., members] *= scale[..., None]
+        out[..., LABEL_INDEX[FAMILY_DEFAULT_LABEL[family]]] += np.maximum(target[..., j] - have[..., j], 0.0)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
 
 
 def normalise_probs(raw: Sequence[float] | Mapping[str, float] | NDArray[np.floating[Any]]) -> tuple[float, ...]:

@@ -11,7 +11,12 @@ MANIFEST.csv for text has the columns `text,label` and optionally `dialogue_id,t
 rows that have them are read with the turns before them in their dialogue.
 Labels are canonical (neutral, happy, sad, angry, fearful, disgusted, surprised)
 or a common alias of one (joy, anger, sadness, fear, disgust, surprise, ...);
-rows with any other label are skipped and counted. MANIFEST.csv for voice has
+rows with any other label are skipped and counted. A manifest labelled by
+family instead (`negative`, `neutral`, `positive`, as sentiment data is: a
+complaint, a plain request, praise) is scored by family: the reading is the
+family holding the most probability, and the report, its accuracy and F1 are
+over the three families. Both print, for each gold family, the share of its
+rows read negative / neutral / positive (`family_read` in the JSON line). MANIFEST.csv for voice has
 the columns `path,label`: audio paths relative to the CSV, any format soundfile
 reads at any rate; `--telephone` first passes each clip through the simulated
 phone channel (seeded per row); each clip is then read as a call reads it, cut by
@@ -78,7 +83,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 from numpy.typing import NDArray
 
-from models.emotion import FAMILY_OF_LABEL, LABELS, MODALITIES, canonical_label
+from models.emotion import FAMILY_NAMES, FAMILY_OF_LABEL, LABELS, MODALITIES, canonical_label
 from models.metrics import bootstrap_interval, evaluate, json_line
 from models.recipes.fusion.turns import family_scores
 from models.wer import WordErrors, repeated_phrase, word_errors
@@ -92,8 +97,10 @@ class ManifestError(ValueError):
     """The manifest cannot be read as asked."""
 
 
-def read_manifest(path: Path, required: tuple[str, ...]) -> tuple[list[dict[str, str]], Counter[str]]:
-    """Rows whose label maps to the canonical set (label replaced), and counts of skipped labels."""
+def read_manifest(
+    path: Path, required: tuple[str, ...], also: tuple[str, ...] = ()
+) -> tuple[list[dict[str, str]], Counter[str]]:
+    """Rows whose label maps to the canonical set (label replaced) or is one of `also`, and counts of skipped labels."""
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
     with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -103,7 +110,8 @@ def read_manifest(path: Path, required: tuple[str, ...]) -> tuple[list[dict[str,
             raise ManifestError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
         rows, skipped = [], Counter[str]()
         for row in reader:
-            label = canonical_label(row.get("label") or "")
+            raw = (row.get("label") or "").strip().lower()
+            label = raw if raw in also else canonical_label(raw)
             if label is None:
                 skipped[(row.get("label") or "").strip() or "<empty>"] += 1
                 continue
@@ -115,7 +123,7 @@ def evaluate_text(args: argparse.Namespace) -> str:
     from models.data import TextSample, contexts
     from models.text import TextEmotionModel
 
-    rows, skipped = read_manifest(args.manifest, ("text", "label"))
+    rows, skipped = read_manifest(args.manifest, ("text", "label"), also=FAMILY_NAMES)
     _print_skipped(skipped)
     model = TextEmotionModel.load(args.head)
     # Rows that name their dialogue and turn are read with the turns before them (the rows of that dialogue).
@@ -126,15 +134,64 @@ def evaluate_text(args: argparse.Namespace) -> str:
         end = start + args.batch_size
         estimates += model.predict_batch([s.text for s in samples[start:end]], context[start:end])
     gold = [r["label"] for r in rows]
-    report = evaluate(gold, [e.label for e in estimates], LABELS)
     with_context = sum(bool(c) for c in context)
     print(f"model: {model.name}\nmanifest: {args.manifest}\nrows read with context: {with_context}\n")
+    if any(g in ("negative", "positive") for g in gold):
+        return evaluate_text_families(gold, estimates, sum(skipped.values()))
+    report = evaluate(gold, [e.label for e in estimates], LABELS)
     print(report.render())
     families = family_scores(gold, np.array([e.probs for e in estimates]).reshape(-1, len(LABELS)))
     print(families_line(families))
     intervals = bootstrap_interval(gold, [e.label for e in estimates], [s.dialogue_id for s in samples])
     print(intervals_line(intervals))
-    return json_line(report, modality="text", skipped=sum(skipped.values()), **families, intervals=intervals)
+    read = family_read([FAMILY_OF_LABEL[g] for g in gold], [e.family for e in estimates])
+    print(family_read_lines(read))
+    return json_line(
+        report, modality="text", skipped=sum(skipped.values()), **families, family_read=read, intervals=intervals
+    )
+
+
+def evaluate_text_families(gold: list[str], estimates: list[Any], skipped: int) -> str:
+    """A manifest labelled by family (negative / neutral / positive, as sentiment data is): scored by family.
+
+    Every row's gold is its family (a canonical label counts as its family); the
+    reading is the family holding the most probability, what routing and tone act on.
+    The report's accuracy and F1 are over the three families.
+    """
+    gold_families = [g if g in FAMILY_NAMES else FAMILY_OF_LABEL[g] for g in gold]
+    read = [e.family for e in estimates]
+    report = evaluate(gold_families, read, FAMILY_NAMES)
+    print("labels are families (negative / neutral / positive, by probability mass)\n")
+    print(report.render())
+    shares = family_read(gold_families, read)
+    print(family_read_lines(shares))
+    counts = Counter(read)
+    return json_line(
+        report,
+        modality="text",
+        labels="families",
+        skipped=skipped,
+        family_accuracy=round(report.accuracy, 4),
+        families={f: counts.get(f, 0) for f in FAMILY_NAMES},
+        family_read=shares,
+    )
+
+
+def family_read(gold: list[str], read: list[str]) -> dict[str, dict[str, float]]:
+    """For each gold family present, the share of its rows read as each family (issue 31's reading)."""
+    out = {}
+    for g in FAMILY_NAMES:
+        mine = [r for gf, r in zip(gold, read) if gf == g]
+        if mine:
+            out[g] = {f: round(mine.count(f) / len(mine), 4) for f in FAMILY_NAMES}
+    return out
+
+
+def family_read_lines(shares: dict[str, dict[str, float]]) -> str:
+    lines = ["read as (share of each gold family's rows, by probability mass):"]
+    for gold, row in shares.items():
+        lines.append(f"  {gold:<9}" + "  ".join(f"{f} {v:.3f}" for f, v in row.items()))
+    return "\n".join(lines) + "\n"
 
 
 def intervals_line(intervals: dict[str, tuple[float, float]]) -> str:

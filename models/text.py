@@ -18,10 +18,12 @@ Inference follows preprocess -> forward -> postprocess, returns typed
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,7 +33,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from models.checkpoint import Checkpoint
-from models.emotion import LABELS, EmotionEstimate, Modality
+from models.emotion import FAMILY_NAMES, LABELS, EmotionEstimate, Modality, with_family_evidence
 from models.logs import log_event
 from models.lora import apply_lora, merge_lora
 
@@ -99,12 +101,14 @@ class MiniLMEncoder:
 
 
 class EmotionHead(nn.Module):
-    """A small MLP over the sentence embedding; logits over `LABELS`."""
+    """A small MLP over the sentence embedding; logits over `LABELS` (or `classes` outputs: the sentiment head's 3)."""
 
-    def __init__(self, dim: int = MiniLMEncoder.dim, hidden: int = 256, dropout: float = 0.2) -> None:
+    def __init__(
+        self, dim: int = MiniLMEncoder.dim, hidden: int = 256, dropout: float = 0.2, classes: int = len(LABELS)
+    ) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, len(LABELS))
+            nn.Dropout(dropout), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, classes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,22 +143,75 @@ def reads_segments(encoder: Any) -> bool:
     return getattr(getattr(encoder, "config", None), "type_vocab_size", 0) > 1
 
 
-class TextEmotionNet(nn.Module):
-    """MiniLM, mean-pooled over the message's own tokens (segment 0), and the emotion head."""
+class SentimentBranch(nn.Module):
+    """The encoder's last `depth` layers, copied and fine-tuned to read satisfaction, and a 3-way head (issue 31).
 
-    def __init__(self, encoder: nn.Module, head: EmotionHead) -> None:
+    It reads the shared layers' states (the same forward pass as the emotion head), so
+    the emotion reading is exactly what it was and the branch costs `depth` layers more.
+    A head on the emotion encoder's pooled output alone could not tell a complaint stated
+    calmly from a plain request (that encoder was tuned to call both neutral).
+    """
+
+    def __init__(self, layers: nn.ModuleList, head: EmotionHead) -> None:
+        super().__init__()
+        self.layers = layers
+        self.head = head
+
+    @classmethod
+    def like(cls, encoder: Any, depth: int, hidden: int, adapter: dict[str, Any] | None = None) -> SentimentBranch:
+        """A branch initialised as `encoder`'s last `depth` layers (merged), with a fresh head.
+
+        `adapter` (targets, rank, alpha, dropout): the copied layers are frozen and wrapped
+        in LoRA adapters, which with the layer norms and the head are what trains and what
+        ships (a few hundred kB rather than a whole layer's 7 MB).
+        """
+        layers = nn.ModuleList(copy.deepcopy(layer) for layer in encoder.encoder.layer[-depth:])
+        if adapter:
+            for param in layers.parameters():
+                param.requires_grad_(False)
+            apply_lora(
+                layers, adapter["targets"], int(adapter["rank"]), float(adapter["alpha"]), float(adapter["dropout"])
+            )
+            for name, param in layers.named_parameters():
+                if "LayerNorm" in name:
+                    param.requires_grad_(True)
+        return cls(layers, EmotionHead(dim=encoder.config.hidden_size, hidden=hidden, classes=len(FAMILY_NAMES)))
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    def forward(self, states: torch.Tensor, attention_mask: torch.Tensor, message_mask: torch.Tensor) -> torch.Tensor:
+        blocked = (1.0 - attention_mask[:, None, None, :].to(states.dtype)) * torch.finfo(states.dtype).min
+        for layer in self.layers:
+            states = layer(states, attention_mask=blocked)[0]
+        logits: torch.Tensor = self.head(mean_pool(states, message_mask))
+        return logits
+
+
+class TextEmotionNet(nn.Module):
+    """MiniLM, mean-pooled over the message's own tokens (segment 0), the emotion head and, where trained,
+    the sentiment branch beside it (issue 31): logits over `LABELS`, then over `FAMILY_NAMES` when it has one."""
+
+    def __init__(self, encoder: nn.Module, head: EmotionHead, sentiment: SentimentBranch | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
+        self.sentiment = sentiment
         self.segments = reads_segments(encoder)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
     ) -> torch.Tensor:
         segments = {"token_type_ids": token_type_ids} if self.segments else {}
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **segments).last_hidden_state
+        branch = self.sentiment is not None
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=branch, **segments)
         # The context informs the message through attention but is not itself what is classified.
-        logits: torch.Tensor = self.head(mean_pool(hidden, attention_mask * (token_type_ids == 0)))
+        message = attention_mask * (token_type_ids == 0)
+        logits: torch.Tensor = self.head(mean_pool(out.last_hidden_state, message))
+        if self.sentiment is not None:  # one output tensor, so the ONNX graph keeps one output too
+            shared = out.hidden_states[-1 - self.sentiment.depth]
+            logits = torch.cat([logits, self.sentiment(shared, attention_mask, message)], dim=-1)
         return logits
 
 
@@ -198,12 +255,20 @@ def net_from_checkpoint(checkpoint: Checkpoint) -> TextEmotionNet:
         head.load_state_dict(checkpoint.state_dict)
         return TextEmotionNet(load_encoder(), head).eval()
     net = adapted_net(adapter, hidden)
-    load_delta(net, checkpoint.state_dict)
+    branch = {k: v for k, v in checkpoint.state_dict.items() if k.startswith("sentiment.")}
+    load_delta(net, {k: v for k, v in checkpoint.state_dict.items() if k not in branch})
     merge_lora(net.encoder)
+    spec = checkpoint.arch.get("sentiment")
+    if spec:  # copied from the merged layers, its own adapters loaded and merged over them
+        net.sentiment = SentimentBranch.like(net.encoder, int(spec["depth"]), int(spec["hidden"]), spec["adapter"])
+        load_delta(net.sentiment, {k[len("sentiment.") :]: v for k, v in branch.items()})
+        merge_lora(net.sentiment.layers)
+    elif branch:
+        raise ValueError("text checkpoint holds sentiment weights but its arch names no sentiment branch")
     return net.eval()
 
 
-def load_delta(net: TextEmotionNet, delta: dict[str, torch.Tensor]) -> None:
+def load_delta(net: nn.Module, delta: dict[str, torch.Tensor]) -> None:
     """Load a trained delta into an adapted net: exactly its trainable parameters, by name, or a ValueError
     (a delta for another encoder, or another transformers' module names, would otherwise load nothing)."""
     result = net.load_state_dict(delta, strict=False)
@@ -275,13 +340,20 @@ class TextEmotionModel:
     """(text, context) -> `EmotionEstimate`; thread-safe, load once and call `predict` many times."""
 
     def __init__(
-        self, net: TextEmotionNet | OnnxTextNet, tokenizer: Any, temperature: float, name: str, context_turns: int = 0
+        self,
+        net: TextEmotionNet | OnnxTextNet,
+        tokenizer: Any,
+        temperature: float,
+        name: str,
+        context_turns: int = 0,
+        sentiment: SentimentReading | None = None,
     ) -> None:
         self.net = net.eval()
         self.tokenizer = tokenizer
         self.temperature = temperature
         self.name = name
         self.context_turns = context_turns
+        self.sentiment = sentiment
         # Tokenizers and torch modules are not re-entrant across threads.
         self._lock = threading.Lock()
 
@@ -300,10 +372,11 @@ class TextEmotionModel:
         kind = "minilm-lora" if checkpoint.arch.get("adapter") else "minilm-head"
         name = f"text-{kind}@{checkpoint.info.get('version', 'dev')}"
         context_turns = int(checkpoint.arch.get("context_turns", 0))
+        sentiment = SentimentReading.of(checkpoint.arch)
         tokenizer = load_tokenizer()
         torch_net = net_from_checkpoint(checkpoint)
         if runtime == "torch":
-            return cls(torch_net, tokenizer, checkpoint.temperature, name, context_turns)
+            return cls(torch_net, tokenizer, checkpoint.temperature, name, context_turns, sentiment)
         key = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         try:
             onnx_net = OnnxTextNet(torch_net, tokenizer, key, int8=runtime == "onnx-int8", threads=threads)
@@ -319,8 +392,9 @@ class TextEmotionModel:
                 error=f"{type(exc).__name__}: {exc}"[:300],
                 fallback="torch",
             )
-            return cls(torch_net, tokenizer, checkpoint.temperature, f"{name}+torch-fallback", context_turns)
-        return cls(onnx_net, tokenizer, checkpoint.temperature, f"{name}+{runtime}", context_turns)
+            fallback = f"{name}+torch-fallback"
+            return cls(torch_net, tokenizer, checkpoint.temperature, fallback, context_turns, sentiment)
+        return cls(onnx_net, tokenizer, checkpoint.temperature, f"{name}+{runtime}", context_turns, sentiment)
 
     def preprocess(self, texts: Sequence[str], contexts: Sequence[Sequence[str]] | None) -> dict[str, torch.Tensor]:
         # Empty or whitespace-only messages still get a (neutral-leaning) estimate.
@@ -339,9 +413,9 @@ class TextEmotionModel:
         return logits
 
     def postprocess(self, logits: NDArray[Any]) -> list[EmotionEstimate]:
-        scaled = logits / self.temperature
-        probs = np.exp(scaled - scaled.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = _softmax(logits[:, : len(LABELS)] / self.temperature)
+        if self.sentiment is not None:
+            probs = self.sentiment.apply(probs, logits[:, len(LABELS) :])
         return [EmotionEstimate.from_probs(Modality.TEXT, p, model=self.name) for p in probs]
 
     def predict_batch(
@@ -357,6 +431,40 @@ class TextEmotionModel:
 
     def predict(self, text: str, context: Sequence[str] = ()) -> EmotionEstimate:
         return self.predict_batch([text], [context])[0]
+
+
+@dataclass(frozen=True)
+class SentimentReading:
+    """How the sentiment head's reading enters the labels (issue 31), from the checkpoint's `arch["sentiment"]`.
+
+    Emotion corpora call a complaint stated calmly neutral; the sentiment head, trained
+    on text labelled for satisfaction, does not. Its family probabilities (at its own
+    `temperature`) move the emotion head's families by `weight` (`with_family_evidence`):
+    what routing and tone read (the negative mass, valence) then carries dissatisfaction
+    as evidence, while an unnamed dissatisfaction reads as calm disappointment.
+    """
+
+    temperature: float
+    weight: float
+
+    @classmethod
+    def of(cls, arch: dict[str, Any]) -> SentimentReading | None:
+        spec = arch.get("sentiment")
+        if not spec:
+            return None
+        return cls(float(spec["temperature"]), float(spec["weight"]))
+
+    def apply(self, probs: NDArray[Any], logits: NDArray[Any]) -> NDArray[Any]:
+        if logits.shape[-1] != len(FAMILY_NAMES):
+            raise ValueError(f"sentiment head gave {logits.shape[-1]} outputs, expected {len(FAMILY_NAMES)}")
+        families = _softmax(logits / self.temperature)
+        return with_family_evidence(probs, families, self.weight)
+
+
+def _softmax(scaled: NDArray[Any]) -> NDArray[Any]:
+    out: NDArray[Any] = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
 
 
 def _clean(text: str) -> str:

@@ -3,7 +3,7 @@
 The choice is asked for in two ways, read in this order: the `opt_out` flag of the
 turn's metadata (a connector or CRM; `plugin.metadata`), then the intents the bot's
 NLU gives the customer's words (`consent.opt_out_intent`, `consent.opt_in_intent` in
-toneline.yml). It is kept per customer in Redis (`{p}:cust:{id}:consent`: the choice,
+toneline.yml). It is kept per customer in Redis (`{p}:cust:{c:id}:consent`: the choice,
 when, and how it was made) with no TTL (a choice must not lapse; erasure removes it),
 written through the outbox so an opt-out said while Redis is away is not lost.
 

@@ -4,11 +4,15 @@ A supervisor marks a turn's emotion right or wrong (with the right label), or an
 escalation needed or not needed. A correction keeps who, when, the model's reading and
 each modality's own reading of the turn (from the turn record). Only when the deployment
 retains material for adaptation (`adaptation.retain`) and the customer has not opted out
-does it also keep the turn's text and pooled voice features (`{p}:conv:{id}:retained`,
+does it also keep the turn's text and pooled voice features (`{p}:{sNN}:conv:{id}:retained`,
 written at read time; never audio). Corrections expire after `adaptation.retention_days`.
 
-    {p}:cust:{customer}:corrections   hash: "{conversation}|{message}|{kind}" -> correction JSON (latest wins)
-    {p}:corrections                   zset: customers with corrections, by the latest one
+    {p}:cust:{c:customer}:corrections   hash: "{conversation}|{message}|{kind}" -> correction JSON (latest wins)
+    {p}:corrections                     zset: customers with corrections, by the latest one
+
+The hash is one key under the customer's tag (`plugin.keys`), written by a script; the
+index is a separate, idempotent ZADD (a cluster cannot put both in one transaction),
+made first, so a correction is never stored without its customer in the index.
 
 `python -m plugin.corrections export OUT.jsonl` writes the labelled set that
 `python -m models.adapt` reads (one JSON object a line; customers kept apart for splitting).
@@ -28,7 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from models.emotion import LABELS
 from plugin.keys import Keys
 from plugin.settings import AdaptationSettings
-from plugin.state import StateStore, StateUnavailable
+from plugin.state import HSET_TTL_LUA, StateStore, StateUnavailable
 
 EMOTION, ESCALATION = "emotion", "escalation"
 VERDICTS = {EMOTION: ("right", "wrong"), ESCALATION: ("needed", "not_needed")}
@@ -176,11 +180,9 @@ class CorrectionStore:
             return None
         record = correction_record(request, turn, meta, by, await self._retained(request, meta), now, self.settings)
         key = self.keys.cust(record["customer_id"], "corrections")
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, field_of(request), json.dumps(record))
-        pipe.expire(key, self.settings.retention_days * 86400)
-        pipe.zadd(self.keys.corrections, {record["customer_id"]: now})
-        await pipe.execute()
+        await self.redis.zadd(self.keys.corrections, {record["customer_id"]: now})
+        ttl = self.settings.retention_days * 86400
+        await self.redis.eval(HSET_TTL_LUA, 1, key, field_of(request), json.dumps(record), ttl)
         return record
 
     async def _retained(self, request: CorrectionRequest, meta: Mapping[str, str]) -> dict[str, Any] | None:
@@ -204,7 +206,7 @@ class CorrectionStore:
     async def all(self, limit_customers: int = 100_000) -> list[dict[str, Any]]:
         """Every stored correction (the agreement view reads them all; corrections are few)."""
         customers = await self.redis.zrevrange(self.keys.corrections, 0, limit_customers - 1)
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=False)  # each customer under their own tag
         for customer in customers:
             pipe.hvals(self.keys.cust(customer, "corrections"))
         return [json.loads(item) for values in await pipe.execute() for item in values]
@@ -234,9 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     from pathlib import Path
 
-    import redis
-
     from plugin import settings as toneline_settings
+    from plugin.redis_client import connect
 
     parser = argparse.ArgumentParser(prog="python -m plugin.corrections", description=main.__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -245,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     out.add_argument("--config", default="", help="toneline.yml (default: $TONELINE_CONFIG, else rasa_project/)")
     args = parser.parse_args(argv)
     settings = toneline_settings.load_for_tools(args.config)
-    client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
-    rows = export(client, Keys(settings.redis.prefix))
+    client = connect(settings.redis, socket_timeout=30)
+    rows = export(client, Keys(settings.redis.prefix, settings.redis.shards))
     args.out.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     customers = len({row["customer_id"] for row in rows})
     print(f"wrote {len(rows)} corrections of {customers} customers to {args.out}")

@@ -3,11 +3,12 @@
     python -m plugin.state erase CUSTOMER_ID [--config toneline.yml]
 
 (and the dashboard's administrator action) deletes, under the configured prefix:
-  - the customer's keys (`cust:{id}:*`: conversations, escalations, consent, corrections),
-  - each of their conversations' keys (`conv:{c}:*`) and its place on the live floor (`active`),
-    the conversations found both through the customer's index and by the customer id in each
-    conversation's meta (a conversation recorded while the index had expired is not missed),
-  - their entries on the events and handoff streams, the claims and dedupe marks of those cases,
+  - the customer's keys (`cust:{c:id}:*`: conversations, escalations, consent, corrections),
+  - each of their conversations' keys (`{sNN}:conv:{c}:*`, retained material included) and its place
+    on its shard's live floor (`{sNN}:active`), the conversations found both through the customer's
+    index and by the customer id in each conversation's meta, scanned in every shard (on a Redis
+    Cluster on every master; a conversation recorded while the index had expired is not missed),
+  - their entries on every shard's events and handoff streams, the claims and dedupe marks of those cases,
   - the customer from the corrections index,
   - writes held on this host's disk for Redis (`plugin.outbox`) that name them.
 It reports what it removed. Hourly rollups keep counts only (and a HyperLogLog of conversation
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import redis
+from redis.cluster import RedisCluster
 
 from plugin import settings as toneline_settings
 from plugin.keys import Keys
@@ -84,50 +86,60 @@ class Eraser:
         report = ErasureReport(customer_id)
         report.conversations = sorted(self.conversations_of(customer_id))
         names = set(report.conversations) | {customer_id}
-        report.stream_entries[self.keys.events] = self._drop_entries(self.keys.events, names, case=False)
-        report.stream_entries[self.keys.handoffs], report.claims = self._drop_cases(names)
+        # A customer's entries may be in any shard's streams (one per conversation, and a case names its
+        # customer): every shard is read. Each step touches one key at a time, so it runs on a cluster as is.
+        for shard in self.keys.all_shards():
+            events = self.keys.events(shard)
+            dropped = self._drop_entries(events, names)
+            if dropped:
+                report.stream_entries[events] = dropped
+            cases, claims = self._drop_cases(shard, names)
+            if cases:
+                report.stream_entries[self.keys.handoffs(shard)] = cases
+            report.claims += claims
         report.keys = self._delete_keys(customer_id, report.conversations)
-        if report.conversations:
-            self.client.zrem(self.keys.active, *report.conversations)
+        for conv in report.conversations:
+            self.client.zrem(self.keys.active(self.keys.shard_of(conv)), conv)
         self.client.zrem(self.keys.corrections, customer_id)
         report.outbox_records = self._forget_held(names)
         return report
 
     def conversations_of(self, customer_id: str) -> set[str]:
-        """The customer's conversations: their index, and every conversation whose meta names them."""
+        """The customer's conversations: their index, and every conversation whose meta names them (every shard,
+        on a cluster every master)."""
         found = set(self.client.zrange(self.keys.cust(customer_id, "convs"), 0, -1))
-        for key in self.client.scan_iter(match=self.keys.conv("*", "meta"), count=1000):
+        for key in scan(self.client, self.keys.meta_pattern()):
             if self.client.hget(key, "customer_id") == customer_id:
                 found.add(self.keys.conv_id(key))
         return found
 
     def _delete_keys(self, customer_id: str, conversations: list[str]) -> list[str]:
-        keys = list(self.client.scan_iter(match=self.keys.cust_pattern(customer_id), count=1000))
+        keys = list(scan(self.client, self.keys.cust_pattern(customer_id)))
         for conv in conversations:
-            keys += list(self.client.scan_iter(match=self.keys.conv_pattern(conv), count=1000))
+            keys += list(scan(self.client, self.keys.conv_pattern(conv)))
         keys = sorted(set(keys))
-        if keys:
-            self.client.delete(*keys)
+        for key in keys:  # one at a time: the customer's and each conversation's keys are in different slots
+            self.client.delete(key)
         return keys
 
-    def _drop_entries(self, stream: str, names: set[str], case: bool) -> int:
-        doomed = [entry_id for entry_id, fields in _entries(self.client, stream) if _names(fields, names, case)]
+    def _drop_entries(self, stream: str, names: set[str]) -> int:
+        doomed = [entry_id for entry_id, fields in _entries(self.client, stream) if _names(fields, names, case=False)]
         for chunk in _chunks(doomed, 500):
             self.client.xdel(stream, *chunk)
         return len(doomed)
 
-    def _drop_cases(self, names: set[str]) -> tuple[int, int]:
-        """Handoff cases of the customer, with their claims and dedupe marks."""
+    def _drop_cases(self, shard: int, names: set[str]) -> tuple[int, int]:
+        """Handoff cases of the customer in one shard, with their claims and dedupe marks (all in its slot)."""
+        stream, claims_key = self.keys.handoffs(shard), self.keys.claims(shard)
         doomed: list[tuple[str, dict[str, Any]]] = []
-        for entry_id, fields in _entries(self.client, self.keys.handoffs):
+        for entry_id, fields in _entries(self.client, stream):
             if _names(fields, names, case=True):
                 doomed.append((entry_id, _case(fields)))
         for chunk in _chunks([entry_id for entry_id, _ in doomed], 500):
-            self.client.xdel(self.keys.handoffs, *chunk)
-        marks = [self.keys.handoff_seen(str(case["dedupe_key"])) for _, case in doomed if case.get("dedupe_key")]
-        if marks:
-            self.client.delete(*marks)
-        claims = int(self.client.hdel(self.keys.claims, *[e for e, _ in doomed])) if doomed else 0
+            self.client.xdel(stream, *chunk)
+        for case in (case for _, case in doomed if case.get("dedupe_key")):
+            self.client.delete(self.keys.handoff_seen(shard, str(case["dedupe_key"])))
+        claims = int(self.client.hdel(claims_key, *[e for e, _ in doomed])) if doomed else 0
         return len(doomed), claims
 
     def _forget_held(self, names: set[str]) -> int:
@@ -137,6 +149,15 @@ class Eraser:
             outbox = DurableOutbox(path, self.store.apply, self.store.settings.retry_after_seconds)
             held += outbox.forget(lambda entry: _mentions(entry, names, self.keys))
         return held
+
+
+def scan(client: Any, pattern: str) -> Iterator[str]:
+    """Every key matching `pattern`: on a Redis Cluster, every master's keys (each holds only its own slots)."""
+    if isinstance(client, RedisCluster):
+        for node in client.get_primaries():
+            yield from client.scan_iter(match=pattern, count=1000, target_nodes=node)
+    else:
+        yield from client.scan_iter(match=pattern, count=1000)
 
 
 def _entries(client: Any, stream: str) -> Iterator[tuple[str, dict[str, str]]]:

@@ -1,7 +1,8 @@
 """Typed Toneline settings, read once from YAML plus environment, failing fast.
 
-Precedence: environment (`TONELINE_REDIS_URL`, then `REDIS_URL`; `TONELINE_PREFIX`)
-over the YAML file over the defaults here. Every error names the offending key.
+Precedence: environment (`TONELINE_REDIS_URL`, then `REDIS_URL`; `TONELINE_PREFIX`;
+`TONELINE_REDIS_CLUSTER`, `TONELINE_REDIS_REPLICA_ACKS`) over the YAML file over the
+defaults here. Every error names the offending key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from plugin.routing import RoutingConfig
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 CONFIG_ENV = "TONELINE_CONFIG"
+CLUSTER_ENV = "TONELINE_REDIS_CLUSTER"
+REPLICA_ACKS_ENV = "TONELINE_REDIS_REPLICA_ACKS"
 
 
 class SettingsError(ValueError):
@@ -34,7 +37,16 @@ class RedisSettings:
     ttl_seconds: int = 30 * 24 * 3600
     socket_timeout: float = 0.25
     retry_after_seconds: float = 2.0
-    stream_maxlen: int = 100_000
+    stream_maxlen: int = 100_000  # events kept in all, over the shards' streams together
+    # A Redis Cluster: `url` names any one of its nodes (plugin.redis_client picks redis.cluster.RedisCluster).
+    cluster: bool = False
+    # Conversations are spread over this many hash-tag shards (plugin.keys); each shard keeps its own event and
+    # handoff streams, active set and rollups in one cluster slot. Changing it orphans the state already stored.
+    shards: int = 16
+    # Escalations and handoff cases wait up to `replica_wait_ms` for this many replicas to have them (WAIT), so a
+    # master that dies right after acknowledging one does not take it along; 0 = do not wait (no replicas).
+    replica_acks: int = 0
+    replica_wait_ms: int = 100
 
 
 @dataclass(frozen=True)
@@ -174,6 +186,15 @@ def _section(cls: type, data: Any, name: str) -> Any:
     return cls(**values)
 
 
+def _checked_redis(redis: RedisSettings) -> RedisSettings:
+    # A brace in the prefix would become the keys' hash tag and put every key in one cluster slot (plugin.keys).
+    if "{" in redis.prefix or "}" in redis.prefix:
+        raise SettingsError(f"'redis.prefix' must not contain braces, got {redis.prefix!r}")
+    if not 1 <= redis.shards <= 1024:
+        raise SettingsError(f"'redis.shards' must be between 1 and 1024, got {redis.shards}")
+    return redis
+
+
 def from_mapping(data: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from parsed YAML and an environment mapping."""
     data = dict(data or {})
@@ -187,12 +208,16 @@ def from_mapping(data: Mapping[str, Any] | None, env: Mapping[str, str] | None =
         redis_data["url"] = url
     if env.get("TONELINE_PREFIX"):
         redis_data["prefix"] = env["TONELINE_PREFIX"]
+    if env.get(CLUSTER_ENV):
+        redis_data["cluster"] = env[CLUSTER_ENV]
+    if env.get(REPLICA_ACKS_ENV):
+        redis_data["replica_acks"] = env[REPLICA_ACKS_ENV]
     try:
         routing = RoutingConfig.from_mapping(data.get("routing"))
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     return Settings(
-        redis=_section(RedisSettings, redis_data, "redis"),
+        redis=_checked_redis(_section(RedisSettings, redis_data, "redis")),
         state=_section(StateSettings, data.get("state"), "state"),
         privacy=_section(PrivacySettings, data.get("privacy"), "privacy"),
         routing=routing,

@@ -2,14 +2,17 @@
 
 Keys: see `plugin.keys` (all under one prefix, all with a TTL).
 
-Writes go through one Lua script so concurrent Rasa instances cannot interleave
-half-updates. The client is synchronous because Rasa calls policies
-synchronously; short socket timeouts and a breaker keep an outage from stalling
-the bot: while Redis is down, calls fail fast with `StateUnavailable`.
+Writes go through Lua scripts so concurrent Rasa instances cannot interleave
+half-updates: one per conversation (in its shard's slot) and one per customer, so
+the same code runs on a single Redis and on a Redis Cluster (`plugin.redis_client`).
+The client is synchronous because Rasa calls policies synchronously; short socket
+timeouts and a breaker keep an outage from stalling the bot: while Redis is down,
+calls fail fast with `StateUnavailable`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -19,19 +22,23 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from models.logs import log_event
 from plugin.keys import Keys
 from plugin.metadata import EVENT_ESCALATION, EVENT_TURN
+from plugin.redis_client import SyncClient, connect, is_unavailable
 from plugin.routing import ConversationState, Decision, Summary, TurnRecord
 from plugin.settings import RedisSettings, StateSettings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# One conversation's turn, atomic in its shard's slot (plugin.keys): its keys, the shard's active set and events.
 _RECORD_LUA = """
-local turns, seen, meta, convs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local escalated, active, events, escalations = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local turns, seen, meta, escalations = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local active, events = KEYS[5], KEYS[6]
 local conv, customer, channel, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local max_turns, maxlen = tonumber(ARGV[6]), tonumber(ARGV[7])
 local summary, decision, batch = ARGV[8], cjson.decode(ARGV[9]), cjson.decode(ARGV[10])
@@ -52,22 +59,32 @@ redis.call('HSET', meta, 'customer_id', customer, 'channel', channel, 'last_at',
 if decision['escalate'] and redis.call('HGET', meta, 'escalated_message_id') ~= decision['message_id'] then
   redis.call('HSET', meta, 'escalated_message_id', decision['message_id'], 'escalation_reason', decision['reason'],
     'escalation_rule', decision['rule'], 'escalated_at', now)
-  redis.call('SADD', escalated, conv)
   redis.call('RPUSH', escalations, ARGV[9])
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', '$EVENT_ESCALATION', 'conversation_id', conv,
     'customer_id', customer, 'channel', channel, 'data', ARGV[9])
 end
-redis.call('ZADD', convs, redis.call('HGET', meta, 'started_at'), conv)
 redis.call('ZADD', active, now, conv)
 redis.call('ZREMRANGEBYSCORE', active, '-inf', tonumber(now) - ttl)
-for _, key in ipairs({turns, seen, meta, convs, escalated, escalations}) do
+for _, key in ipairs({turns, seen, meta, escalations}) do
   if redis.call('EXISTS', key) == 1 then redis.call('EXPIRE', key, ttl) end
 end
-return added
+return {added, redis.call('HGET', meta, 'started_at')}
 """
 # The events' types are the turn's contract's (plugin.metadata): the dashboard's rollups read the same names.
 _RECORD_LUA = _RECORD_LUA.replace("$EVENT_TURN", EVENT_TURN).replace("$EVENT_ESCALATION", EVENT_ESCALATION)
 
+# The customer's side of the same turn, under the customer's own tag; idempotent (a set and a sorted set), so
+# a crash between the two scripts is repaired by the replay or the next turn.
+_CUSTOMER_LUA = """
+local convs, escalated = KEYS[1], KEYS[2]
+local conv, started, ttl, escalate = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
+redis.call('ZADD', convs, started, conv)
+if escalate then redis.call('SADD', escalated, conv) end
+for _, key in ipairs({convs, escalated}) do
+  if redis.call('EXISTS', key) == 1 then redis.call('EXPIRE', key, ttl) end
+end
+return 1
+"""
 
 # A handoff case is written once per dedupe key: a replay after an outage, or a retry, finds it already there.
 _HANDOFF_LUA = """
@@ -86,6 +103,18 @@ redis.call('HSET', KEYS[1], 'opted_out', ARGV[1], 'at', ARGV[2], 'source', ARGV[
 redis.call('PERSIST', KEYS[1])
 return 1
 """
+
+# One field of one hash and the hash's TTL in one step (one key: one slot): a turn's material kept for adaptation
+# here, a supervisor's correction in plugin.corrections. A script, since a cluster pipeline is no transaction.
+HSET_TTL_LUA = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
 class StateUnavailable(RuntimeError):
@@ -137,31 +166,30 @@ def worth_a_warning(in_a_row: int) -> bool:
 
 
 class StateStore:
-    """Redis-backed emotion state of conversations and customers."""
+    """Redis-backed emotion state of conversations and customers, on a single Redis or a Redis Cluster."""
 
     def __init__(self, redis_settings: RedisSettings, state_settings: StateSettings | None = None) -> None:
         self.settings = redis_settings
         self.state_settings = state_settings or StateSettings()
-        self.keys = Keys(redis_settings.prefix)
-        self.client = redis.Redis.from_url(
-            redis_settings.url,
-            socket_timeout=redis_settings.socket_timeout,
-            socket_connect_timeout=redis_settings.socket_timeout,
-            decode_responses=True,
-        )
+        self.keys = Keys(redis_settings.prefix, redis_settings.shards)
         self.breaker = _Breaker(redis_settings.retry_after_seconds)
-        self._record = self.client.register_script(_RECORD_LUA)
-        self._handoff = self.client.register_script(_HANDOFF_LUA)
-        self._consent = self.client.register_script(_CONSENT_LUA)
-
-    # -- keys ---------------------------------------------------------------
-    @property
-    def events_stream(self) -> str:
-        return self.keys.events
+        self._client: SyncClient | None = None
+        self._client_lock = threading.Lock()
 
     @property
-    def handoff_stream(self) -> str:
-        return self.keys.handoffs
+    def shard_maxlen(self) -> int:
+        """Each shard's stream keeps its share of `stream_maxlen`, so all shards together keep about as many
+        events as one stream did (a floor keeps a small setting from starving the live view)."""
+        return max(1000, self.settings.stream_maxlen // self.settings.shards)
+
+    @property
+    def client(self) -> SyncClient:
+        """Connected on first use: a cluster client reads the slot map when it is made, and that must be able to
+        fail like any other call (StateUnavailable) rather than stop the process that builds the store."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = connect(self.settings)
+            return self._client
 
     # -- guarded calls ------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -169,21 +197,31 @@ class StateStore:
             raise StateUnavailable(f"Redis marked unavailable; retrying after {self.settings.retry_after_seconds}s")
         try:
             result = fn()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            in_a_row = self.breaker.trip()
-            log_event(
-                logger,
-                logging.WARNING if worth_a_warning(in_a_row) else logging.DEBUG,
-                "toneline.state.unavailable",
-                operation=what,
-                error=str(exc),
-                failures=self.breaker.failures,
-                in_a_row=in_a_row,
-            )
+        except (redis.RedisError, RedisClusterException) as exc:
+            if not is_unavailable(exc):
+                raise
+            self._unavailable(what, exc)
             raise StateUnavailable(f"Redis unavailable during {what}: {exc}") from exc
         if self.breaker.in_a_row and (failed := self.breaker.closed()):
             log_event(logger, logging.INFO, "toneline.state.recovered", operation=what, failed_in_a_row=failed)
         return result
+
+    def _unavailable(self, what: str, exc: Exception) -> None:
+        in_a_row = self.breaker.trip()
+        log_event(
+            logger,
+            logging.WARNING if worth_a_warning(in_a_row) else logging.DEBUG,
+            "toneline.state.unavailable",
+            operation=what,
+            error=str(exc),
+            failures=self.breaker.failures,
+            in_a_row=in_a_row,
+        )
+
+    def _script(self, body: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        # EVAL rather than a registered script: a cluster routes it by its keys, and a master promoted after a
+        # failover (which never saw SCRIPT LOAD) runs it all the same.
+        return self.client.eval(body, len(keys), *keys, *args)
 
     # -- writes -------------------------------------------------------------
     def record(
@@ -209,7 +247,11 @@ class StateStore:
         decision: Decision,
         now: float | None = None,
     ) -> dict[str, Any]:
-        """The write `record` makes, as plain JSON (`apply` runs it; `plugin.outbox` can hold it on disk)."""
+        """The write `record` makes, as plain JSON (`apply` runs it; `plugin.outbox` can hold it on disk).
+
+        An entry holds no key names: `apply` derives them, so an entry held on disk replays into the key layout
+        of the process that replays it.
+        """
         batch = [
             {"id": t.message_id, "json": json.dumps(t.to_dict())} for t in turns[-self.state_settings.batch_turns :]
         ]
@@ -225,16 +267,6 @@ class StateStore:
                 "at": at,
             }
         )
-        keys = [
-            self.keys.conv(info.conversation_id, "turns"),
-            self.keys.conv(info.conversation_id, "seen"),
-            self.keys.conv(info.conversation_id, "meta"),
-            self.keys.cust(info.customer_id, "convs"),
-            self.keys.cust(info.customer_id, "escalated"),
-            self.keys.active,
-            self.events_stream,
-            self.keys.conv(info.conversation_id, "escalations"),
-        ]
         args = [
             info.conversation_id,
             info.customer_id,
@@ -242,35 +274,86 @@ class StateStore:
             repr(at),
             self.settings.ttl_seconds,
             self.state_settings.max_turns,
-            self.settings.stream_maxlen,
+            self.shard_maxlen,
             json.dumps(summary.to_dict()),
             decision_json,
             json.dumps(batch),
         ]
-        return {"op": "record", "escalate": decision.escalate, "keys": keys, "args": args}
+        return {"op": "record", "escalate": decision.escalate, "args": args}
 
     def push_handoff(self, case: dict[str, Any]) -> str:
-        """Append a handoff case to the handoff stream (once per dedupe key); returns its stream id."""
+        """Append a handoff case to its shard's stream (once per dedupe key); returns its case id."""
         return str(self.apply(self.handoff_entry(case)))
 
     def handoff_entry(self, case: dict[str, Any]) -> dict[str, Any]:
         """The write `push_handoff` makes, as plain JSON; its dedupe key is `case["dedupe_key"]` or the case's hash."""
         data = json.dumps(case, sort_keys=True)
-        key = str(case.get("dedupe_key") or hashlib.sha256(data.encode()).hexdigest()[:32])
-        keys = [self.handoff_stream, self.keys.handoff_seen(key)]
-        args = [str(case.get("conversation_id", "")), data, self.settings.stream_maxlen, self.settings.ttl_seconds]
-        return {"op": "handoff", "keys": keys, "args": args}
+        args = [str(case.get("conversation_id", "")), data, self.shard_maxlen, self.settings.ttl_seconds]
+        return {"op": "handoff", "args": args}
 
     def consent_entry(self, customer_id: str, fields: dict[str, str]) -> dict[str, Any]:
         """The write of a customer's consent (`plugin.consent.Consent.to_fields`), as plain JSON."""
-        args = [fields["opted_out"], fields["at"], fields["source"]]
-        return {"op": "consent", "keys": [self.keys.cust(customer_id, "consent")], "args": args}
+        args = [customer_id, fields["opted_out"], fields["at"], fields["source"]]
+        return {"op": "consent", "args": args}
 
     def apply(self, entry: dict[str, Any]) -> Any:
         """Run a write built by `record_entry`, `handoff_entry` or `consent_entry`; raises `StateUnavailable`
         while Redis is away."""
-        script = {"record": self._record, "handoff": self._handoff, "consent": self._consent}[entry["op"]]
-        return self._call(entry["op"], lambda: script(keys=entry["keys"], args=entry["args"]))
+        op, args = entry["op"], entry["args"]
+        if op == "record":
+            return self._call(op, lambda: self._apply_record(args, bool(entry.get("escalate"))))
+        if op == "consent":
+            return self._call(op, lambda: self._apply_consent(args))
+        return self._call(op, lambda: self._apply_handoff(args))
+
+    def _apply_consent(self, args: Sequence[Any]) -> int:
+        # One key under the customer's tag; a choice is a decision too, so it waits for a replica like them.
+        key = self.keys.cust(str(args[0]), "consent")
+        written = int(self._script(_CONSENT_LUA, [key], list(args[1:])))
+        self._replicated(key)
+        return written
+
+    def _apply_record(self, args: Sequence[Any], escalate: bool) -> int:
+        conversation_id, customer_id = str(args[0]), str(args[1])
+        shard = self.keys.shard_of(conversation_id)
+        conv_keys = [self.keys.conv(conversation_id, kind) for kind in ("turns", "seen", "meta", "escalations")]
+        added, started = self._script(_RECORD_LUA, [*conv_keys, self.keys.active(shard), self.keys.events(shard)], args)
+        customer_keys = [self.keys.cust(customer_id, "convs"), self.keys.cust(customer_id, "escalated")]
+        self._script(_CUSTOMER_LUA, customer_keys, [conversation_id, started, args[4], "1" if escalate else "0"])
+        if escalate:
+            self._replicated(conv_keys[2])
+        return int(added)
+
+    def _apply_handoff(self, args: Sequence[Any]) -> str:
+        conversation_id, data = str(args[0]), str(args[1])
+        case = json.loads(data)
+        dedupe = str(case.get("dedupe_key") or hashlib.sha256(data.encode()).hexdigest()[:32])
+        shard = self.keys.shard_of(conversation_id)
+        keys = [self.keys.handoffs(shard), self.keys.handoff_seen(shard, dedupe)]
+        case_id = Keys.case_id(shard, str(self._script(_HANDOFF_LUA, keys, args)))
+        self._replicated(keys[0])
+        return case_id
+
+    def _replicated(self, key: str) -> None:
+        """Wait (briefly) until `redis.replica_acks` replicas of the master holding `key` have the writes so far.
+
+        Redis replicates asynchronously: a decision a master acknowledged just before it died may be missing on
+        the replica that takes over. Decisions (escalations, handoff cases) wait for a replica; turns need not,
+        since every turn re-sends the last `state.batch_turns`. A replica that does not answer in time is
+        logged, not waited for: a cluster missing a replica must not stall the bot.
+        """
+        wanted, timeout_ms = self.settings.replica_acks, self.settings.replica_wait_ms
+        if wanted <= 0:
+            return
+        if isinstance(self.client, RedisCluster):
+            node = self.client.get_node_from_key(key)
+            acked = self.client.execute_command("WAIT", wanted, timeout_ms, target_nodes=node)
+        else:
+            acked = self.client.wait(wanted, timeout_ms)
+        if int(acked) < wanted:
+            log_event(
+                logger, logging.WARNING, "toneline.state.unreplicated", key=key, replicas=int(acked), wanted=wanted
+            )
 
     # -- reads --------------------------------------------------------------
     def turns(self, conversation_id: str) -> list[TurnRecord]:
@@ -290,19 +373,39 @@ class StateStore:
     def retain(self, conversation_id: str, field: str, material: Any, ttl_seconds: int) -> None:
         """Keep a turn's material (JSON) for adaptation (`plugin.corrections`) for `ttl_seconds`."""
         key = self.keys.conv(conversation_id, "retained")
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(key, field, json.dumps(material))
-        pipe.expire(key, ttl_seconds)
-        self._call("retain", pipe.execute)
+        self._call("retain", lambda: self._script(HSET_TTL_LUA, [key], [field, json.dumps(material), ttl_seconds]))
 
     def consent(self, customer_id: str) -> dict[str, str]:
         """The customer's stored consent fields (empty when they never chose)."""
         return dict(self._call("consent", lambda: self.client.hgetall(self.keys.cust(customer_id, "consent"))))
 
+    def conversation_events(self, conversation_id: str) -> list[dict[str, str]]:
+        """The conversation's turn and escalation events still in its shard's stream, oldest first.
+
+        Reads the whole shard stream: for checks and diagnostics, not for a hot path.
+        """
+        stream = self.keys.events(self.keys.shard_of(conversation_id))
+        entries = self._call("events", lambda: self.client.xrange(stream))
+        return [fields for _, fields in entries if fields.get("conversation_id") == conversation_id]
+
+    def handoff_cases(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every handoff case still in the shards' streams, as (case id, case), oldest first."""
+        cases = []
+        for shard in self.keys.all_shards():
+            entries = self._call("handoffs", functools.partial(self.client.xrange, self.keys.handoffs(shard)))
+            cases += [(Keys.case_id(shard, entry_id), json.loads(fields["data"])) for entry_id, fields in entries]
+        return sorted(cases, key=lambda pair: float(pair[1].get("created_at") or 0.0))
+
     def claim_nonce(self, nonce: str, ttl_seconds: int) -> bool:
         """True the first time `nonce` is claimed within `ttl_seconds` (shared by every instance)."""
-        key = self.keys.nonce(hashlib.sha256(nonce.encode()).hexdigest()[:32])
-        return bool(self._call("nonce", lambda: self.client.set(key, 1, nx=True, ex=max(1, ttl_seconds))))
+        return self._claim(self.keys.nonce(_digest(nonce)), ttl_seconds)
+
+    def claim_once(self, kind: str, token: str, ttl_seconds: int) -> bool:
+        """True the first time a single-use `token` of `kind` is used within `ttl_seconds`, on any replica."""
+        return self._claim(self.keys.once(kind, _digest(token)), ttl_seconds)
+
+    def _claim(self, key: str, ttl_seconds: int) -> bool:
+        return bool(self._call("claim", lambda: self.client.set(key, 1, nx=True, ex=max(1, ttl_seconds))))
 
     def previous_escalations(self, customer_id: str, conversation_id: str) -> int:
         """How many of the customer's other conversations were escalated."""
@@ -314,11 +417,15 @@ class StateStore:
     def history(self, customer_id: str, limit: int = 20) -> list[dict[str, str]]:
         """The customer's most recent conversations (newest first) with their meta."""
         convs = self._call("history", lambda: self.client.zrevrange(self.keys.cust(customer_id, "convs"), 0, limit - 1))
-        pipe = self.client.pipeline(transaction=False)
-        for conv in convs:
-            pipe.hgetall(self.keys.conv(conv, "meta"))
-        metas = self._call("history", pipe.execute)
+        metas = self._call("history", lambda: self._metas(convs))
         return [{"conversation_id": conv, **meta} for conv, meta in zip(convs, metas)]
+
+    def _metas(self, conversation_ids: Sequence[str]) -> list[dict[str, str]]:
+        # Not a transaction: the conversations live in different shards (a cluster pipeline splits them by node).
+        pipe = self.client.pipeline(transaction=False)
+        for conv in conversation_ids:
+            pipe.hgetall(self.keys.conv(conv, "meta"))
+        return list(pipe.execute())
 
     def state(self, info: ConversationInfo) -> ConversationState:
         """The recorded state of a conversation, as the routing rules see it."""

@@ -56,14 +56,15 @@ class RedisEndpoint:
     port: int
     db: int
     password: str
+    cluster: bool = False  # a Redis Cluster, `url` naming one of its nodes (Toneline's state only, never Rasa's)
 
     @classmethod
-    def parse(cls, url: str) -> RedisEndpoint:
+    def parse(cls, url: str, cluster: bool = False) -> RedisEndpoint:
         parts = urlparse(url)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise StackError(f"REDIS_URL must look like redis://host:port/db, got {url!r}")
         db = int(parts.path.strip("/") or 0)
-        return cls(url, parts.hostname, parts.port or 6379, db, parts.password or "")
+        return cls(url, parts.hostname, parts.port or 6379, db, parts.password or "", cluster)
 
     def ping(self, timeout: float = 1.0) -> bool:
         import redis
@@ -223,6 +224,33 @@ def stack_env(
     )
 
 
+def cluster_chosen(env: dict[str, str]) -> bool:
+    """TONELINE_REDIS_CLUSTER=1: Toneline's state (never Rasa's tracker or locks) is on the Redis Cluster that
+    TONELINE_REDIS_URL names a node of; Rasa, the actions and the dashboard read the same variables."""
+    return env.get("TONELINE_REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
+
+
+def check_cluster_choice(env: dict[str, str]) -> None:
+    """With TONELINE_REDIS_CLUSTER=1, TONELINE_REDIS_URL must name a node of a cluster that answers."""
+    if not cluster_chosen(env):
+        return
+    url = env.get("TONELINE_REDIS_URL")
+    if not url:
+        raise StackError(
+            "TONELINE_REDIS_CLUSTER=1 needs TONELINE_REDIS_URL naming a node of the Redis Cluster "
+            "(`python -m scripts.redis_cluster` starts a local one and prints it)"
+        )
+    from redis.exceptions import RedisClusterException, RedisError
+
+    from plugin.redis_client import connect
+    from plugin.settings import RedisSettings
+
+    try:
+        connect(RedisSettings(url=url, cluster=True), socket_timeout=2).close()
+    except (RedisClusterException, RedisError, OSError) as exc:
+        raise StackError(f"TONELINE_REDIS_URL={redact(url)} is not a Redis Cluster that answers: {exc}") from None
+
+
 def without(env: dict[str, str], *names: str) -> dict[str, str]:
     """`env` less the secrets a process has no use for."""
     return {key: value for key, value in env.items() if key not in names}
@@ -265,16 +293,21 @@ def start_actions(env: dict[str, str], port: int, log: IO[str] | None) -> subpro
 
 
 def start_rasa(
-    env: dict[str, str], model: Path, port: int, log: IO[str] | None, host: str = "127.0.0.1"
+    env: dict[str, str],
+    model: Path,
+    port: int,
+    log: IO[str] | None,
+    host: str = "127.0.0.1",
+    endpoints: str = "endpoints.yml",
 ) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        rasa_command(env, model, port, host), cwd=RASA_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    """`rasa run` with Toneline; `endpoints` names the stores (endpoints.scale.yml: PostgreSQL trackers)."""
+    cmd = rasa_command(env, model, port, host, endpoints)
+    proc = subprocess.Popen(cmd, cwd=RASA_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     wait_http(api_url(f"http://127.0.0.1:{port}", "/status", env[RASA_TOKEN_ENV]), proc, 300, "Rasa")
     return proc
 
 
-def rasa_command(env: dict[str, str], model: Path, port: int, host: str) -> list[str]:
+def rasa_command(env: dict[str, str], model: Path, port: int, host: str, endpoints: str = "endpoints.yml") -> list[str]:
     """`rasa run` with the API on, locked by the stack's token."""
     return [
         sys.executable,
@@ -293,7 +326,7 @@ def rasa_command(env: dict[str, str], model: Path, port: int, host: str) -> list
         # would read as an option and Rasa would refuse to start.
         f"--auth-token={env[RASA_TOKEN_ENV]}",
         "--endpoints",
-        "endpoints.yml",
+        endpoints,
         "--credentials",
         "credentials.yml",
     ]
@@ -343,6 +376,7 @@ def demo(args: argparse.Namespace) -> int:
     # stop, so without our own handler their exit would read as a crash ("error: actions stopped", exit 1).
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
+    check_cluster_choice(dict(os.environ))
     redis_endpoint, redis_proc = ensure_redis()
     model = ensure_model()
     env = stack_env(redis_endpoint, action_port=args.action_port)
@@ -355,7 +389,7 @@ def demo(args: argparse.Namespace) -> int:
         log = {name: files.enter_context((logs / f"{name}.log").open("w")) for name in ("actions", "rasa", "dashboard")}
         try:
             started = " (started here)" if redis_proc else ""
-            state = redact(env["TONELINE_REDIS_URL"])
+            state = redact(env["TONELINE_REDIS_URL"]) + (" (Redis Cluster)" if cluster_chosen(env) else "")
             print(f"Redis: {redact(redis_endpoint.url)}{started}; Toneline state: {state}; logs in {logs}", flush=True)
             procs["actions"] = start_actions(env, args.action_port, log["actions"])
             print("Starting Rasa with Toneline (loading models takes ~30 s)...", flush=True)

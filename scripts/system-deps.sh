@@ -14,13 +14,16 @@ have() {
     pocketsphinx-testdata) [ -d /usr/share/pocketsphinx/test/data ] ;;
     nginx|haproxy) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] ;;
     nodejs) command -v node >/dev/null 2>&1 ;;
+    postgresql) compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }
 
-# nginx and haproxy: the proxies the provider conformance tests put in front of Rasa; nodejs: Vonage's
-# payload_hash recipe run in JavaScript, as it is written.
-packages=(redis-server chromium espeak-ng flite pocketsphinx-testdata docker-compose nginx haproxy nodejs)
+# nginx and haproxy: the proxies the provider conformance tests put in front of Rasa (HAProxy also in front of
+# the scale-out test's replicas); nodejs: Vonage's payload_hash recipe run in JavaScript, as it is written;
+# postgresql: the scale-out test's throwaway tracker database (initdb/pg_ctl; redis-server brings redis-cli
+# for its Redis Cluster).
+packages=(redis-server chromium espeak-ng flite pocketsphinx-testdata docker-compose nginx haproxy nodejs postgresql)
 missing=()
 for package in "${packages[@]}"; do have "$package" || missing+=("$package"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

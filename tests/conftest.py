@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -18,6 +20,7 @@ os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 os.environ.setdefault("TONELINE_OUTBOX_DIR", tempfile.mkdtemp(prefix="toneline-outbox-"))
 
 from models.data import data_root  # noqa: E402
+from scripts.redis_cluster import LocalRedisCluster  # noqa: E402
 from scripts.stack import RedisEndpoint, StackError, ensure_redis  # noqa: E402
 
 
@@ -30,8 +33,14 @@ def shared_data(*parts: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def redis_endpoint() -> Iterator[RedisEndpoint]:
-    """The real Redis the tests use: REDIS_URL, the local one, or one started here."""
+def redis_endpoint(single_redis: RedisEndpoint) -> RedisEndpoint:
+    """The real Redis the tests use (tests/plugin widens it to a Redis Cluster as well)."""
+    return single_redis
+
+
+@pytest.fixture(scope="session")
+def single_redis() -> Iterator[RedisEndpoint]:
+    """A single Redis: REDIS_URL, the local one, or one started here."""
     try:
         endpoint, proc = ensure_redis(os.environ.get("TONELINE_TEST_REDIS_URL"))
     except StackError as exc:
@@ -41,17 +50,37 @@ def redis_endpoint() -> Iterator[RedisEndpoint]:
         proc.terminate()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """A real Redis Cluster (3 masters, a replica each, loopback ports) for the whole run, stopped at its end."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        reason = "redis-server/redis-cli are not installed (Debian package redis-server; scripts/system-deps.sh)"
+        if os.environ.get("TONELINE_ALLOW_SKIPS") == "1":
+            pytest.skip(reason)
+        pytest.fail(reason)
+    cluster = LocalRedisCluster.start(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+def cluster_endpoint(cluster: LocalRedisCluster) -> RedisEndpoint:
+    first = RedisEndpoint.parse(f"redis://127.0.0.1:{cluster.ports[0]}/0", cluster=True)
+    return dataclasses.replace(first, url=cluster.url)  # every node: the comma-separated form plugin.settings reads
+
+
 @pytest.fixture
 def redis_prefix(redis_endpoint: RedisEndpoint) -> Iterator[str]:
-    """A fresh key prefix per test; its keys are deleted afterwards."""
-    import redis
+    """A fresh key prefix per test; its keys are deleted afterwards (on every node of a cluster)."""
+    from plugin.redis_client import connect
+    from plugin.settings import RedisSettings
 
     prefix = f"toneline-test-{uuid.uuid4().hex[:10]}"
     yield prefix
-    client = redis.Redis.from_url(redis_endpoint.url)
+    client = connect(RedisSettings(url=redis_endpoint.url, cluster=redis_endpoint.cluster), socket_timeout=5)
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
+    client.close()
 
 
 def _drop_unimportable_lazy_modules() -> None:

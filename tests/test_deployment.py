@@ -53,3 +53,33 @@ def test_rasa_endpoints_take_everything_from_the_environment() -> None:
     text = (REPO / "rasa_project" / "endpoints.yml").read_text()
     # Rasa expands ${VAR} only in unquoted scalars.
     assert '"${' not in text and "${TONELINE_TRACKER_REDIS_HOST}" in text
+
+
+def test_the_scale_profile_runs_replicas_behind_the_proxy_on_postgres_and_a_redis_cluster() -> None:
+    result = subprocess.run(
+        [*compose_command(), "--profile", "scale", "config"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in SECRETS} | SECRETS | {"TONELINE_PG_PASSWORD": "p" * 12},
+    )
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {"rasa-1", "rasa-2", "actions-1", "actions-2", "dashboard-1", "dashboard-2", "proxy"} <= set(services)
+    assert {"postgres", "lock-redis", "redis-cluster-init"} | {f"redis-node-{i}" for i in range(1, 7)} <= set(services)
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published & {"proxy", "rasa-1", "rasa-2", "dashboard-1", "postgres", "lock-redis"} == {"proxy"}
+    for name in ("rasa-1", "rasa-2"):
+        assert "endpoints.scale.yml" in " ".join(services[name]["command"])
+        env = services[name]["environment"]
+        assert env["TONELINE_REDIS_CLUSTER"] == "1" and env["TONELINE_TRACKER_REDIS_HOST"] == "lock-redis"
+    # compose v1 prints a volume as "source:target:mode", v2 as a mapping
+    assert "deploy/proxy/haproxy-scale.cfg" in str(services["proxy"]["volumes"][0])
+
+
+def test_the_scaled_endpoints_keep_trackers_in_postgres_and_locks_on_one_redis() -> None:
+    endpoints = yaml.safe_load((REPO / "rasa_project" / "endpoints.scale.yml").read_text())
+    tracker_store = endpoints["tracker_store"]
+    assert tracker_store["type"] == "plugin.tracker_store.SQLTrackerStore" and tracker_store["dialect"] == "postgresql"
+    assert endpoints["lock_store"]["type"] == "plugin.lock_store.AtomicRedisLockStore"
+    assert '"${' not in (REPO / "rasa_project" / "endpoints.scale.yml").read_text()

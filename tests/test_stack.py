@@ -14,12 +14,15 @@ from typing import Callable
 
 import pytest
 
+from scripts.redis_cluster import LocalRedisCluster
 from scripts.stack import (
     CACHE,
     RASA_TOKEN_ENV,
     REPO,
     RedisEndpoint,
+    StackError,
     api_url,
+    check_cluster_choice,
     ensure_model,
     free_port,
     rasa_command,
@@ -78,6 +81,21 @@ def _ignore_sigint() -> None:
 
 
 @pytest.mark.e2e
+def test_the_demo_refuses_a_redis_cluster_it_cannot_reach_and_takes_one_it_can(
+    redis_cluster: LocalRedisCluster, single_redis: RedisEndpoint
+) -> None:
+    check_cluster_choice({})  # no cluster asked for: nothing to check
+    with pytest.raises(StackError, match="needs TONELINE_REDIS_URL"):
+        check_cluster_choice({"TONELINE_REDIS_CLUSTER": "1"})
+    with pytest.raises(StackError, match="not a Redis Cluster that answers"):
+        check_cluster_choice(
+            {"TONELINE_REDIS_CLUSTER": "1", "TONELINE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+        )
+    with pytest.raises(StackError, match="not a Redis Cluster"):  # a single Redis is not a cluster
+        check_cluster_choice({"TONELINE_REDIS_CLUSTER": "1", "TONELINE_REDIS_URL": single_redis.url})
+    check_cluster_choice({"TONELINE_REDIS_CLUSTER": "1", "TONELINE_REDIS_URL": redis_cluster.url})
+
+
 @pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["foreground", "background-job"])
 def test_ctrl_c_on_the_demo_stops_every_process_and_exits_0(
     redis_endpoint: RedisEndpoint, tmp_path: Path, inherited: signal.Handlers

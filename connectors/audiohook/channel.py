@@ -27,7 +27,6 @@ import hmac
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict
 from urllib.parse import urlparse
 
@@ -40,7 +39,7 @@ from connectors.audiohook import signature
 from connectors.audiohook.protocol import AudioHookServer, ServerConfig
 from connectors.audiohook.serializer import Open
 from connectors.audiohook.session import AudioHookSession, SessionSettings
-from connectors.call.channel import credential
+from connectors.call.channel import credential, toneline_settings_at
 from connectors.speech.runtime import SpeechRuntime, shared_runtime
 from connectors.speech.turns import TurnSettings
 from connectors.transport import WebSocketTransport
@@ -48,16 +47,12 @@ from models.fusion import load_fusion
 from models.logs import log_event
 from plugin import settings as toneline_settings
 from plugin.nlu import served_text_weights, shared_text_model
-from plugin.state import StateStore, StateUnavailable
+from plugin.single_use import SingleUse
+from plugin.state import StateStore
 from plugin.turn import TurnReader, TurnService
 
 logger = logging.getLogger(__name__)
 WS_PATH = "/ws"
-
-
-def _settings(path: str) -> toneline_settings.Settings:
-    chosen = Path(path) if path else Path("toneline.yml")
-    return toneline_settings.load(chosen if chosen.is_file() else None)
 
 
 class AudioHookInput(InputChannel):
@@ -74,7 +69,7 @@ class AudioHookInput(InputChannel):
         return cls(
             api_key=credential(creds, "api_key", "TONELINE_AUDIOHOOK_API_KEY"),
             client_secret=credential(creds, "client_secret", "TONELINE_AUDIOHOOK_CLIENT_SECRET"),
-            settings=_settings(credential(creds, "config", "TONELINE_AUDIOHOOK_CONFIG")),
+            settings=toneline_settings_at(credential(creds, "config", "TONELINE_AUDIOHOOK_CONFIG")),
             session=SessionSettings(turn=turn),
             public_url=credential(creds, "public_url", "TONELINE_AUDIOHOOK_PUBLIC_URL") or None,
         )
@@ -95,8 +90,8 @@ class AudioHookInput(InputChannel):
         self.session_settings = session or SessionSettings()
         self._runtime = runtime
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toneline-audiohook")
-        self._nonces: dict[str, float] = {}  # fallback replay memory while Redis is away
         self.store = StateStore(self.settings.redis, self.settings.state)
+        self._nonces = SingleUse(self.store, "audiohook_nonce")
         # The fitted fusion and the text model every Rasa channel uses (plugin.nlu loads the same).
         weights = served_text_weights(self.settings)  # the deployment's adapted weights, when configured
         reader = TurnReader(load_fusion(), lambda: shared_text_model(weights, None))
@@ -153,23 +148,9 @@ class AudioHookInput(InputChannel):
         return signature.authority_variants(request.host, request.scheme in ("https", "wss"))
 
     def _first_use(self, nonce: str, ttl: int, now: float) -> bool:
-        """A signed request may be used once: nonces are remembered in Redis (all instances) until they expire.
-
-        With Redis down, this instance's own memory keeps replays out (logged): refusing every
-        call would be worse, and a replay to another instance is the remaining gap.
-        """
-        try:
-            return self.store.claim_nonce(nonce, ttl)
-        except StateUnavailable as exc:
-            log_event(logger, logging.WARNING, "audiohook.nonce.local_only", error=str(exc))
-            return self._local_nonce(nonce, ttl, now)
-
-    def _local_nonce(self, nonce: str, ttl: int, now: float) -> bool:
-        self._nonces = {n: until for n, until in self._nonces.items() if until > now}
-        if nonce in self._nonces:
-            return False
-        self._nonces[nonce] = now + ttl
-        return True
+        """A signed request may be used once, on whichever replica it reaches (`plugin.single_use`: Redis, and
+        this process's memory while Redis is away, handed to Redis when it is back)."""
+        return self._nonces.first_use(nonce, now + ttl, now)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("toneline_audiohook", __name__)

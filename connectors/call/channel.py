@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict
 
 from rasa.core.channels.channel import InputChannel, UserMessage
@@ -44,6 +45,13 @@ from plugin.state import StateStore
 
 logger = logging.getLogger(__name__)
 STREAM_PATH = "/stream"
+
+
+def toneline_settings_at(path: str) -> toneline_settings.Settings:
+    """Toneline's settings for a door: the YAML at `path` (relative to Rasa's working directory), else
+    ./toneline.yml, else the defaults; the environment overrides either (TONELINE_REDIS_URL, _CLUSTER...)."""
+    chosen = Path(path) if path else Path("toneline.yml")
+    return toneline_settings.load(chosen if chosen.is_file() else None)
 
 
 def credential(credentials: Dict[str, Any], key: str, default_env: str) -> str:

@@ -21,7 +21,6 @@ the handshake (401, never 101). With no signature secret every request is refuse
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any, Dict
 from urllib.parse import parse_qsl, urlencode
@@ -31,7 +30,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from connectors.call.channel import CallChannel, credential, log_refusal
+from connectors.call.channel import CallChannel, credential, log_refusal, toneline_settings_at
 from connectors.call.session import Provider
 from connectors.frames import ProtocolError
 from connectors.speech.codec import Linear16Codec
@@ -40,6 +39,9 @@ from connectors.vonage import signature
 from connectors.vonage.rest import DEFAULT_API_BASE, HandoffTarget, VonageRest, VonageTransfer
 from connectors.wire import identifier
 from models.logs import log_event
+from plugin import settings as toneline_settings
+from plugin.single_use import SingleUse
+from plugin.state import StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class VonageVoiceInput(CallChannel):
                 Path(key_path).read_text() if key_path else "",
             ),
             handoff=handoff,
+            toneline=toneline_settings_at(credential(creds, "config", "TONELINE_VONAGE_CONFIG")),
             **cls.common_credentials(creds, wire.PROVIDER),
         )
 
@@ -78,11 +81,14 @@ class VonageVoiceInput(CallChannel):
         application: tuple[str, str] = ("", ""),  # application id and its private key (PEM), for transfers
         handoff: HandoffTarget | None = None,
         api_base: str | None = None,
+        toneline: toneline_settings.Settings | None = None,
         **common: Any,
     ) -> None:
         super().__init__(**common)
         self.secret = signature_secret
-        self._used_streams: dict[str, float] = {}  # signed stream URLs already opened (single use), until expiry
+        # Signed stream URLs already opened: in Redis, so a URL replayed to another replica is refused too.
+        state = toneline or toneline_settings.load(None)
+        self._used_streams = SingleUse(lambda: StateStore(state.redis, state.state), "vonage_stream")
         target, (application_id, private_key) = handoff or HandoffTarget(), application
         rest = VonageRest(application_id, private_key, api_base or DEFAULT_API_BASE)
         transfer = VonageTransfer(rest, target) if application_id and private_key and target.configured else None
@@ -99,14 +105,10 @@ class VonageVoiceInput(CallChannel):
         return None if code is None else log_refusal(wire.PROVIDER, code, request)
 
     def _first_use(self, query: dict[str, str]) -> str | None:
-        """A signed stream URL opens one stream (kept in this instance's memory until it expires)."""
-        now = time.time()
-        self._used_streams = {sig: until for sig, until in self._used_streams.items() if until > now}
-        sig = query[signature.SIG_PARAM]
-        if sig in self._used_streams:
-            return "replayed_stream_url"
-        self._used_streams[sig] = float(query[signature.EXPIRES_PARAM])
-        return None
+        """A signed stream URL opens one stream, on any replica, until it expires (`plugin.single_use`)."""
+        if self._used_streams.first_use(query[signature.SIG_PARAM], float(query[signature.EXPIRES_PARAM])):
+            return None
+        return "replayed_stream_url"
 
     def webhook_refusal(self, request: Request) -> str | None:
         # A GET's payload is its query (bound by payload_hash as Vonage computes it), a POST's its body.

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from models.logs import log_event
 from plugin.analytics.auth import Session, Sessions, Supervisors, hash_password
@@ -31,6 +30,7 @@ from plugin.analytics.rollups import Rollups
 from plugin.corrections import BadCorrection, CorrectionRequest, CorrectionStore, agreement
 from plugin.erasure import Eraser
 from plugin.keys import Keys
+from plugin.redis_client import AsyncClient, connect_async
 from plugin.settings import Settings
 from plugin.state import StateStore
 
@@ -41,7 +41,7 @@ PUBLIC = {"/login", "/healthz", "/static/app.css"}
 PASSWORD_ENV = "TONELINE_DASHBOARD_PASSWORD"
 
 SETTINGS = web.AppKey("settings", Settings)
-REDIS = web.AppKey("redis", Redis)
+REDIS: web.AppKey[AsyncClient] = web.AppKey("redis", AsyncClient)  # type: ignore[arg-type]  # a Union
 DASHBOARD = web.AppKey("dashboard", Dashboard)
 SESSIONS = web.AppKey("sessions", Sessions)
 SUPERVISORS = web.AppKey("supervisors", Supervisors)
@@ -233,7 +233,7 @@ async def escalations(request: web.Request) -> web.StreamResponse:
 
 async def claim(request: web.Request) -> web.StreamResponse:
     case_id = request.match_info["case_id"]
-    if not _is_stream_id(case_id):
+    if request.app[DASHBOARD].keys.parse_case_id(case_id) is None:
         raise BadParameter("case_id", "not a case id")
     agent = session_of(request).username
     result = await request.app[DASHBOARD].claim(case_id, agent)
@@ -360,11 +360,6 @@ def history_window(request: web.Request) -> tuple[float, float]:
     return start, end
 
 
-def _is_stream_id(value: str) -> bool:
-    left, _, right = value.partition("-")
-    return left.isdigit() and right.isdigit() and len(value) < 40
-
-
 # -- wiring ------------------------------------------------------------------------
 def supervisors_from(settings: Settings, env: dict[str, str] | os._Environ[str]) -> Supervisors:
     hashes = dict(settings.analytics.supervisors)
@@ -376,7 +371,10 @@ def supervisors_from(settings: Settings, env: dict[str, str] | os._Environ[str])
 async def _background(app: web.Application) -> AsyncIterator[None]:
     stop = asyncio.Event()
     settings = app[SETTINGS]
-    rollups = Rollups(app[REDIS], settings.redis.prefix, settings.routing, settings.redis.ttl_seconds)
+    redis_settings = settings.redis
+    rollups = Rollups(
+        app[REDIS], redis_settings.prefix, settings.routing, redis_settings.ttl_seconds, redis_settings.shards
+    )
     tasks = [asyncio.create_task(app[HUB].run(stop)), asyncio.create_task(rollups.run(stop))]
     yield
     stop.set()
@@ -390,14 +388,14 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, env: dict[str, str] | os._Environ[str] | None = None) -> web.Application:
     """The dashboard app; no supervisor configured means nobody can sign in (logged)."""
     env = os.environ if env is None else env
-    client = Redis.from_url(settings.redis.url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2)
-    dashboard = Dashboard(client, settings.redis.prefix, settings.analytics.idle_seconds)
+    client = connect_async(settings.redis)
+    dashboard = Dashboard(client, settings.redis.prefix, settings.analytics.idle_seconds, settings.redis.shards)
     app = web.Application(middlewares=[auth_middleware], client_max_size=64 * 1024)
     app[SETTINGS], app[REDIS], app[DASHBOARD] = settings, client, dashboard
     app[SESSIONS] = Sessions(client, settings.redis.prefix, settings.analytics.session_ttl_seconds)
     app[SUPERVISORS] = supervisors_from(settings, env)
     app[HUB] = LiveHub(client, dashboard)
-    app[CORRECTIONS] = CorrectionStore(client, Keys(settings.redis.prefix), settings.adaptation)
+    app[CORRECTIONS] = CorrectionStore(client, Keys(settings.redis.prefix, settings.redis.shards), settings.adaptation)
     if not app[SUPERVISORS].hashes:
         log_event(
             logger,

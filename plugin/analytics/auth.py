@@ -15,9 +15,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Mapping
 
-from redis.asyncio import Redis
-
 from plugin.keys import Keys
+from plugin.redis_client import AsyncClient
 
 ALGORITHM = "pbkdf2_sha256"
 ITERATIONS = 310_000  # OWASP 2023 guidance for PBKDF2-HMAC-SHA256
@@ -53,7 +52,7 @@ class Session:
 class Sessions:
     """Sessions in Redis with an absolute expiry."""
 
-    def __init__(self, redis: Redis, prefix: str, ttl_seconds: int) -> None:
+    def __init__(self, redis: AsyncClient, prefix: str, ttl_seconds: int) -> None:
         self.redis = redis
         self.keys = Keys(prefix)
         self.ttl = ttl_seconds

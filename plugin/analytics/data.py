@@ -1,19 +1,22 @@
 """Read models of the dashboard: what supervisors see, computed from Toneline's Redis keys.
 
-Key layout: see `plugin.state`. Rollups (`{p}:rollup:{YYYYMMDDHH}`) are written by
-`plugin.analytics.rollups` from the event stream.
+Key layout: see `plugin.keys` (conversations spread over hash-tag shards; every
+reader here reads all shards). Rollups (`{p}:{sNN}:rollup:{YYYYMMDDHH}`) are
+written by `plugin.analytics.rollups` from each shard's event stream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import datetime, timezone
-from typing import Any
-
-from redis.asyncio import Redis
+from typing import Any, Awaitable, Callable, TypeVar
 
 from plugin.keys import Keys
+from plugin.redis_client import AsyncClient
+
+T = TypeVar("T")
 
 TREND_FLAT = 0.05
 MAX_CONVERSATIONS = 2000
@@ -65,23 +68,33 @@ def floor_row(conversation_id: str, meta: dict[str, str], now: float) -> dict[st
 
 
 class Dashboard:
-    """Queries behind the dashboard's pages and API."""
+    """Queries behind the dashboard's pages and API: every shard of the key layout read and merged."""
 
-    def __init__(self, redis: Redis, prefix: str, idle_seconds: int) -> None:
+    def __init__(self, redis: AsyncClient, prefix: str, idle_seconds: int, shards: int = 16) -> None:
         self.redis = redis
-        self.keys = Keys(prefix)
+        self.keys = Keys(prefix, shards)
         self.idle_seconds = idle_seconds
 
-    async def rows(self, conversation_ids: list[str], now: float) -> list[dict[str, Any]]:
+    async def _each_shard(self, read: Callable[[int], Awaitable[T]]) -> list[T]:
+        """`read` of every shard, concurrently (on a cluster each goes to the master owning that shard's slot)."""
+        return list(await asyncio.gather(*(read(shard) for shard in self.keys.all_shards())))
+
+    async def _metas(self, conversation_ids: list[str], fields: list[str] | None = None) -> list[Any]:
+        # Not a transaction: the conversations live in different shards (a cluster pipeline splits them by node).
         pipe = self.redis.pipeline(transaction=False)
         for conv in conversation_ids:
-            pipe.hgetall(self.keys.conv(conv, "meta"))
-        metas = await pipe.execute()
+            key = self.keys.conv(conv, "meta")
+            pipe.hgetall(key) if fields is None else pipe.hmget(key, fields)
+        return list(await pipe.execute())
+
+    async def rows(self, conversation_ids: list[str], now: float) -> list[dict[str, Any]]:
+        metas = await self._metas(conversation_ids)
         rows = [floor_row(c, m, now) for c, m in zip(conversation_ids, metas) if m]
         return await self._consent(rows)
 
     async def _consent(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Mark the rows of customers who opted out: not analysed, whatever was read before."""
+        # Not a transaction: each customer's consent lives under that customer's own tag.
         pipe = self.redis.pipeline(transaction=False)
         for row in rows:
             pipe.hget(self.keys.cust(row["customer_id"], "consent"), "opted_out")
@@ -92,16 +105,20 @@ class Dashboard:
     async def floor(self, now: float | None = None) -> list[dict[str, Any]]:
         """Conversations active within the idle window, riskiest first."""
         now = time.time() if now is None else now
-        ids = await self.redis.zrevrangebyscore(
-            self.keys.active, "+inf", now - self.idle_seconds, start=0, num=MAX_CONVERSATIONS
+        since = now - self.idle_seconds
+        per_shard = await self._each_shard(
+            lambda shard: self.redis.zrevrangebyscore(
+                self.keys.active(shard), "+inf", since, start=0, num=MAX_CONVERSATIONS, withscores=True
+            )
         )
-        rows = await self.rows(list(ids), now)
+        latest = sorted((pair for pairs in per_shard for pair in pairs), key=lambda pair: -pair[1])
+        rows = await self.rows([conv for conv, _ in latest[:MAX_CONVERSATIONS]], now)
         return sorted(rows, key=lambda r: (-r["risk"], -r["last_at"]))
 
     async def conversation(self, conversation_id: str, now: float | None = None) -> dict[str, Any] | None:
         """Timeline of one conversation: turns with label, valence/arousal, weights; escalations."""
         now = time.time() if now is None else now
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=False)  # one conversation's keys: one slot
         pipe.hgetall(self.keys.conv(conversation_id, "meta"))
         pipe.lrange(self.keys.conv(conversation_id, "turns"), 0, -1)
         pipe.lrange(self.keys.conv(conversation_id, "escalations"), 0, -1)
@@ -116,37 +133,48 @@ class Dashboard:
             "escalations": [json.loads(e) for e in escalations],
         }
 
+    async def _shard_cases(self, shard: int, limit: int) -> list[dict[str, Any]]:
+        entries = await self.redis.xrevrange(self.keys.handoffs(shard), count=limit)
+        claims = await self.redis.hgetall(self.keys.claims(shard)) if entries else {}
+        return [
+            {
+                "case_id": Keys.case_id(shard, entry_id),
+                **json.loads(fields["data"]),
+                "claim": json.loads(claims[entry_id]) if entry_id in claims else None,
+            }
+            for entry_id, fields in entries
+        ]
+
     async def escalations(self, status: str, limit: int = 200) -> list[dict[str, Any]]:
-        """Handoff cases, newest first, with their claim; status: open, claimed or all."""
-        entries = await self.redis.xrevrange(self.keys.handoffs, count=limit)
-        claims = await self.redis.hgetall(self.keys.claims)
-        out = []
-        for case_id, fields in entries:
-            claim = json.loads(claims[case_id]) if case_id in claims else None
-            if (status == "open" and claim) or (status == "claimed" and not claim):
-                continue
-            out.append({"case_id": case_id, **json.loads(fields["data"]), "claim": claim})
-        return out
+        """Handoff cases of every shard, newest first, with their claim; status: open, claimed or all."""
+        per_shard = await self._each_shard(lambda shard: self._shard_cases(shard, limit))
+        cases = sorted((c for cases in per_shard for c in cases), key=_case_order, reverse=True)
+        wanted = [c for c in cases if status == "all" or (status == "claimed") == (c["claim"] is not None)]
+        return wanted[:limit]
 
     async def claim(self, case_id: str, agent: str, now: float | None = None) -> dict[str, Any] | None:
         """Claim a case for `agent`; returns the existing claim if someone was first (None if no case)."""
-        if not await self.redis.xrange(self.keys.handoffs, min=case_id, max=case_id):
+        parsed = self.keys.parse_case_id(case_id)
+        if parsed is None:
+            return None
+        shard, entry_id = parsed
+        if not await self.redis.xrange(self.keys.handoffs(shard), min=entry_id, max=entry_id):
             return None
         claim = {"agent": agent, "at": time.time() if now is None else now}
-        if await self.redis.hsetnx(self.keys.claims, case_id, json.dumps(claim)):
+        if await self.redis.hsetnx(self.keys.claims(shard), entry_id, json.dumps(claim)):
             return claim
-        first: dict[str, Any] = json.loads(await self.redis.hget(self.keys.claims, case_id))
+        first: dict[str, Any] = json.loads(await self.redis.hget(self.keys.claims(shard), entry_id))
         return first
 
     async def outcomes(self, start: float, end: float, now: float | None = None) -> dict[str, dict[str, int]]:
         """Per hour of start: conversations escalated, resolved (went idle) or still active."""
         now = time.time() if now is None else now
-        ids = await self.redis.zrangebyscore(self.keys.active, start, "+inf")
-        pipe = self.redis.pipeline(transaction=False)
-        for conv in ids:
-            pipe.hmget(self.keys.conv(conv, "meta"), ["started_at", "last_at", "escalated_message_id"])
+        per_shard = await self._each_shard(
+            lambda shard: self.redis.zrangebyscore(self.keys.active(shard), start, "+inf")
+        )
+        ids = [conv for convs in per_shard for conv in convs]
         out: dict[str, dict[str, int]] = {}
-        for started, last, escalated in await pipe.execute():
+        for started, last, escalated in await self._metas(ids, ["started_at", "last_at", "escalated_message_id"]):
             if started is None or not start <= float(started) < end:
                 continue
             outcome = "escalated" if escalated else "active" if now - float(last) < self.idle_seconds else "resolved"
@@ -154,18 +182,25 @@ class Dashboard:
             bucket[outcome] += 1
         return out
 
+    async def _hour(self, hour: str) -> tuple[dict[str, str], int]:
+        """The hour's rollup summed over shards; a conversation lives in one shard, so its HyperLogLogs add up."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in self.keys.all_shards():
+            pipe.hgetall(self.keys.rollup(shard, hour))
+        # PFCOUNT one key at a time: redis-py's cluster pipelines refuse it (a multi-key command elsewhere).
+        counts = await self._each_shard(lambda shard: self.redis.pfcount(self.keys.rollup(shard, hour) + ":convs"))
+        totals = _Totals()
+        for fields in await pipe.execute():
+            totals.add(fields)
+        return {k: str(v) for k, v in totals.fields.items()}, sum(int(n) for n in counts)
+
     async def history(self, start: float, end: float, now: float | None = None) -> dict[str, Any]:
         """Hourly rollups between `start` and `end`, with totals per channel, intent, label and outcome."""
         hours = hours_between(start, end)
-        pipe = self.redis.pipeline(transaction=False)
-        for hour in hours:
-            pipe.hgetall(self.keys.rollup(hour))
-            pipe.pfcount(self.keys.rollup(hour) + ":convs")
-        raw = await pipe.execute()
+        per_hour = [await self._hour(hour) for hour in hours]
         outcomes = await self.outcomes(start, end, now)
         rows, totals = [], _Totals()
-        for i, hour in enumerate(hours):
-            fields, conversations = raw[2 * i], raw[2 * i + 1]
+        for hour, (fields, conversations) in zip(hours, per_hour):
             totals.add(fields)
             rows.append(
                 {
@@ -176,6 +211,11 @@ class Dashboard:
                 }
             )
         return {"hours": rows, **totals.as_dict()}
+
+
+def _case_order(case: dict[str, Any]) -> tuple[float, str]:
+    # Stream ids order cases within a shard only; across shards the case's own creation time does.
+    return float(case.get("created_at") or 0.0), case["case_id"]
 
 
 class _Totals:

@@ -1,7 +1,7 @@
 """Live updates: one reader of Toneline's streams per app, fanned out to every open page.
 
-Each browser holds a Server-Sent Events connection; the hub tails the event
-and handoff streams (XREAD, blocking up to 1 s) and pushes the changed floor
+Each browser holds a Server-Sent Events connection; the hub tails every shard's
+event and handoff streams (XREAD per stream, polled every 0.2 s) and pushes the changed floor
 rows and new handoff cases to every subscriber's queue. A subscriber too slow
 to keep up is dropped; its browser reconnects and gets a fresh snapshot.
 """
@@ -15,19 +15,21 @@ import time
 from typing import Any
 
 import redis
-from redis.asyncio import Redis
 
 from models.logs import log_event
 from plugin.analytics.data import Dashboard
+from plugin.keys import Keys
+from plugin.redis_client import AsyncClient
 
 logger = logging.getLogger(__name__)
 QUEUE_SIZE = 2000
+POLL_S = 0.2
 
 
 class LiveHub:
     """Tails the streams and broadcasts updates to subscribers."""
 
-    def __init__(self, client: Redis, dashboard: Dashboard) -> None:
+    def __init__(self, client: AsyncClient, dashboard: Dashboard) -> None:
         self.redis = client
         self.dashboard = dashboard
         self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
@@ -51,23 +53,43 @@ class LiveHub:
                     queue.get_nowait()
                 queue.put_nowait({"type": "overflow"})
 
-    async def _positions(self) -> dict[str, str]:
+    def _streams(self) -> list[str]:
         keys = self.dashboard.keys
-        return {keys.events: await self._last_id(keys.events), keys.handoffs: await self._last_id(keys.handoffs)}
+        return [stream for shard in keys.all_shards() for stream in (keys.events(shard), keys.handoffs(shard))]
+
+    async def _positions(self) -> dict[str, str]:
+        streams = self._streams()
+        return dict(zip(streams, await asyncio.gather(*(self._last_id(s) for s in streams))))
 
     async def _last_id(self, stream: str) -> str:
         last = await self.redis.xrevrange(stream, count=1)
         return last[0][0] if last else "0-0"
 
+    async def _read(self, positions: dict[str, str]) -> list[tuple[str, list[Any]]]:
+        # One XREAD per stream (a cluster refuses one XREAD over streams in different slots), side by side.
+        async def one(stream: str) -> tuple[str, list[Any]]:
+            response = await self.redis.xread({stream: positions[stream]}, count=1000)
+            return stream, [entry for _, entries in response or [] for entry in entries]
+
+        return [(stream, entries) for stream, entries in await asyncio.gather(*map(one, positions)) if entries]
+
     async def step(self, positions: dict[str, str], block_ms: int = 1000) -> None:
-        """Read what arrived since `positions` (updated in place) and broadcast it."""
-        response = await self.redis.xread(positions, count=1000, block=block_ms)
+        """Read what arrived since `positions` (updated in place) and broadcast it.
+
+        Polls (every `POLL_S`, up to `block_ms`) rather than blocking: a blocking read waits on one slot, and the
+        streams of the shards live on every master of a cluster.
+        """
+        deadline = time.monotonic() + block_ms / 1000
+        while not (response := await self._read(positions)) and time.monotonic() < deadline:
+            await asyncio.sleep(POLL_S)
         changed: dict[str, None] = {}
-        for stream, entries in response or []:
+        handoff_streams = {self.dashboard.keys.handoffs(shard): shard for shard in self.dashboard.keys.all_shards()}
+        for stream, entries in response:
             positions[stream] = entries[-1][0]
             for entry_id, fields in entries:
-                if stream == self.dashboard.keys.handoffs:
-                    case = {"case_id": entry_id, **json.loads(fields["data"]), "claim": None}
+                if stream in handoff_streams:
+                    case_id = Keys.case_id(handoff_streams[stream], entry_id)
+                    case = {"case_id": case_id, **json.loads(fields["data"]), "claim": None}
                     self.broadcast({"type": "escalation", "case": case})
                 elif fields.get("conversation_id"):
                     changed[fields["conversation_id"]] = None
@@ -82,7 +104,7 @@ class LiveHub:
             try:
                 positions = positions or await self._positions()
                 await self.step(positions)
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            except (redis.RedisError, OSError) as exc:  # on a cluster, also a failover in progress
                 log_event(logger, logging.WARNING, "toneline.analytics.live.unavailable", error=str(exc))
                 await asyncio.sleep(1.0)
             if time.monotonic() - last_tick >= 5:

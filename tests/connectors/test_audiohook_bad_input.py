@@ -12,6 +12,7 @@ from websockets.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
 from connectors.audiohook.simulator import AudioHookClient, connect_session, headers, open_message, open_session
+from plugin.keys import Keys
 from tests.connectors.conftest import AUDIOHOOK_API_KEY, AUDIOHOOK_SECRET, VoiceStack
 from tests.connectors.speech_fixtures import needs_espeak, speak
 from tests.connectors.test_audiohook_session import ws_url
@@ -127,7 +128,7 @@ async def test_unknown_types_are_skipped_and_a_dropped_session_harms_no_other(vo
     await cut
     dropped.ws.transport.abort()
     await healthy.close()
-    turns = voice_stack.redis().lrange(f"{voice_stack.prefix}:conv:{healthy.conversation_id}:turns", 0, -1)
+    turns = voice_stack.redis().lrange(Keys(voice_stack.prefix).conv(healthy.conversation_id, "turns"), 0, -1)
     assert len(turns) == 1 and "help" in json.loads(turns[0])["text"].lower()
     log = voice_stack.log()
     assert "code=unknown_type type=transcript" in log

@@ -27,7 +27,7 @@ def test_an_escalation_decided_during_an_outage_is_replayed_by_the_next_process(
     deadline = time.monotonic() + 10
 
     def cases() -> list[object]:
-        return [f for _, f in store.client.xrange(store.handoff_stream) if f["conversation_id"] == INFO.conversation_id]
+        return [case for _, case in store.handoff_cases() if case["conversation_id"] == INFO.conversation_id]
 
     while not (store.meta(INFO.conversation_id).get("escalation_reason") and cases()) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -14,6 +14,7 @@ import pytest
 
 from connectors.audiohook.simulator import open_session
 from models.audio import SAMPLE_RATE
+from plugin.keys import Keys
 from tests.connectors.conftest import AUDIOHOOK_API_KEY, AUDIOHOOK_SECRET, VoiceStack
 from tests.connectors.speech_fixtures import needs_espeak, speak
 
@@ -59,17 +60,19 @@ async def test_customer_turns_reach_redis_and_the_agent_channel_is_never_analyse
     assert seqs == list(range(1, len(seqs) + 1))
 
     client = voice_stack.redis()
-    prefix, conv = voice_stack.prefix, call.conversation_id
-    turns = [json.loads(t) for t in client.lrange(f"{prefix}:conv:{conv}:turns", 0, -1)]
+    keys, conv = Keys(voice_stack.prefix), call.conversation_id
+    turns = [json.loads(t) for t in client.lrange(keys.conv(conv, "turns"), 0, -1)]
     assert len(turns) == len(CUSTOMER)
     text = " ".join(t["text"].lower() for t in turns)
     assert "waiting" in text and "money" in text
     assert not any(word in text for word in AGENT_WORDS) and "hold" not in text
     assert all(t["label"] and -1 <= t["valence"] <= 1 for t in turns)
-    events = [fields for _, fields in client.xrange(f"{prefix}:events") if fields["conversation_id"] == conv]
+    events = [
+        fields for _, fields in client.xrange(keys.events(keys.shard_of(conv))) if fields["conversation_id"] == conv
+    ]
     assert [e["type"] for e in events if e["type"] == "turn"] == ["turn"] * len(CUSTOMER)
     assert {e["channel"] for e in events} == {"genesys"} and {e["customer_id"] for e in events} == {"+15550123"}
-    meta = client.hgetall(f"{prefix}:conv:{conv}:meta")
+    meta = client.hgetall(keys.conv(conv, "meta"))
     assert (meta["channel"], meta["n_turns"]) == ("genesys", str(len(CUSTOMER)))
     closed_line = re.search(rf"audiohook\.session\.closed session_id={call.session_id} .*", voice_stack.log())
     # Every analysed customer turn was offered to the session's caller baseline, which took the calm ones

@@ -19,6 +19,7 @@ from typing import IO, Any, Iterator
 import pytest
 import redis
 
+from plugin.keys import Keys
 from scripts.stack import (
     RASA_TOKEN_ENV,
     REPO,
@@ -112,8 +113,13 @@ class Stack:
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.state_url, decode_responses=True)
 
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.prefix)
+
     def handoffs(self, sender: str) -> list[dict]:
-        entries = self.redis().xrange(f"{self.prefix}:handoffs")
+        """The conversation's handoff cases (in its shard's stream, plugin.keys)."""
+        entries = self.redis().xrange(self.keys.handoffs(self.keys.shard_of(sender)))
         cases = [json.loads(fields["data"]) for _, fields in entries]
         return [c for c in cases if c["conversation_id"] == sender]
 

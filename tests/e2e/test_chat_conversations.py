@@ -60,7 +60,7 @@ def test_a_customer_growing_angrier_is_handed_to_a_human_with_the_reason(stack: 
     assert len(case["emotion_timeline"]) == turn
     assert case["emotion_timeline"][-1]["valence"] < 0
     assert case["transcript"][0] == {"from": "customer", "text": ANGRIER[0], "ts": case["transcript"][0]["ts"]}
-    meta = stack.redis().hgetall(f"{stack.prefix}:conv:{who}:meta")
+    meta = stack.redis().hgetall(stack.keys.conv(who, "meta"))
     assert meta["escalation_reason"] == case["reason"]
 
 
@@ -73,7 +73,7 @@ def test_a_calm_customer_is_not_escalated(stack: Stack) -> None:
     assert tracker["slots"]["handed_off"] is False
     assert tracker["slots"]["toneline_tone"] in {"neutral", "upbeat"}
     assert stack.handoffs(who) == []
-    assert stack.redis().llen(f"{stack.prefix}:conv:{who}:turns") == len(CALM)
+    assert stack.redis().llen(stack.keys.conv(who, "turns")) == len(CALM)
 
 
 def test_the_same_intent_gets_a_gentler_reply_when_the_customer_is_upset(stack: Stack) -> None:
@@ -102,7 +102,7 @@ def test_a_voice_estimate_in_metadata_reaches_the_parse_data(stack: Stack) -> No
     emotion = emotion_of(stack, who)
     assert set(emotion["weights"]) == {"text", "voice"}
     assert emotion["weights"]["voice"] > emotion["weights"]["text"]
-    assert stack.redis().hget(f"{stack.prefix}:conv:{who}:meta", "channel") == "twilio"
+    assert stack.redis().hget(stack.keys.conv(who, "meta"), "channel") == "twilio"
 
 
 @pytest.mark.parametrize("metadata", [{"toneline": "loud"}, {"toneline": {"voice": {"probs": [9]}}}, {"other": 1}])
@@ -116,7 +116,7 @@ def test_redis_outage_mid_conversation(stack: Stack) -> None:
     if stack.state is None:
         pytest.skip("needs `redis-server` on PATH to stop and restart Toneline's Redis")
     who = sender()
-    turns_key = f"{stack.prefix}:conv:{who}:turns"
+    turns_key = stack.keys.conv(who, "turns")
     assert stack.say(who, "Hello there")
     assert stack.redis().llen(turns_key) == 1
     stack.state.stop()

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from plugin import settings as toneline_settings
+from plugin.keys import Keys
 from scripts.stack import RASA_DIR, free_port, start_dashboard, stop
 from tests.e2e.conftest import ARTIFACTS, Stack
 from tests.e2e.test_dashboard import Dashboard, browser, shot, sign_in  # noqa: F401 (the browser fixture)
@@ -85,7 +86,7 @@ def test_an_opt_out_stops_the_analysis_shows_on_the_dashboard_and_corrections_an
         assert "toneline" not in event["parse_data"], "no emotion after the opt-out"
         assert event["parse_data"]["toneline_consent"]["opted_out"] is True
     state = stack.redis()
-    assert state.hget(f"{stack.prefix}:cust:{who}:consent", "opted_out") == "1"
+    assert state.hget(Keys(stack.prefix).cust(who, "consent"), "opted_out") == "1"
     assert re.search(r"toneline\.turn\.not_analysed", stack.log_path.read_text())
 
     sign_in(page, admin_dashboard)
@@ -102,7 +103,7 @@ def test_an_opt_out_stops_the_analysis_shows_on_the_dashboard_and_corrections_an
     turns.nth(0).locator("button.mark-right").click()
     expect(turns.nth(0).locator(".correction-note")).to_have_text(re.compile(r"^right \(supervisor\)$"))
     shot(page, "6-corrections")
-    stored = {f: json.loads(v) for f, v in state.hgetall(f"{stack.prefix}:cust:{who}:corrections").items()}
+    stored = {f: json.loads(v) for f, v in state.hgetall(Keys(stack.prefix).cust(who, "corrections")).items()}
     assert len(stored) == 2
     wrong = next(c for c in stored.values() if c["verdict"] == "wrong")
     assert wrong["label"] == "sad" and wrong["by"] == "supervisor" and wrong["at"] > 0

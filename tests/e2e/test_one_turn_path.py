@@ -130,10 +130,10 @@ def run(door: Door, stack: Stack, customer: str, words: list[str], voice: Emotio
 
 def recorded(stack: Stack, conversation: str) -> dict[str, Any]:
     """What Redis holds of a conversation, without ids, times, channel, intent or transcript."""
-    client, prefix = stack.redis(), stack.prefix
-    turns = [json.loads(t) for t in client.lrange(f"{prefix}:conv:{conversation}:turns", 0, -1)]
-    meta = client.hgetall(f"{prefix}:conv:{conversation}:meta")
-    escalations = [json.loads(e) for e in client.lrange(f"{prefix}:conv:{conversation}:escalations", 0, -1)]
+    client, keys = stack.redis(), stack.keys
+    turns = [json.loads(t) for t in client.lrange(keys.conv(conversation, "turns"), 0, -1)]
+    meta = client.hgetall(keys.conv(conversation, "meta"))
+    escalations = [json.loads(e) for e in client.lrange(keys.conv(conversation, "escalations"), 0, -1)]
     cases = stack.handoffs(conversation)
     return {
         "turns": [

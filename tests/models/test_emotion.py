@@ -116,3 +116,34 @@ def test_turn_emotion_serialises_small_and_parses_back() -> None:
     assert [e.modality for e in back.estimates] == [Modality.TEXT, Modality.VOICE]
     with pytest.raises(InvalidEstimate):
         TurnEmotion.from_dict({"weights": {}})
+
+
+def test_family_evidence_moves_mass_to_the_plain_label_and_keeps_named_emotions() -> None:
+    from models.emotion import FAMILY_NAMES, LABEL_INDEX, family_masses, with_family_evidence
+
+    probs = np.array([0.7, 0.1, 0.02, 0.06, 0.01, 0.01, 0.1])  # neutral 0.8, happy 0.1, negative 0.1
+    sentiment = np.array([0.9, 0.08, 0.02])  # a complaint stated calmly: negative 0.9
+    assert np.allclose(with_family_evidence(probs, sentiment, 0.0), probs)
+    out = with_family_evidence(probs, sentiment, 0.5)
+    assert np.isclose(out.sum(), 1.0)
+    masses = dict(zip(FAMILY_NAMES, family_masses(out)))
+    assert np.isclose(masses["negative"], 0.5 * 0.1 + 0.5 * 0.9)
+    assert np.isclose(masses["positive"], 0.5 * 0.1 + 0.5 * 0.02)
+    # What the negative family gained went to sad (disappointment), not to anger: the anger the
+    # emotion head named stays as it named it, so a calm complaint is no outburst.
+    assert np.isclose(out[LABEL_INDEX["angry"]], probs[LABEL_INDEX["angry"]])
+    gained = masses["negative"] - 0.1
+    assert np.isclose(out[LABEL_INDEX["sad"]], probs[LABEL_INDEX["sad"]] + gained)
+    # A family that lost mass kept its labels' proportions (neutral : surprised as 0.7 : 0.1).
+    assert np.isclose(out[LABEL_INDEX["neutral"]] / out[LABEL_INDEX["surprised"]], 7.0)
+
+
+def test_family_evidence_reads_batches_row_by_row() -> None:
+    from models.emotion import with_family_evidence
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(7), size=5)
+    families = rng.dirichlet(np.ones(3), size=5)
+    batch = with_family_evidence(probs, families, 0.7)
+    rows = np.stack([with_family_evidence(p, f, 0.7) for p, f in zip(probs, families)])
+    assert np.allclose(batch, rows) and np.allclose(batch.sum(1), 1.0)

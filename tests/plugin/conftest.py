@@ -8,6 +8,20 @@ from rasa.engine.storage.local_model_storage import LocalModelStorage
 from rasa.engine.storage.resource import Resource
 
 from plugin.nlu import EmotionRecognizer
+from scripts.stack import RedisEndpoint
+from tests.conftest import cluster_endpoint
+
+# The tests of Toneline's state (store, policy, outbox, handoff, turn service, dashboard) run against a single Redis
+# and against a real Redis Cluster: the same code, the same key layout (plugin.keys).
+BACKENDS = ["single", "cluster"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def redis_endpoint(request: pytest.FixtureRequest) -> RedisEndpoint:
+    if request.param == "cluster":
+        return cluster_endpoint(request.getfixturevalue("redis_cluster"))
+    endpoint: RedisEndpoint = request.getfixturevalue("single_redis")
+    return endpoint
 
 
 @pytest.fixture(scope="session")

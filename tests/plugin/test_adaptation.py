@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis as AsyncRedis
 
 from models import adapt
 from models.emotion import LABELS
@@ -27,6 +26,7 @@ from models.text import DEFAULT_MODEL, TextEmotionModel
 from plugin.corrections import CorrectionRequest, CorrectionStore, export
 from plugin.keys import Keys
 from plugin.nlu import served_text_weights
+from plugin.redis_client import connect_async
 from plugin.routing import Decision, RoutingConfig, TurnRecord, summarize
 from plugin.settings import AdaptationSettings, RedisSettings, Settings, SettingsError
 from plugin.state import ConversationInfo, StateStore
@@ -45,7 +45,7 @@ def errors(model: TextEmotionModel, turns: list[Turn]) -> float:
 
 def record_and_correct(endpoint: RedisEndpoint, prefix: str, turns: list[Turn], shipped: TextEmotionModel) -> int:
     """Each turn recorded as the shipped model read it, its words retained, and corrected by a supervisor."""
-    store = StateStore(RedisSettings(url=endpoint.url, prefix=prefix))
+    store = StateStore(RedisSettings(url=endpoint.url, cluster=endpoint.cluster, prefix=prefix))
     requests = []
     for i, (turn, reading) in enumerate(zip(turns, shipped.predict_batch([t.text for t in turns]))):
         conversation, message = f"{turn.customer_id}-chat", f"m{i}"
@@ -59,7 +59,7 @@ def record_and_correct(endpoint: RedisEndpoint, prefix: str, turns: list[Turn], 
         )
 
     async def correct_all() -> int:
-        async with AsyncRedis.from_url(endpoint.url, decode_responses=True) as client:
+        async with connect_async(store.settings) as client:
             corrections = CorrectionStore(client, Keys(prefix), RETAIN)
             done = [await corrections.correct(r, "supervisor-1") for r in requests]
         return sum(d is not None for d in done)
@@ -92,6 +92,33 @@ def test_the_head_adaptation_refits_is_the_one_the_runtime_reads() -> None:
     assert [LABELS[int(i)] for i in heads] == [e.label for e in runtime]
 
 
+def test_the_adapted_checkpoint_keeps_the_parent_s_sentiment_branch(tmp_path: Path) -> None:
+    import torch
+
+    from models.checkpoint import Checkpoint
+
+    shipped = Checkpoint.load(DEFAULT_MODEL)
+    branch = {"sentiment.head.out.weight": torch.arange(6.0).reshape(3, 2)}
+    spec = {"depth": 1, "hidden": 2, "adapter": {"r": 4}}
+    parent = Checkpoint(
+        {**shipped.state_dict, **branch},
+        shipped.labels,
+        shipped.temperature,
+        {**shipped.arch, "sentiment": spec},
+        shipped.info,
+    )
+    head = adapt.head_copy(adapt.head_of(parent))
+    with torch.no_grad():
+        next(iter(head.parameters())).add_(1.0)  # a refit head: different from the parent's
+    outcome = adapt.Outcome(counts={}, held_out={})
+    written = Checkpoint.load(adapt.write(tmp_path, parent, head, DEFAULT_MODEL, "0" * 16, outcome, adapt.Options()))
+    assert written.arch["sentiment"] == spec
+    assert torch.equal(written.state_dict["sentiment.head.out.weight"], branch["sentiment.head.out.weight"])
+    assert set(written.state_dict) == set(parent.state_dict)
+    refit, before = (next(iter(adapt.head_of(c).parameters())) for c in (written, parent))
+    assert not torch.equal(refit, before), "only the head is replaced"
+
+
 def test_a_broken_weights_dir_stops_start_up_and_empty_is_the_shipped_model(tmp_path: Path) -> None:
     assert served_text_weights(Settings()) is None
     with pytest.raises(SettingsError, match="weights_dir"):
@@ -109,7 +136,7 @@ def test_200_corrections_halve_the_errors_on_new_customers_and_keep_the_standard
     shipped = TextEmotionModel.load(runtime="torch")
     deployment = customers(50, 4, seed=1)  # 200 corrected turns of 50 customers
     assert record_and_correct(redis_endpoint, redis_prefix, deployment, shipped) == 200
-    store = StateStore(RedisSettings(url=redis_endpoint.url, prefix=redis_prefix))
+    store = StateStore(RedisSettings(url=redis_endpoint.url, cluster=redis_endpoint.cluster, prefix=redis_prefix))
     rows = export(store.client, Keys(redis_prefix))
     assert len(rows) == 200
     corrections, out = tmp_path / "corrections.jsonl", tmp_path / "adapted"

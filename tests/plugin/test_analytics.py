@@ -25,7 +25,7 @@ PASSWORD = "correct horse battery staple"
 
 def seed(endpoint: RedisEndpoint, prefix: str) -> str:
     """Two conversations, one escalated with a handoff case; returns the case id."""
-    settings = from_mapping({"redis": {"url": endpoint.url, "prefix": prefix}}, env={})
+    settings = from_mapping({"redis": {"url": endpoint.url, "cluster": endpoint.cluster, "prefix": prefix}}, env={})
     store = StateStore(settings.redis)
     now = time.time()
     for conv, valence, escalate in (("calm", 0.4, False), ("angry", -0.7, True)):
@@ -61,7 +61,8 @@ def seed(endpoint: RedisEndpoint, prefix: str) -> str:
 
 @pytest_asyncio.fixture
 async def client(redis_endpoint: RedisEndpoint, redis_prefix: str) -> AsyncIterator[TestClient]:
-    settings = from_mapping({"redis": {"url": redis_endpoint.url, "prefix": redis_prefix}}, env={})
+    redis = {"url": redis_endpoint.url, "cluster": redis_endpoint.cluster, "prefix": redis_prefix}
+    settings = from_mapping({"redis": redis}, env={})
     app = create_app(settings, env={PASSWORD_ENV: PASSWORD})
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
@@ -129,7 +130,7 @@ async def test_posts_need_the_csrf_token(client: TestClient, redis_endpoint: Red
     assert claimed.status == 200 and (await claimed.json())["claim"]["agent"] == "supervisor"
     again = await client.post(f"/api/escalations/{case_id}/claim", headers={"X-CSRF-Token": csrf})
     assert again.status == 200, "claiming your own case again is idempotent"
-    missing = await client.post("/api/escalations/1-0/claim", headers={"X-CSRF-Token": csrf})
+    missing = await client.post("/api/escalations/s00-1-0/claim", headers={"X-CSRF-Token": csrf})
     assert missing.status == 404
     await client.post("/api/logout", headers={"X-CSRF-Token": csrf})
     assert (await client.get("/api/floor", allow_redirects=False)).status == 401

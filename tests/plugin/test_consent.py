@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pytest
-import redis
 from rasa.shared.core.events import UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.training_data.message import Message
@@ -22,9 +21,11 @@ from models.fusion import load_fusion
 from models.text import TextEmotionModel
 from plugin import settings as toneline_settings
 from plugin.consent import Consent, Reading, StoredConsent, asked
+from plugin.keys import Keys
 from plugin.metadata import CONSENT_KEY, PARSE_KEY, TurnMetadata, parse
 from plugin.nlu import EmotionRecognizer, shared_text_model
 from plugin.outbox import outbox_for
+from plugin.redis_client import connect
 from plugin.settings import ConsentSettings, RedisSettings, Settings, SettingsError
 from plugin.state import ConversationInfo, StateStore
 from plugin.turn import ConversationLog, TurnService
@@ -47,7 +48,9 @@ class CountingTextModel:
 
 
 def settings_on(redis_endpoint: RedisEndpoint, prefix: str, **redis_args: Any) -> Settings:
-    return Settings(redis=RedisSettings(url=redis_endpoint.url, prefix=prefix, **redis_args))
+    return Settings(
+        redis=RedisSettings(url=redis_endpoint.url, cluster=redis_endpoint.cluster, prefix=prefix, **redis_args)
+    )
 
 
 def recognizer_on(settings: Settings) -> tuple[EmotionRecognizer, CountingTextModel]:
@@ -145,9 +148,7 @@ def test_an_opt_out_by_intent_stops_every_model_for_that_customer_on_every_chann
     recognizer.process([stop])
     assert PARSE_KEY not in stop.as_dict(only_output_properties=True), "the opt-out turn itself is not read"
     assert stop.get(CONSENT_KEY)["opted_out"] is True and stop.get(CONSENT_KEY)["changed"] is True
-    stored = redis.Redis.from_url(redis_endpoint.url, decode_responses=True).hgetall(
-        f"{redis_prefix}:cust:cust-9:consent"
-    )
+    stored = connect(settings.redis).hgetall(Keys(redis_prefix).cust("cust-9", "consent"))
     assert stored["opted_out"] == "1" and stored["source"] == "intent" and float(stored["at"]) >= before
     # Later turns, on the phone too (another conversation, the voice estimate in the metadata): nothing runs.
     for message in (
@@ -175,7 +176,7 @@ def test_the_metadata_flag_opts_out_without_the_bot_understanding_anything(
     message = turn("hello", "greet", "crm-1", "genesys", opt_out=True)
     recognizer.process([message])
     assert PARSE_KEY not in message.as_dict() and not text_model.calls
-    assert StoredConsent(StateStore(RedisSettings(url=redis_endpoint.url, prefix=redis_prefix)))("crm-1") is True
+    assert StoredConsent(StateStore(settings_on(redis_endpoint, redis_prefix).redis))("crm-1") is True
 
 
 def test_agents_words_never_opt_the_customer_out(redis_endpoint: RedisEndpoint, redis_prefix: str) -> None:
@@ -204,7 +205,7 @@ def test_while_redis_is_away_the_conversation_remembers_and_the_choice_waits_on_
     # The held choice reaches Redis once it is back.
     outbox = recognizer.service.outbox
     assert outbox is not None and "cust-5" in outbox.path.read_text()
-    up = StateStore(RedisSettings(url=redis_endpoint.url, prefix=redis_prefix))
+    up = StateStore(settings_on(redis_endpoint, redis_prefix).redis)
     assert outbox_for(up, "state").flush()
     assert StoredConsent(up)("cust-5") is True
 
@@ -218,8 +219,8 @@ def test_an_opted_out_conversation_is_recorded_without_emotion(
     meta = TurnMetadata("cust-7", "genesys", estimates=(ANGRY_VOICE,))
     assert service.turn(log, "I am furious", meta, "m-1") is None
     assert not log.turns
-    client = redis.Redis.from_url(redis_endpoint.url, decode_responses=True)
-    meta_fields = client.hgetall(f"{redis_prefix}:conv:conv-7:meta")
+    client = connect(settings_on(redis_endpoint, redis_prefix).redis)
+    meta_fields = client.hgetall(Keys(redis_prefix).conv("conv-7", "meta"))
     assert meta_fields["customer_id"] == "cust-7" and meta_fields["n_turns"] == "0" and meta_fields["tone"] == "neutral"
 
 
@@ -228,11 +229,11 @@ def test_only_analysed_turns_words_are_retained_and_only_when_the_deployment_ret
 ) -> None:
     from plugin.settings import AdaptationSettings
 
-    client = redis.Redis.from_url(redis_endpoint.url, decode_responses=True)
+    client = connect(settings_on(redis_endpoint, redis_prefix).redis)
     for retain in (False, True):
         prefix = f"{redis_prefix}-{retain}"
         settings = Settings(
-            redis=RedisSettings(url=redis_endpoint.url, prefix=prefix), adaptation=AdaptationSettings(retain=retain)
+            redis=settings_on(redis_endpoint, prefix).redis, adaptation=AdaptationSettings(retain=retain)
         )
         recognizer, _ = recognizer_on(settings)
         tracker = DialogueStateTracker.from_events("conv-r", [])
@@ -244,10 +245,12 @@ def test_only_analysed_turns_words_are_retained_and_only_when_the_deployment_ret
         for i, message in enumerate((words, stop, after)):
             message.set("message_id", f"m{i}")
             recognizer.process([message], tracker)
-        retained = client.hgetall(f"{prefix}:conv:conv-r:retained")
+        keys = Keys(prefix)
+        retained = client.hgetall(keys.conv("conv-r", "retained"))
         if retain:
             assert retained == {"m0": json.dumps({"text": "where is my refund", "voice_ref": "ref-1"})}
-            assert 0 < client.ttl(f"{prefix}:conv:conv-r:retained") <= 90 * 86400
+            assert 0 < client.ttl(keys.conv("conv-r", "retained")) <= 90 * 86400
         else:
             assert retained == {}
-        client.delete(f"{prefix}:conv:conv-r:retained", f"{prefix}:cust:cust-r:consent")
+        for key in (keys.conv("conv-r", "retained"), keys.cust("cust-r", "consent")):  # different slots
+            client.delete(key)

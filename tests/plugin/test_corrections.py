@@ -9,11 +9,12 @@ from typing import Any, AsyncIterator
 
 import pytest
 import pytest_asyncio
-import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from plugin.analytics.app import PASSWORD_ENV, create_app
 from plugin.corrections import BadCorrection, CorrectionRequest, VoiceRetainer, agreement, week_of
+from plugin.keys import Keys
+from plugin.redis_client import connect
 from plugin.routing import Decision, RoutingConfig, TurnRecord, summarize
 from plugin.settings import from_mapping
 from plugin.state import ConversationInfo, StateStore
@@ -26,7 +27,7 @@ MODALITIES = {"text": {"label": "angry", "confidence": 0.8}, "voice": {"label": 
 def settings_for(endpoint: RedisEndpoint, prefix: str, retain: bool) -> Any:
     return from_mapping(
         {
-            "redis": {"url": endpoint.url, "prefix": prefix},
+            "redis": {"url": endpoint.url, "cluster": endpoint.cluster, "prefix": prefix},
             "adaptation": {"retain": retain, "retention_days": 30},
             "analytics": {"administrators": ["supervisor"]},
         },
@@ -114,8 +115,8 @@ async def test_a_correction_keeps_who_when_the_readings_and_retained_material_on
         before = time.time()
         response = await client.post(url, json=body, headers={"X-CSRF-Token": csrf})
         assert response.status == 200, await response.text()
-        raw = redis.Redis.from_url(redis_endpoint.url, decode_responses=True).hget(
-            f"{redis_prefix}-{retain}:cust:cust-1:corrections", "conv-1|m1|emotion"
+        raw = connect(settings.redis).hget(
+            Keys(f"{redis_prefix}-{retain}").cust("cust-1", "corrections"), "conv-1|m1|emotion"
         )
         stored = json.loads(raw)
         assert stored["by"] == "supervisor" and stored["at"] >= before and stored["label"] == "neutral"
@@ -135,13 +136,15 @@ async def test_an_opted_out_customer_s_words_are_never_retained(
 ) -> None:
     settings = settings_for(redis_endpoint, redis_prefix, True)
     store = seed(settings)
-    store.client.hset(f"{redis_prefix}:cust:cust-1:consent", mapping={"opted_out": "1", "at": "1", "source": "intent"})
+    store.client.hset(
+        Keys(redis_prefix).cust("cust-1", "consent"), mapping={"opted_out": "1", "at": "1", "source": "intent"}
+    )
     client, csrf = await make_client(settings)
     body = {"message_id": "m1", "kind": "emotion", "verdict": "right"}
     stored = await (
         await client.post("/api/conversations/conv-1/corrections", json=body, headers={"X-CSRF-Token": csrf})
     ).json()
-    raw = json.loads(store.client.hget(f"{redis_prefix}:cust:cust-1:corrections", "conv-1|m1|emotion"))
+    raw = json.loads(store.client.hget(Keys(redis_prefix).cust("cust-1", "corrections"), "conv-1|m1|emotion"))
     assert "retained" not in raw and stored["label"] == "angry"
     floor = await (await client.get("/api/floor")).json()
     assert floor["conversations"][0]["opted_out"] is True
@@ -186,7 +189,8 @@ async def test_only_administrators_erase_and_the_floor_forgets_the_customer(
     settings = settings_for(redis_endpoint, redis_prefix, False)
     seed(settings)
     client, csrf = await make_client(settings)
-    plain = from_mapping({"redis": {"url": redis_endpoint.url, "prefix": redis_prefix}}, env={})
+    redis_section = {"url": redis_endpoint.url, "cluster": redis_endpoint.cluster, "prefix": redis_prefix}
+    plain = from_mapping({"redis": redis_section}, env={})
     other, other_csrf = TestClient(TestServer(create_app(plain, env={PASSWORD_ENV: PASSWORD}))), ""
     await other.start_server()
     try:

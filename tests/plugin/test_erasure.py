@@ -16,16 +16,15 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-import redis
-from redis.asyncio import Redis as AsyncRedis
-
 from models.emotion import EmotionEstimate
 from plugin.analytics.data import Dashboard
 from plugin.consent import Consent
-from plugin.erasure import Eraser
+from plugin.erasure import Eraser, scan
 from plugin.handoff import HandoffOutbox, build_case_from_records
+from plugin.keys import Keys
 from plugin.metadata import TurnMetadata
 from plugin.outbox import outbox_for
+from plugin.redis_client import SyncClient, connect, connect_async
 from plugin.settings import PrivacySettings, RedisSettings, Settings
 from plugin.state import ConversationInfo, StateStore
 from plugin.turn import ConversationLog, TurnService
@@ -37,7 +36,7 @@ KEPT = "cust-keep-91b2"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def values(client: redis.Redis, key: str) -> Iterator[str]:
+def values(client: SyncClient, key: str) -> Iterator[str]:
     """Every string stored at `key`, whatever its type."""
     kind = client.type(key)
     if kind == "string":
@@ -58,10 +57,11 @@ def values(client: redis.Redis, key: str) -> Iterator[str]:
                 yield from (field, value)
 
 
-def mentions(client: redis.Redis, prefix: str, customer: str) -> list[str]:
+def mentions(client: SyncClient, prefix: str, customer: str) -> list[str]:
+    """Keys under `prefix` that name the customer, in every shard (on a cluster, on every master)."""
     found = []
-    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        if key.startswith(f"{prefix}:rollup:"):
+    for key in scan(client, f"{prefix}:*"):
+        if ":rollup:" in key:
             continue  # counts and a HyperLogLog: no id can be read back (docs/compliance.md)
         if customer in key or any(customer in value for value in values(client, key)):
             found.append(key)
@@ -80,24 +80,28 @@ def converse(service: TurnService, customer: str, conversation: str, channel: st
         )
 
 
-def populate(redis_endpoint: RedisEndpoint, prefix: str) -> tuple[TurnService, redis.Redis]:
-    settings = Settings(
-        redis=RedisSettings(url=redis_endpoint.url, prefix=prefix), privacy=PrivacySettings(store_transcripts=True)
-    )
+def redis_on(redis_endpoint: RedisEndpoint, prefix: str) -> RedisSettings:
+    return RedisSettings(url=redis_endpoint.url, cluster=redis_endpoint.cluster, prefix=prefix)
+
+
+def populate(redis_endpoint: RedisEndpoint, prefix: str) -> tuple[TurnService, SyncClient]:
+    settings = Settings(redis=redis_on(redis_endpoint, prefix), privacy=PrivacySettings(store_transcripts=True))
     service = TurnService.connected(settings)
     for customer in (GONE, KEPT):
         converse(service, customer, f"{customer}-chat", "rest")
         converse(service, customer, f"call-{customer[-4:]}", "twilio")  # a conversation id without the customer's
         service.keep_consent(customer, Consent(True, time.time(), "intent"))
-    client = redis.Redis.from_url(redis_endpoint.url, decode_responses=True)
-    cases = client.xrange(f"{prefix}:handoffs")
+    client = connect(settings.redis)
+    cases = service.store.handoff_cases()  # type: ignore[union-attr]
     assert len(cases) == 4, "one case per escalated conversation"
+    shards = {Keys(prefix).shard_of(case["conversation_id"]) for _, case in cases}
+    assert len(shards) > 1, "the customers' data must be spread over several shards"
 
     async def claim_all() -> None:
-        async with AsyncRedis.from_url(redis_endpoint.url, decode_responses=True) as async_client:
-            dashboard = Dashboard(async_client, prefix, 1800)
+        async with connect_async(settings.redis) as async_client:
+            dashboard = Dashboard(async_client, prefix, 1800, settings.redis.shards)
             for case_id, _ in cases:
-                await dashboard.claim(case_id, "agent-1")
+                assert await dashboard.claim(case_id, "agent-1")
 
     asyncio.run(claim_all())
     # A write held on disk while Redis was away, for each customer.
@@ -118,23 +122,28 @@ def test_erasure_leaves_nothing_that_names_the_customer_and_keeps_everyone_else(
     assert store is not None
     report = Eraser(store).erase(GONE)
     assert sorted(report.conversations) == sorted([f"{GONE}-chat", "call-7f3a"])
-    assert report.stream_entries[f"{redis_prefix}:handoffs"] == 2 and report.claims == 2
-    assert report.stream_entries[f"{redis_prefix}:events"] >= 8  # 8 turns and 2 escalations
+    keys = store.keys
+    handoffs = {keys.handoffs(shard) for shard in keys.all_shards()}
+    events = {keys.events(shard) for shard in keys.all_shards()}
+    assert sum(n for s, n in report.stream_entries.items() if s in handoffs) == 2 and report.claims == 2
+    assert sum(n for s, n in report.stream_entries.items() if s in events) >= 8  # 8 turns and 2 escalations
     assert report.outbox_records == 1
-    assert f"{redis_prefix}:cust:{GONE}:consent" in report.keys
+    assert keys.cust(GONE, "consent") in report.keys
     assert mentions(client, redis_prefix, GONE) == []
-    held = outbox_for(StateStore(RedisSettings(prefix=redis_prefix)), "handoffs").path.read_text()
+    held = outbox_for(StateStore(redis_on(redis_endpoint, redis_prefix)), "handoffs").path.read_text()
     assert GONE not in held and KEPT in held
     # Everyone else is untouched.
     assert mentions(client, redis_prefix, KEPT)
-    assert len(client.xrange(f"{redis_prefix}:handoffs")) == 2
-    assert client.hget(f"{redis_prefix}:cust:{KEPT}:consent", "opted_out") == "1"
-    assert client.zscore(f"{redis_prefix}:active", f"{KEPT}-chat") is not None
+    assert len(store.handoff_cases()) == 2
+    assert client.hget(keys.cust(KEPT, "consent"), "opted_out") == "1"
+    assert client.zscore(keys.active(keys.shard_of(f"{KEPT}-chat")), f"{KEPT}-chat") is not None
+    assert client.zscore(keys.active(keys.shard_of(f"{GONE}-chat")), f"{GONE}-chat") is None
 
 
 def test_the_command_line_erases_and_prints_what_it_removed(redis_endpoint: RedisEndpoint, redis_prefix: str) -> None:
     _, client = populate(redis_endpoint, redis_prefix)
     env = {**os.environ, "TONELINE_REDIS_URL": redis_endpoint.url, "TONELINE_PREFIX": redis_prefix}
+    env["TONELINE_REDIS_CLUSTER"] = "1" if redis_endpoint.cluster else "0"
     command = [sys.executable, "-m", "plugin.state", "erase", GONE]
     done = subprocess.run([*command, "--json"], cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -154,10 +163,10 @@ def test_an_erasure_while_redis_is_away_says_so(redis_prefix: str) -> None:
 
 
 def test_glob_characters_in_an_id_erase_only_that_customer(redis_endpoint: RedisEndpoint, redis_prefix: str) -> None:
-    store = StateStore(RedisSettings(url=redis_endpoint.url, prefix=redis_prefix))
+    store = StateStore(redis_on(redis_endpoint, redis_prefix))
     service = TurnService(Settings(redis=store.settings), store=store)
     for customer in ("a*", "ab"):
         service.keep_consent(customer, Consent(True, time.time(), "metadata"))
     Eraser(store).erase("a*")
-    assert store.client.exists(f"{redis_prefix}:cust:ab:consent")
-    assert not store.client.exists(f"{redis_prefix}:cust:a*:consent")
+    assert store.client.exists(store.keys.cust("ab", "consent"))
+    assert not store.client.exists(store.keys.cust("a*", "consent"))

@@ -59,7 +59,6 @@ def test_messages_without_an_id_get_distinct_ids_from_their_time_not_the_string_
 def test_cases_held_while_redis_is_down_are_written_once_in_order_after_a_restart(
     redis_endpoint, redis_prefix, tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import json
 
     from plugin.handoff import HandoffOutbox
     from plugin.settings import RedisSettings
@@ -68,18 +67,23 @@ def test_cases_held_while_redis_is_down_are_written_once_in_order_after_a_restar
 
     monkeypatch.setenv("TONELINE_OUTBOX_DIR", str(tmp_path))
     down = StateStore(
-        RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0", prefix=redis_prefix, retry_after_seconds=60)
+        RedisSettings(
+            url=f"redis://127.0.0.1:{free_port()}/0",
+            cluster=redis_endpoint.cluster,
+            prefix=redis_prefix,
+            retry_after_seconds=60,
+        )
     )
     before = HandoffOutbox(down)
     cases = [build_case(c, EVENTS, customer_id=c, channel="rest", reason="r", transcript_turns=1) for c in "abc"]
     assert [before.push(case) for case in cases] == [None, None, None]
     assert before.push(cases[0]) is None  # the same decision again (a retry): still one case in the end
     # The process dies; its successor, with Redis back, replays what was held.
-    after = HandoffOutbox(StateStore(RedisSettings(url=redis_endpoint.url, prefix=redis_prefix)))
+    up = RedisSettings(url=redis_endpoint.url, cluster=redis_endpoint.cluster, prefix=redis_prefix)
+    after = HandoffOutbox(StateStore(up))
     assert after.outbox.flush()
     assert after.push(build_case("d", EVENTS, customer_id="d", channel="rest", reason="r", transcript_turns=1))
-    entries = after.store.client.xrange(after.store.handoff_stream)
-    written = [json.loads(fields["data"])["conversation_id"] for _, fields in entries]
+    written = [case["conversation_id"] for _, case in after.store.handoff_cases()]
     assert written == ["a", "b", "c", "d"]
     assert after.outbox.pending_bytes() == 0
 

@@ -22,9 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 DOMAIN = Domain.load(str(REPO / "rasa_project" / "domain.yml"))
 
 
-def policy_with(tmp_path: Path, rasa_context: tuple, redis_url: str, prefix: str) -> EmotionPolicy:
+def policy_with(tmp_path: Path, rasa_context: tuple, redis: RedisEndpoint | str, prefix: str) -> EmotionPolicy:
     config_file = tmp_path / "toneline.yml"
-    config_file.write_text(yaml.safe_dump({"redis": {"url": redis_url, "prefix": prefix, "retry_after_seconds": 60}}))
+    url, cluster = (redis, False) if isinstance(redis, str) else (redis.url, redis.cluster)
+    settings = {"url": url, "cluster": cluster, "prefix": prefix, "retry_after_seconds": 60}
+    config_file.write_text(yaml.safe_dump({"redis": settings}))
     config = {**EmotionPolicy.get_default_config(), "config": str(config_file)}
     return EmotionPolicy(config, *rasa_context)
 
@@ -67,7 +69,7 @@ def conversation(turns: list) -> list:
 def test_sustained_anger_predicts_the_handoff_and_records_it(
     tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
 ) -> None:
-    policy = policy_with(tmp_path, rasa_context, redis_endpoint.url, redis_prefix)
+    policy = policy_with(tmp_path, rasa_context, redis_endpoint, redis_prefix)
     tracker = tracker_of(*conversation(ANGRY))
     prediction = policy.predict_action_probabilities(tracker, DOMAIN)
     assert predicted(prediction) == "action_handoff"
@@ -82,7 +84,7 @@ def test_sustained_anger_predicts_the_handoff_and_records_it(
 def test_calm_customer_gets_no_prediction_and_no_needless_slot_events(
     tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
 ) -> None:
-    policy = policy_with(tmp_path, rasa_context, redis_endpoint.url, redis_prefix)
+    policy = policy_with(tmp_path, rasa_context, redis_endpoint, redis_prefix)
     tracker = tracker_of(*conversation([("hello", "greet", {"neutral": 0.9, "happy": 0.1})] * 4))
     prediction = policy.predict_action_probabilities(tracker, DOMAIN)
     assert predicted(prediction) is None
@@ -92,7 +94,7 @@ def test_calm_customer_gets_no_prediction_and_no_needless_slot_events(
 def test_after_the_handoff_it_listens_and_mid_turn_it_abstains(
     tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
 ) -> None:
-    policy = policy_with(tmp_path, rasa_context, redis_endpoint.url, redis_prefix)
+    policy = policy_with(tmp_path, rasa_context, redis_endpoint, redis_prefix)
     handed = tracker_of(*conversation(ANGRY), ActionExecuted("action_handoff"))
     assert predicted(policy.predict_action_probabilities(handed, DOMAIN)) == ACTION_LISTEN_NAME
     mid_turn = tracker_of(*conversation(ANGRY), ActionExecuted("utter_billing"))
@@ -102,7 +104,7 @@ def test_after_the_handoff_it_listens_and_mid_turn_it_abstains(
 def test_no_second_escalation_during_the_cooldown(
     tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
 ) -> None:
-    policy = policy_with(tmp_path, rasa_context, redis_endpoint.url, redis_prefix)
+    policy = policy_with(tmp_path, rasa_context, redis_endpoint, redis_prefix)
     events = conversation(ANGRY) + [ActionExecuted("action_handoff"), ActionExecuted(ACTION_LISTEN_NAME)]
     events += [user_turn("still angry", "complain", angry=0.95, sad=0.05)]
     assert predicted(policy.predict_action_probabilities(tracker_of(*events), DOMAIN)) is None
@@ -127,7 +129,7 @@ MOSTLY_UPSET = [
 def test_mostly_upset_turns_hand_over_with_redis_and_from_the_tracker_alone(
     tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
 ) -> None:
-    policy = policy_with(tmp_path, rasa_context, redis_endpoint.url, redis_prefix)
+    policy = policy_with(tmp_path, rasa_context, redis_endpoint, redis_prefix)
     for n in range(1, len(MOSTLY_UPSET)):
         assert (
             predicted(policy.predict_action_probabilities(tracker_of(*conversation(MOSTLY_UPSET[:n])), DOMAIN)) is None
@@ -150,7 +152,7 @@ def test_mostly_upset_turns_hand_over_with_redis_and_from_the_tracker_alone(
 def test_turns_without_emotion_are_left_alone(
     tmp_path: Path, rasa_context: tuple, redis_prefix: str, redis_endpoint: RedisEndpoint
 ) -> None:
-    policy = policy_with(tmp_path, rasa_context, redis_endpoint.url, redis_prefix)
+    policy = policy_with(tmp_path, rasa_context, redis_endpoint, redis_prefix)
     agent = UserUttered("let me check", parse_data={"intent": {"name": "affirm"}}, message_id="x")
     prediction = policy.predict_action_probabilities(tracker_of(agent), DOMAIN)
     assert predicted(prediction) is None and prediction.events == []

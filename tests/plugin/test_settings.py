@@ -22,6 +22,17 @@ def test_environment_overrides_the_file() -> None:
     assert both.redis.url == "redis://b/0"
 
 
+def test_a_redis_cluster_is_chosen_in_the_file_or_the_environment() -> None:
+    assert settings.from_mapping({}, env={}).redis.cluster is False
+    assert settings.from_mapping({"redis": {"cluster": True}}, env={}).redis.cluster is True
+    from_env = settings.from_mapping({}, env={"TONELINE_REDIS_CLUSTER": "1", "TONELINE_REDIS_URL": "redis://n3:7102/0"})
+    assert from_env.redis.cluster is True and from_env.redis.url == "redis://n3:7102/0"
+    assert (
+        settings.from_mapping({"redis": {"cluster": True}}, env={"TONELINE_REDIS_CLUSTER": "0"}).redis.cluster is False
+    )
+    assert settings.from_mapping({}, env={"TONELINE_REDIS_REPLICA_ACKS": "1"}).redis.replica_acks == 1
+
+
 @pytest.mark.parametrize(
     ("data", "key"),
     [
@@ -30,6 +41,8 @@ def test_environment_overrides_the_file() -> None:
         ({"routing": {"cooldown": 1}}, "cooldown"),
         ({"reddis": {}}, "reddis"),
         ({"state": [1]}, "state"),
+        ({"redis": {"prefix": "a{b}"}}, "redis.prefix"),
+        ({"redis": {"shards": 0}}, "redis.shards"),
     ],
 )
 def test_bad_settings_fail_fast_naming_the_key(data: dict, key: str) -> None:

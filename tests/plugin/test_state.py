@@ -18,7 +18,8 @@ def turns(n: int, start: int = 0, valence: float = -0.5) -> list[TurnRecord]:
 
 
 def store_for(endpoint: RedisEndpoint, prefix: str, **kw: object) -> StateStore:
-    return StateStore(RedisSettings(url=endpoint.url, prefix=prefix, **kw), StateSettings(max_turns=50))  # type: ignore[arg-type]
+    settings = RedisSettings(url=endpoint.url, cluster=endpoint.cluster, prefix=prefix, **kw)  # type: ignore[arg-type]
+    return StateStore(settings, StateSettings(max_turns=50))
 
 
 def record(store: StateStore, info: ConversationInfo, ts: list[TurnRecord], escalate: bool = False) -> int:
@@ -39,8 +40,7 @@ def test_turns_are_recorded_once_per_message_id(redis_endpoint: RedisEndpoint, r
     assert meta["n_turns"] == "3" and meta["customer_id"] == "cust-1" and meta["tone"] == "calm"
     assert json.loads(meta["summary"])["negative_streak"] == 3
     assert json.loads(meta["summary"])["negative_recent"] == 3
-    events = store.client.xrange(store.events_stream)
-    assert [e[1]["type"] for e in events] == ["turn", "turn", "turn"]
+    assert [e["type"] for e in store.conversation_events("conv-1")] == ["turn", "turn", "turn"]
 
 
 def test_escalation_is_recorded_once_and_counts_for_the_customer(
@@ -49,7 +49,7 @@ def test_escalation_is_recorded_once_and_counts_for_the_customer(
     store = store_for(redis_endpoint, redis_prefix)
     record(store, INFO, turns(3), escalate=True)
     record(store, INFO, turns(3), escalate=True)
-    kinds = [e[1]["type"] for e in store.client.xrange(store.events_stream)]
+    kinds = [e["type"] for e in store.conversation_events("conv-1")]
     assert kinds.count("escalation") == 1
     assert store.previous_escalations("cust-1", "conv-1") == 0, "the current conversation does not count"
     assert store.previous_escalations("cust-1", "conv-2") == 1
@@ -64,13 +64,17 @@ def test_history_across_conversations_and_ttl(redis_endpoint: RedisEndpoint, red
     history = store.history("cust")
     assert {h["conversation_id"] for h in history} == {"a", "b"}
     assert {h["channel"] for h in history} == {"rest", "twilio"}
-    for key in store.client.scan_iter(match=f"{redis_prefix}:conv:*"):
+    conversations = list(store.client.scan_iter(match=f"{redis_prefix}:*:conv:*"))
+    customer = list(store.client.scan_iter(match=f"{redis_prefix}:cust:*"))
+    assert len(conversations) == 4 + 3 and len(customer) == 2, "a: 4 keys (escalated), b: 3, the customer: 2"
+    for key in conversations + customer:
         assert 0 < store.client.ttl(key) <= 120
 
 
 def test_turn_list_is_capped(redis_endpoint: RedisEndpoint, redis_prefix: str) -> None:
     store = StateStore(
-        RedisSettings(url=redis_endpoint.url, prefix=redis_prefix), StateSettings(max_turns=5, batch_turns=20)
+        RedisSettings(url=redis_endpoint.url, cluster=redis_endpoint.cluster, prefix=redis_prefix),
+        StateSettings(max_turns=5, batch_turns=20),
     )
     record(store, INFO, turns(8))
     assert [t.message_id for t in store.turns("conv-1")] == ["m3", "m4", "m5", "m6", "m7"]
@@ -121,8 +125,7 @@ def test_breaker_retries_after_the_pause(redis_endpoint: RedisEndpoint, redis_pr
     store = store_for(redis_endpoint, redis_prefix, retry_after_seconds=0.0)
     store.breaker.trip()
     assert record(store, INFO, turns(1)) == 1
-    client = redis.Redis.from_url(redis_endpoint.url)
-    assert client.exists(f"{redis_prefix}:conv:conv-1:turns")
+    assert store.client.exists(store.keys.conv("conv-1", "turns"))
 
 
 def test_meta_keeps_the_last_turn_and_every_escalation(redis_endpoint: RedisEndpoint, redis_prefix: str) -> None:
@@ -132,3 +135,20 @@ def test_meta_keeps_the_last_turn_and_every_escalation(redis_endpoint: RedisEndp
     assert json.loads(store.meta("conv-1")["last_turn"])["message_id"] == "m3"
     assert [e["message_id"] for e in store.escalations("conv-1")] == ["m1", "m3"]
     assert all(e["reason"] == "because" and e["at"] > 0 for e in store.escalations("conv-1"))
+
+
+def test_decisions_wait_for_a_replica_and_say_so_when_none_has_them(
+    redis_endpoint: RedisEndpoint, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = store_for(redis_endpoint, redis_prefix, replica_acks=1, replica_wait_ms=50)
+    caplog.set_level(logging.WARNING, logger="plugin.state")
+    record(store, INFO, turns(2))  # a turn without a decision does not wait
+    record(store, INFO, turns(3), escalate=True)
+    store.push_handoff({"conversation_id": "conv-1", "dedupe_key": "k"})
+    assert len(store.escalations("conv-1")) == 1 and len(store.handoff_cases()) == 1, "written either way"
+    unreplicated = [r for r in caplog.records if "toneline.state.unreplicated" in r.getMessage()]
+    if redis_endpoint.cluster:  # every master of the test cluster has a replica
+        assert not unreplicated
+    else:  # the suite's single Redis has none: said, and not waited for longer than asked
+        assert redis.Redis.from_url(redis_endpoint.url).info("replication")["connected_slaves"] == 0
+        assert len(unreplicated) == 2

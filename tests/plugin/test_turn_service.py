@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pytest
@@ -29,7 +28,8 @@ def voice(estimate: EmotionEstimate = ANGRY, customer: str = INFO.customer_id) -
 
 
 def on_redis(redis_endpoint: RedisEndpoint, prefix: str, routing: RoutingConfig | None = None) -> TurnService:
-    settings = Settings(redis=RedisSettings(url=redis_endpoint.url, prefix=prefix), routing=routing or RoutingConfig())
+    redis = RedisSettings(url=redis_endpoint.url, cluster=redis_endpoint.cluster, prefix=prefix)
+    settings = Settings(redis=redis, routing=routing or RoutingConfig())
     return TurnService.connected(settings)
 
 
@@ -109,7 +109,7 @@ def test_six_angry_turns_escalate_once_with_one_handoff_case(redis_endpoint: Red
     assert len(escalated) == 1 and escalated[0] <= 2, escalated  # sharp at once, or the streak of three
     assert log.escalated_at == escalated[0] + 1
     assert len(service.store.escalations(INFO.conversation_id)) == 1
-    cases = [json.loads(f["data"]) for _, f in service.store.client.xrange(service.store.handoff_stream)]
+    cases = [case for _, case in service.store.handoff_cases()]
     assert [(c["conversation_id"], c["channel"], c["customer_id"]) for c in cases] == [
         (INFO.conversation_id, CHANNEL, INFO.customer_id)
     ]

@@ -231,16 +231,23 @@ def teacher_targets(
 
 
 def train_head(
-    x: NDArray[Any], y: NDArray[Any], power: float, epochs: Sequence[int], seed: int, teacher: Teacher | None = None
+    x: NDArray[Any],
+    y: NDArray[Any],
+    power: float,
+    epochs: Sequence[int],
+    seed: int,
+    teacher: Teacher | None = None,
+    classes: int = len(LABELS),
 ) -> dict[int, dict[str, Any]]:
     """Train a fresh head on features; the head's state after each epoch in `epochs`.
 
     `teacher`: a larger model's logits on the same rows, matched besides the labels (distillation).
+    `classes`: the head's outputs (the sentiment head's three families).
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    head = EmotionHead(dim=x.shape[1])  # 384 for the shipped pooling; wider for `alternatives pooling`
-    counts = np.bincount(y, minlength=len(LABELS)).astype(float)
+    head = EmotionHead(dim=x.shape[1], classes=classes)  # 384 for the shipped pooling; wider for `alternatives`
+    counts = np.bincount(y, minlength=classes).astype(float)
     w = 1.0 / np.maximum(counts, 1.0) ** power
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(w / (w * counts).sum() * counts.sum(), dtype=torch.float32))
     opt = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=0.01)
@@ -287,7 +294,7 @@ def folded(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def head_for(state: dict[str, Any]) -> EmotionHead:
     width, dim = state["net.1.weight"].shape  # folded seeds: wider; `alternatives pooling`: longer input
-    head = EmotionHead(dim=int(dim), hidden=int(width))
+    head = EmotionHead(dim=int(dim), hidden=int(width), classes=int(state["net.4.weight"].shape[0]))
     head.load_state_dict(state)
     return head
 
