@@ -7,7 +7,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test chat train bench env train-text train-text-frozen train-voice train-face train-fusion dashboard
+.PHONY: demo test chat train bench env train-text train-text-frozen train-voice train-face train-fusion dashboard adapt
 
 demo:  ## Redis + trained demo bot + action server + Rasa with Toneline
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m scripts.stack demo
@@ -46,6 +46,10 @@ train-face:  ## retrain the facial expression ensemble on FER2013 (needs ../shar
 
 train-fusion:  ## refit the evidence fusion (needs ../shared/data, espeak-ng + flite for the spoken check, and the voice CV's out-of-fold logits: make train-voice, or python -m models.recipes.voice.train --no-export)
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.fusion.train
+
+adapt:  ## adapt the text head to this deployment's corrections (issue 35): OUT=dir (and TONELINE_CONFIG for its Redis); refuses a standard set's drop over 2 points unless FORCE=1
+	@test -n "$(OUT)" || { echo "make adapt OUT=/path/to/weights-dir [FORCE=1]"; exit 2; }
+	@venv="$$(./scripts/env.sh)" && tmp="$$(mktemp)" && $$venv/bin/python -m plugin.corrections export "$$tmp" && $$venv/bin/python -m models.adapt "$$tmp" --out "$(OUT)" $(if $(FORCE),--force,); status=$$?; rm -f "$$tmp"; exit $$status
 
 bench:  ## run the benchmarks in bench/
 	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m bench.nlu_component && $$venv/bin/python -m bench.text && $$venv/bin/python -m bench.dashboard_live && $$venv/bin/python -m bench.telephony && $$venv/bin/python -m bench.voice --repeats 10 && $$venv/bin/python -m bench.fusion && $$venv/bin/python -m bench.face && $$venv/bin/python -m bench.video_session && $$venv/bin/python -m bench.redis_per_turn

@@ -41,6 +41,7 @@ async def interruptions(url: str, clips: list[NDArray[Any]], n: int, after: floa
     too_short = 0
     try:
         await call.silence(0.6)
+        await call.hear_opening()  # the notice cannot be interrupted: the interruptions are of replies
         for i in range(n):
             reply = await call.say(clips[i % len(clips)], then_silence=0.1)
             deadline = time.monotonic() + 20

@@ -62,6 +62,7 @@ async def one_call(url: str, clips: list[NDArray[Any]], turns: int, speed: float
     latencies = []
     try:
         await call.silence(0.6)
+        await call.hear_opening()  # the emotion-analysis notice is not a reply: it is not timed
         for i in range(turns):
             reply = await call.say(clips[(i + random.randint(0, 99)) % len(clips)], then_silence=2.0)
             await call.wait_reply(reply, timeout=20, quiet=0.3)

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from models.emotion import InvalidEstimate, TurnEmotion
 from models.logs import log_event
-from plugin.metadata import PARSE_KEY, bounded_id
+from plugin.metadata import DISCLOSURE_KEY, PARSE_KEY, bounded_id
 from plugin.outbox import outbox_for
 from plugin.routing import TurnRecord, message_key
 from plugin.state import ConversationInfo, StateStore
@@ -63,13 +63,14 @@ def emotion_timeline(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
 
 
 def transcript(events: Iterable[Mapping[str, Any]], last: int) -> list[dict[str, Any]]:
-    """The last `last` customer and bot messages, oldest first."""
+    """The last `last` customer and bot messages, oldest first (not the emotion-analysis notice: the agent
+    needs the conversation, and the notice is the same in every one)."""
     if last <= 0:
         return []
     lines = [
         {"from": "customer" if e["event"] == "user" else "bot", "text": e.get("text"), "ts": e.get("timestamp")}
         for e in events
-        if e.get("event") in ("user", "bot") and e.get("text")
+        if e.get("event") in ("user", "bot") and e.get("text") and not (e.get("metadata") or {}).get(DISCLOSURE_KEY)
     ]
     return lines[-last:]
 

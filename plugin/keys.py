@@ -5,19 +5,23 @@ script or transaction whose keys hash to different slots (CROSSSLOT), so every
 multi-key write is confined to one hash tag (the part of a key in braces):
 
 {p}:{sNN}:conv:{id}:turns|seen|meta|escalations   per conversation; NN = crc32(id) % shards
+{p}:{sNN}:conv:{id}:retained                      turns' words and voice features kept for adaptation (if on)
 {p}:{sNN}:active                                  the shard's conversations by last activity
 {p}:{sNN}:events, {p}:{sNN}:handoffs              the shard's streams (turns and decisions; handoff cases)
 {p}:{sNN}:handoffs:claims                         who claimed which of the shard's cases
 {p}:{sNN}:handoffs:seen:{key}                     stream id of a case already written (replays write it once)
 {p}:{sNN}:rollup:{YYYYMMDDHH}[:convs]             the shard's hourly history (counted from its own stream)
 {p}:cust:{c:ID}:convs|escalated                   per customer, across conversations (its own tag)
+{p}:cust:{c:ID}:consent|corrections               the customer's opt-out choice; supervisors' corrections
+{p}:corrections                                   customers with corrections, by the latest (one key, own writes)
 {p}:dash:session:{sha256(token)}                  supervisors' dashboard sessions (one key each)
 {p}:nonce:{digest}, {p}:once:{kind}:{digest}      single-use records: AudioHook nonces, Vonage stream URLs
 
 A turn's write (one Lua script) touches only its conversation's shard: its keys,
 the shard's active set and event stream, so the turn, its event and its escalation
 stay atomic and idempotent per message id. The customer's two keys are a second,
-idempotent script under the customer's tag. Readers of "everything" (the floor,
+idempotent script under the customer's tag; consent and corrections are written under
+that tag too, and the corrections index by a separate idempotent ZADD. Readers of "everything" (the floor,
 the live feed, rollups, the case list) read every shard; a case id names its shard
 (`sNN-<stream id>`). With `shards` well above the number of masters, the cluster
 spreads the shards' slots over all of them.
@@ -77,6 +81,29 @@ class Keys:
         # "c:" keeps the tag non-empty (an empty `{}` is no tag: the two keys would land in different slots).
         return f"{self.prefix}:cust:{{c:{customer_id}}}:{kind}"
 
+    def cust_pattern(self, customer_id: str) -> str:
+        """A SCAN pattern matching every per-customer key of `customer_id`."""
+        return f"{glob_escape(self.cust(customer_id, ''))}*"
+
+    def conv_pattern(self, conversation_id: str) -> str:
+        """A SCAN pattern matching every per-conversation key of `conversation_id`."""
+        return f"{glob_escape(self.conv(conversation_id, ''))}*"
+
+    def meta_pattern(self) -> str:
+        """A SCAN pattern matching every conversation's meta, in every shard."""
+        return f"{glob_escape(self.prefix)}:{{s*}}:conv:*:meta"
+
+    def conv_id(self, key: str) -> str:
+        """The conversation id of a per-conversation key (`{p}:{sNN}:conv:{id}:{kind}`)."""
+        rest = key[len(self.prefix) + 1 :]
+        return rest[rest.index("}:conv:") + len("}:conv:") :].rsplit(":", 1)[0]
+
+    # -- global (one key; written on its own, never with another key) ------------
+    @property
+    def corrections(self) -> str:
+        """Customers with supervisors' corrections, by the latest: a separate, idempotent ZADD beside each one."""
+        return f"{self.prefix}:corrections"
+
     # -- single keys --------------------------------------------------------------
     def nonce(self, digest: str) -> str:
         """A request-signature nonce already used (AudioHook replay protection); `digest` is its hash."""
@@ -102,3 +129,8 @@ class Keys:
         if match is None or int(match.group(1)) >= self.shards:
             return None
         return int(match.group(1)), match.group(2)
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal in a Redis SCAN pattern (ids may hold glob characters)."""
+    return "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in text)

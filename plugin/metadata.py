@@ -3,7 +3,14 @@
 In, the `toneline` block of a user message's metadata (`TurnMetadata.to_dict` writes it, `parse` reads it):
 
     {"toneline": {"customer_id": "c-42", "channel": "twilio", "role": "customer", "call_id": "CA...",
-                  "voice": {EmotionEstimate dict}, "face": {EmotionEstimate dict}}}
+                  "voice": {EmotionEstimate dict}, "face": {EmotionEstimate dict},
+                  "opt_out": true | false, "disclosed": true}}
+
+`opt_out` (optional) is a connector's or CRM's word on the customer's choice: true opts the
+customer out of emotion analysis from this turn on, false opts them back in (`plugin.consent`).
+`disclosed: true` says the connector already gave the customer the emotion-analysis notice
+(spoken on the phone, shown on the video page), so the bot does not repeat it. `turn_ref`
+(optional) names the turn's voice features a connector kept for adaptation (`plugin.corrections`).
 
 Out, in the parse data (written once per turn by `plugin.nlu.EmotionRecognizer`):
 `PARSE_KEY` holds the fused `TurnEmotion` dict, `TURN_KEY` who and where the turn
@@ -31,6 +38,7 @@ logger = logging.getLogger(__name__)
 METADATA_KEY = "toneline"  # the block in a user message's metadata
 PARSE_KEY = "toneline"  # the fused TurnEmotion in the parse data
 TURN_KEY = "toneline_turn"  # the turn's identity (TurnMetadata.identity) in the parse data
+CONSENT_KEY = "toneline_consent"  # the customer's consent as this turn left it (plugin.consent.Reading)
 CUSTOMER_ROLE = "customer"
 AGENT_ROLE = "agent"
 HANDOFF_RESPONSE = "utter_handoff"  # the response that announces a handoff, on every channel
@@ -38,9 +46,12 @@ HANDOFF_ACTION = "action_handoff"
 NEUTRAL_TONE = "neutral"  # the tone of a reply written for no tone in particular
 EVENT_TURN = "turn"  # `type` of a recorded turn on the events stream (plugin/state.py writes both)
 EVENT_ESCALATION = "escalation"
+EVENT_CONSENT = "consent"  # a customer opted out of emotion analysis or back in
+DISCLOSURE_KEY = "toneline_disclosure"  # in a bot message's metadata: this message is the emotion-analysis notice
 MAX_ID_CHARS = 128  # customer and conversation ids: UUIDs, phone numbers, CRM keys
 _CHANNEL = re.compile(r"[a-z0-9_.-]{1,32}")  # channel names go into rollup field names: short tokens only
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]+")
+_REF = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,9 @@ class TurnMetadata:
     estimates: tuple[EmotionEstimate, ...] = field(default_factory=tuple)
     problems: tuple[str, ...] = ()
     call_id: str | None = None  # the connector's id of the call or session (logs only)
+    opt_out: bool | None = None  # True: opt out from this turn on; False: opt back in; None: not said
+    disclosed: bool = False  # the connector gave the emotion-analysis notice itself
+    turn_ref: str | None = None  # where the connector kept this turn's voice features for adaptation
 
     @property
     def is_agent(self) -> bool:
@@ -66,6 +80,12 @@ class TurnMetadata:
                 block[key] = value
         for estimate in self.estimates:
             block[estimate.modality.value] = estimate.to_dict(with_embedding=False)
+        if self.opt_out is not None:
+            block["opt_out"] = self.opt_out
+        if self.disclosed:
+            block["disclosed"] = True
+        if self.turn_ref is not None:
+            block["turn_ref"] = self.turn_ref
         return {METADATA_KEY: block}
 
     def identity(self) -> dict[str, str | None]:
@@ -92,12 +112,22 @@ class SlotNames:
     handed_off: str = "handed_off"  # set by action_handoff
 
 
-def _optional_str(block: Mapping[str, Any], key: str, problems: list[str]) -> str | None:
+def _optional(block: Mapping[str, Any], key: str, kind: type, expected: str, problems: list[str]) -> Any:
     value = block.get(key)
-    if value is None or isinstance(value, str):
+    if value is None or isinstance(value, kind):
         return value
-    problems.append(f"'{key}' must be a string")
+    problems.append(f"'{key}' must be {expected}")
     return None
+
+
+def _optional_str(block: Mapping[str, Any], key: str, problems: list[str]) -> str | None:
+    value: str | None = _optional(block, key, str, "a string", problems)
+    return value
+
+
+def _optional_bool(block: Mapping[str, Any], key: str, problems: list[str]) -> bool | None:
+    value: bool | None = _optional(block, key, bool, "true or false", problems)
+    return value
 
 
 def _usable_text(value: str) -> bool:
@@ -165,6 +195,12 @@ def parse(metadata: Any, message_id: str | None = None, *, log: bool = True) -> 
             problems.append(f"{modality.value}: {exc}")
     role = _optional_str(block, "role", problems) or CUSTOMER_ROLE
     call_id = _optional_str(block, "call_id", problems)
+    opt_out = _optional_bool(block, "opt_out", problems)
+    disclosed = bool(_optional_bool(block, "disclosed", problems))
+    turn_ref = _optional_str(block, "turn_ref", problems)
+    if turn_ref is not None and not _REF.fullmatch(turn_ref):
+        problems.append("'turn_ref' must be 1 to 64 of A-Z a-z 0-9 _ -")
+        turn_ref = None
     parsed = TurnMetadata(
         customer_id=_customer_id(block, problems),
         channel=_channel(block, problems),
@@ -172,6 +208,9 @@ def parse(metadata: Any, message_id: str | None = None, *, log: bool = True) -> 
         estimates=tuple(estimates),
         problems=tuple(problems),
         call_id=None if call_id is None else bounded_id(call_id, "call_id"),
+        opt_out=opt_out,
+        disclosed=disclosed,
+        turn_ref=turn_ref,
     )
     for problem in problems if log else ():
         log_event(logger, logging.WARNING, "toneline.metadata.malformed", message_id=message_id, problem=problem)

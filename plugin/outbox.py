@@ -95,6 +95,20 @@ class DurableOutbox:
             self._flusher = threading.Thread(target=self._run, name=f"toneline-outbox-{self.path.stem}", daemon=True)
             self._flusher.start()
 
+    def forget(self, mentions: Callable[[Entry], bool]) -> int:
+        """Drop held (and rejected) entries that `mentions` names, e.g. a customer's on erasure; returns how many."""
+        dropped = 0
+        with self._locked():
+            for path in (self.path, self.path.with_suffix(".rejected")):
+                if not path.exists():
+                    continue
+                lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+                kept = [line for line in lines if not _mentioned(line, mentions)]
+                dropped += len(lines) - len(kept)
+                if len(kept) != len(lines):
+                    _replace(path, kept)
+        return dropped
+
     def pending_bytes(self) -> int:
         try:
             return self.path.stat().st_size
@@ -153,20 +167,33 @@ class DurableOutbox:
 
     def _rewrite(self, lines: list[str]) -> None:
         """Keep only `lines` (those not yet written), replacing the file atomically."""
-        if not lines:
-            self.path.unlink(missing_ok=True)
-            return
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.writelines(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        _replace(self.path, lines)
 
     def _reject(self, entry: Entry, exc: Exception) -> None:
         log_event(logger, logging.ERROR, "toneline.outbox.rejected", file=self.path.name, error=str(exc)[:200])
         with open(self.path.with_suffix(".rejected"), "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry, separators=(",", ":")) + "\n")
+
+
+def _replace(path: Path, lines: list[str]) -> None:
+    """Keep only `lines` in `path` (none: remove it), replacing the file atomically."""
+    if not lines:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _mentioned(line: str, mentions: Callable[[Entry], bool]) -> bool:
+    try:
+        entry = json.loads(line)
+    except ValueError:  # a torn line is never replayed; it may still hold the customer's data
+        return True
+    return isinstance(entry, dict) and mentions(entry)
 
 
 def outbox_dir(configured: str = "", env: dict[str, str] | None = None) -> Path:

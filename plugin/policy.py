@@ -45,7 +45,8 @@ from models.emotion import InvalidEstimate, TurnEmotion
 from models.logs import log_event
 from plugin import metadata as turn_metadata
 from plugin import settings as toneline_settings
-from plugin.metadata import HANDOFF_ACTION, PARSE_KEY, TURN_KEY, SlotNames
+from plugin.consent import Reading
+from plugin.metadata import CONSENT_KEY, HANDOFF_ACTION, NEUTRAL_TONE, PARSE_KEY, TURN_KEY, SlotNames
 from plugin.routing import Decision, TurnRecord, message_key
 from plugin.state import ConversationInfo
 from plugin.turn import ConversationLog, TurnService
@@ -68,6 +69,13 @@ def conversation_info(tracker: DialogueStateTracker) -> ConversationInfo:
     channel = meta.channel or (latest.input_channel if latest else None) or "unknown"
     conversation_id = turn_metadata.bounded_id(tracker.sender_id)
     return ConversationInfo(conversation_id, meta.customer_id or conversation_id, channel)
+
+
+def opted_out(tracker: DialogueStateTracker) -> bool:
+    """Whether the latest message's customer opted out of emotion analysis (as the recognizer read it)."""
+    latest = tracker.latest_message
+    reading = Reading.from_parse((latest.parse_data or {}).get(CONSENT_KEY) if latest else None)
+    return reading is not None and reading.opted_out
 
 
 def _record(event: UserUttered, sender_id: str, keep_text: bool) -> TurnRecord | None:
@@ -240,6 +248,11 @@ class EmotionPolicy(Policy):
             return self._prediction(confidence_scores_for(ACTION_LISTEN_NAME, 1.0, domain))
         if tracker.latest_action_name != ACTION_LISTEN_NAME or tracker.latest_message is None:
             return self._prediction(self._default_predictions(domain))
+        if opted_out(tracker):
+            # No emotion, so no emotion rule: the bot's own rules (asked for a person, NLU fallback) decide.
+            self.service.not_analysed(self.logs.log(tracker, conversation_info(tracker)))
+            events = self._slot_events(tracker, Decision(NEUTRAL_TONE, False))
+            return self._prediction(self._default_predictions(domain), events=events)
         decision = self._decide(tracker)
         if decision is None:
             return self._prediction(self._default_predictions(domain))

@@ -42,6 +42,9 @@ class TurnRecord:
     # Probability of the negative labels together. None only for records written
     # before it existed; the rules then fall back to the top label's confidence.
     negative: float | None = None
+    # Each modality's own reading of the turn (label, confidence): what supervisors' corrections are compared
+    # with, per modality. Empty for records written before it existed.
+    modalities: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -59,6 +62,9 @@ class TurnRecord:
             intent=intent,
             text=text,
             negative=emotion.negative,
+            modalities={
+                e.modality.value: {"label": e.label, "confidence": round(e.confidence, 4)} for e in emotion.estimates
+            },
         )
 
     @property
@@ -81,6 +87,8 @@ class TurnRecord:
             out["negative"] = round(self.negative, 4)
         if self.text is not None:
             out["text"] = self.text
+        if self.modalities:
+            out["modalities"] = {name: dict(reading) for name, reading in self.modalities.items()}
         return out
 
     @classmethod
@@ -96,6 +104,7 @@ class TurnRecord:
             intent=data.get("intent"),
             text=data.get("text"),
             negative=None if data.get("negative") is None else float(data["negative"]),
+            modalities=dict(data.get("modalities") or {}),
         )
 
 

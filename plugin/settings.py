@@ -8,6 +8,7 @@ defaults here. Every error names the offending key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,71 @@ class PrivacySettings:
     handoff_transcript_turns: int = 10
 
 
+DEFAULT_DISCLOSURE = (
+    "This service uses automated emotion recognition: it reads the emotion in your words, and on calls in your"
+    ' voice, to choose how to reply and when to bring in a person. Say "stop the emotion detection" at any time'
+    " to turn it off."
+)
+OFF = "off"
+
+
+@dataclass(frozen=True)
+class DisclosureSettings:
+    """The notice a customer gets before the first turn is analysed (EU AI Act Art. 50(3)): on by default.
+
+    `channels` overrides the text per channel name (`rest`, `twilio`, `vonage`, `video`, ...); `off` there
+    (or `enabled: false`) sends none on that channel.
+    """
+
+    enabled: bool = True
+    language: str = "en"
+    text: str = DEFAULT_DISCLOSURE
+    channels: dict[str, str] = field(default_factory=dict)
+
+    def for_channel(self, channel: str | None) -> str | None:
+        """The notice for `channel`, or None when that channel gets none."""
+        if not self.enabled:
+            return None
+        text = self.channels.get(channel or "", self.text)
+        return None if not text.strip() or text.strip().lower() == OFF else text.strip()
+
+
+@dataclass(frozen=True)
+class ConsentSettings:
+    """How a customer opts out of emotion analysis and back in (`plugin.consent`)."""
+
+    opt_out_intent: str = "opt_out"
+    opt_in_intent: str = "opt_in"
+
+
+@dataclass(frozen=True)
+class AdaptationSettings:
+    """Supervisors' corrections, what they keep for adapting the models, and the adapted weights to serve.
+
+    `retain`: keep the corrected turn's text and pooled voice features (never audio) with the correction,
+    for `retention_days`; off by default. `weights_dir`: a directory written by `python -m models.adapt`
+    whose weights the runtime serves instead of the shipped ones; "" (the default) is the rollback.
+    """
+
+    retain: bool = False
+    retention_days: int = 90
+    weights_dir: str = ""
+
+    def text_weights(self) -> Path | None:
+        """The adapted text weights to serve (None: the shipped ones); a directory without a readable manifest
+        naming an existing weights file fails at start-up, naming it."""
+        if not self.weights_dir:
+            return None
+        manifest = Path(self.weights_dir).expanduser() / "manifest.json"
+        try:
+            weights = manifest.parent / str(json.loads(manifest.read_text(encoding="utf-8"))["text"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SettingsError(f"'adaptation.weights_dir': no readable manifest at {manifest} ({exc})") from None
+        if not weights.is_file():
+            raise SettingsError(f"'adaptation.weights_dir': the manifest names {weights}, which does not exist")
+        return weights
+
+
 @dataclass(frozen=True)
 class AnalyticsSettings:
     """The supervisor dashboard."""
@@ -78,6 +144,8 @@ class AnalyticsSettings:
     cookie_secure: bool = False
     idle_seconds: int = 1800
     max_history_hours: int = 24 * 31
+    # supervisors who may erase a customer's data from the dashboard (GDPR Art. 17 requests)
+    administrators: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -89,6 +157,9 @@ class Settings:
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
+    disclosure: DisclosureSettings = field(default_factory=DisclosureSettings)
+    consent: ConsentSettings = field(default_factory=ConsentSettings)
+    adaptation: AdaptationSettings = field(default_factory=AdaptationSettings)
 
 
 def _section(cls: type, data: Any, name: str) -> Any:
@@ -105,6 +176,9 @@ def _section(cls: type, data: Any, name: str) -> Any:
     for key, raw in data.items():
         default = getattr(cls(), key)
         caster = (lambda v: str(v).lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)
+        # A string is iterable: list("alice") would quietly become five one-letter names.
+        if isinstance(default, (list, dict)) and not isinstance(raw, type(default)):
+            raise SettingsError(f"'{name}.{key}' must be {type(default).__name__}, got {raw!r}")
         try:
             values[key] = caster(raw)
         except (TypeError, ValueError):
@@ -148,7 +222,37 @@ def from_mapping(data: Mapping[str, Any] | None, env: Mapping[str, str] | None =
         privacy=_section(PrivacySettings, data.get("privacy"), "privacy"),
         routing=routing,
         analytics=_section(AnalyticsSettings, data.get("analytics"), "analytics"),
+        disclosure=_disclosure(data.get("disclosure")),
+        consent=_section(ConsentSettings, data.get("consent"), "consent"),
+        adaptation=_section(AdaptationSettings, data.get("adaptation"), "adaptation"),
     )
+
+
+def _disclosure(data: Any) -> DisclosureSettings:
+    """The disclosure section; per-channel texts must be strings (a typo must not silently disclose nothing)."""
+    section: DisclosureSettings = _section(DisclosureSettings, data, "disclosure")
+    raw = (data or {}).get("channels") if isinstance(data, Mapping) else None
+    if raw is not None and not isinstance(raw, Mapping):
+        raise SettingsError("'disclosure.channels' must be a mapping of channel name to text")
+    for channel, text in (raw or {}).items():
+        if not isinstance(text, str):
+            raise SettingsError(f"'disclosure.channels.{channel}' must be text (or 'off'), got {text!r}")
+    return section
+
+
+def load_beside(path: str) -> Settings:
+    """Settings for a channel: `path` when given (credentials.yml `config`, `$TONELINE_CONFIG`), else the
+    toneline.yml in Rasa's working directory if there is one, else the defaults."""
+    chosen = Path(path) if path else Path("toneline.yml")
+    return load(chosen if chosen.is_file() else None, env={k: v for k, v in os.environ.items() if k != CONFIG_ENV})
+
+
+def load_for_tools(path: str = "") -> Settings:
+    """Settings for command-line tools run from the repository: `path`, else `$TONELINE_CONFIG`, else the demo
+    bot's rasa_project/toneline.yml when it is there, else the defaults (the environment overrides apply)."""
+    demo = Path("rasa_project") / "toneline.yml"
+    chosen = path or os.environ.get(CONFIG_ENV) or (str(demo) if demo.is_file() else "")
+    return load(chosen or None)
 
 
 def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:

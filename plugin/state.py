@@ -97,6 +97,22 @@ return id
 """
 
 
+# A customer's consent (plugin.consent): kept without a TTL, so a choice never lapses; erasure removes it.
+_CONSENT_LUA = """
+redis.call('HSET', KEYS[1], 'opted_out', ARGV[1], 'at', ARGV[2], 'source', ARGV[3])
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+
+# One field of one hash and the hash's TTL in one step (one key: one slot): a turn's material kept for adaptation
+# here, a supervisor's correction in plugin.corrections. A script, since a cluster pipeline is no transaction.
+HSET_TTL_LUA = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
@@ -275,12 +291,27 @@ class StateStore:
         args = [str(case.get("conversation_id", "")), data, self.shard_maxlen, self.settings.ttl_seconds]
         return {"op": "handoff", "args": args}
 
+    def consent_entry(self, customer_id: str, fields: dict[str, str]) -> dict[str, Any]:
+        """The write of a customer's consent (`plugin.consent.Consent.to_fields`), as plain JSON."""
+        args = [customer_id, fields["opted_out"], fields["at"], fields["source"]]
+        return {"op": "consent", "args": args}
+
     def apply(self, entry: dict[str, Any]) -> Any:
-        """Run a write built by `record_entry` or `handoff_entry`; raises `StateUnavailable` while Redis is away."""
+        """Run a write built by `record_entry`, `handoff_entry` or `consent_entry`; raises `StateUnavailable`
+        while Redis is away."""
         op, args = entry["op"], entry["args"]
         if op == "record":
             return self._call(op, lambda: self._apply_record(args, bool(entry.get("escalate"))))
+        if op == "consent":
+            return self._call(op, lambda: self._apply_consent(args))
         return self._call(op, lambda: self._apply_handoff(args))
+
+    def _apply_consent(self, args: Sequence[Any]) -> int:
+        # One key under the customer's tag; a choice is a decision too, so it waits for a replica like them.
+        key = self.keys.cust(str(args[0]), "consent")
+        written = int(self._script(_CONSENT_LUA, [key], list(args[1:])))
+        self._replicated(key)
+        return written
 
     def _apply_record(self, args: Sequence[Any], escalate: bool) -> int:
         conversation_id, customer_id = str(args[0]), str(args[1])
@@ -338,6 +369,15 @@ class StateStore:
 
     def meta(self, conversation_id: str) -> dict[str, str]:
         return dict(self._call("meta", lambda: self.client.hgetall(self.keys.conv(conversation_id, "meta"))))
+
+    def retain(self, conversation_id: str, field: str, material: Any, ttl_seconds: int) -> None:
+        """Keep a turn's material (JSON) for adaptation (`plugin.corrections`) for `ttl_seconds`."""
+        key = self.keys.conv(conversation_id, "retained")
+        self._call("retain", lambda: self._script(HSET_TTL_LUA, [key], [field, json.dumps(material), ttl_seconds]))
+
+    def consent(self, customer_id: str) -> dict[str, str]:
+        """The customer's stored consent fields (empty when they never chose)."""
+        return dict(self._call("consent", lambda: self.client.hgetall(self.keys.cust(customer_id, "consent"))))
 
     def conversation_events(self, conversation_id: str) -> list[dict[str, str]]:
         """The conversation's turn and escalation events still in its shard's stream, oldest first.
@@ -403,3 +443,11 @@ class StateStore:
             escalated_at_turn=escalated_at,
             previous_escalations=self.previous_escalations(info.customer_id, info.conversation_id),
         )
+
+
+if __name__ == "__main__":
+    # `python -m plugin.state erase CUSTOMER_ID` is the erasure tool's command line (plugin.erasure.main). It is
+    # run, not imported: the erasure module needs this one (and the outbox), never the other way round.
+    import runpy
+
+    runpy.run_module("plugin.erasure", run_name="__main__", alter_sys=True)

@@ -26,8 +26,9 @@ from models.emotion import EmotionEstimate, TurnEmotion
 from models.fusion import Fuser, load_fusion
 from models.logs import log_event
 from models.text import TextEmotionModel
+from plugin.consent import Consent, Reading, asked
 from plugin.handoff import HandoffOutbox, build_case_from_records
-from plugin.metadata import TurnMetadata
+from plugin.metadata import NEUTRAL_TONE, TurnMetadata
 from plugin.outbox import DurableOutbox, outbox_for
 from plugin.routing import ConversationState, Decision, TurnRecord, decide, summarize
 from plugin.settings import Settings
@@ -152,6 +153,72 @@ class TurnService:
         if self.handoffs is not None:
             self.handoffs.start()
 
+    # -- consent ------------------------------------------------------------
+    def consent(
+        self, customer_id: str | None, meta: TurnMetadata, intent: str | None, previous: bool | None = None
+    ) -> Reading:
+        """May this turn of `customer_id` be analysed? Called before any model runs on it.
+
+        A change of mind (the metadata's `opt_out`, else the opt-out/opt-in intent) is kept for the
+        customer at once (in Redis, or held on disk while Redis is away). Without one the stored choice
+        decides; while Redis is away, `previous` (the conversation's last reading), else analysed.
+        """
+        if meta.is_agent:  # an agent's words never opt the customer out (and are never analysed anyway)
+            return Reading(False)
+        known, stored = self._stored_consent(customer_id)
+        wish = asked(meta, intent, self.settings.consent)
+        if wish is None:
+            return Reading(stored.opted_out if stored else False if known else bool(previous))
+        opted_out, source = wish
+        if known and (stored.opted_out if stored else False) == opted_out:
+            return Reading(opted_out)
+        now = time.time()
+        if customer_id is not None:
+            self.keep_consent(customer_id, Consent(opted_out, now, source))
+        return Reading(opted_out, changed=True, at=now)
+
+    def keep_consent(self, customer_id: str, consent: Consent) -> bool:
+        """Store a customer's choice (held on disk while Redis is away); True when Redis took it now."""
+        log_event(
+            logger,
+            logging.INFO,
+            "toneline.consent.changed",
+            customer_id=customer_id,
+            opted_out=consent.opted_out,
+            source=consent.source,
+        )
+        if self.store is None or self.outbox is None:
+            return False
+        written, _ = self.outbox.submit(self.store.consent_entry(customer_id, consent.to_fields()))
+        return bool(written)
+
+    def retain(self, conversation_id: str, message_id: str | None, text: str, voice_ref: str | None = None) -> bool:
+        """Keep an analysed turn's words for adaptation, when the deployment retains them (`adaptation.retain`);
+        the caller checked consent. Optional material: lost, not held on disk, while Redis is away."""
+        adaptation = self.settings.adaptation
+        if not adaptation.retain or not message_id or not text.strip() or self.store is None:
+            return False
+        material = {"text": text} if voice_ref is None else {"text": text, "voice_ref": voice_ref}
+        try:
+            self.store.retain(conversation_id, message_id, material, adaptation.retention_days * 86400)
+        except StateUnavailable:  # logged by the store
+            return False
+        return True
+
+    def _stored_consent(self, customer_id: str | None) -> tuple[bool, Consent | None]:
+        """(known, the stored choice): known is False while Redis is away or without a customer."""
+        if customer_id is None or self.store is None:
+            return False, None
+        try:
+            return True, Consent.from_fields(self.store.consent(customer_id))
+        except StateUnavailable:  # logged by the store
+            return False, None
+
+    def not_analysed(self, log: ConversationLog) -> bool:
+        """Record that an opted-out customer's conversation goes on (no turn, no emotion, neutral tone), so
+        supervisors see it as not analysed; True when Redis took it."""
+        return self._record(log, Decision(NEUTRAL_TONE, False))
+
     # -- the turn -----------------------------------------------------------
     def read(
         self, text: str, meta: TurnMetadata, message_id: str | None, context: Sequence[str] = ()
@@ -184,7 +251,11 @@ class TurnService:
         self, log: ConversationLog, text: str, meta: TurnMetadata, message_id: str, context: Sequence[str] = ()
     ) -> Outcome | None:
         """A whole turn for a channel without a bot: read, append to `log`, decide, and on escalation
-        mark the log (the cooldown) and open the handoff case. None when the turn has no emotion."""
+        mark the log (the cooldown) and open the handoff case. None when the turn has no emotion
+        (an opted-out customer's turn is not read at all)."""
+        if self.consent(log.info.customer_id, meta, None).opted_out:
+            self.not_analysed(log)
+            return None
         emotion = self.read(text, meta, message_id, context)
         if emotion is None:
             return None

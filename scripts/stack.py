@@ -333,16 +333,16 @@ def rasa_command(env: dict[str, str], model: Path, port: int, host: str, endpoin
 
 
 def start_dashboard(
-    env: dict[str, str], port: int, log: IO[str] | None, host: str = "127.0.0.1"
+    env: dict[str, str], port: int, log: IO[str] | None, host: str = "127.0.0.1", config: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """The supervisor dashboard (plugin.analytics) on `port`."""
+    """The supervisor dashboard (plugin.analytics) on `port`, with the demo's toneline.yml unless `config`."""
     cmd = [
         sys.executable,
         "-m",
         "plugin.analytics",
         "serve",
         "--config",
-        str(RASA_DIR / "toneline.yml"),
+        str(config or RASA_DIR / "toneline.yml"),
         "--host",
         host,
         "--port",

@@ -63,3 +63,12 @@ def test_a_new_session_carries_slots_over_but_not_a_past_handoff() -> None:
     assert events[0]["event"] == "session_started" and events[-1]["name"] == "action_listen"
     carried = {e["name"]: e["value"] for e in events if e["event"] == "slot"}
     assert carried == {"account_number": "123456"}
+
+
+def test_a_new_session_opens_with_the_disclosure_unless_a_connector_gave_it() -> None:
+    from rasa_project.actions.actions import disclosure_for
+
+    notice = disclosure_for(None, None)
+    assert notice is not None and "stop the emotion detection" in notice
+    assert disclosure_for({"toneline": {"channel": "twilio", "disclosed": True}}, "toneline_twilio") is None
+    assert disclosure_for({"toneline": "malformed"}, "rest") == notice, "a bad block still discloses"

@@ -46,7 +46,7 @@ from connectors.transport import WebSocketTransport
 from models.fusion import load_fusion
 from models.logs import log_event
 from plugin import settings as toneline_settings
-from plugin.nlu import shared_text_model
+from plugin.nlu import served_text_weights, shared_text_model
 from plugin.single_use import SingleUse
 from plugin.state import StateStore
 from plugin.turn import TurnReader, TurnService
@@ -93,7 +93,8 @@ class AudioHookInput(InputChannel):
         self.store = StateStore(self.settings.redis, self.settings.state)
         self._nonces = SingleUse(self.store, "audiohook_nonce")
         # The fitted fusion and the text model every Rasa channel uses (plugin.nlu loads the same).
-        reader = TurnReader(load_fusion(), lambda: shared_text_model(None, None))
+        weights = served_text_weights(self.settings)  # the deployment's adapted weights, when configured
+        reader = TurnReader(load_fusion(), lambda: shared_text_model(weights, None))
         self.service = TurnService(self.settings, reader, self.store)
         self.service.start()  # escalations and cases an earlier process held on disk are replayed from now on
         if not api_key:

@@ -101,8 +101,14 @@ class AudioHookSession:
         log_event(logger, logging.INFO, "audiohook.session.resumed", session_id=self.session_id)
 
     async def _analyse(self, turn: Turn) -> None:
+        # A customer who opted out (on any channel) gets the ASR pass only: the voice head never runs.
+        loop = asyncio.get_running_loop()
+        unread = TurnMetadata(self.info.customer_id, CHANNEL)
+        consent = await loop.run_in_executor(self._executor, self._service.consent, self.info.customer_id, unread, None)
         try:
-            heard = await self._runtime.hear(turn.pcm, turn.start, turn.end, self.session_id, self.baseline)
+            heard = await self._runtime.hear(
+                turn.pcm, turn.start, turn.end, self.session_id, self.baseline, analyse=not consent.opted_out
+            )
         except AudioError as exc:
             log_event(logger, logging.WARNING, "audiohook.turn.unusable", session_id=self.session_id, error=str(exc))
             return

@@ -24,9 +24,11 @@ from connectors.call.session import (
     CallServices,
     CallSession,
     CallSettings,
+    ConsentLookup,
     NoInputSettings,
     Provider,
     RepromptSettings,
+    RetainVoice,
     SendFrame,
 )
 from connectors.call.stream import CallStream
@@ -37,6 +39,9 @@ from connectors.speech.turns import TurnSettings
 from connectors.transport import WebSocketTransport
 from models.logs import log_event
 from plugin import settings as toneline_settings
+from plugin.consent import StoredConsent
+from plugin.corrections import VoiceRetainer
+from plugin.state import StateStore
 
 logger = logging.getLogger(__name__)
 STREAM_PATH = "/stream"
@@ -125,9 +130,16 @@ class CallChannel(InputChannel):
     provider: Provider  # codec, tracks and transfer adapter of this provider, set by each provider's channel
 
     def __init__(
-        self, settings: CallSettings | None = None, runtime: SpeechRuntime | None = None, public_url: str | None = None
+        self,
+        settings: CallSettings | None = None,
+        runtime: SpeechRuntime | None = None,
+        public_url: str | None = None,
+        consent: ConsentLookup | None = None,
+        retain: RetainVoice | None = None,
     ) -> None:
         self.settings = settings or CallSettings()
+        self.consent = consent
+        self.retain = retain
         self._runtime = runtime
         self.public_url = public_url.rstrip("/") if public_url else None
 
@@ -136,7 +148,13 @@ class CallChannel(InputChannel):
         """What every call channel reads from credentials.yml: the URL the provider reaches it at, the provider's
         API base (tests point it at a fake) and the turn settings."""
         upper = provider.upper()
+        toneline = toneline_settings.load_beside(credential(credentials, "config", "TONELINE_CONFIG"))
+        store = StateStore(toneline.redis, toneline.state)
         return {
+            # Callers who opted out (on any channel) are not read: the store the plugin keeps consent in.
+            "consent": StoredConsent(store),
+            # Only when the deployment retains material for adaptation: each answered turn's pooled voice statistics.
+            "retain": VoiceRetainer(store, toneline.adaptation) if toneline.adaptation.retain else None,
             "public_url": credential(credentials, "public_url", f"TONELINE_{upper}_PUBLIC_URL") or None,
             "api_base": credential(credentials, "api_base", f"TONELINE_{upper}_API_BASE") or None,
             "settings": CallSettings(
@@ -144,6 +162,7 @@ class CallChannel(InputChannel):
                 reprompt=reprompt_settings(credentials),
                 barge_in=barge_in_mode(credentials, provider),
                 no_input=no_input_settings(credentials),
+                disclosure=toneline.disclosure.for_channel(provider),
             ),
         }
 
@@ -199,7 +218,8 @@ class CallChannel(InputChannel):
         """Run one call's stream to its end (every way out closes the socket and the session cleanly)."""
 
         def open_session(start: CallStart, send: SendFrame) -> CallSession:
-            return CallSession(start, send, bot, CallServices(self.runtime, self.provider, self.settings))
+            services = CallServices(self.runtime, self.provider, self.settings, self.consent, self.retain)
+            return CallSession(start, send, bot, services)
 
         await CallStream(transport, serializer or self.serializer(), self.provider.channel, open_session).run()
 

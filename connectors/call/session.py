@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Awaitable, Callable
@@ -48,6 +49,10 @@ from plugin.metadata import NEUTRAL_TONE, TurnMetadata
 
 logger = logging.getLogger(__name__)
 SendFrame = Callable[[OutboundFrame], Awaitable[bool]]
+# Whether a customer opted out of emotion analysis (None: not known now, e.g. Redis is away): `plugin.consent`.
+ConsentLookup = Callable[[str], "bool | None"]
+# Keeps a turn's pooled voice statistics for adaptation (conversation, turn ref, values): `plugin.corrections`.
+RetainVoice = Callable[[str, str, "list[float]"], None]
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,8 @@ class CallSettings:
     barge_in: str = "speech"  # one of BARGE_IN_MODES
     mark_grace_s: float = 2.0  # how long past the audio's own length to wait for the provider's mark
     drain_s: float = 15.0  # at hang-up, how long turns already cut may still reach Rasa
+    # The emotion-analysis notice spoken before anything else, whole (no barge-in); None: none (toneline.yml).
+    disclosure: str | None = None
 
     def __post_init__(self) -> None:
         if self.barge_in not in BARGE_IN_MODES:
@@ -137,6 +144,8 @@ class CallServices:
     runtime: SpeechRuntime
     provider: Provider
     settings: CallSettings = field(default_factory=CallSettings)
+    consent: ConsentLookup | None = None  # None: every caller's voice is read (no consent store configured)
+    retain: RetainVoice | None = None  # None: voice features are never kept (adaptation.retain off)
 
 
 @dataclass
@@ -190,6 +199,12 @@ class CallSession:
         self._turns_open = 0  # turns cut and not yet answered
         # How this caller sounds: the voice reads each turn against it. In memory for this call only.
         self.baseline = CallerBaseline()
+        self._consent = services.consent
+        self._retain = services.retain
+        self.opted_out = False  # the caller opted out of emotion analysis: their voice is not read
+        self.disclosed = False  # the notice was spoken (the turn's metadata says so: Rasa does not repeat it)
+        self._disclosure_marks: set[str] = set()
+        self._opening: asyncio.Future[None] | None = None  # consent, then the notice (`begin`)
         self._worker: TurnWorker[_Queued] = TurnWorker(self._answer, provider.channel, "call", call_id=start.call_id)
 
     @property
@@ -199,6 +214,50 @@ class CallSession:
     @property
     def bot_speaking(self) -> bool:
         return bool(self._pending_marks)
+
+    @property
+    def disclosing(self) -> bool:
+        """The notice is still being sent or playing: nothing the caller does interrupts it."""
+        opening = self._opening is not None and not self._opening.done()
+        return opening or bool(self._disclosure_marks & self._pending_marks.keys())
+
+    async def begin(self) -> None:
+        """Open the call: the caller's consent, then the emotion-analysis notice, spoken whole. It runs beside the
+        stream (which goes on reading the caller, and sees a protocol error at once); turns wait for it."""
+        self._opening = asyncio.ensure_future(self._open())
+
+    async def _open(self) -> None:
+        await self.refresh_consent()
+        notice = self.settings.disclosure
+        if notice is None:
+            return
+        timing = TurnTiming(cut_at=time.monotonic())
+        for sentence in sentences(notice):
+            spoken = await self._speak(sentence, NEUTRAL_TONE, timing)
+            if spoken is not None:
+                self._disclosure_marks.add(spoken.mark)
+        self.disclosed = bool(self._disclosure_marks)
+        self._log(logging.INFO, "disclosure.spoken", sentences=len(self._disclosure_marks))
+
+    async def opened(self) -> None:
+        """Wait until the call is open: consent known (no voice read before it), the notice sent (no reply before
+        it). A failed opening is logged and the call goes on."""
+        if self._opening is None:
+            return
+        try:
+            await asyncio.shield(self._opening)
+        except Exception as exc:  # the notice's TTS or the consent store: the caller is still answered
+            self._log(logging.ERROR, "disclosure.failed", error=repr(exc))
+
+    async def refresh_consent(self) -> None:
+        """Ask the consent store whether this caller opted out (kept as it was while the store cannot say)."""
+        if self._consent is None:
+            return
+        customer = self.start.customer_id or self.call_id
+        opted_out = await asyncio.get_running_loop().run_in_executor(None, self._consent, customer)
+        if opted_out is not None and opted_out != self.opted_out:
+            self.opted_out = opted_out
+            self._log(logging.INFO, "consent.changed", opted_out=opted_out)
 
     def _log(self, level: int, event: str, **fields: Any) -> None:
         log_event(logger, level, f"{self.provider.channel}.{event}", call_id=self.call_id, **fields)
@@ -248,9 +307,9 @@ class CallSession:
         would delay other calls.
         """
         self._drop_early()
-        if self.transferred or self._runtime.overloaded:
-            return
-        future = asyncio.ensure_future(self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id, self.baseline))
+        if self.transferred or self._runtime.overloaded or (self._opening is not None and not self._opening.done()):
+            return  # while the call opens, consent is not known yet: the turn is heard once it is
+        future = asyncio.ensure_future(self._hearing(turn))
         future.add_done_callback(partial(_retrieve, self.provider.channel))
         self._early = (turn.speech_end, future)
 
@@ -271,7 +330,10 @@ class CallSession:
             self.early_dropped += 1
 
     async def _barge_in(self) -> None:
-        """The caller talks over the bot: the provider drops its queued audio."""
+        """The caller talks over the bot: the provider drops its queued audio (never the notice's)."""
+        if self.disclosing:
+            self._log(logging.INFO, "barge_in.held", reason="disclosure")
+            return
         self._generation += 1
         self._log(logging.INFO, "barge_in", marks=len(self._pending_marks))
         await self._send(Clear())
@@ -284,6 +346,7 @@ class CallSession:
 
     async def _answer_turn(self, item: _Queued) -> None:
         turn, timing, early = item
+        await self.opened()
         if self.transferred:
             # The call is on its way to a person; the bot no longer answers.
             self._log(logging.INFO, "turn.after_handoff")
@@ -302,7 +365,9 @@ class CallSession:
             await self._barge_in()
         # Only a turn the bot answers is offered to the baseline (an early pass may be dropped), which takes it if calm.
         heard.keep_in(self.baseline)
-        reply = await self._bot.send(self.call_id, heard.text, self.metadata(heard.voice))
+        keep = self._retain is not None and heard.stats is not None and not self.opted_out
+        ref = uuid.uuid4().hex if keep else None
+        reply = await self._bot.send(self.call_id, heard.text, self.metadata(heard.voice, ref))
         timing.answered_at = time.monotonic()
         self._log(
             logging.INFO,
@@ -318,6 +383,18 @@ class CallSession:
         )
         self._tone = reply.tone
         await self._reply(reply, timing)
+        # The turn may have opted the caller out (or back in): the next turn's voice is read accordingly.
+        await self.refresh_consent()
+        if ref is not None:
+            await self._keep_voice(ref, heard)
+
+    async def _keep_voice(self, ref: str, heard: Hearing) -> None:
+        """The turn's pooled voice statistics for adaptation, once the bot answered and only if the caller has
+        not opted out (this very turn may have said so); Rasa kept the words under the same `turn_ref`."""
+        if self._retain is None or heard.stats is None or self.opted_out:
+            return
+        values = [float(x) for x in heard.stats]
+        await asyncio.get_running_loop().run_in_executor(None, self._retain, self.call_id, ref, values)
 
     async def _no_words(self, turn: Turn, timing: TurnTiming) -> None:
         """A turn Whisper heard no words in: reprompt (`RepromptSettings`) or let it pass quietly."""
@@ -368,18 +445,31 @@ class CallSession:
         except Exception as exc:  # nobody awaits this task: say what went wrong instead of losing it
             self._log(logging.ERROR, "turn.no_input_failed", error=repr(exc))
 
+    def _hearing(self, turn: Turn) -> Awaitable[Hearing]:
+        """The ASR pass of a turn, with the voice head only when the caller has not opted out."""
+        return self._runtime.hear(
+            turn.pcm, turn.start, turn.end, self.call_id, self.baseline, analyse=not self.opted_out
+        )
+
     async def _hear(self, turn: Turn, early: asyncio.Future[Hearing] | None) -> Hearing | None:
         try:
-            return await (early or self._runtime.hear(turn.pcm, turn.start, turn.end, self.call_id, self.baseline))
+            return await (early or self._hearing(turn))
         except AudioError as exc:
             self._log(logging.WARNING, "turn.unusable", error=str(exc))
             return None
 
-    def metadata(self, voice: EmotionEstimate | None) -> dict[str, Any]:
+    def metadata(self, voice: EmotionEstimate | None, turn_ref: str | None = None) -> dict[str, Any]:
         """The turn's metadata for Rasa, in the turn's contract (`plugin.metadata.TurnMetadata`)."""
         customer = self.start.customer_id or self.call_id
         estimates = () if voice is None else (voice,)
-        return TurnMetadata(customer, self.provider.channel, estimates=estimates, call_id=self.call_id).to_dict()
+        return TurnMetadata(
+            customer,
+            self.provider.channel,
+            estimates=estimates,
+            call_id=self.call_id,
+            disclosed=self.disclosed,
+            turn_ref=turn_ref,
+        ).to_dict()
 
     async def _reply(self, reply: BotReply, timing: TurnTiming) -> None:
         generation = self._generation
@@ -442,6 +532,8 @@ class CallSession:
         """
         self._drop_early()
         self._disarm_no_input()
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()  # the stream is gone: the rest of the notice has nobody to hear it
         self._release_marks()
         try:
             await self._worker.drain(self.settings.drain_s)

@@ -96,6 +96,15 @@ class SimulatedCall:
             await asyncio.sleep(0.05)
         return reply
 
+    async def hear_opening(self, timeout: float = 30.0, quiet: float = 1.0) -> Reply:
+        """Listen to what the bot says before the caller speaks (the emotion-analysis notice) to its end, as a caller
+        does: its audio and a mark arrived, nothing more for `quiet` s, and all of it has played."""
+        opening = Reply()
+        self.replies.append(opening)
+        await self.wait_reply(opening, timeout, quiet)
+        await self.wait_played(timeout)
+        return opening
+
     async def wait_played(self, timeout: float = 30.0) -> None:
         """Wait until the bot's audio received so far has played: a caller who lets the bot finish.
 

@@ -131,6 +131,7 @@ class CallStream:
             logger, logging.INFO, f"{self.channel}.call.started", call_id=start.call_id, stream_id=start.stream_id
         )
         self.session = self._open_session(start, self._send)
+        await self.session.begin()
 
     async def _send(self, frame: OutboundFrame) -> bool:
         return await self.transport.send(self.serializer.encode(frame))

@@ -99,13 +99,19 @@ class SpeechRuntime:
         return await asyncio.get_running_loop().run_in_executor(self._light, partial(fn, *args))
 
     async def hear(
-        self, pcm: NDArray[np.float32], start: float, end: float, call_id: str, baseline: CallerBaseline | None = None
+        self,
+        pcm: NDArray[np.float32],
+        start: float,
+        end: float,
+        call_id: str,
+        baseline: CallerBaseline | None = None,
+        analyse: bool = True,
     ) -> Hearing:
         """ASR + voice emotion of one turn (read against the caller's `baseline`); under overload the emotion
-        head is skipped, never the turn."""
+        head is skipped, never the turn. `analyse=False` (a caller who opted out): the ASR pass only."""
         recognizer = await self.recognizer()
-        emotion = not self.overloaded
-        if not emotion:
+        emotion = analyse and not self.overloaded
+        if analyse and not emotion:
             log_event(logger, logging.WARNING, "speech.emotion.skipped", call_id=call_id, pending=self.pending)
         self.pending += 1
         try:

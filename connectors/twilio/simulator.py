@@ -221,6 +221,7 @@ async def run_caller(
     spoken = 0
     try:
         await call.silence(0.5)
+        await call.hear_opening()  # the emotion-analysis notice, heard whole before the caller speaks
         for spoken, pcm in enumerate(utterances, start=1):
             await call.wait_reply(await call.say(pcm), timeout=reply_timeout)
             if (await tracker(call.call_sid)).get("slots", {}).get("handed_off"):

@@ -20,6 +20,7 @@ The socket refuses (403, before the handshake) an upgrade whose `Origin` is not 
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import os
 from pathlib import Path
@@ -37,11 +38,15 @@ from connectors.transport import NORMAL, TOO_BIG, WebSocketTransport
 from connectors.video import serializer
 from connectors.video.faces import FaceWorker, weights_path
 from connectors.video.frames import ErrorOut, OutboundFrame, Ready
-from connectors.video.session import VideoSession, VideoSettings
+from connectors.video.session import CHANNEL, VideoSession, VideoSettings
 from models.logs import log_event
+from plugin import settings as toneline_settings
+from plugin.consent import StoredConsent
+from plugin.state import StateStore
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
+DISCLOSURE_MARK = "<!-- toneline:disclosure -->"
 _ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
 WS_PATH = "/ws"
 ORIGINS_ENV = "TONELINE_VIDEO_ALLOWED_ORIGINS"
@@ -83,7 +88,13 @@ def settings_from(credentials: Dict[str, Any]) -> VideoSettings:
     servers = credentials.get("ice_servers") or []
     if not isinstance(servers, list):
         raise ValueError("toneline_video: ice_servers must be a list of STUN/TURN URLs")
-    return VideoSettings(fps=fps, turn_window_s=window, ice_servers=tuple(str(s) for s in servers))
+    toneline = toneline_settings.load_beside(str(credentials.get("config") or os.environ.get("TONELINE_CONFIG", "")))
+    return VideoSettings(
+        fps=fps,
+        turn_window_s=window,
+        ice_servers=tuple(str(s) for s in servers),
+        disclosure=toneline.disclosure.for_channel(CHANNEL),
+    )
 
 
 class VideoInput(InputChannel):
@@ -96,17 +107,21 @@ class VideoInput(InputChannel):
     @classmethod
     def from_credentials(cls, credentials: Dict[str, Any] | None) -> InputChannel:
         creds = credentials or {}
-        return cls(settings_from(creds), FaceWorker(weights_path(creds)), allowed_origins(creds))
+        toneline = toneline_settings.load_beside(str(creds.get("config") or os.environ.get("TONELINE_CONFIG", "")))
+        consent = StoredConsent(StateStore(toneline.redis, toneline.state))
+        return cls(settings_from(creds), FaceWorker(weights_path(creds)), allowed_origins(creds), consent)
 
     def __init__(
         self,
         settings: VideoSettings | None = None,
         faces: FaceWorker | None = None,
         origins: frozenset[str] = frozenset(),
+        consent: Callable[[str], bool | None] | None = None,
     ) -> None:
         self.settings = settings or VideoSettings()
         self.faces = faces or FaceWorker()
         self.origins = origins
+        self.consent = consent  # customers who opted out never have their camera read
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("toneline_video", __name__)
@@ -129,7 +144,7 @@ class VideoInput(InputChannel):
 
         @bp.route("/", methods=["GET"])
         async def page(_: Request) -> HTTPResponse:
-            return _asset("index.html")
+            return _asset("index.html", self.settings.disclosure)
 
         @bp.route("/app.js", methods=["GET"])
         async def script(_: Request) -> HTTPResponse:
@@ -152,7 +167,7 @@ class VideoInput(InputChannel):
         async def send(frame: OutboundFrame) -> bool:
             return await transport.send(serializer.serialize(frame))
 
-        session = VideoSession(bot, self.faces, send, self.settings)
+        session = VideoSession(bot, self.faces, send, self.settings, consent=self.consent)
         log_event(logger, logging.INFO, "video.session.started", session_id=session.session_id)
         try:
             await send(Ready(session.session_id, face=await self.faces.model() is not None))
@@ -185,8 +200,11 @@ class VideoInput(InputChannel):
             await transport.close(NORMAL, "session ended")
 
 
-def _asset(name: str) -> HTTPResponse:
+def _asset(name: str, disclosure: str | None = None) -> HTTPResponse:
     # The page is a few kB: read per request so a deployment can restyle it without a restart.
     body = (STATIC / name).read_text(encoding="utf-8")
+    if name == "index.html":  # the notice is on the page before the customer can type (AI Act Art. 50(3))
+        notice = f'<p id="disclosure" role="note">{html.escape(disclosure)}</p>' if disclosure else ""
+        body = body.replace(DISCLOSURE_MARK, notice)
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
     return response.text(body, content_type=_ASSETS[name], headers=headers)

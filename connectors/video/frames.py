@@ -52,7 +52,8 @@ class CameraAnswer:
 
 @dataclass(frozen=True)
 class CameraStatus:
-    """Where the camera stands: `state` in on, off, lost, unavailable; frames analysed and faces found so far."""
+    """Where the camera stands: `state` in on, off, lost, unavailable, opted_out (the customer opted out of emotion
+    analysis: the camera is not connected); frames analysed and faces found so far."""
 
     state: str
     frames: int = 0

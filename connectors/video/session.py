@@ -60,6 +60,7 @@ class VideoSettings:
     silent_after_s: float = 5.0  # a camera that has sent no frame by then is reported as silent
     analysis: bool = True  # False: frames are received and decoded but never analysed (the benchmark baseline)
     drain_s: float = 10.0  # at the end, how long turns already sent may still reach Rasa
+    disclosure: str | None = None  # the emotion-analysis notice the page shows (toneline.yml); None: none
 
     def __post_init__(self) -> None:
         if not 0 < self.fps <= 30:
@@ -79,8 +80,10 @@ class VideoSession:
         settings: VideoSettings | None = None,
         session_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        consent: Callable[[str], bool | None] | None = None,
     ) -> None:
         self.settings = settings or VideoSettings()
+        self._consent = consent  # whether a customer opted out of emotion analysis (plugin.consent)
         self.session_id = session_id or f"video-{uuid.uuid4().hex[:12]}"
         self.customer_id: str | None = None
         self._bot = bot
@@ -154,7 +157,10 @@ class VideoSession:
         """The turn's metadata for Rasa, in the turn's contract (`plugin.metadata.TurnMetadata`)."""
         customer = self.customer_id or self.session_id
         estimates = () if face is None else (face,)
-        return TurnMetadata(customer, CHANNEL, estimates=estimates, call_id=self.session_id).to_dict()
+        disclosed = self.settings.disclosure is not None  # the page showed it: the bot does not repeat it
+        return TurnMetadata(
+            customer, CHANNEL, estimates=estimates, call_id=self.session_id, disclosed=disclosed
+        ).to_dict()
 
     async def _turn_loop(self) -> None:
         # One turn at a time, in order: replies must not overtake each other.
@@ -188,6 +194,10 @@ class VideoSession:
 
         if self._pc is not None:
             await self.stop_camera("renegotiated")
+        if await self._opted_out():
+            # The customer opted out of emotion analysis (on any channel): the camera is not even connected.
+            await self._status("opted_out")
+            return
         if self.settings.analysis and (self._faces is None or await self._faces.model() is None):
             # Without a face model there is nothing to read the camera for: it is not even connected.
             await self._status("unavailable")
@@ -317,6 +327,12 @@ class VideoSession:
             await _close_pc(pc)
         if notify:
             await self._status("off")
+
+    async def _opted_out(self) -> bool:
+        if self._consent is None:
+            return False
+        customer = self.customer_id or self.session_id
+        return bool(await asyncio.get_running_loop().run_in_executor(None, self._consent, customer))
 
     async def _status(self, state: str) -> None:
         self._last_status = self._clock()

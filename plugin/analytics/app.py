@@ -27,8 +27,12 @@ from plugin.analytics.auth import Session, Sessions, Supervisors, hash_password
 from plugin.analytics.data import Dashboard
 from plugin.analytics.live import LiveHub
 from plugin.analytics.rollups import Rollups
+from plugin.corrections import BadCorrection, CorrectionRequest, CorrectionStore, agreement
+from plugin.erasure import Eraser
+from plugin.keys import Keys
 from plugin.redis_client import AsyncClient, connect_async
 from plugin.settings import Settings
+from plugin.state import StateStore
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -42,6 +46,7 @@ DASHBOARD = web.AppKey("dashboard", Dashboard)
 SESSIONS = web.AppKey("sessions", Sessions)
 SUPERVISORS = web.AppKey("supervisors", Supervisors)
 HUB = web.AppKey("hub", LiveHub)
+CORRECTIONS = web.AppKey("corrections", CorrectionStore)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -134,8 +139,10 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 # -- API ---------------------------------------------------------------------------
 async def me(request: web.Request) -> web.StreamResponse:
     session = session_of(request)
-    idle = request.app[SETTINGS].analytics.idle_seconds
-    return web.json_response({"username": session.username, "csrf": session.csrf, "idle_seconds": idle})
+    analytics = request.app[SETTINGS].analytics
+    admin = session.username in analytics.administrators
+    body = {"username": session.username, "csrf": session.csrf, "idle_seconds": analytics.idle_seconds, "admin": admin}
+    return web.json_response(body)
 
 
 async def floor(request: web.Request) -> web.StreamResponse:
@@ -152,7 +159,68 @@ async def conversation(request: web.Request) -> web.StreamResponse:
     if not request.app[SETTINGS].privacy.store_transcripts:
         for turn in found["turns"]:
             turn.pop("text", None)
+    found["corrections"] = await request.app[CORRECTIONS].of_conversation(conversation_id, found["customer_id"])
+    for item in found["corrections"]:
+        item.pop("retained", None)  # training material, never shown
     return web.json_response(found)
+
+
+async def correct(request: web.Request) -> web.StreamResponse:
+    """A supervisor marks a turn's emotion right or wrong, or an escalation needed or not needed."""
+    conversation_id = request.match_info["conversation_id"]
+    if len(conversation_id) > 256:
+        raise BadParameter("conversation_id", "longer than 256 characters")
+    try:
+        parsed = CorrectionRequest.parse(conversation_id, await _json_body(request))
+    except BadCorrection as exc:
+        raise web.HTTPBadRequest(text=json.dumps({"error": str(exc)}), content_type="application/json") from None
+    by = session_of(request).username
+    record = await request.app[CORRECTIONS].correct(parsed, by)
+    if record is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": "no such turn"}), content_type="application/json")
+    log_event(
+        logger,
+        logging.INFO,
+        "toneline.analytics.corrected",
+        conversation_id=conversation_id,
+        kind=parsed.kind,
+        verdict=parsed.verdict,
+        by=by,
+    )
+    record.pop("retained", None)
+    return web.json_response(record)
+
+
+async def agreement_view(request: web.Request) -> web.StreamResponse:
+    """Supervisors' agreement with the models per ISO week: fused, each modality, escalations."""
+    return web.json_response(agreement(await request.app[CORRECTIONS].all()))
+
+
+async def erase(request: web.Request) -> web.StreamResponse:
+    """An administrator erases one customer's data (GDPR Art. 17); the report says what was removed."""
+    session = session_of(request)
+    settings = request.app[SETTINGS]
+    if session.username not in settings.analytics.administrators:
+        raise web.HTTPForbidden(text=json.dumps({"error": "administrators only"}), content_type="application/json")
+    customer_id = request.match_info["customer_id"]
+    if not customer_id or len(customer_id) > 256:
+        raise BadParameter("customer_id", "empty or longer than 256 characters")
+    store = StateStore(settings.redis, settings.state)
+    try:
+        report = await asyncio.get_running_loop().run_in_executor(None, Eraser(store).erase, customer_id)
+    finally:
+        store.client.close()
+    log_event(logger, logging.WARNING, "toneline.analytics.erased", customer_id=customer_id, by=session.username)
+    return web.json_response(report.to_dict())
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "body must be JSON"}), content_type="application/json"
+        ) from None
 
 
 async def escalations(request: web.Request) -> web.StreamResponse:
@@ -327,6 +395,7 @@ def create_app(settings: Settings, env: dict[str, str] | os._Environ[str] | None
     app[SESSIONS] = Sessions(client, settings.redis.prefix, settings.analytics.session_ttl_seconds)
     app[SUPERVISORS] = supervisors_from(settings, env)
     app[HUB] = LiveHub(client, dashboard)
+    app[CORRECTIONS] = CorrectionStore(client, Keys(settings.redis.prefix, settings.redis.shards), settings.adaptation)
     if not app[SUPERVISORS].hashes:
         log_event(
             logger,
@@ -348,4 +417,7 @@ def create_app(settings: Settings, env: dict[str, str] | os._Environ[str] | None
     app.router.add_post("/api/escalations/{case_id}/claim", claim)
     app.router.add_get("/api/history", history)
     app.router.add_get("/api/history.csv", history_csv)
+    app.router.add_post("/api/conversations/{conversation_id}/corrections", correct)
+    app.router.add_get("/api/agreement", agreement_view)
+    app.router.add_post("/api/customers/{customer_id}/erase", erase)
     return app

@@ -89,7 +89,18 @@ class Dashboard:
 
     async def rows(self, conversation_ids: list[str], now: float) -> list[dict[str, Any]]:
         metas = await self._metas(conversation_ids)
-        return [floor_row(c, m, now) for c, m in zip(conversation_ids, metas) if m]
+        rows = [floor_row(c, m, now) for c, m in zip(conversation_ids, metas) if m]
+        return await self._consent(rows)
+
+    async def _consent(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Mark the rows of customers who opted out: not analysed, whatever was read before."""
+        # Not a transaction: each customer's consent lives under that customer's own tag.
+        pipe = self.redis.pipeline(transaction=False)
+        for row in rows:
+            pipe.hget(self.keys.cust(row["customer_id"], "consent"), "opted_out")
+        for row, flag in zip(rows, await pipe.execute()):
+            row["opted_out"] = flag == "1"
+        return rows
 
     async def floor(self, now: float | None = None) -> list[dict[str, Any]]:
         """Conversations active within the idle window, riskiest first."""
@@ -114,8 +125,9 @@ class Dashboard:
         meta, turns, escalations = await pipe.execute()
         if not meta:
             return None
+        (row,) = await self._consent([floor_row(conversation_id, meta, now)])
         return {
-            **floor_row(conversation_id, meta, now),
+            **row,
             "summary": json.loads(meta.get("summary") or "{}"),
             "turns": [json.loads(t) for t in turns],
             "escalations": [json.loads(e) for e in escalations],

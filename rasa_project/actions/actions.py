@@ -16,13 +16,15 @@ from rasa_sdk.executor import CollectingDispatcher
 from models.logs import log_event
 from plugin import settings as toneline_settings
 from plugin.handoff import REQUESTED_BY_CUSTOMER, HandoffOutbox, build_case
-from plugin.metadata import HANDOFF_ACTION, HANDOFF_RESPONSE, TURN_KEY, SlotNames, TurnMetadata
+from plugin.metadata import DISCLOSURE_KEY, HANDOFF_ACTION, HANDOFF_RESPONSE, TURN_KEY, SlotNames, TurnMetadata
+from plugin.metadata import parse as parse_metadata
 from plugin.state import StateStore
 
 logger = logging.getLogger(__name__)
 CONFIG = Path(__file__).resolve().parent.parent / "toneline.yml"
 
 ACCOUNT_SLOT = "account_number"
+SESSION_METADATA_SLOT = "session_started_metadata"  # Rasa's: the metadata of the message that opened the session
 TOPIC_SLOT = "account_topic"
 SLOTS = SlotNames()
 HANDOFF_SLOTS = (SLOTS.handed_off, SLOTS.reason)
@@ -135,13 +137,28 @@ class ActionAccountStatus(Action):
         return [SlotSet(ACCOUNT_SLOT, digits)]
 
 
+def disclosure_for(session_metadata: Any, input_channel: str | None) -> str | None:
+    """The emotion-analysis notice a new session starts with: none when the connector gave it already
+    (`disclosed` in the turn's metadata: spoken on the phone, shown on the video page)."""
+    meta = parse_metadata(session_metadata, log=False)
+    if meta.disclosed:
+        return None
+    _, settings = _outbox()
+    return settings.disclosure.for_channel(meta.channel or input_channel or "rest")
+
+
 class ActionSessionStart(Action):
-    """A new session carries the customer's slots over, but not a past handoff: the bot serves them again."""
+    """A new session opens with the emotion-analysis notice and carries the customer's slots over, but not a
+    past handoff: the bot serves them again."""
 
     def name(self) -> str:
         return "action_session_start"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[str, Any]) -> List[EventType]:
+        notice = disclosure_for(tracker.get_slot(SESSION_METADATA_SLOT), tracker.get_latest_input_channel())
+        if notice is not None:
+            # Before the first turn is read: a new session's first bot message (AI Act Art. 50(3)).
+            dispatcher.utter_message(text=notice, **{DISCLOSURE_KEY: True})
         events: List[EventType] = [SessionStarted()]
         carry = (domain.get("session_config") or {}).get("carry_over_slots_to_new_session", True)
         if carry:

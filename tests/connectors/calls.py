@@ -27,9 +27,10 @@ async def eventually(check: Callable[[], bool], within: float) -> bool:
 
 
 async def greeted(call: SimulatedCall) -> Reply:
-    """The caller says hello once and hangs up after the bot's reply."""
+    """The caller listens to the opening notice, says hello once and hangs up after the bot's reply."""
     try:
         await call.silence(0.5)
+        await call.hear_opening()
         return await call.wait_reply(await call.say(await speak("Hello, is anyone there?")))
     finally:
         await call.hang_up()

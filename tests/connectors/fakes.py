@@ -86,6 +86,7 @@ class FakeRecognizer(Recognizer):
         self.absolute = absolute  # the head's reading without a baseline: calm, so the turns join the baseline
         self.passes: list[tuple[float | None, float | None]] = []
         self.baselines: list[CallerBaseline | None] = []  # the baseline each pass was read against
+        self.emotions: list[bool] = []  # whether each pass was asked to run the voice head
         self._starts: list[float | None] = []
         self._lock = threading.Lock()
 
@@ -105,6 +106,7 @@ class FakeRecognizer(Recognizer):
         with self._lock:
             self.passes.append((start, end))
             self.baselines.append(baseline)
+            self.emotions.append(emotion)
             if start not in self._starts:
                 self._starts.append(start)
             index = self._starts.index(start)

@@ -45,6 +45,7 @@ from connectors.speech.codec import MULAW_8K, Linear16Codec, WireCodec
 from connectors.speech.runtime import RuntimeSettings, SpeechRuntime
 from connectors.transport import WebSocketTransport
 from connectors.twilio.serializer import TwilioSerializer
+from models.emotion import EmotionEstimate
 from tests.connectors.fakes import FakeBot, FakeRecognizer, FakeTransfer, FakeTts, caller_speech, silence
 
 pytestmark = pytest.mark.asyncio
@@ -120,6 +121,9 @@ async def make_call() -> AsyncIterator[Callable[..., Call]]:
         reprompt: RepromptSettings | None = DEFAULT_REPROMPT,
         barge_in: str = "speech",
         no_input: NoInputSettings | None = DEFAULT_NO_INPUT,
+        disclosure: str | None = None,
+        consent: Callable[[str], bool | None] | None = None,
+        retain: Callable[[str, str, list[float]], None] | None = None,
     ) -> Call:
         recognizer = FakeRecognizer(lines, delay_s=delay_s)
         tts = tts or FakeTts()
@@ -129,8 +133,15 @@ async def make_call() -> AsyncIterator[Callable[..., Call]]:
         transfer = transfer or FakeTransfer()
         line = line or Line()
         provider = Provider("testline", codec, ("inbound",), transfer)
-        settings = CallSettings(mark_grace_s=0.2, drain_s=5.0, reprompt=reprompt, barge_in=barge_in, no_input=no_input)
-        session = CallSession(START, line.send, bot, CallServices(runtime, provider, settings))
+        settings = CallSettings(
+            mark_grace_s=0.2,
+            drain_s=5.0,
+            reprompt=reprompt,
+            barge_in=barge_in,
+            no_input=no_input,
+            disclosure=disclosure,
+        )
+        session = CallSession(START, line.send, bot, CallServices(runtime, provider, settings, consent, retain))
         return Call(session, line, tts, bot, recognizer, transfer)
 
     yield build
@@ -625,3 +636,87 @@ def test_the_demo_bots_phone_channels_read_reprompt_and_barge_in_from_credential
     channel = TwilioMediaStreamsInput.from_credentials(credentials["connectors.twilio.channel.TwilioMediaStreamsInput"])
     assert isinstance(channel, TwilioMediaStreamsInput) and channel.settings.reprompt == RepromptSettings()
     assert channel.settings.barge_in == "speech" and channel.settings.no_input == NoInputSettings()
+
+
+NOTICE = "This call uses automated emotion recognition. Say stop the emotion detection to turn it off."
+
+
+async def test_the_notice_is_spoken_first_whole_and_the_bot_does_not_repeat_it(make_call: Callable[..., Call]) -> None:
+    call = make_call(["hello"], disclosure=NOTICE, tts=FakeTts(seconds=0.5))
+    await call.session.begin()
+    await call.session.opened()
+    assert [text for text, _ in call.tts.spoken] == [
+        "This call uses automated emotion recognition.",
+        "Say stop the emotion detection to turn it off.",
+    ]
+    assert call.session.disclosing
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))  # the caller talks over it
+    await until(lambda: bool(call.bot.turns))
+    assert not call.line.of(Clear), "the notice is never interrupted"
+    await call.play_marks()
+    await until(lambda: len(call.tts.spoken) == 3)
+    await call.session.close()
+    assert call.bot.turns[0][2]["toneline"]["disclosed"] is True
+
+
+async def test_a_caller_who_opted_out_gets_the_asr_pass_only(make_call: Callable[..., Call]) -> None:
+    opted_out: dict[str, bool] = {}
+    call = make_call(["my bill is wrong", "stop the emotion detection", "I am furious"], consent=opted_out.get)
+    call.recognizer.voice = EmotionEstimate.from_probs("voice", {"angry": 0.9, "neutral": 0.1})
+
+    def reply(text: str) -> BotReply:
+        if "stop" in text:  # what the bot does on the opt-out intent: the choice is kept (here, in the dict)
+            opted_out["+15550100"] = True
+        return BotReply((f"You said {text}.",), "neutral")
+
+    call.bot.reply = reply
+    await call.session.begin()
+    await call.session.opened()
+    for seed in range(3):
+        await call.say(np.concatenate([caller_speech(0.8, seed=seed), silence(0.8)]))
+        await until(lambda n=seed + 1: len(call.bot.turns) == n)  # type: ignore[misc]
+    await call.session.close()
+    voices = ["voice" in metadata["toneline"] for _, _, metadata in call.bot.turns]
+    assert voices == [True, True, False], "from the turn after the opt-out no voice estimate"
+    assert call.recognizer.emotions[-1] is False, "the voice head was not asked to run"
+    assert call.session.opted_out
+
+
+async def test_voice_statistics_are_kept_for_adaptation_only_while_the_caller_has_not_opted_out(
+    make_call: Callable[..., Call],
+) -> None:
+    kept: list[tuple[str, str, list[float]]] = []
+    opted_out: dict[str, bool] = {}
+    call = make_call(
+        ["my bill is wrong", "stop the emotion detection", "I am furious"],
+        consent=opted_out.get,
+        retain=lambda conv, ref, values: kept.append((conv, ref, values)),
+    )
+
+    def reply(text: str) -> BotReply:
+        if "stop" in text:
+            opted_out["+15550100"] = True
+        return BotReply((f"You said {text}.",), "neutral")
+
+    call.bot.reply = reply
+    for seed in range(3):
+        await call.say(np.concatenate([caller_speech(0.8, seed=seed), silence(0.8)]))
+        await until(lambda n=seed + 1: len(call.bot.turns) == n)  # type: ignore[misc]
+    await call.session.close()
+    refs = [metadata["toneline"].get("turn_ref") for _, _, metadata in call.bot.turns]
+    assert all(refs[:2]) and refs[2] is None, refs
+    # Only the first turn's statistics: the second opted the caller out, the third was not read at all.
+    assert [(conv, ref) for conv, ref, _ in kept] == [("C1", refs[0])]
+    assert kept[0][2] == [0.0] * len(kept[0][2]) and len(kept[0][2]) > 100
+
+
+async def test_a_caller_who_speaks_while_the_call_opens_is_answered_after_the_notice(
+    make_call: Callable[..., Call],
+) -> None:
+    call = make_call(["hello"], disclosure=NOTICE, tts=FakeTts(seconds=0.2, delay_s=0.3))
+    await call.session.begin()  # returns at once: the notice is synthesised beside the stream
+    await call.say(np.concatenate([caller_speech(1.0), silence(0.8)]))
+    await until(lambda: len(call.tts.spoken) == 3)
+    await call.session.close()
+    assert [text for text, _ in call.tts.spoken][2] == "You said hello.", "no reply before the notice"
+    assert call.recognizer.emotions == [True] and call.session.early_used == 0, "heard once the call was open"

@@ -50,6 +50,7 @@ async def test_a_caller_who_asks_for_a_person_is_moved_after_the_announcement(
     call, call_id = await place(voice_stack, provider)
     try:
         await call.silence(0.5)
+        await call.hear_opening()
         reply = await call.wait_reply(await call.say(await speak("I want to talk to a person, please.")))
         await eventually(lambda: bool(moves(voice_stack, provider, call_id)), within=20.0)
     finally:

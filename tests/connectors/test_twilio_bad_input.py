@@ -111,6 +111,7 @@ async def test_unknown_events_and_stale_frames_are_logged_and_skipped_and_a_drop
 ) -> None:
     dropped = await place_call(voice_stack.url, AUTH_TOKEN, caller="+15550133", speed=2.0)
     healthy = await place_call(voice_stack.url, AUTH_TOKEN, caller="+15550144", speed=2.0)
+    await healthy.hear_opening()  # the notice each call opens with is not the reply this test waits for
     await healthy.send_json(
         {"event": "transcription", "sequenceNumber": healthy.next_seq(), "streamSid": healthy.stream_sid}
     )

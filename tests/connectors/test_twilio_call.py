@@ -86,3 +86,25 @@ async def test_an_angry_caller_is_transferred_through_twilio_rest(voice_stack: V
     announcement = spoken[-1].marks[-1]
     assert announcement in call.returned_marks, (announcement, call.returned_marks)
     assert call.returned_marks[announcement] <= updates[0].at
+
+
+@pytest.mark.asyncio
+async def test_the_disclosure_is_the_first_thing_a_caller_hears_and_is_heard_whole(voice_stack: VoiceStack) -> None:
+    call = await place_call(voice_stack.url, AUTH_TOKEN, caller="+15550177", speed=SPEED)
+    try:
+        # Before the caller says a word the bot speaks: the notice, sentence by sentence, each with its mark.
+        assert await eventually(lambda: any(m["event"] == "mark" for m in call.received), within=30.0)
+        assert call.received[0]["event"] == "media", call.received[:2]
+        # The caller talks over it at once: it is not cut off, and the caller is answered after it.
+        await call.wait_reply(await call.say(await speak("Hello, is anyone there?")))
+        assert await eventually(lambda: bool(user_turns(voice_stack.tracker(call.call_sid))), within=30.0)
+        await call.wait_played()
+    finally:
+        await call.hang_up()
+    assert not any(m["event"] == "clear" for m in call.received), "the notice is never interrupted"
+    spoken = re.search(rf"twilio\.disclosure\.spoken call_id={call.call_sid} sentences=(\d+)", voice_stack.log())
+    assert spoken and int(spoken.group(1)) >= 2, spoken
+    tracker = voice_stack.tracker(call.call_sid)
+    assert user_turns(tracker)[0]["metadata"]["toneline"]["disclosed"] is True
+    bot_lines = [e.get("text") or "" for e in tracker["events"] if e["event"] == "bot"]
+    assert bot_lines and not any("emotion recognition" in line for line in bot_lines), "Rasa does not repeat it"

@@ -259,3 +259,20 @@ async def test_a_turn_covers_the_readings_since_the_last_turn_capped_to_the_wind
     clock.now += 5
     assert "face" not in await answered(session, bot, "third"), "no readings in the span: no face estimate"
     await session.close()
+
+
+@pytest.mark.asyncio
+async def test_a_customer_who_opted_out_never_has_the_camera_read(worker: FaceWorker) -> None:
+    bot, page = RecordingBot(), Page()
+    opted_out = {"cust-v": True}
+    session = VideoSession(bot, worker, page.send, VideoSettings(), consent=opted_out.get)
+    await session.handle(Hello("cust-v"))
+    client = await open_camera(session, page, faces_track())
+    try:
+        assert page.statuses() == ["opted_out"] and not session.camera_on
+        await asyncio.sleep(0.5)
+        assert session.frames_analysed == 0 and session.readings == 0
+        assert "face" not in await answered(session, bot, "hello")
+    finally:
+        await session.close()
+        await client.close()

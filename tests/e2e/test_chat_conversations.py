@@ -202,7 +202,7 @@ def test_what_callers_really_say_never_transfers(stack: Stack, turns: list[str])
 def test_noise_and_out_of_scope_turns_get_a_request_to_rephrase(stack: Stack) -> None:
     who = sender()
     for text in ("[BLANK_AUDIO]", "what's the weather like in Paris"):
-        (reply,) = stack.say(who, text)
+        reply = stack.say(who, text)[-1]  # after the disclosure, on the first turn
         assert "another way" in reply or "didn't catch" in reply, (text, reply)
 
 
@@ -227,7 +227,7 @@ def test_an_outage_report_uses_the_account_number_given_with_digits(stack: Stack
 
 def test_an_account_number_given_first_is_confirmed_and_used_for_the_next_question(stack: Stack) -> None:
     who = sender()
-    (reply,) = stack.say(who, "7 7 3 1 0 9 4")
+    reply = stack.say(who, "7 7 3 1 0 9 4")[-1]  # after the disclosure
     assert "7 7 3 1 0 9 4" in reply and "bill or about an outage" in reply, reply
     replies = stack.say(who, "I want to change my payment date")
     assert "7 7 3 1 0 9 4" in replies[-1], replies

@@ -86,3 +86,15 @@ def test_cases_held_while_redis_is_down_are_written_once_in_order_after_a_restar
     written = [case["conversation_id"] for _, case in after.store.handoff_cases()]
     assert written == ["a", "b", "c", "d"]
     assert after.outbox.pending_bytes() == 0
+
+
+def test_the_emotion_analysis_notice_is_not_part_of_the_agent_s_transcript() -> None:
+    from plugin.handoff import transcript
+    from plugin.metadata import DISCLOSURE_KEY
+
+    events = [
+        {"event": "bot", "text": "This service uses emotion recognition.", "metadata": {DISCLOSURE_KEY: True}},
+        {"event": "user", "text": "my bill is wrong", "timestamp": 1.0},
+        {"event": "bot", "text": "Let me check.", "timestamp": 2.0},
+    ]
+    assert [line["text"] for line in transcript(events, 10)] == ["my bill is wrong", "Let me check."]

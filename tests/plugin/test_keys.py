@@ -17,7 +17,7 @@ def slot(key: str) -> int:
 @pytest.mark.parametrize("conversation", ["c-1", "+15550123", "a}b{c", "", "é" * 40])
 def test_a_conversation_s_keys_share_one_slot_with_its_shard_s_streams_and_active_set(conversation: str) -> None:
     shard = KEYS.shard_of(conversation)
-    keys = [KEYS.conv(conversation, kind) for kind in ("turns", "seen", "meta", "escalations")]
+    keys = [KEYS.conv(conversation, kind) for kind in ("turns", "seen", "meta", "escalations", "retained")]
     keys += [KEYS.active(shard), KEYS.events(shard), KEYS.handoffs(shard), KEYS.claims(shard)]
     keys += [
         KEYS.handoff_seen(shard, "k"),
@@ -29,7 +29,8 @@ def test_a_conversation_s_keys_share_one_slot_with_its_shard_s_streams_and_activ
 
 @pytest.mark.parametrize("customer", ["cust-1", "", "}", "{x}"])
 def test_a_customer_s_keys_share_one_slot(customer: str) -> None:
-    assert slot(KEYS.cust(customer, "convs")) == slot(KEYS.cust(customer, "escalated"))
+    kinds = ("convs", "escalated", "consent", "corrections")
+    assert len({slot(KEYS.cust(customer, kind)) for kind in kinds}) == 1
 
 
 def test_shards_are_stable_and_spread_over_many_slots() -> None:
@@ -43,3 +44,16 @@ def test_case_ids_name_their_shard() -> None:
     assert case_id == "s07-1700000000000-3" and KEYS.parse_case_id(case_id) == (7, "1700000000000-3")
     for bad in ("1700000000000-3", "s16-1-0", "s01-x-0", "s01-1-0; DROP", ""):
         assert KEYS.parse_case_id(bad) is None
+
+
+@pytest.mark.parametrize("conversation", ["c-1", "a:b:c", "x}:conv:y", "*[?]"])
+def test_erasure_reads_a_conversation_id_back_from_any_of_its_keys(conversation: str) -> None:
+    for kind in ("meta", "retained"):
+        assert KEYS.conv_id(KEYS.conv(conversation, kind)) == conversation
+    assert Keys("a}b", 3).conv_id(Keys("a}b", 3).conv(conversation, "meta")) == conversation
+
+
+def test_scan_patterns_take_ids_literally_and_stay_under_their_tags() -> None:
+    assert KEYS.cust_pattern("a*") == "toneline:cust:{c:a\\*}:*"
+    assert KEYS.conv_pattern("c-1") == KEYS.conv("c-1", "") + "*"
+    assert KEYS.meta_pattern() == "toneline:{s*}:conv:*:meta"

@@ -58,9 +58,10 @@ function onMessage(event) {
     document.body.dataset.faces = m.faces;
     const words = { on: `Camera on: ${m.faces} expression readings so far.`, off: "Camera off.",
       lost: "Camera connection lost; chat goes on without it.", silent: "The camera sends no picture.",
-      unavailable: "Expression reading is not available; chat goes on without it." };
+      unavailable: "Expression reading is not available; chat goes on without it.",
+      opted_out: "You turned emotion detection off, so the camera is not used." };
     cameraStatus(words[m.state] || m.state);
-    if (m.state === "lost" || m.state === "unavailable") stopCamera(false);
+    if (m.state === "lost" || m.state === "unavailable" || m.state === "opted_out") stopCamera(false);
   } else if (m.type === "error") {
     show(`Problem: ${m.detail}`, "error");
   }

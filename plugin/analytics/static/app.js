@@ -2,7 +2,9 @@
 // (never innerHTML) so nothing a customer types can run as script here.
 "use strict";
 
-const state = { me: null, rows: new Map(), detailId: null, cases: new Map(), charts: {} };
+const state = { me: null, rows: new Map(), detailId: null, cases: new Map(), charts: {}, detail: null };
+const LABELS = ["neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised"];
+const NOT_ANALYSED = "not analysed (opted out)";
 
 const el = (tag, attrs = {}, ...children) => {
   const node = document.createElement(tag);
@@ -43,6 +45,7 @@ function floorRow(r, now) {
     el("td", {}, el("span", { class: "risk", style: `width:${Math.min(60, 30 * r.risk + 2)}px` }), " ", fmt(r.risk)),
     el("td", {}, r.conversation_id),
     el("td", {}, r.channel),
+    r.opted_out ? el("td", { class: "emotion opted-out" }, NOT_ANALYSED) :
     el("td", { class: "emotion " + (r.valence < -0.2 ? "neg" : r.valence > 0.2 ? "pos" : "") },
       `${r.label ?? "–"} (${signed(r.valence)})`),
     el("td", { class: `trend trend-${r.trend_arrow}`, title: `trend ${signed(r.trend)} per turn` }, ""),
@@ -63,11 +66,14 @@ async function openDetail(id) {
   const response = await api(`/api/conversations/${encodeURIComponent(id)}`);
   if (!response.ok) return;
   const c = await response.json();
+  state.detail = c;
   document.getElementById("detail").hidden = false;
+  document.getElementById("erase-customer").hidden = !state.me.admin;
   document.getElementById("detail-title").textContent = `Conversation ${c.conversation_id}`;
   document.getElementById("detail-summary").textContent =
     `customer ${c.customer_id} · ${c.channel} · ${c.n_turns} turns · running valence ${signed(c.summary.ewma_valence)}` +
-    ` · tone ${c.tone}` + (c.escalated ? ` · escalated: ${c.escalation_reason}` : "");
+    ` · tone ${c.tone}` + (c.escalated ? ` · escalated: ${c.escalation_reason}` : "") +
+    (c.opted_out ? ` · ${NOT_ANALYSED}` : "");
   const escalatedIds = new Set(c.escalations.map((e) => e.message_id));
   const body = document.querySelector("#turns-table tbody");
   body.replaceChildren(...c.turns.map((t, i) => turnRow(t, i, escalatedIds, c.escalations)));
@@ -81,13 +87,78 @@ function turnRow(t, i, escalatedIds, escalations) {
     el("td", {}, String(i + 1)), el("td", {}, time(t.ts)), el("td", {}, t.label),
     el("td", {}, signed(t.valence)), el("td", {}, fmt(t.arousal)), el("td", {}, fmt(t.confidence)),
     el("td", { title: "probability of angry, disgusted, fearful and sad together" }, t.negative == null ? "–" : fmt(t.negative)),
-    el("td", {}, weights), el("td", {}, t.intent ?? "–"), el("td", {}, t.text ?? ""));
+    el("td", {}, weights), el("td", {}, t.intent ?? "–"), el("td", {}, t.text ?? ""),
+    el("td", { class: "correct" }, ...correctionControls(t, escalatedIds.has(t.message_id))));
   if (escalatedIds.has(t.message_id)) {
     const e = escalations.find((x) => x.message_id === t.message_id);
     row.title = `escalated: ${e.reason}`;
     row.cells[2].append(el("div", { class: "status-escalated" }, `⚑ escalated: ${e.reason}`));
   }
   return row;
+}
+
+// ---- corrections ------------------------------------------------------------------
+function correctionOf(messageId, kind) {
+  return (state.detail?.corrections || []).find((x) => x.message_id === messageId && x.kind === kind);
+}
+
+function correctionNote(x) {
+  if (!x) return "";
+  const what = x.kind === "emotion" ? (x.verdict === "right" ? "right" : `wrong: ${x.label}`) : x.verdict.replace("_", " ");
+  return `${what} (${x.by})`;
+}
+
+function correctionControls(t, escalated) {
+  const emotion = correctionOf(t.message_id, "emotion");
+  const pick = el("select", { class: "right-label", "aria-label": "the right emotion" },
+    ...LABELS.filter((l) => l !== t.label).map((l) => el("option", { value: l }, l)));
+  const parts = [
+    el("button", { class: "mark-right", type: "button" }, "Right"),
+    el("button", { class: "mark-wrong", type: "button" }, "Wrong, it is"), pick,
+    el("span", { class: "correction-note" }, correctionNote(emotion)),
+  ];
+  parts[0].addEventListener("click", () => sendCorrection(t.message_id, { kind: "emotion", verdict: "right" }));
+  parts[1].addEventListener("click", () => sendCorrection(t.message_id, { kind: "emotion", verdict: "wrong", label: pick.value }));
+  if (escalated) {
+    const needed = el("button", { class: "mark-needed", type: "button" }, "Escalation needed");
+    const notNeeded = el("button", { class: "mark-not-needed", type: "button" }, "Not needed");
+    needed.addEventListener("click", () => sendCorrection(t.message_id, { kind: "escalation", verdict: "needed" }));
+    notNeeded.addEventListener("click", () => sendCorrection(t.message_id, { kind: "escalation", verdict: "not_needed" }));
+    parts.push(el("div", {}, needed, notNeeded,
+      el("span", { class: "escalation-note" }, correctionNote(correctionOf(t.message_id, "escalation")))));
+  }
+  return parts;
+}
+
+async function sendCorrection(messageId, body) {
+  const id = state.detailId;
+  const response = await api(`/api/conversations/${encodeURIComponent(id)}/corrections`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ message_id: messageId, ...body }),
+  });
+  if (response.ok) openDetail(id);
+}
+
+async function eraseCustomer() {
+  const customer = state.detail?.customer_id;
+  if (!customer || !confirm(`Erase every record of customer ${customer}? This cannot be undone.`)) return;
+  const response = await api(`/api/customers/${encodeURIComponent(customer)}/erase`, { method: "POST" });
+  const report = await response.json();
+  document.getElementById("erase-report").textContent = response.ok
+    ? `Erased ${report.conversations.length} conversation(s), ${report.keys.length} key(s). Erase their Rasa trackers too: ${report.conversations.join(", ")}`
+    : `Not erased: ${report.error}`;
+  if (response.ok) state.rows.forEach((r, id) => { if (r.customer_id === customer) state.rows.delete(id); });
+  renderFloor();
+}
+
+async function loadAgreement() {
+  const data = await (await api("/api/agreement")).json();
+  const sources = [...new Set(data.weeks.flatMap((w) => Object.keys(w.by)))].sort();
+  document.querySelector("#agreement-table thead").replaceChildren(
+    el("tr", {}, el("th", {}, "Week"), ...sources.map((s) => el("th", {}, s))));
+  document.querySelector("#agreement-table tbody").replaceChildren(...data.weeks.map((w) => el("tr", {},
+    el("td", {}, w.week), ...sources.map((s) => el("td", { dataset: { source: s } },
+      w.by[s] ? `${Math.round(100 * w.by[s].agreement)} % of ${w.by[s].n}` : "–")))));
+  document.getElementById("agreement-empty").hidden = data.weeks.length > 0;
 }
 
 function drawTimeline(turns, escalatedIds) {
@@ -215,6 +286,7 @@ function showTab(name) {
   for (const panel of document.querySelectorAll("section.panel")) panel.hidden = panel.id !== name;
   if (name === "history") loadHistory();
   if (name === "escalations") loadEscalations();
+  if (name === "agreement") loadAgreement();
 }
 
 async function main() {
@@ -223,6 +295,7 @@ async function main() {
   for (const button of document.querySelectorAll("button.tab")) button.addEventListener("click", () => showTab(button.dataset.tab));
   document.getElementById("detail-close").addEventListener("click", () => { state.detailId = null; document.getElementById("detail").hidden = true; });
   document.getElementById("escalation-status").addEventListener("change", loadEscalations);
+  document.getElementById("erase-customer").addEventListener("click", eraseCustomer);
   document.getElementById("history-window").addEventListener("change", loadHistory);
   document.getElementById("sign-out").addEventListener("click", async () => {
     await api("/api/logout", { method: "POST" });
