@@ -63,33 +63,6 @@ def test_merged_adapters_compute_what_the_unmerged_ones_do() -> None:
     torch.testing.assert_close(before, after, rtol=1e-5, atol=1e-5)
 
 
-def test_the_sentiment_branch_ships_as_adapters_and_reads_the_shared_layers_states() -> None:
-    """Issue 31: the branch is the last layer(s) copied with their own merged adapters, over the same forward pass."""
-    checkpoint = Checkpoint.load(DEFAULT_MODEL)
-    spec = checkpoint.arch["sentiment"]
-    branch_keys = [k for k in checkpoint.state_dict if k.startswith("sentiment.")]
-    assert branch_keys and all("lora_" in k or "LayerNorm" in k or ".head." in k for k in branch_keys)
-    net = net_from_checkpoint(checkpoint)
-    assert net.sentiment is not None and net.sentiment.depth == spec["depth"]
-    assert not any(isinstance(m, LoRALinear) for m in net.modules()), "adapters are merged at load"
-    # The emotion logits are exactly the model's without the branch: the branch only adds outputs.
-    tokenizer = load_tokenizer()
-    batch = dict(tokenizer(["my bag has been missing for three days"], return_tensors="pt"))
-    with torch.no_grad():
-        both = net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        net.sentiment = None
-        alone = net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-    assert both.shape[-1] == alone.shape[-1] + 3
-    torch.testing.assert_close(both[:, : alone.shape[-1]], alone)
-
-
-def test_a_branch_without_its_arch_is_refused() -> None:
-    checkpoint = Checkpoint.load(DEFAULT_MODEL)
-    arch = {k: v for k, v in checkpoint.arch.items() if k != "sentiment"}
-    with pytest.raises(ValueError, match="names no sentiment branch"):
-        net_from_checkpoint(Checkpoint(checkpoint.state_dict, checkpoint.labels, 1.0, arch, checkpoint.info))
-
-
 def test_adapters_only_wrap_what_they_name() -> None:
     with pytest.raises(ValueError, match="no linear layer"):
         apply_lora(nn.Sequential(nn.Linear(2, 2)), ["query"], rank=2, alpha=2)
