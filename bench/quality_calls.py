@@ -40,7 +40,17 @@ from numpy.typing import NDArray
 from connectors.twilio.simulator import CallerOutcome, run_caller
 from models.audio import SAMPLE_RATE, load, to_canonical
 from models.data import data_root
-from scripts.stack import REPO, ensure_model, ensure_redis, free_port, stack_env, start_actions, start_rasa, stop
+from scripts.stack import (
+    REPO,
+    RedisEndpoint,
+    ensure_model,
+    ensure_redis,
+    free_port,
+    stack_env,
+    start_actions,
+    start_rasa,
+    stop,
+)
 
 POCKETSPHINX = Path("/usr/share/pocketsphinx/test/data")
 FSDD_SPEAKERS = ("george", "jackson", "lucas")
@@ -64,18 +74,18 @@ class HeldOut:
     source: str
 
 
-def held_out() -> HeldOut:
-    """Ask the voice model which speakers it never heard; a head that names none has heard every RAVDESS actor."""
+def held_out(head: Path | None = None) -> HeldOut:
+    """Ask the voice head which speakers it never heard; a head that names none has heard every RAVDESS actor."""
     try:
         from models.voice import held_out_speakers  # type: ignore[attr-defined,unused-ignore]
 
-        spec = held_out_speakers()
+        spec = held_out_speakers(head)
     except (ImportError, ValueError, OSError) as exc:
         return HeldOut((), FSDD_SPEAKERS, f"the shipped head names none ({exc}); it was trained on no FSDD speaker")
     return HeldOut(
         tuple(int(a) for a in spec.ravdess_actors),
         tuple(str(s) for s in spec.fsdd_speakers),
-        "models.voice.held_out_speakers()",
+        f"models.voice.held_out_speakers({head or ''})",
     )
 
 
@@ -203,6 +213,7 @@ def summary(results: list[CallResult]) -> dict[str, Any]:
         f"transferred_within_{TRANSFER_WITHIN}": sum(
             bool(o.transferred_after and o.transferred_after <= TRANSFER_WITHIN) for o in angry
         ),
+        "transferred_within_4": sum(bool(o.transferred_after and o.transferred_after <= 4) for o in angry),
         f"transferred_within_{ANGRY_TURNS}": sum(o.transferred for o in angry),
         "turns_to_transfer": sorted(o.transferred_after for o in angry if o.transferred_after),
         "angry_turns_voice_labels": _count(t.voice for o in angry for t in o.turns),
@@ -225,7 +236,7 @@ async def place_all(
     rng = random.Random(args.seed)
     sentences = pocketsphinx_sentences()
     plan: list[tuple[str, str, list[NDArray[Any]]]] = []
-    for i in range(args.calm):
+    for i in range(args.calm if held.fsdd_speakers else 0):
         speaker = held.fsdd_speakers[i % len(held.fsdd_speakers)]
         plan.append(("calm", f"FSDD {speaker} + pocketsphinx", calm_caller(speaker, sentences, rng)))
     actors = held.ravdess_actors or tuple(args.actors)
@@ -265,17 +276,55 @@ def main() -> int:
     parser.add_argument(
         "--actors", type=int, nargs="*", default=[], help="RAVDESS actors for angry calls when the model names none"
     )
+    parser.add_argument(
+        "--fold-heads",
+        type=Path,
+        help="a directory of cross-validation fold heads (fold-*/voice_head.pt, written by `python -m "
+        "models.recipes.voice.train --fold-heads`): each fold's stack serves its own head, and every actor that "
+        "head never heard places one angry call (--angry per fold is then the number of its actors), its FSDD "
+        "speaker calm calls (--calm spread over the folds that hold one out)",
+    )
     parser.add_argument("--json", type=Path, help="write the summary and every turn here")
     args = parser.parse_args()
-    held = held_out()
+    heads: list[Path | None] = sorted(args.fold_heads.glob("fold-*/voice_head.pt")) if args.fold_heads else [None]
+    if not heads:
+        print(f"no fold-*/voice_head.pt under {args.fold_heads}", file=sys.stderr)
+        return 2
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
-    print(f"held-out speakers ({held.source}): RAVDESS {held.ravdess_actors}, FSDD {held.fsdd_speakers}", flush=True)
-    if not held.ravdess_actors and args.actors:
-        print(f"angry callers: RAVDESS actors {args.actors} given on the command line, NOT held out", flush=True)
     print(f"versions: {versions()}", flush=True)
-    token = "quality-" + uuid.uuid4().hex[:8]
     redis_endpoint, redis_proc = ensure_redis()
     model = ensure_model(quiet=True)
+    results: list[CallResult] = []
+    try:
+        with_fsdd = sum(bool(held_out(h).fsdd_speakers) for h in heads)
+        for head in heads:
+            held = held_out(head)
+            print(f"held-out speakers ({held.source}): RAVDESS {held.ravdess_actors}, FSDD {held.fsdd_speakers}")
+            if not held.ravdess_actors and args.actors:
+                print(f"angry callers: RAVDESS actors {args.actors} given on the command line, NOT held out")
+            fold_args = argparse.Namespace(**vars(args))
+            if head is not None:
+                fold_args.angry = len(held.ravdess_actors)
+                fold_args.calm = -(-args.calm // max(1, with_fsdd))
+            results += place_with_stack(redis_endpoint, model, fold_args, held, head)
+    except MaterialMissing as exc:
+        print(f"cannot place the calls: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        stop(None, None, redis_proc)
+    report = summary(results)
+    print("\n" + json.dumps(report), flush=True)
+    if args.json:
+        calls = [{"kind": r.kind, "who": r.who, **asdict(r.outcome)} for r in results]
+        args.json.write_text(json.dumps({"summary": report, "calls": calls}, indent=1))
+    return 0
+
+
+def place_with_stack(
+    redis_endpoint: RedisEndpoint, model: Path, args: argparse.Namespace, held: HeldOut, head: Path | None
+) -> list[CallResult]:
+    """Start the action server and Rasa (serving `head` as the voice head, when given), place the calls, stop both."""
+    token = "quality-" + uuid.uuid4().hex[:8]
     action_port, rasa_port = free_port(), free_port()
     prefix = f"toneline-quality-{uuid.uuid4().hex[:6]}"
     env = stack_env(redis_endpoint, action_port=action_port, tracker_prefix=f"{prefix}-tracker", toneline_prefix=prefix)
@@ -286,25 +335,18 @@ def main() -> int:
         TONELINE_TWILIO_PUBLIC_URL=f"http://127.0.0.1:{rasa_port}",
         OMP_NUM_THREADS="1",
     )
+    if head is not None:
+        env["TONELINE_VOICE_HEAD"] = str(head)
     log_path = Path(os.environ.get("TONELINE_BENCH_LOG", "/tmp/toneline-quality-calls.log"))
-    with log_path.open("w") as log:
+    with log_path.open("a") as log:
         actions = rasa = None
         try:
             actions = start_actions(env, action_port, log)
             rasa = start_rasa(env, model, rasa_port, log)
             rasa_token = env.get("TONELINE_RASA_TOKEN")  # when the stack locks Rasa's API
-            results = asyncio.run(place_all(f"http://127.0.0.1:{rasa_port}", token, args, held, rasa_token))
-        except MaterialMissing as exc:
-            print(f"cannot place the calls: {exc}", file=sys.stderr)
-            return 2
+            return asyncio.run(place_all(f"http://127.0.0.1:{rasa_port}", token, args, held, rasa_token))
         finally:
-            stop(rasa, actions, redis_proc)
-    report = summary(results)
-    print("\n" + json.dumps(report), flush=True)
-    if args.json:
-        calls = [{"kind": r.kind, "who": r.who, **asdict(r.outcome)} for r in results]
-        args.json.write_text(json.dumps({"summary": report, "calls": calls}, indent=1))
-    return 0
+            stop(rasa, actions, None)
 
 
 if __name__ == "__main__":

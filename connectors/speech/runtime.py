@@ -18,6 +18,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import numpy as np
@@ -39,6 +40,8 @@ class RuntimeSettings:
     workers: int = 1
     overload_after: int = 2
     emotion: bool = True
+    # Another voice head than the shipped one (an adapted one, or a cross-validation fold's head in quality runs).
+    voice_head: Path | None = None
 
     @classmethod
     def from_env(cls) -> RuntimeSettings:
@@ -46,7 +49,18 @@ class RuntimeSettings:
             workers=int(os.environ.get("TONELINE_SPEECH_WORKERS", "1")),
             overload_after=int(os.environ.get("TONELINE_SPEECH_OVERLOAD_AFTER", "2")),
             emotion=os.environ.get("TONELINE_SPEECH_EMOTION", "1") != "0",
+            voice_head=_voice_head(os.environ.get("TONELINE_VOICE_HEAD", "")),
         )
+
+
+def _voice_head(named: str) -> Path | None:
+    """`TONELINE_VOICE_HEAD`, checked at start-up: a named head that is not there fails now, not mid-call."""
+    if not named:
+        return None
+    path = Path(named).expanduser()
+    if not path.is_file() or not path.with_suffix(".json").is_file():
+        raise ValueError(f"TONELINE_VOICE_HEAD={named}: no voice head (.pt with its .json sidecar) there")
+    return path
 
 
 class SpeechRuntime:
@@ -61,7 +75,7 @@ class SpeechRuntime:
         self.settings = settings or RuntimeSettings()
         self._tts = tts
         self._loader: Callable[[RuntimeSettings], Recognizer] = loader or (
-            lambda s: SpeechRecognizer.load(workers=s.workers, emotion=s.emotion)
+            lambda s: SpeechRecognizer.load(workers=s.workers, emotion=s.emotion, head=s.voice_head)
         )
         self._models = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="toneline-asr")
         self._light = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toneline-vad")

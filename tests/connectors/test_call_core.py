@@ -467,6 +467,23 @@ def test_no_input_settings_come_from_credentials_and_fail_fast() -> None:
         no_input_settings({"no_input_s": 0})
 
 
+def test_another_voice_head_is_named_in_the_environment_and_checked_at_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("TONELINE_VOICE_HEAD", raising=False)
+    assert RuntimeSettings.from_env().voice_head is None
+    head = tmp_path / "fold-0" / "voice_head.pt"
+    monkeypatch.setenv("TONELINE_VOICE_HEAD", str(head))
+    with pytest.raises(ValueError, match="TONELINE_VOICE_HEAD=.*no voice head"):
+        RuntimeSettings.from_env()
+    head.parent.mkdir()
+    head.write_bytes(b"weights")
+    with pytest.raises(ValueError, match="sidecar"):  # a head without its JSON (temperature, held-out speakers)
+        RuntimeSettings.from_env()
+    head.with_suffix(".json").write_text("{}")
+    assert RuntimeSettings.from_env().voice_head == head
+
+
 def test_reprompt_settings_come_from_credentials_and_fail_fast() -> None:
     assert reprompt_settings({}) == RepromptSettings()
     assert reprompt_settings({"reprompt": "off"}) is None and reprompt_settings({"reprompt": False}) is None

@@ -118,6 +118,9 @@ def test_a_customer_who_declines_the_camera_still_chats_without_a_face_estimate(
     # No fake-UI flag: the browser's permission prompt is dismissed, as when the customer says no.
     browser, page = open_page(playwright, voice_stack, [])
     try:
+        # The customer is told before anything is read (EU AI Act Art. 50(3)), camera or not.
+        notice = page.locator("#disclosure")
+        assert notice.is_visible() and "automated emotion recognition" in notice.inner_text()
         page.click("#camera-on")
         page.wait_for_selector("#camera-status:has-text('Camera not used')")
         say(page, "Hello, I have a question about my bill")

@@ -276,8 +276,9 @@ class OutOfFold:
 
 
 def cross_validate(
-    corpus: Corpus, hparams_path: Path, overrides: dict[str, Any]
+    corpus: Corpus, hparams_path: Path, overrides: dict[str, Any], heads: list[VoiceHead] | None = None
 ) -> tuple[OutOfFold, list[dict[str, Any]]]:
+    """Out-of-fold readings and per-fold headlines; each fold's head is appended to `heads` when given."""
     hp = load_hparams(hparams_path, overrides)
     index = np.flatnonzero(corpus.labels >= 0)
     row = {int(i): n for n, i in enumerate(index)}
@@ -291,6 +292,8 @@ def cross_validate(
         test = corpus.where(held)
         train = np.setdiff1d(index, corpus.where(held, labelled=False))
         head = train_head(corpus, train, hparams_path, overrides)
+        if heads is not None:
+            heads.append(head)
         rows = np.array([row[int(i)] for i in test])
         fold: dict[str, Any] = {"fold": k, "speakers": held, "n": int(len(test))}
         for variant in EVAL_VARIANTS:
@@ -360,6 +363,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-export", action="store_true", help="cross-validate only")
     parser.add_argument("--out", type=Path, default=DEFAULT_HEAD)
     parser.add_argument("--runs-dir", type=Path, default=RUNS)
+    parser.add_argument(
+        "--fold-heads", action="store_true", help="also save each fold's head under RUNS/calm-*/fold-heads/"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)  # the machine is shared; the head is small
@@ -369,48 +375,95 @@ def main(argv: list[str] | None = None) -> None:
     runs = args.runs_dir / f"calm-{hp['calm']}"
     started = time.perf_counter()
     corpus = load_corpus(hp["calm"])
-    oof, folds = cross_validate(corpus, args.hparams, overrides)
+    fold_heads: list[VoiceHead] = []
+    oof, folds = cross_validate(corpus, args.hparams, overrides, fold_heads if args.fold_heads else None)
     save_oof(corpus, oof, runs)
     calibration = fit_calibration(corpus, oof)
     # Plain JSON types only: the checkpoint is read back with torch's weights-only loader.
     cv = json.loads(json.dumps({"folds": folds, **cv_report(corpus, oof, calibration, runs)}, default=float))
     (runs / "cv.json").write_text(json.dumps(cv, indent=2) + "\n")
+    if args.fold_heads:
+        save_fold_heads(fold_heads, folds, hp, calibration, cv, runs / "fold-heads", started)
     if args.no_export:
         print(render(cv, None))
         return
     held = [f"ravdess-{a:02d}" for a in HELD_OUT.ravdess_actors] + [f"fsdd-{s}" for s in HELD_OUT.fsdd_speakers]
     train = np.setdiff1d(np.flatnonzero(corpus.labels >= 0), corpus.where(held, labelled=False))
     head = train_head(corpus, train, args.hparams, overrides)
-    with torch.no_grad():  # chosen on the folds' out-of-fold logits (issue 30): acted calm read upset far less often
-        last = head.classify[-1]
-        assert isinstance(last, torch.nn.Linear)
-        last.bias[LABEL_INDEX["neutral"]] += float(hp.get("neutral_offset", 0.0))
-    head.confidence_scale.copy_(torch.tensor(calibration["confidence_scale"]))
-    head.familiar.copy_(torch.tensor(calibration["familiar"]))
+    info = export_info(hp, calibration, cv, HELD_OUT, started)
+    save_head(head, hp, calibration, info, args.out)
+    # The exported head on what it never heard (held-out speakers, calm read speech, synthetic voices), in its sidecar.
+    probes = json.loads(json.dumps(probe_report(args.out), default=float))
+    info["probes"] = probes
+    save_head(head, hp, calibration, info, args.out)
+    print(render(cv, probes))
+    log_event(logger, logging.INFO, "voice.export.done", path=str(args.out), **calibration)
+
+
+def export_info(
+    hp: dict[str, Any], calibration: dict[str, Any], cv: dict[str, Any], held: HeldOut, started: float
+) -> dict[str, Any]:
+    """The sidecar's description of a head: data, the speakers it never heard, settings, calibration, CV."""
     settings = {k: hp[k] for k in ("seed", "calm", "folds", "epochs", "batch_size", "lr", "weight_decay")}
     settings.update({k: hp[k] for k in ("label_smoothing", "studio_prob", "first_turn_prob", "calm_start_prob")})
     settings.update({k: hp[k] for k in ("baseline_max", "fsdd_share", "calm_share")})
     settings["neutral_offset"] = float(hp.get("neutral_offset", 0.0))
-    info = {
+    return {
         "version": VERSION,
         "encoder": ENCODER_NAME,
         "data": "RAVDESS speech, 20 actors (CC BY-NC-SA 4.0); FSDD, 3 speakers, digit strings as neutral turns "
         "(CC BY-SA 4.0)",
-        "held_out": dataclasses.asdict(HELD_OUT),
+        "held_out": dataclasses.asdict(held),
         "settings": settings,
         "calibration": calibration,
         "cv": cv,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def save_head(
+    head: VoiceHead, hp: dict[str, Any], calibration: dict[str, Any], info: dict[str, Any], out: Path
+) -> None:
+    """A trained head as the runtime loads it: the neutral offset, the calibration, the sidecar."""
+    with torch.no_grad():  # chosen on the folds' out-of-fold logits (issue 30): acted calm read upset far less often
+        last = head.classify[-1]
+        assert isinstance(last, torch.nn.Linear)
+        bias = last.bias.detach().clone()
+        bias[LABEL_INDEX["neutral"]] += float(hp.get("neutral_offset", 0.0))
+        head.confidence_scale.copy_(torch.tensor(calibration["confidence_scale"]))
+        head.familiar.copy_(torch.tensor(calibration["familiar"]))
     state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    state[_last_bias_key(head)] = bias
     arch = {"kind": HEAD_KIND, **dict(hp["arch"])}
-    VoiceCheckpoint(state, LABELS, calibration["temperature"], arch, info).save(args.out)
-    # The exported head on what it never heard (held-out speakers, calm read speech, synthetic voices), in its sidecar.
-    probes = json.loads(json.dumps(probe_report(args.out), default=float))
-    info["probes"] = probes
-    VoiceCheckpoint(state, LABELS, calibration["temperature"], arch, info).save(args.out)
-    print(render(cv, probes))
-    log_event(logger, logging.INFO, "voice.export.done", path=str(args.out), **calibration)
+    VoiceCheckpoint(state, LABELS, calibration["temperature"], arch, info).save(out)
+
+
+def _last_bias_key(head: VoiceHead) -> str:
+    last = head.classify[-1]
+    return next(f"classify.{n}.bias" for n, module in enumerate(head.classify) if module is last)
+
+
+def save_fold_heads(
+    heads: list[VoiceHead],
+    folds: list[dict[str, Any]],
+    hp: dict[str, Any],
+    calibration: dict[str, Any],
+    cv: dict[str, Any],
+    out: Path,
+    started: float,
+) -> None:
+    """Each fold's head as a runtime checkpoint naming the speakers it never heard, so calls can be placed by
+    every RAVDESS actor through a head that never heard them (`python -m bench.quality_calls --fold-heads`)."""
+    for head, fold in zip(heads, folds):
+        speakers = list(fold["speakers"])
+        held = HeldOut(
+            ravdess_actors=tuple(int(s.split("-")[1]) for s in speakers if s.startswith("ravdess-")),
+            fsdd_speakers=tuple(s.split("-", 1)[1] for s in speakers if s.startswith("fsdd-")),
+        )
+        path = out / f"fold-{fold['fold']}" / "voice_head.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_head(head, hp, calibration, export_info(hp, calibration, cv, held, started), path)
+        log_event(logger, logging.INFO, "voice.fold_head.saved", path=str(path), held_out=speakers)
 
 
 if __name__ == "__main__":
