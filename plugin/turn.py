@@ -86,6 +86,12 @@ class TurnReader:
         self.fusion = fusion
         self._text_model = text_model  # a factory: the model loads on first use, once per process
 
+    def text_model(self) -> TextEmotionModel:
+        """The text model, loaded now if it was not yet (its factory loads it once per process)."""
+        if self._text_model is None:
+            raise RuntimeError("this reader has no text model")
+        return self._text_model()
+
     def text_estimate(self, text: str, message_id: str | None, context: Sequence[str] = ()) -> EmotionEstimate | None:
         """The text model's estimate; a model failure costs the turn its text modality only (logged)."""
         if not text.strip() or self._text_model is None:
@@ -226,9 +232,10 @@ class TurnService:
         return self.reader.read(text, meta, message_id, context)
 
     def record_of(self, emotion: TurnEmotion, message_id: str, text: str, intent: str | None = None) -> TurnRecord:
-        """What the store keeps of a turn: the transcript only when the settings allow it."""
+        """What the store keeps of a turn: the transcript only when the settings allow it. Built from the turn
+        as it travels in Rasa's parse data (JSON): a record is the same on every channel, to the digit."""
         transcript = text if self.settings.privacy.store_transcripts else None
-        return TurnRecord.of(emotion, message_id=message_id, ts=time.time(), intent=intent, text=transcript)
+        return TurnRecord.from_parse(emotion.to_dict(), message_id, time.time(), intent, transcript)
 
     def decide(self, log: ConversationLog) -> Outcome:
         """Apply the rules to the conversation and the customer's past, and record both; never raises for Redis."""
@@ -259,8 +266,6 @@ class TurnService:
         emotion = self.read(text, meta, message_id, context)
         if emotion is None:
             return None
-        # As the turn travels in Rasa's parse data (JSON): a record is the same on every channel, to the digit.
-        emotion = TurnEmotion.from_dict(emotion.to_dict())
         log.add(self.record_of(emotion, message_id, text), self.settings.state.max_turns)
         outcome = self.decide(log)
         if not outcome.decision.escalate:
@@ -280,7 +285,7 @@ class TurnService:
     def _record(self, log: ConversationLog, decision: Decision) -> bool:
         if self.store is None or self.outbox is None:
             return False
-        summary = summarize(log.turns, self.settings.routing)
+        summary = decision.summary or summarize(log.turns, self.settings.routing)
         written, _ = self.outbox.submit(self.store.record_entry(log.info, log.turns, summary, decision))
         return bool(written)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from plugin.keys import Keys
+from plugin.schema import Keys
 
 KEYS = Keys("toneline", 16)
 
