@@ -1,6 +1,6 @@
 """`EmotionRecognizer`: the Rasa NLU component that gives every customer turn an emotion.
 
-The first half of the turn service (`plugin.turn.TurnReader`): the text model
+The first half of the turn service (`plugin.turn.EmotionReader`): the text model
 on the message in context, the voice and face estimates a connector put in the
 message metadata (`toneline` block), the evidence fusion (`models.fusion.load_fusion`).
 The metadata is parsed here, once per turn: the `TurnEmotion` dict goes to the
@@ -41,7 +41,7 @@ from plugin import metadata as turn_metadata
 from plugin import settings as toneline_settings
 from plugin.consent import Reading
 from plugin.metadata import CONSENT_KEY, PARSE_KEY, TURN_KEY
-from plugin.turn import TurnReader, TurnService
+from plugin.turn import EmotionReader, TurnService
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def turn_service(
     fusion and the state store on the settings' Redis. Rasa's NLU component and the listen-only AudioHook door
     both build theirs here, so a turn reads the same whichever door it came in by."""
     head = head_path or served_text_weights(settings)
-    reader = TurnReader(load_fusion(fusion_path), lambda: shared_text_model(head, threads, runtime))
+    reader = EmotionReader(load_fusion(fusion_path), lambda: shared_text_model(head, threads, runtime))
     return TurnService.connected(settings, reader)
 
 
@@ -127,7 +127,7 @@ class EmotionRecognizer(GraphComponent):
         self.config = config
         self.text_model = text_model
         self.fusion = fusion
-        self.reader = TurnReader(fusion, lambda: text_model)
+        self.reader = EmotionReader(fusion, lambda: text_model)
         # Consent only (Redis is reached on the first customer turn, never at training time).
         path = config.get(CONFIG_PATH_KEY)
         self.service = service or TurnService.connected(toneline_settings.load(Path(path) if path else None))

@@ -70,7 +70,7 @@ class ConversationLog:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DecisionOutcome:
     """What one decided turn came to: the decision, whether Redis took the write, the handoff case opened."""
 
     decision: Decision
@@ -79,7 +79,7 @@ class Outcome:
     case_id: str | None = None
 
 
-class TurnReader:
+class EmotionReader:
     """Words and estimates -> one fused `TurnEmotion`: the text model in context, then the fusion."""
 
     def __init__(self, fusion: Fuser, text_model: Callable[[], TextEmotionModel] | None = None) -> None:
@@ -118,16 +118,16 @@ class TurnReader:
 class TurnService:
     """The plugin's whole turn; shared by all conversations of a process, holds no per-conversation state."""
 
-    def __init__(self, settings: Settings, reader: TurnReader | None = None, store: StoreSource = None) -> None:
+    def __init__(self, settings: Settings, reader: EmotionReader | None = None, store: StoreSource = None) -> None:
         self.settings = settings
-        self.reader = reader or TurnReader(load_fusion())
+        self.reader = reader or EmotionReader(load_fusion())
         self._store_source = store
         self._store: StateStore | None = store if isinstance(store, StateStore) else None
         self._outbox: DurableOutbox | None = None
         self._handoffs: HandoffOutbox | None = None
 
     @classmethod
-    def connected(cls, settings: Settings, reader: TurnReader | None = None) -> TurnService:
+    def connected(cls, settings: Settings, reader: EmotionReader | None = None) -> TurnService:
         """A service on the settings' Redis, connected on first use (`start` replays what earlier processes held)."""
         return cls(settings, reader, lambda: StateStore(settings.redis, settings.state))
 
@@ -237,7 +237,7 @@ class TurnService:
         transcript = text if self.settings.privacy.store_transcripts else None
         return TurnRecord.from_parse(emotion.to_dict(), message_id, time.time(), intent, transcript)
 
-    def decide(self, log: ConversationLog) -> Outcome:
+    def decide(self, log: ConversationLog) -> DecisionOutcome:
         """Apply the rules to the conversation and the customer's past, and record both; never raises for Redis."""
         state = log.state(self._previous_escalations(log.info))
         decision = decide(state, self.settings.routing)
@@ -252,11 +252,11 @@ class TurnService:
                 rule=decision.rule,
                 reason=decision.reason,
             )
-        return Outcome(decision, stored, log.turns[-1] if log.turns else None)
+        return DecisionOutcome(decision, stored, log.turns[-1] if log.turns else None)
 
     def turn(
         self, log: ConversationLog, text: str, meta: TurnMetadata, message_id: str, context: Sequence[str] = ()
-    ) -> Outcome | None:
+    ) -> DecisionOutcome | None:
         """A whole turn for a channel without a bot: read, append to `log`, decide, and on escalation
         mark the log (the cooldown) and open the handoff case. None when the turn has no emotion
         (an opted-out customer's turn is not read at all)."""
@@ -271,7 +271,7 @@ class TurnService:
         if not outcome.decision.escalate:
             return outcome
         log.escalated()
-        return Outcome(outcome.decision, outcome.stored, outcome.record, self._open_case(log, outcome.decision))
+        return DecisionOutcome(outcome.decision, outcome.stored, outcome.record, self._open_case(log, outcome.decision))
 
     def _previous_escalations(self, info: ConversationInfo) -> int:
         """How many of the customer's other conversations were escalated (0 while Redis is away)."""

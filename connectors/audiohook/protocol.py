@@ -111,7 +111,7 @@ class AudioHookServer:
                 code="unknown_type",
                 type=body.type,
             )
-        elif isinstance(body, wire.Dtmf):
+        elif isinstance(body, wire.DtmfMessage):
             log_event(logger, logging.INFO, "audiohook.dtmf", session_id=sid, digit=body.digit)
         elif isinstance(body, wire.ClientError):
             log_event(

@@ -94,7 +94,7 @@ class Event:
 
 
 @dataclass(frozen=True)
-class Dtmf:
+class DtmfMessage:
     """A key pressed on the call (the digit only is kept)."""
 
     digit: str
@@ -136,7 +136,7 @@ class AudioFrame:
     channels: Mapping[str, bytes]
 
 
-Body = Union[Open, Ping, Pause, Resume, Update, Event, Dtmf, Discarded, Close, ClientError, Unknown]
+Body = Union[Open, Ping, Pause, Resume, Update, Event, DtmfMessage, Discarded, Close, ClientError, Unknown]
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def _body(kind: str, p: dict[str, Any]) -> Body:
     if kind == "event":
         return Event(p)
     if kind == "dtmf":
-        return Dtmf(str(p.get("digit", ""))[:8])
+        return DtmfMessage(str(p.get("digit", ""))[:8])
     if kind == "discarded":
         return Discarded(p)
     if kind == "close":
