@@ -5,8 +5,10 @@ nothing else: no sockets (the transport), no call logic (the session). It is
 total: `parse` answers any text or bytes with a frame or raises `ProtocolError`
 with a code the channel logs and maps to a close; it never raises anything
 else (tests/connectors/test_fuzz_serializers.py holds every parser to that).
-A serializer object lives for one connection, so it may remember what the wire
-needs from earlier messages (Twilio's stream SID, AudioHook's sequence numbers).
+Every door's socket is read by one loop (`connectors.receive`). What a wire needs
+from earlier messages belongs to the connection: AudioHook's sequence numbers and
+media are its connection's `WireState`, handed to the serializer with each message;
+the call providers' `accept` still keeps the stream id a call's outbound messages name.
 """
 
 from __future__ import annotations
