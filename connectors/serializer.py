@@ -8,7 +8,8 @@ else (tests/connectors/test_fuzz_serializers.py holds every parser to that).
 Every door's socket is read by one loop (`connectors.receive`). What a wire needs
 from earlier messages belongs to the connection: AudioHook's sequence numbers and
 media are its connection's `WireState`, handed to the serializer with each message;
-the call providers' `accept` still keeps the stream id a call's outbound messages name.
+a call's start (whose stream id Twilio's outbound messages name) is its stream's
+(`connectors.call.stream`), handed to `encode` with each frame.
 """
 
 from __future__ import annotations
@@ -38,5 +39,9 @@ class CallSerializer(WireSerializer[InboundFrame, OutboundFrame], Protocol):
     """A telephony provider whose calls run on the call core (connectors/call/)."""
 
     def accept(self, start: CallStart) -> None:
-        """Take the call's start: refuse media this provider's leg cannot carry (`ProtocolError`
-        `unsupported_codec`) and remember what outbound messages need (e.g. the stream id)."""
+        """Check the call's start: refuse media this provider's leg cannot carry (`ProtocolError`
+        `unsupported_codec`) or a call the upgrade was not signed for; remembers nothing."""
+
+    def encode(self, frame: OutboundFrame, start: CallStart | None = None) -> Wire:
+        """One outbound frame of the call that `start` opened -> the message to send (e.g. Twilio's messages
+        name the call's stream id); the call's start is the connection's state, handed in with each frame."""

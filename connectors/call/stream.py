@@ -59,6 +59,7 @@ class CallStream:
         self.channel = channel
         self._open_session = open_session
         self.session: CallSession | None = None
+        self.start: CallStart | None = None  # the call's start: what its outbound messages name (Twilio's SID)
         self._last_seq: int | None = None
 
     @property
@@ -115,11 +116,12 @@ class CallStream:
         log_event(
             logger, logging.INFO, f"{self.channel}.call.started", call_id=start.call_id, stream_id=start.stream_id
         )
+        self.start = start
         self.session = self._open_session(start, self._send)
         await self.session.begin()
 
     async def _send(self, frame: OutboundFrame) -> bool:
-        return await self.transport.send(self.serializer.encode(frame))
+        return await self.transport.send(self.serializer.encode(frame, self.start))
 
     async def _fail(self, exc: ProtocolError) -> NoReturn:
         """Log the named error and close this call's socket with the code that fits it."""
