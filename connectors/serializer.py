@@ -5,8 +5,11 @@ nothing else: no sockets (the transport), no call logic (the session). It is
 total: `parse` answers any text or bytes with a frame or raises `ProtocolError`
 with a code the channel logs and maps to a close; it never raises anything
 else (tests/connectors/test_fuzz_serializers.py holds every parser to that).
-A serializer object lives for one connection, so it may remember what the wire
-needs from earlier messages (Twilio's stream SID, AudioHook's sequence numbers).
+Every door's socket is read by one loop (`connectors.receive`). What a wire needs
+from earlier messages belongs to the connection: AudioHook's sequence numbers and
+media are its connection's `WireState`, handed to the serializer with each message;
+a call's start (whose stream id Twilio's outbound messages name) is its stream's
+(`connectors.call.stream`), handed to `encode` with each frame.
 """
 
 from __future__ import annotations
@@ -36,5 +39,9 @@ class CallSerializer(WireSerializer[InboundFrame, OutboundFrame], Protocol):
     """A telephony provider whose calls run on the call core (connectors/call/)."""
 
     def accept(self, start: CallStart) -> None:
-        """Take the call's start: refuse media this provider's leg cannot carry (`ProtocolError`
-        `unsupported_codec`) and remember what outbound messages need (e.g. the stream id)."""
+        """Check the call's start: refuse media this provider's leg cannot carry (`ProtocolError`
+        `unsupported_codec`) or a call the upgrade was not signed for; remembers nothing."""
+
+    def encode(self, frame: OutboundFrame, start: CallStart | None = None) -> Wire:
+        """One outbound frame of the call that `start` opened -> the message to send (e.g. Twilio's messages
+        name the call's stream id); the call's start is the connection's state, handed in with each frame."""

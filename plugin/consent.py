@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from plugin.metadata import TurnMetadata
+from plugin.schema import ConsentField
 from plugin.settings import ConsentSettings
 from plugin.state import StateStore, StateUnavailable
 
@@ -34,19 +35,23 @@ class Consent:
     source: str
 
     def to_fields(self) -> dict[str, str]:
-        return {"opted_out": "1" if self.opted_out else "0", "at": repr(self.at), "source": self.source}
+        return {
+            ConsentField.OPTED_OUT.value: "1" if self.opted_out else "0",
+            ConsentField.AT.value: repr(self.at),
+            ConsentField.SOURCE.value: self.source,
+        }
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> Consent | None:
         """The stored choice, or None when there is none or it cannot be read (then the default, analysed)."""
         try:
-            at = float(fields["at"])
-            flag = fields["opted_out"]
+            at = float(fields[ConsentField.AT.value])
+            flag = fields[ConsentField.OPTED_OUT.value]
         except (KeyError, TypeError, ValueError):
             return None
         if flag not in ("0", "1") or not math.isfinite(at):
             return None
-        return cls(flag == "1", at, str(fields.get("source") or "unknown"))
+        return cls(flag == "1", at, str(fields.get(ConsentField.SOURCE.value) or "unknown"))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ written at read time; never audio). Corrections expire after `adaptation.retenti
     {p}:cust:{c:customer}:corrections   hash: "{conversation}|{message}|{kind}" -> correction JSON (latest wins)
     {p}:corrections                     zset: customers with corrections, by the latest one
 
-The hash is one key under the customer's tag (`plugin.keys`), written by a script; the
+The hash is one key under the customer's tag (`plugin.schema`), written by a script; the
 index is a separate, idempotent ZADD (a cluster cannot put both in one transaction),
 made first, so a correction is never stored without its customer in the index.
 
@@ -30,9 +30,19 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from models.emotion import LABELS
-from plugin.keys import Keys
+from plugin.schema import (
+    HSET_TTL_LUA,
+    ConsentField,
+    ConversationMeta,
+    ConvKey,
+    CustKey,
+    Keys,
+    correction_field,
+    corrections_of,
+    retained_voice_field,
+)
 from plugin.settings import AdaptationSettings
-from plugin.state import HSET_TTL_LUA, StateStore, StateUnavailable
+from plugin.state import StateStore, StateUnavailable
 
 EMOTION, ESCALATION = "emotion", "escalation"
 VERDICTS = {EMOTION: ("right", "wrong"), ESCALATION: ("needed", "not_needed")}
@@ -81,14 +91,15 @@ def correction_record(
     now: float,
     settings: AdaptationSettings,
 ) -> dict[str, Any]:
-    """The stored correction of `turn` (its record on the conversation's timeline)."""
+    """The stored correction of `turn` (its record on the conversation's timeline); `meta`: the conversation's."""
+    fields = ConversationMeta.from_hash(meta)
     model_label = str(turn.get("label"))
     right = model_label if request.verdict == "right" else request.label
     record: dict[str, Any] = {
         "conversation_id": request.conversation_id,
         "message_id": request.message_id,
-        "customer_id": meta.get("customer_id", ""),
-        "channel": meta.get("channel", "unknown"),
+        "customer_id": fields.customer_id,
+        "channel": fields.channel,
         "kind": request.kind,
         "verdict": request.verdict,
         "label": right if request.kind == EMOTION else None,
@@ -99,15 +110,13 @@ def correction_record(
         "expires_at": now + settings.retention_days * 86400,
     }
     if request.kind == ESCALATION:
-        record["model"]["escalation_reason"] = meta.get("escalation_reason")
+        record["model"]["escalation_reason"] = fields.escalation_reason
     if retained:
         record["retained"] = dict(retained)
     return record
 
 
-def voice_field(ref: str) -> str:
-    """Where a connector keeps a turn's pooled voice features in the conversation's retained hash."""
-    return f"voice:{ref}"
+voice_field = retained_voice_field  # the name connectors and tests knew
 
 
 class VoiceRetainer:
@@ -125,7 +134,7 @@ class VoiceRetainer:
 
 
 def field_of(request: CorrectionRequest) -> str:
-    return f"{request.conversation_id}|{request.message_id}|{request.kind}"
+    return correction_field(request.conversation_id, request.message_id, request.kind)
 
 
 def week_of(ts: float) -> str:
@@ -173,13 +182,13 @@ class CorrectionStore:
     async def correct(self, request: CorrectionRequest, by: str, now: float | None = None) -> dict[str, Any] | None:
         """Store a correction of a recorded turn; None when the conversation or the turn is not recorded."""
         now = time.time() if now is None else now
-        meta = await self.redis.hgetall(self.keys.conv(request.conversation_id, "meta"))
-        turns = await self.redis.lrange(self.keys.conv(request.conversation_id, "turns"), 0, -1)
+        meta = await self.redis.hgetall(self.keys.conv(request.conversation_id, ConvKey.META))
+        turns = await self.redis.lrange(self.keys.conv(request.conversation_id, ConvKey.TURNS), 0, -1)
         turn = next((t for t in map(json.loads, turns) if t.get("message_id") == request.message_id), None)
         if not meta or turn is None:
             return None
         record = correction_record(request, turn, meta, by, await self._retained(request, meta), now, self.settings)
-        key = self.keys.cust(record["customer_id"], "corrections")
+        key = self.keys.cust(record["customer_id"], CustKey.CORRECTIONS)
         await self.redis.zadd(self.keys.corrections, {record["customer_id"]: now})
         ttl = self.settings.retention_days * 86400
         await self.redis.eval(HSET_TTL_LUA, 1, key, field_of(request), json.dumps(record), ttl)
@@ -189,10 +198,11 @@ class CorrectionStore:
         """The turn's text and voice features, only when retention is on and the customer has not opted out."""
         if not self.settings.retain:
             return None
-        consent = await self.redis.hget(self.keys.cust(meta.get("customer_id", ""), "consent"), "opted_out")
+        customer_id = ConversationMeta.from_hash(meta).customer_id
+        consent = await self.redis.hget(self.keys.cust(customer_id, CustKey.CONSENT), ConsentField.OPTED_OUT.value)
         if consent == "1":
             return None
-        key = self.keys.conv(request.conversation_id, "retained")
+        key = self.keys.conv(request.conversation_id, ConvKey.RETAINED)
         raw = await self.redis.hget(key, request.message_id)
         if not raw:
             return None
@@ -208,19 +218,19 @@ class CorrectionStore:
         customers = await self.redis.zrevrange(self.keys.corrections, 0, limit_customers - 1)
         pipe = self.redis.pipeline(transaction=False)  # each customer under their own tag
         for customer in customers:
-            pipe.hvals(self.keys.cust(customer, "corrections"))
+            pipe.hvals(self.keys.cust(customer, CustKey.CORRECTIONS))
         return [json.loads(item) for values in await pipe.execute() for item in values]
 
     async def of_conversation(self, conversation_id: str, customer_id: str) -> list[dict[str, Any]]:
-        values = await self.redis.hgetall(self.keys.cust(customer_id, "corrections"))
-        return [json.loads(v) for f, v in values.items() if f.startswith(f"{conversation_id}|")]
+        values = await self.redis.hgetall(self.keys.cust(customer_id, CustKey.CORRECTIONS))
+        return [json.loads(v) for f, v in values.items() if f.startswith(corrections_of(conversation_id))]
 
 
 def export(client: Any, keys: Keys) -> list[dict[str, Any]]:
     """Every stored emotion correction with retained words, as `models.adapt` reads them (sync client)."""
     rows = []
     for customer in client.zrange(keys.corrections, 0, -1):
-        for raw in client.hvals(keys.cust(customer, "corrections")):
+        for raw in client.hvals(keys.cust(customer, CustKey.CORRECTIONS)):
             item = json.loads(raw)
             text = (item.get("retained") or {}).get("text")
             if item.get("kind") == EMOTION and item.get("label") in LABELS and isinstance(text, str) and text.strip():

@@ -29,8 +29,8 @@ import redis
 from redis.cluster import RedisCluster
 
 from plugin import settings as toneline_settings
-from plugin.keys import Keys
 from plugin.outbox import DurableOutbox, outbox_dir
+from plugin.schema import CustKey, EventField, HandoffField, Keys, MetaField, handoff_case
 from plugin.state import StateStore
 
 STREAM_BATCH = 1000
@@ -107,9 +107,9 @@ class Eraser:
     def conversations_of(self, customer_id: str) -> set[str]:
         """The customer's conversations: their index, and every conversation whose meta names them (every shard,
         on a cluster every master)."""
-        found = set(self.client.zrange(self.keys.cust(customer_id, "convs"), 0, -1))
+        found = set(self.client.zrange(self.keys.cust(customer_id, CustKey.CONVS), 0, -1))
         for key in scan(self.client, self.keys.meta_pattern()):
-            if self.client.hget(key, "customer_id") == customer_id:
+            if self.client.hget(key, MetaField.CUSTOMER_ID.value) == customer_id:
                 found.add(self.keys.conv_id(key))
         return found
 
@@ -172,23 +172,20 @@ def _entries(client: Any, stream: str) -> Iterator[tuple[str, dict[str, str]]]:
 
 
 def _case(fields: dict[str, str]) -> dict[str, Any]:
-    try:
-        data = json.loads(fields.get("data") or "{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    return handoff_case(fields)
 
 
 def _names(fields: dict[str, str], names: set[str], case: bool) -> bool:
     """Whether a stream entry belongs to one of `names` (the customer id and their conversation ids)."""
-    if fields.get("customer_id") in names or fields.get("conversation_id") in names:
+    # An event names its customer and conversation; a handoff entry its conversation (and its case the customer).
+    if fields.get(EventField.CUSTOMER_ID.value) in names or fields.get(HandoffField.CONVERSATION_ID.value) in names:
         return True
     return case and _case(fields).get("customer_id") in names
 
 
 def _mentions(entry: Any, names: set[str], keys: Keys) -> bool:
     """Whether a held outbox entry names the customer or one of their conversations, anywhere inside it."""
-    marks = {keys.cust(n, "") for n in names} | {keys.conv(n, "") for n in names}
+    marks = {keys.cust_stem(n) for n in names} | {keys.conv_stem(n) for n in names}
     return any(s in names or any(s.startswith(m) for m in marks) for s in _strings(entry))
 
 

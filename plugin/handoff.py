@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any, Iterable, Mapping, Sequence
 
-from models.emotion import InvalidEstimate, TurnEmotion
+from models.emotion import InvalidEstimate
 from models.logs import log_event
 from plugin.metadata import DISCLOSURE_KEY, PARSE_KEY, bounded_id
 from plugin.outbox import outbox_for
@@ -50,14 +50,13 @@ def emotion_timeline(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
         raw = parse_data.get(PARSE_KEY)
         if raw is None:
             continue
-        try:
-            turn = TurnEmotion.from_dict(raw)
-        except InvalidEstimate:
-            continue
         intent = (parse_data.get("intent") or {}).get("name")
         ts = event.get("timestamp")
         when = float(ts) if ts is not None else 0.0
-        record = TurnRecord.of(turn, message_key(event.get("message_id"), ts), when, intent)
+        try:
+            record = TurnRecord.from_parse(raw, message_key(event.get("message_id"), ts), when, intent)
+        except InvalidEstimate:
+            continue
         out.append(timeline_entry(record))
     return out
 

@@ -1,6 +1,6 @@
 """`EmotionRecognizer`: the Rasa NLU component that gives every customer turn an emotion.
 
-The first half of the turn service (`plugin.turn.TurnReader`): the text model
+The first half of the turn service (`plugin.turn.EmotionReader`): the text model
 on the message in context, the voice and face estimates a connector put in the
 message metadata (`toneline` block), the evidence fusion (`models.fusion.load_fusion`).
 The metadata is parsed here, once per turn: the `TurnEmotion` dict goes to the
@@ -41,11 +41,11 @@ from plugin import metadata as turn_metadata
 from plugin import settings as toneline_settings
 from plugin.consent import Reading
 from plugin.metadata import CONSENT_KEY, PARSE_KEY, TURN_KEY
-from plugin.turn import TurnReader, TurnService
+from plugin.turn import EmotionReader, TurnService
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PARSE_KEY", "EmotionRecognizer", "conversation_context", "shared_text_model"]
+__all__ = ["PARSE_KEY", "EmotionRecognizer", "conversation_context", "shared_text_model", "turn_service"]
 HEAD_PATH_KEY = "head_path"
 FUSION_PATH_KEY = "fusion_path"
 THREADS_KEY = "threads"
@@ -86,6 +86,22 @@ def _cached_text_model(head_path: str | None, threads: int | None, runtime: str)
     return model
 
 
+def turn_service(
+    settings: toneline_settings.Settings,
+    head_path: str | None = None,
+    threads: int | None = None,
+    runtime: str = DEFAULT_RUNTIME,
+    fusion_path: str | None = None,
+) -> TurnService:
+    """The turn service every door gets, from one configuration: the text model (an explicit `head_path`, else
+    the deployment's adapted weights, else the shipped ones; loaded on first use, once per process), the fitted
+    fusion and the state store on the settings' Redis. Rasa's NLU component and the listen-only AudioHook door
+    both build theirs here, so a turn reads the same whichever door it came in by."""
+    head = head_path or served_text_weights(settings)
+    reader = EmotionReader(load_fusion(fusion_path), lambda: shared_text_model(head, threads, runtime))
+    return TurnService.connected(settings, reader)
+
+
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR, is_trainable=False)
 class EmotionRecognizer(GraphComponent):
     """Per-message text emotion, fused with connector-supplied voice and face estimates."""
@@ -111,7 +127,7 @@ class EmotionRecognizer(GraphComponent):
         self.config = config
         self.text_model = text_model
         self.fusion = fusion
-        self.reader = TurnReader(fusion, lambda: text_model)
+        self.reader = EmotionReader(fusion, lambda: text_model)
         # Consent only (Redis is reached on the first customer turn, never at training time).
         path = config.get(CONFIG_PATH_KEY)
         self.service = service or TurnService.connected(toneline_settings.load(Path(path) if path else None))
@@ -127,10 +143,15 @@ class EmotionRecognizer(GraphComponent):
         path = config.get(CONFIG_PATH_KEY)
         settings = toneline_settings.load(Path(path) if path else None)
         # An explicit head_path wins; else the deployment's adapted weights (adaptation.weights_dir); else shipped.
-        head = config.get(HEAD_PATH_KEY) or served_text_weights(settings)
-        model = shared_text_model(head, config.get(THREADS_KEY), config.get(RUNTIME_KEY, DEFAULT_RUNTIME))
         # The fitted fusion (models/weights/fusion.json), loaded once per process; the hand-set one without it.
-        return cls(config, model, load_fusion(config.get(FUSION_PATH_KEY)), TurnService.connected(settings))
+        service = turn_service(
+            settings,
+            config.get(HEAD_PATH_KEY),
+            config.get(THREADS_KEY),
+            config.get(RUNTIME_KEY, DEFAULT_RUNTIME),
+            config.get(FUSION_PATH_KEY),
+        )
+        return cls(config, service.reader.text_model(), service.reader.fusion, service)
 
     def process_training_data(self, training_data: Any) -> Any:
         # Training examples need no emotion: skip the encoder cost at train time.

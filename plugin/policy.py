@@ -41,7 +41,7 @@ from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import RasaException
 
-from models.emotion import InvalidEstimate, TurnEmotion
+from models.emotion import InvalidEstimate
 from models.logs import log_event
 from plugin import metadata as turn_metadata
 from plugin import settings as toneline_settings
@@ -82,8 +82,12 @@ def _record(event: UserUttered, sender_id: str, keep_text: bool) -> TurnRecord |
     """The turn record of a customer message with an emotion (None without one, or a bad one: logged)."""
     if PARSE_KEY not in (event.parse_data or {}):
         return None
+    text = event.text if keep_text else None
+    message_id = message_key(event.message_id, event.timestamp)
     try:
-        emotion = TurnEmotion.from_dict(event.parse_data[PARSE_KEY])
+        return TurnRecord.from_parse(
+            event.parse_data[PARSE_KEY], message_id, float(event.timestamp), event.intent_name, text
+        )
     except InvalidEstimate as exc:
         log_event(
             logger,
@@ -94,9 +98,6 @@ def _record(event: UserUttered, sender_id: str, keep_text: bool) -> TurnRecord |
             problem=str(exc),
         )
         return None
-    text = event.text if keep_text else None
-    message_id = message_key(event.message_id, event.timestamp)
-    return TurnRecord.of(emotion, message_id=message_id, ts=float(event.timestamp), intent=event.intent_name, text=text)
 
 
 @dataclass

@@ -5,7 +5,7 @@ picks `redis.cluster.RedisCluster` (`redis.asyncio.cluster.RedisCluster` for the
 dashboard), with `url` naming any node (or several, comma-separated, so that a
 process starting while one of them is down still finds the cluster): the client
 learns the others and the slot map from it and follows a failover. Everything else in Toneline is the same code on
-both: the key layout (`plugin.keys`) keeps every multi-key operation in one slot.
+both: the key layout (`plugin.schema`) keeps every multi-key operation in one slot.
 """
 
 from __future__ import annotations

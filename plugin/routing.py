@@ -47,6 +47,18 @@ class TurnRecord:
     modalities: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
+    def from_parse(
+        cls, emotion: Any, message_id: str, ts: float, intent: str | None = None, text: str | None = None
+    ) -> TurnRecord:
+        """The one factory of a turn's record: from the fused turn as it travels in Rasa's parse data (JSON,
+        `TurnEmotion.to_dict`), parsed here once. The policy, the handoff action and the doors without Rasa all
+        build records here, so a record is the same on every channel, to the digit. Raises `InvalidEstimate`
+        for a block that is not a turn's emotion."""
+        from models.emotion import TurnEmotion  # routing stays importable without the models at type-check time
+
+        return cls.of(TurnEmotion.from_dict(emotion), message_id, ts, intent, text)
+
+    @classmethod
     def of(
         cls, emotion: TurnEmotion, message_id: str, ts: float, intent: str | None = None, text: str | None = None
     ) -> TurnRecord:
@@ -201,6 +213,8 @@ class Decision:
     escalate: bool
     reason: str | None = None
     rule: str | None = None
+    # The summary the rules decided on, so that recording the turn does not summarise the turns a second time.
+    summary: Summary | None = field(default=None, compare=False, repr=False)
 
 
 def is_negative(turn: TurnRecord, config: RoutingConfig) -> bool:
@@ -315,9 +329,9 @@ def decide(state: ConversationState, config: RoutingConfig) -> Decision:
     summary = summarize(state.turns, config)
     tone = choose_tone(summary, config)
     if not state.turns or _cooling_down(state, config):
-        return Decision(tone=tone, escalate=False)
+        return Decision(tone=tone, escalate=False, summary=summary)
     found = _escalation(state, summary, config)
     if found is None:
-        return Decision(tone=tone, escalate=False)
+        return Decision(tone=tone, escalate=False, summary=summary)
     rule, reason = found
-    return Decision(tone=tone, escalate=True, reason=reason, rule=rule)
+    return Decision(tone=tone, escalate=True, reason=reason, rule=rule, summary=summary)

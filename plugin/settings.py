@@ -40,7 +40,7 @@ class RedisSettings:
     stream_maxlen: int = 100_000  # events kept in all, over the shards' streams together
     # A Redis Cluster: `url` names any one of its nodes (plugin.redis_client picks redis.cluster.RedisCluster).
     cluster: bool = False
-    # Conversations are spread over this many hash-tag shards (plugin.keys); each shard keeps its own event and
+    # Conversations are spread over this many hash-tag shards (plugin.schema); each shard keeps its own event and
     # handoff streams, active set and rollups in one cluster slot. Changing it orphans the state already stored.
     shards: int = 16
     # Escalations and handoff cases wait up to `replica_wait_ms` for this many replicas to have them (WAIT), so a
@@ -187,7 +187,7 @@ def _section(cls: type, data: Any, name: str) -> Any:
 
 
 def _checked_redis(redis: RedisSettings) -> RedisSettings:
-    # A brace in the prefix would become the keys' hash tag and put every key in one cluster slot (plugin.keys).
+    # A brace in the prefix would become the keys' hash tag and put every key in one cluster slot (plugin.schema).
     if "{" in redis.prefix or "}" in redis.prefix:
         raise SettingsError(f"'redis.prefix' must not contain braces, got {redis.prefix!r}")
     if not 1 <= redis.shards <= 1024:

@@ -1,6 +1,6 @@
 """Per-customer emotion state in Redis, written atomically and idempotently.
 
-Keys: see `plugin.keys` (all under one prefix, all with a TTL).
+Keys, fields and entries: see `plugin.schema` (all under one prefix, all with a TTL but consent).
 
 Writes go through Lua scripts so concurrent Rasa instances cannot interleave
 half-updates: one per conversation (in its shard's slot) and one per customer, so
@@ -26,91 +26,28 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from models.logs import log_event
-from plugin.keys import Keys
-from plugin.metadata import EVENT_ESCALATION, EVENT_TURN
 from plugin.redis_client import SyncClient, connect, is_unavailable
 from plugin.routing import ConversationState, Decision, Summary, TurnRecord
+from plugin.schema import (
+    CONSENT_LUA,
+    CUSTOMER_LUA,
+    HANDOFF_LUA,
+    HSET_TTL_LUA,
+    RECORD_LUA,
+    ConsentField,
+    ConversationMeta,
+    ConvKey,
+    CustKey,
+    EventField,
+    Keys,
+    OutboxOp,
+    escalation_entry,
+    handoff_case,
+)
 from plugin.settings import RedisSettings, StateSettings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# One conversation's turn, atomic in its shard's slot (plugin.keys): its keys, the shard's active set and events.
-_RECORD_LUA = """
-local turns, seen, meta, escalations = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local active, events = KEYS[5], KEYS[6]
-local conv, customer, channel, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local max_turns, maxlen = tonumber(ARGV[6]), tonumber(ARGV[7])
-local summary, decision, batch = ARGV[8], cjson.decode(ARGV[9]), cjson.decode(ARGV[10])
-local added = 0
-for _, item in ipairs(batch) do
-  if redis.call('SADD', seen, item['id']) == 1 then
-    redis.call('RPUSH', turns, item['json'])
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', '$EVENT_TURN', 'conversation_id', conv,
-      'customer_id', customer, 'channel', channel, 'data', item['json'])
-    added = added + 1
-  end
-end
-redis.call('LTRIM', turns, -max_turns, -1)
-if #batch > 0 then redis.call('HSET', meta, 'last_turn', batch[#batch]['json']) end
-redis.call('HSETNX', meta, 'started_at', now)
-redis.call('HSET', meta, 'customer_id', customer, 'channel', channel, 'last_at', now,
-  'n_turns', redis.call('SCARD', seen), 'summary', summary, 'tone', decision['tone'])
-if decision['escalate'] and redis.call('HGET', meta, 'escalated_message_id') ~= decision['message_id'] then
-  redis.call('HSET', meta, 'escalated_message_id', decision['message_id'], 'escalation_reason', decision['reason'],
-    'escalation_rule', decision['rule'], 'escalated_at', now)
-  redis.call('RPUSH', escalations, ARGV[9])
-  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', '$EVENT_ESCALATION', 'conversation_id', conv,
-    'customer_id', customer, 'channel', channel, 'data', ARGV[9])
-end
-redis.call('ZADD', active, now, conv)
-redis.call('ZREMRANGEBYSCORE', active, '-inf', tonumber(now) - ttl)
-for _, key in ipairs({turns, seen, meta, escalations}) do
-  if redis.call('EXISTS', key) == 1 then redis.call('EXPIRE', key, ttl) end
-end
-return {added, redis.call('HGET', meta, 'started_at')}
-"""
-# The events' types are the turn's contract's (plugin.metadata): the dashboard's rollups read the same names.
-_RECORD_LUA = _RECORD_LUA.replace("$EVENT_TURN", EVENT_TURN).replace("$EVENT_ESCALATION", EVENT_ESCALATION)
-
-# The customer's side of the same turn, under the customer's own tag; idempotent (a set and a sorted set), so
-# a crash between the two scripts is repaired by the replay or the next turn.
-_CUSTOMER_LUA = """
-local convs, escalated = KEYS[1], KEYS[2]
-local conv, started, ttl, escalate = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
-redis.call('ZADD', convs, started, conv)
-if escalate then redis.call('SADD', escalated, conv) end
-for _, key in ipairs({convs, escalated}) do
-  if redis.call('EXISTS', key) == 1 then redis.call('EXPIRE', key, ttl) end
-end
-return 1
-"""
-
-# A handoff case is written once per dedupe key: a replay after an outage, or a retry, finds it already there.
-_HANDOFF_LUA = """
-local existing = redis.call('GET', KEYS[2])
-if existing then return existing end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', tonumber(ARGV[3]), '*',
-  'conversation_id', ARGV[1], 'data', ARGV[2])
-redis.call('SET', KEYS[2], id, 'EX', tonumber(ARGV[4]))
-return id
-"""
-
-
-# A customer's consent (plugin.consent): kept without a TTL, so a choice never lapses; erasure removes it.
-_CONSENT_LUA = """
-redis.call('HSET', KEYS[1], 'opted_out', ARGV[1], 'at', ARGV[2], 'source', ARGV[3])
-redis.call('PERSIST', KEYS[1])
-return 1
-"""
-
-# One field of one hash and the hash's TTL in one step (one key: one slot): a turn's material kept for adaptation
-# here, a supervisor's correction in plugin.corrections. A script, since a cluster pipeline is no transaction.
-HSET_TTL_LUA = """
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return 1
-"""
 
 
 def _digest(token: str) -> str:
@@ -258,14 +195,7 @@ class StateStore:
         last_id = turns[-1].message_id if turns else ""
         at = now if now is not None else time.time()
         decision_json = json.dumps(
-            {
-                "tone": decision.tone,
-                "escalate": decision.escalate,
-                "reason": decision.reason or "",
-                "rule": decision.rule or "",
-                "message_id": last_id,
-                "at": at,
-            }
+            escalation_entry(decision.tone, decision.escalate, decision.reason, decision.rule, last_id, at)
         )
         args = [
             info.conversation_id,
@@ -279,7 +209,7 @@ class StateStore:
             decision_json,
             json.dumps(batch),
         ]
-        return {"op": "record", "escalate": decision.escalate, "args": args}
+        return {"op": OutboxOp.RECORD.value, "escalate": decision.escalate, "args": args}
 
     def push_handoff(self, case: dict[str, Any]) -> str:
         """Append a handoff case to its shard's stream (once per dedupe key); returns its case id."""
@@ -289,37 +219,43 @@ class StateStore:
         """The write `push_handoff` makes, as plain JSON; its dedupe key is `case["dedupe_key"]` or the case's hash."""
         data = json.dumps(case, sort_keys=True)
         args = [str(case.get("conversation_id", "")), data, self.shard_maxlen, self.settings.ttl_seconds]
-        return {"op": "handoff", "args": args}
+        return {"op": OutboxOp.HANDOFF.value, "args": args}
 
     def consent_entry(self, customer_id: str, fields: dict[str, str]) -> dict[str, Any]:
         """The write of a customer's consent (`plugin.consent.Consent.to_fields`), as plain JSON."""
-        args = [customer_id, fields["opted_out"], fields["at"], fields["source"]]
-        return {"op": "consent", "args": args}
+        args = [
+            customer_id,
+            *(fields[name.value] for name in (ConsentField.OPTED_OUT, ConsentField.AT, ConsentField.SOURCE)),
+        ]
+        return {"op": OutboxOp.CONSENT.value, "args": args}
 
     def apply(self, entry: dict[str, Any]) -> Any:
         """Run a write built by `record_entry`, `handoff_entry` or `consent_entry`; raises `StateUnavailable`
         while Redis is away."""
         op, args = entry["op"], entry["args"]
-        if op == "record":
+        if op == OutboxOp.RECORD.value:
             return self._call(op, lambda: self._apply_record(args, bool(entry.get("escalate"))))
-        if op == "consent":
+        if op == OutboxOp.CONSENT.value:
             return self._call(op, lambda: self._apply_consent(args))
         return self._call(op, lambda: self._apply_handoff(args))
 
     def _apply_consent(self, args: Sequence[Any]) -> int:
         # One key under the customer's tag; a choice is a decision too, so it waits for a replica like them.
-        key = self.keys.cust(str(args[0]), "consent")
-        written = int(self._script(_CONSENT_LUA, [key], list(args[1:])))
+        key = self.keys.cust(str(args[0]), CustKey.CONSENT)
+        written = int(self._script(CONSENT_LUA, [key], list(args[1:])))
         self._replicated(key)
         return written
 
     def _apply_record(self, args: Sequence[Any], escalate: bool) -> int:
         conversation_id, customer_id = str(args[0]), str(args[1])
         shard = self.keys.shard_of(conversation_id)
-        conv_keys = [self.keys.conv(conversation_id, kind) for kind in ("turns", "seen", "meta", "escalations")]
-        added, started = self._script(_RECORD_LUA, [*conv_keys, self.keys.active(shard), self.keys.events(shard)], args)
-        customer_keys = [self.keys.cust(customer_id, "convs"), self.keys.cust(customer_id, "escalated")]
-        self._script(_CUSTOMER_LUA, customer_keys, [conversation_id, started, args[4], "1" if escalate else "0"])
+        conv_keys = [
+            self.keys.conv(conversation_id, kind)
+            for kind in (ConvKey.TURNS, ConvKey.SEEN, ConvKey.META, ConvKey.ESCALATIONS)
+        ]
+        added, started = self._script(RECORD_LUA, [*conv_keys, self.keys.active(shard), self.keys.events(shard)], args)
+        customer_keys = [self.keys.cust(customer_id, CustKey.CONVS), self.keys.cust(customer_id, CustKey.ESCALATED)]
+        self._script(CUSTOMER_LUA, customer_keys, [conversation_id, started, args[4], "1" if escalate else "0"])
         if escalate:
             self._replicated(conv_keys[2])
         return int(added)
@@ -330,7 +266,7 @@ class StateStore:
         dedupe = str(case.get("dedupe_key") or hashlib.sha256(data.encode()).hexdigest()[:32])
         shard = self.keys.shard_of(conversation_id)
         keys = [self.keys.handoffs(shard), self.keys.handoff_seen(shard, dedupe)]
-        case_id = Keys.case_id(shard, str(self._script(_HANDOFF_LUA, keys, args)))
+        case_id = Keys.case_id(shard, str(self._script(HANDOFF_LUA, keys, args)))
         self._replicated(keys[0])
         return case_id
 
@@ -357,27 +293,27 @@ class StateStore:
 
     # -- reads --------------------------------------------------------------
     def turns(self, conversation_id: str) -> list[TurnRecord]:
-        raw = self._call("turns", lambda: self.client.lrange(self.keys.conv(conversation_id, "turns"), 0, -1))
+        raw = self._call("turns", lambda: self.client.lrange(self.keys.conv(conversation_id, ConvKey.TURNS), 0, -1))
         return [TurnRecord.from_dict(json.loads(item)) for item in raw]
 
     def escalations(self, conversation_id: str) -> list[dict[str, Any]]:
         """Every escalation of the conversation, oldest first."""
         raw = self._call(
-            "escalations", lambda: self.client.lrange(self.keys.conv(conversation_id, "escalations"), 0, -1)
+            "escalations", lambda: self.client.lrange(self.keys.conv(conversation_id, ConvKey.ESCALATIONS), 0, -1)
         )
         return [json.loads(item) for item in raw]
 
     def meta(self, conversation_id: str) -> dict[str, str]:
-        return dict(self._call("meta", lambda: self.client.hgetall(self.keys.conv(conversation_id, "meta"))))
+        return dict(self._call("meta", lambda: self.client.hgetall(self.keys.conv(conversation_id, ConvKey.META))))
 
     def retain(self, conversation_id: str, field: str, material: Any, ttl_seconds: int) -> None:
         """Keep a turn's material (JSON) for adaptation (`plugin.corrections`) for `ttl_seconds`."""
-        key = self.keys.conv(conversation_id, "retained")
+        key = self.keys.conv(conversation_id, ConvKey.RETAINED)
         self._call("retain", lambda: self._script(HSET_TTL_LUA, [key], [field, json.dumps(material), ttl_seconds]))
 
     def consent(self, customer_id: str) -> dict[str, str]:
         """The customer's stored consent fields (empty when they never chose)."""
-        return dict(self._call("consent", lambda: self.client.hgetall(self.keys.cust(customer_id, "consent"))))
+        return dict(self._call("consent", lambda: self.client.hgetall(self.keys.cust(customer_id, CustKey.CONSENT))))
 
     def conversation_events(self, conversation_id: str) -> list[dict[str, str]]:
         """The conversation's turn and escalation events still in its shard's stream, oldest first.
@@ -386,14 +322,15 @@ class StateStore:
         """
         stream = self.keys.events(self.keys.shard_of(conversation_id))
         entries = self._call("events", lambda: self.client.xrange(stream))
-        return [fields for _, fields in entries if fields.get("conversation_id") == conversation_id]
+        conv_field = EventField.CONVERSATION_ID.value
+        return [fields for _, fields in entries if fields.get(conv_field) == conversation_id]
 
     def handoff_cases(self) -> list[tuple[str, dict[str, Any]]]:
         """Every handoff case still in the shards' streams, as (case id, case), oldest first."""
         cases = []
         for shard in self.keys.all_shards():
             entries = self._call("handoffs", functools.partial(self.client.xrange, self.keys.handoffs(shard)))
-            cases += [(Keys.case_id(shard, entry_id), json.loads(fields["data"])) for entry_id, fields in entries]
+            cases += [(Keys.case_id(shard, entry_id), handoff_case(fields)) for entry_id, fields in entries]
         return sorted(cases, key=lambda pair: float(pair[1].get("created_at") or 0.0))
 
     def claim_nonce(self, nonce: str, ttl_seconds: int) -> bool:
@@ -410,13 +347,15 @@ class StateStore:
     def previous_escalations(self, customer_id: str, conversation_id: str) -> int:
         """How many of the customer's other conversations were escalated."""
         members = self._call(
-            "previous_escalations", lambda: self.client.smembers(self.keys.cust(customer_id, "escalated"))
+            "previous_escalations", lambda: self.client.smembers(self.keys.cust(customer_id, CustKey.ESCALATED))
         )
         return len(set(members) - {conversation_id})
 
     def history(self, customer_id: str, limit: int = 20) -> list[dict[str, str]]:
         """The customer's most recent conversations (newest first) with their meta."""
-        convs = self._call("history", lambda: self.client.zrevrange(self.keys.cust(customer_id, "convs"), 0, limit - 1))
+        convs = self._call(
+            "history", lambda: self.client.zrevrange(self.keys.cust(customer_id, CustKey.CONVS), 0, limit - 1)
+        )
         metas = self._call("history", lambda: self._metas(convs))
         return [{"conversation_id": conv, **meta} for conv, meta in zip(convs, metas)]
 
@@ -424,18 +363,18 @@ class StateStore:
         # Not a transaction: the conversations live in different shards (a cluster pipeline splits them by node).
         pipe = self.client.pipeline(transaction=False)
         for conv in conversation_ids:
-            pipe.hgetall(self.keys.conv(conv, "meta"))
+            pipe.hgetall(self.keys.conv(conv, ConvKey.META))
         return list(pipe.execute())
 
     def state(self, info: ConversationInfo) -> ConversationState:
         """The recorded state of a conversation, as the routing rules see it."""
-        meta = self.meta(info.conversation_id)
+        escalated_id = ConversationMeta.from_hash(self.meta(info.conversation_id)).escalated_message_id
         turns = self.turns(info.conversation_id)
         escalated_at = None
-        if meta.get("escalated_message_id"):
+        if escalated_id:
             ids = [t.message_id for t in turns]
-            if meta["escalated_message_id"] in ids:
-                escalated_at = ids.index(meta["escalated_message_id"]) + 1
+            if escalated_id in ids:
+                escalated_at = ids.index(escalated_id) + 1
         return ConversationState(
             conversation_id=info.conversation_id,
             customer_id=info.customer_id,

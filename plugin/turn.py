@@ -70,7 +70,7 @@ class ConversationLog:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DecisionOutcome:
     """What one decided turn came to: the decision, whether Redis took the write, the handoff case opened."""
 
     decision: Decision
@@ -79,12 +79,18 @@ class Outcome:
     case_id: str | None = None
 
 
-class TurnReader:
+class EmotionReader:
     """Words and estimates -> one fused `TurnEmotion`: the text model in context, then the fusion."""
 
     def __init__(self, fusion: Fuser, text_model: Callable[[], TextEmotionModel] | None = None) -> None:
         self.fusion = fusion
         self._text_model = text_model  # a factory: the model loads on first use, once per process
+
+    def text_model(self) -> TextEmotionModel:
+        """The text model, loaded now if it was not yet (its factory loads it once per process)."""
+        if self._text_model is None:
+            raise RuntimeError("this reader has no text model")
+        return self._text_model()
 
     def text_estimate(self, text: str, message_id: str | None, context: Sequence[str] = ()) -> EmotionEstimate | None:
         """The text model's estimate; a model failure costs the turn its text modality only (logged)."""
@@ -112,16 +118,16 @@ class TurnReader:
 class TurnService:
     """The plugin's whole turn; shared by all conversations of a process, holds no per-conversation state."""
 
-    def __init__(self, settings: Settings, reader: TurnReader | None = None, store: StoreSource = None) -> None:
+    def __init__(self, settings: Settings, reader: EmotionReader | None = None, store: StoreSource = None) -> None:
         self.settings = settings
-        self.reader = reader or TurnReader(load_fusion())
+        self.reader = reader or EmotionReader(load_fusion())
         self._store_source = store
         self._store: StateStore | None = store if isinstance(store, StateStore) else None
         self._outbox: DurableOutbox | None = None
         self._handoffs: HandoffOutbox | None = None
 
     @classmethod
-    def connected(cls, settings: Settings, reader: TurnReader | None = None) -> TurnService:
+    def connected(cls, settings: Settings, reader: EmotionReader | None = None) -> TurnService:
         """A service on the settings' Redis, connected on first use (`start` replays what earlier processes held)."""
         return cls(settings, reader, lambda: StateStore(settings.redis, settings.state))
 
@@ -226,11 +232,12 @@ class TurnService:
         return self.reader.read(text, meta, message_id, context)
 
     def record_of(self, emotion: TurnEmotion, message_id: str, text: str, intent: str | None = None) -> TurnRecord:
-        """What the store keeps of a turn: the transcript only when the settings allow it."""
+        """What the store keeps of a turn: the transcript only when the settings allow it. Built from the turn
+        as it travels in Rasa's parse data (JSON): a record is the same on every channel, to the digit."""
         transcript = text if self.settings.privacy.store_transcripts else None
-        return TurnRecord.of(emotion, message_id=message_id, ts=time.time(), intent=intent, text=transcript)
+        return TurnRecord.from_parse(emotion.to_dict(), message_id, time.time(), intent, transcript)
 
-    def decide(self, log: ConversationLog) -> Outcome:
+    def decide(self, log: ConversationLog) -> DecisionOutcome:
         """Apply the rules to the conversation and the customer's past, and record both; never raises for Redis."""
         state = log.state(self._previous_escalations(log.info))
         decision = decide(state, self.settings.routing)
@@ -245,11 +252,11 @@ class TurnService:
                 rule=decision.rule,
                 reason=decision.reason,
             )
-        return Outcome(decision, stored, log.turns[-1] if log.turns else None)
+        return DecisionOutcome(decision, stored, log.turns[-1] if log.turns else None)
 
     def turn(
         self, log: ConversationLog, text: str, meta: TurnMetadata, message_id: str, context: Sequence[str] = ()
-    ) -> Outcome | None:
+    ) -> DecisionOutcome | None:
         """A whole turn for a channel without a bot: read, append to `log`, decide, and on escalation
         mark the log (the cooldown) and open the handoff case. None when the turn has no emotion
         (an opted-out customer's turn is not read at all)."""
@@ -259,14 +266,12 @@ class TurnService:
         emotion = self.read(text, meta, message_id, context)
         if emotion is None:
             return None
-        # As the turn travels in Rasa's parse data (JSON): a record is the same on every channel, to the digit.
-        emotion = TurnEmotion.from_dict(emotion.to_dict())
         log.add(self.record_of(emotion, message_id, text), self.settings.state.max_turns)
         outcome = self.decide(log)
         if not outcome.decision.escalate:
             return outcome
         log.escalated()
-        return Outcome(outcome.decision, outcome.stored, outcome.record, self._open_case(log, outcome.decision))
+        return DecisionOutcome(outcome.decision, outcome.stored, outcome.record, self._open_case(log, outcome.decision))
 
     def _previous_escalations(self, info: ConversationInfo) -> int:
         """How many of the customer's other conversations were escalated (0 while Redis is away)."""
@@ -280,7 +285,7 @@ class TurnService:
     def _record(self, log: ConversationLog, decision: Decision) -> bool:
         if self.store is None or self.outbox is None:
             return False
-        summary = summarize(log.turns, self.settings.routing)
+        summary = decision.summary or summarize(log.turns, self.settings.routing)
         written, _ = self.outbox.submit(self.store.record_entry(log.info, log.turns, summary, decision))
         return bool(written)
 

@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
+from plugin.metadata import PARSE_KEY, SlotNames
 from scripts.stack import RASA_TOKEN_ENV, TOKEN_FILE, api_url
 
 
@@ -39,14 +40,15 @@ def _request(url: str, payload: dict[str, Any] | None = None) -> object:
 
 def describe(tracker: dict[str, Any]) -> str:
     """One line: the fused emotion of the latest turn, its weights, and the tone slot."""
-    emotion = (tracker.get("latest_message") or {}).get("toneline")
+    emotion = (tracker.get("latest_message") or {}).get(PARSE_KEY)
     slots = tracker.get("slots") or {}
+    tone_slot = SlotNames().tone
     if not emotion:
-        return f"[toneline] no emotion for this turn; tone={slots.get('toneline_tone')}"
+        return f"[toneline] no emotion for this turn; tone={slots.get(tone_slot)}"
     weights = ", ".join(f"{k} {v:.2f}" for k, v in emotion.get("weights", {}).items())
     return (
         f"[toneline] {emotion['label']} (p={emotion['confidence']:.2f}, valence {emotion['valence']:+.2f}, "
-        f"arousal {emotion['arousal']:.2f}; weights: {weights}) -> tone={slots.get('toneline_tone')}"
+        f"arousal {emotion['arousal']:.2f}; weights: {weights}) -> tone={slots.get(tone_slot)}"
     )
 
 

@@ -43,13 +43,11 @@ from connectors.call.channel import credential, toneline_settings_at
 from connectors.speech.runtime import SpeechRuntime, shared_runtime
 from connectors.speech.turns import TurnSettings
 from connectors.transport import WebSocketTransport
-from models.fusion import load_fusion
 from models.logs import log_event
 from plugin import settings as toneline_settings
-from plugin.nlu import served_text_weights, shared_text_model
+from plugin.nlu import turn_service
 from plugin.single_use import SingleUse
 from plugin.state import StateStore
-from plugin.turn import TurnReader, TurnService
 
 logger = logging.getLogger(__name__)
 WS_PATH = "/ws"
@@ -92,10 +90,8 @@ class AudioHookInput(InputChannel):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toneline-audiohook")
         self.store = StateStore(self.settings.redis, self.settings.state)
         self._nonces = SingleUse(self.store, "audiohook_nonce")
-        # The fitted fusion and the text model every Rasa channel uses (plugin.nlu loads the same).
-        weights = served_text_weights(self.settings)  # the deployment's adapted weights, when configured
-        reader = TurnReader(load_fusion(), lambda: shared_text_model(weights, None))
-        self.service = TurnService(self.settings, reader, self.store)
+        # The same turn service every door gets (plugin.nlu.turn_service): text model, fitted fusion, state store.
+        self.service = turn_service(self.settings)
         self.service.start()  # escalations and cases an earlier process held on disk are replayed from now on
         if not api_key:
             log_event(logger, logging.ERROR, "audiohook.channel.unconfigured", missing="api key; all requests refused")

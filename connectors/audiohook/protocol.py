@@ -18,6 +18,7 @@ from typing import Callable
 from connectors.audiohook import serializer as wire
 from connectors.audiohook.session import AudioHookSession
 from connectors.frames import ProtocolError
+from connectors.receive import EndOfStream, receive_loop
 from connectors.transport import NORMAL, PROTOCOL_ERROR, TOO_BIG, UNSUPPORTED_DATA, WebSocketTransport
 from models.logs import log_event
 
@@ -34,10 +35,6 @@ class ServerConfig:
     disconnect_grace_s: float = 1.0  # how long to wait for the client's `close` after our `disconnect`
 
 
-class _End(Exception):
-    """Leave the receive loop (the client closed, or we disconnected)."""
-
-
 class AudioHookServer:
     """Runs one AudioHook connection to its end."""
 
@@ -47,30 +44,29 @@ class AudioHookServer:
         self._start = start
         self.session: AudioHookSession | None = None
         self.wire = wire.AudioHookSerializer(config.session_id)
+        self.state = wire.WireState()  # the connection's: media and sequence numbers (the serializer keeps none)
 
     async def run(self) -> None:
-        """Serve until the client closes, we disconnect, or the socket drops; always clean up."""
+        """Serve until the client closes, we disconnect, or the socket drops (`connectors.receive`); always clean
+        up."""
+        await receive_loop(self.transport, self)
+
+    async def begin(self) -> None:
+        """The client speaks first (`open`)."""
+
+    async def on_message(self, message: str | bytes) -> None:
+        """Dispatch one message; a protocol error ends the connection the AudioHook way (`_fail`)."""
         try:
-            while (message := await self.transport.receive()) is not None:
-                try:
-                    await self._dispatch(message)
-                except ProtocolError as exc:
-                    await self._fail(exc)
-                    break
-                except _End:
-                    break
-            else:
-                log_event(logger, logging.INFO, "audiohook.session.dropped", session_id=self.config.session_id)
-        except asyncio.CancelledError:
-            # Sanic cancels the handler when the TCP connection goes without a close frame.
-            log_event(logger, logging.INFO, "audiohook.session.dropped", session_id=self.config.session_id)
-            raise
-        finally:
-            # Shielded: Sanic may cancel the handler twice (close frame, lost connection); analysis still drains.
-            await asyncio.shield(self._finish())
+            await self._dispatch(message)
+        except ProtocolError as exc:
+            await self._fail(exc)
+            raise EndOfStream() from None
+
+    def on_disconnect(self) -> None:
+        log_event(logger, logging.INFO, "audiohook.session.dropped", session_id=self.config.session_id)
 
     async def _dispatch(self, message: str | bytes) -> None:
-        parsed = self.wire.parse(message)
+        parsed = self.wire.parse(message, self.state)
         if isinstance(parsed, wire.AudioFrame):
             if self.session is not None:
                 await self.session.audio(dict(parsed.channels))
@@ -79,9 +75,9 @@ class AudioHookServer:
         await self._handle(parsed.body)
 
     def _check_envelope(self, message: wire.ClientMessage) -> None:
-        if message.seq != self.wire.clientseq + 1:
-            raise ProtocolError("out_of_order", f"seq {message.seq} after {self.wire.clientseq}")
-        self.wire.clientseq = message.seq
+        if message.seq != self.state.clientseq + 1:
+            raise ProtocolError("out_of_order", f"seq {message.seq} after {self.state.clientseq}")
+        self.state.clientseq = message.seq
         if self.config.session_id and message.session_id != self.config.session_id:
             raise ProtocolError("wrong_session_id", "message id differs from the Audiohook-Session-Id header")
 
@@ -115,7 +111,7 @@ class AudioHookServer:
                 code="unknown_type",
                 type=body.type,
             )
-        elif isinstance(body, wire.Dtmf):
+        elif isinstance(body, wire.DtmfMessage):
             log_event(logger, logging.INFO, "audiohook.dtmf", session_id=sid, digit=body.digit)
         elif isinstance(body, wire.ClientError):
             log_event(
@@ -127,7 +123,7 @@ class AudioHookServer:
     async def _open(self, body: wire.Open) -> None:
         if self.session is not None:
             raise ProtocolError("second_open", "`open` on a session already open")
-        self.wire.media = media = wire.choose_media(body.media)
+        self.state.media = media = wire.choose_media(body.media)
         self.session = self._start(self.config.session_id, body)
         log_event(
             logger,
@@ -144,7 +140,7 @@ class AudioHookServer:
         log_event(logger, logging.INFO, "audiohook.session.closing", session_id=self.config.session_id, reason=reason)
         await self._end_session()
         await self._send(wire.reply("closed"))
-        raise _End()
+        raise EndOfStream()
 
     async def _fail(self, exc: ProtocolError) -> None:
         """Log, `disconnect` with reason `error`, let the client `close`, then close the socket."""
@@ -169,14 +165,15 @@ class AudioHookServer:
                 return
 
     async def _send(self, message: wire.ServerMessage) -> bool:
-        return await self.transport.send(self.wire.encode(message))
+        self.state.seq += 1
+        return await self.transport.send(self.wire.encode(message, self.state))
 
     async def _end_session(self) -> None:
         if self.session is not None:
             session, self.session = self.session, None
             await session.close()
 
-    async def _finish(self) -> None:
+    async def finish(self) -> None:
         await self._end_session()
         await self.transport.close(NORMAL, "session ended")
 

@@ -94,7 +94,7 @@ class Event:
 
 
 @dataclass(frozen=True)
-class Dtmf:
+class DtmfMessage:
     """A key pressed on the call (the digit only is kept)."""
 
     digit: str
@@ -136,7 +136,7 @@ class AudioFrame:
     channels: Mapping[str, bytes]
 
 
-Body = Union[Open, Ping, Pause, Resume, Update, Event, Dtmf, Discarded, Close, ClientError, Unknown]
+Body = Union[Open, Ping, Pause, Resume, Update, Event, DtmfMessage, Discarded, Close, ClientError, Unknown]
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def _body(kind: str, p: dict[str, Any]) -> Body:
     if kind == "event":
         return Event(p)
     if kind == "dtmf":
-        return Dtmf(str(p.get("digit", ""))[:8])
+        return DtmfMessage(str(p.get("digit", ""))[:8])
     if kind == "discarded":
         return Discarded(p)
     if kind == "close":
@@ -307,22 +307,34 @@ def _optional(value: Any, where: str) -> str | None:
     return identifier(str(value), where) if value not in (None, "") else None
 
 
+@dataclass
+class WireState:
+    """What one AudioHook connection's wire needs from earlier messages: the accepted media (to split audio
+    frames) and both sides' sequence numbers. Held by the connection (`connectors.audiohook.protocol`), handed
+    to the serializer with each message, so the serializer itself keeps nothing between messages."""
+
+    media: MediaFormat | None = None  # set when the server accepts an offer
+    seq: int = 0  # the server's own counter
+    clientseq: int = 0  # the last client seq accepted
+
+
 class AudioHookSerializer:
-    """Client messages and audio in, server messages out, for one AudioHook connection."""
+    """Client messages and audio in, server messages out, for one AudioHook session id; holds no session state
+    (`WireState` is the connection's)."""
 
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
-        self.media: MediaFormat | None = None  # set when the server accepts an offer
-        self.seq = 0  # the server's own counter
-        self.clientseq = 0  # the last client seq accepted
 
-    def parse(self, data: str | bytes) -> ClientMessage | AudioFrame:
+    def parse(self, data: str | bytes, state: WireState | None = None) -> ClientMessage | AudioFrame:
+        """A client message, or an audio frame split by the media `state` accepted."""
         if isinstance(data, bytes):
-            if self.media is None:
+            media = state.media if state is not None else None
+            if media is None:
                 raise ProtocolError("audio_before_open", f"{len(data)} bytes of audio before `open`")
-            return AudioFrame(split_audio(data, self.media))
+            return AudioFrame(split_audio(data, media))
         return parse(data)
 
-    def encode(self, message: ServerMessage) -> str:
-        self.seq += 1
-        return encode(message, self.seq, self.clientseq, self.session_id)
+    def encode(self, message: ServerMessage, state: WireState | None = None) -> str:
+        """The message's text with the server seq and the last client seq of `state` (the caller counts)."""
+        state = state if state is not None else WireState(seq=1)
+        return encode(message, state.seq, state.clientseq, self.session_id)

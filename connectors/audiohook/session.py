@@ -17,7 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from connectors.audiohook.serializer import CUSTOMER, Open
-from connectors.call.worker import TurnWorker
+from connectors.call.worker import QueueWorker
 from connectors.speech.codec import InboundDecoder
 from connectors.speech.runtime import SpeechRuntime
 from connectors.speech.turns import Turn, TurnEvent, TurnSegmenter, TurnSettings
@@ -27,7 +27,7 @@ from models.text import CONTEXT_TURNS
 from models.voice import CallerBaseline
 from plugin.metadata import TurnMetadata
 from plugin.state import ConversationInfo
-from plugin.turn import ConversationLog, Outcome, TurnService
+from plugin.turn import ConversationLog, DecisionOutcome, TurnService
 
 logger = logging.getLogger(__name__)
 CHANNEL = "genesys"
@@ -71,7 +71,7 @@ class AudioHookSession:
         self._decoder = InboundDecoder()
         self._segmenter = TurnSegmenter(self.settings.turn)
         # One turn at a time, in order: the routing decision depends on the turns before it.
-        self._worker: TurnWorker[Turn] = TurnWorker(self._analyse, "audiohook", "session", session_id=session_id)
+        self._worker: QueueWorker[Turn] = QueueWorker(self._analyse, "audiohook", "session", session_id=session_id)
 
     @property
     def conversation_id(self) -> str:
@@ -125,7 +125,7 @@ class AudioHookSession:
         if outcome is not None:
             self._logged(turn, outcome, heard.voice is not None)
 
-    def _logged(self, turn: Turn, outcome: Outcome, voice: bool) -> None:
+    def _logged(self, turn: Turn, outcome: DecisionOutcome, voice: bool) -> None:
         log_event(
             logger,
             logging.INFO,

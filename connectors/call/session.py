@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable
 
 from connectors.bot import BotGateway, BotReply
 from connectors.call.transfer import TransferAdapter, TransferError
-from connectors.call.worker import TurnWorker
+from connectors.call.worker import QueueWorker
 from connectors.frames import (
     AudioIn,
     AudioOut,
@@ -149,7 +149,7 @@ class CallServices:
 
 
 @dataclass
-class TurnTiming:
+class ReplyTiming:
     """Where one turn's latency went (monotonic seconds), for logs and the benchmark."""
 
     cut_at: float
@@ -167,7 +167,7 @@ class _Spoken:
     seconds: float
 
 
-_Queued = tuple[Turn, TurnTiming, "asyncio.Future[Hearing] | None"]
+_Queued = tuple[Turn, ReplyTiming, "asyncio.Future[Hearing] | None"]
 
 
 class CallSession:
@@ -190,7 +190,7 @@ class CallSession:
         self._mark_ids = itertools.count(1)
         self._generation = 0  # bumped by barge-in: playback of an older reply stops
         self.transferred = False
-        self.timings: list[TurnTiming] = []
+        self.timings: list[ReplyTiming] = []
         self._tone = NEUTRAL_TONE  # the last reply's: a reprompt is said the way the bot last spoke
         self._reprompts_in_a_row = 0
         self._no_input: asyncio.Task[None] | None = None  # the no-input timer, while one runs
@@ -205,7 +205,7 @@ class CallSession:
         self.disclosed = False  # the notice was spoken (the turn's metadata says so: Rasa does not repeat it)
         self._disclosure_marks: set[str] = set()
         self._opening: asyncio.Future[None] | None = None  # consent, then the notice (`begin`)
-        self._worker: TurnWorker[_Queued] = TurnWorker(self._answer, provider.channel, "call", call_id=start.call_id)
+        self._worker: QueueWorker[_Queued] = QueueWorker(self._answer, provider.channel, "call", call_id=start.call_id)
 
     @property
     def call_id(self) -> str:
@@ -231,7 +231,7 @@ class CallSession:
         notice = self.settings.disclosure
         if notice is None:
             return
-        timing = TurnTiming(cut_at=time.monotonic())
+        timing = ReplyTiming(cut_at=time.monotonic())
         for sentence in sentences(notice):
             spoken = await self._speak(sentence, NEUTRAL_TONE, timing)
             if spoken is not None:
@@ -292,7 +292,7 @@ class CallSession:
             elif isinstance(event, Turn):
                 self._caller_sound_at = time.monotonic()
                 self._turns_open += 1
-                timing = TurnTiming(cut_at=time.monotonic())
+                timing = ReplyTiming(cut_at=time.monotonic())
                 self.timings.append(timing)
                 self._worker.put((event, timing, self._take_early(event)))
 
@@ -396,7 +396,7 @@ class CallSession:
         values = [float(x) for x in heard.stats]
         await asyncio.get_running_loop().run_in_executor(None, self._retain, self.call_id, ref, values)
 
-    async def _no_words(self, turn: Turn, timing: TurnTiming) -> None:
+    async def _no_words(self, turn: Turn, timing: ReplyTiming) -> None:
         """A turn Whisper heard no words in: reprompt (`RepromptSettings`) or let it pass quietly."""
         reprompt = self.settings.reprompt
         spoke = turn.speech_end - turn.start
@@ -441,7 +441,7 @@ class CallSession:
         self._no_inputs_in_a_row += 1
         self._log(logging.INFO, "turn.no_input", after_s=no_input.after_s, in_a_row=self._no_inputs_in_a_row)
         try:
-            await self._reply(BotReply((no_input.text,), self._tone), TurnTiming(cut_at=time.monotonic()))
+            await self._reply(BotReply((no_input.text,), self._tone), ReplyTiming(cut_at=time.monotonic()))
         except Exception as exc:  # nobody awaits this task: say what went wrong instead of losing it
             self._log(logging.ERROR, "turn.no_input_failed", error=repr(exc))
 
@@ -471,7 +471,7 @@ class CallSession:
             turn_ref=turn_ref,
         ).to_dict()
 
-    async def _reply(self, reply: BotReply, timing: TurnTiming) -> None:
+    async def _reply(self, reply: BotReply, timing: ReplyTiming) -> None:
         generation = self._generation
         spoken: list[_Spoken] = []
         for text in reply.texts:
@@ -484,7 +484,7 @@ class CallSession:
         if reply.handoff and not self.transferred:
             await self._transfer(spoken)
 
-    async def _speak(self, text: str, tone: str, timing: TurnTiming) -> _Spoken | None:
+    async def _speak(self, text: str, tone: str, timing: ReplyTiming) -> _Spoken | None:
         try:
             pcm = await self._runtime.speak(text, tone)
         except TtsError as exc:

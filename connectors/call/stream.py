@@ -9,12 +9,12 @@ drops, the session drains and the socket closes exactly once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Callable, NoReturn
 
 from connectors.call.session import CallSession, SendFrame
 from connectors.frames import CallStart, CallStop, Connected, InboundFrame, OutboundFrame, ProtocolError
+from connectors.receive import EndOfStream, receive_loop
 from connectors.serializer import CallSerializer, Wire
 from connectors.transport import (
     NORMAL,
@@ -38,10 +38,6 @@ SKIPPABLE = {"unknown_event", "out_of_order"}
 OpenSession = Callable[[CallStart, SendFrame], CallSession]
 
 
-class _End(Exception):
-    """Leave the receive loop: the call is over (stopped, or closed for a protocol error)."""
-
-
 def check_sequence(frame: Any, last: int | None) -> int | None:
     """The frame's sequence number if it comes after `last`; `out_of_order` otherwise (frames without one pass)."""
     seq = getattr(frame, "sequence", None)
@@ -63,6 +59,7 @@ class CallStream:
         self.channel = channel
         self._open_session = open_session
         self.session: CallSession | None = None
+        self.start: CallStart | None = None  # the call's start: what its outbound messages name (Twilio's SID)
         self._last_seq: int | None = None
 
     @property
@@ -70,30 +67,19 @@ class CallStream:
         return self.session.call_id if self.session else None
 
     async def run(self) -> None:
-        """Serve until the call ends; always drain the session and close the socket."""
-        try:
-            while (message := await self.transport.receive()) is not None:
-                try:
-                    await self._on_message(message)
-                except _End:
-                    break
-            else:
-                self._disconnected()
-        except asyncio.CancelledError:
-            # Sanic cancels the handler when the TCP connection drops without a close frame.
-            self._disconnected()
-            raise
-        finally:
-            # Sanic may cancel this handler twice (a close frame, then the lost connection): shielded,
-            # the turns already cut still drain and the call still closes, whatever comes next.
-            await asyncio.shield(self._finish())
+        """Serve until the call ends (`connectors.receive`); always drain the session and close the socket."""
+        await receive_loop(self.transport, self)
 
-    async def _finish(self) -> None:
+    async def begin(self) -> None:
+        """Nothing is sent before the provider's first message."""
+
+    async def finish(self) -> None:
+        """The turns already cut drain, then the socket closes."""
         if self.session is not None:
             await self.session.close()
         await self.transport.close(NORMAL, "stream ended")
 
-    async def _on_message(self, message: Wire) -> None:
+    async def on_message(self, message: Wire) -> None:
         try:
             frame = self.serializer.parse(message)
             self._last_seq = check_sequence(frame, self._last_seq)
@@ -115,7 +101,7 @@ class CallStream:
             return
         await self.session.handle(frame)
         if isinstance(frame, CallStop):
-            raise _End()
+            raise EndOfStream()
 
     async def _start(self, start: CallStart) -> None:
         if self.session is not None:
@@ -126,21 +112,22 @@ class CallStream:
         except ProtocolError as exc:
             self._bad_message(exc.code, exc.detail, call_id=start.call_id)
             await self.transport.close(CLOSE_CODES.get(exc.code, PROTOCOL_ERROR), exc.code)
-            raise _End() from None
+            raise EndOfStream() from None
         log_event(
             logger, logging.INFO, f"{self.channel}.call.started", call_id=start.call_id, stream_id=start.stream_id
         )
+        self.start = start
         self.session = self._open_session(start, self._send)
         await self.session.begin()
 
     async def _send(self, frame: OutboundFrame) -> bool:
-        return await self.transport.send(self.serializer.encode(frame))
+        return await self.transport.send(self.serializer.encode(frame, self.start))
 
     async def _fail(self, exc: ProtocolError) -> NoReturn:
         """Log the named error and close this call's socket with the code that fits it."""
         self._bad_message(exc.code, exc.detail)
         await self.transport.close(CLOSE_CODES.get(exc.code, PROTOCOL_ERROR), exc.code)
-        raise _End()
+        raise EndOfStream()
 
     def _bad_message(self, code: str, detail: str, call_id: str | None = None) -> None:
         log_event(
@@ -152,5 +139,5 @@ class CallStream:
             detail=detail,
         )
 
-    def _disconnected(self) -> None:
+    def on_disconnect(self) -> None:
         log_event(logger, logging.INFO, f"{self.channel}.stream.disconnected", call_id=self.call_id)

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class TurnWorker(Generic[T]):
+class QueueWorker(Generic[T]):
     """Runs `handle` on each queued item, in order, in one task; log events are prefixed with `events`."""
 
     def __init__(self, handle: Callable[[T], Awaitable[None]], events: str, scope: str, **ids: Any) -> None:

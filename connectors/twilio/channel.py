@@ -36,7 +36,7 @@ from connectors.call.session import Provider
 from connectors.speech.codec import MULAW_8K
 from connectors.twilio import serializer as wire
 from connectors.twilio import signature
-from connectors.twilio.rest import DEFAULT_API_BASE, HandoffTarget, TwilioRest, TwilioTransfer
+from connectors.twilio.rest import DEFAULT_API_BASE, TwilioRest, TwilioTransfer, TwilioTransferTarget
 from models.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class TwilioMediaStreamsInput(CallChannel):
     @classmethod
     def from_credentials(cls, credentials: Dict[str, Any] | None) -> InputChannel:
         creds = credentials or {}
-        handoff = HandoffTarget(
+        handoff = TwilioTransferTarget(
             dial=creds.get("handoff_dial") or None,
             queue=str(creds.get("handoff_queue") or "support"),
             announcement=creds.get("handoff_announcement") or None,
@@ -73,7 +73,7 @@ class TwilioMediaStreamsInput(CallChannel):
         self,
         account_sid: str,
         auth_token: str,
-        handoff: HandoffTarget | None = None,
+        handoff: TwilioTransferTarget | None = None,
         api_base: str | None = None,
         shared_key: tuple[str, str] = ("", ""),  # a SharedKey's SID (empty: any) and secret, for webhooks signed so
         **common: Any,
@@ -83,7 +83,7 @@ class TwilioMediaStreamsInput(CallChannel):
         self.shared_key_sid, self.shared_key_secret = shared_key
         api = api_base or DEFAULT_API_BASE
         self.rest = TwilioRest(account_sid, auth_token, api) if account_sid and auth_token else None
-        transfer = TwilioTransfer(self.rest, handoff or HandoffTarget()) if self.rest else None
+        transfer = TwilioTransfer(self.rest, handoff or TwilioTransferTarget()) if self.rest else None
         self.provider = Provider(wire.PROVIDER, MULAW_8K, wire.TRACKS, transfer)
         if not auth_token:
             log_event(logger, logging.ERROR, "twilio.channel.unconfigured", missing="auth token; all requests refused")

@@ -27,7 +27,7 @@ DEFAULT_API_BASE = "https://api.twilio.com"
 
 
 @dataclass(frozen=True)
-class HandoffTarget:
+class TwilioTransferTarget:
     """Where a handed-off call goes: a number or SIP URI to `<Dial>`, else a TaskRouter/agent queue to `<Enqueue>`."""
 
     dial: str | None = None
@@ -69,7 +69,7 @@ class TwilioTransfer:
     """The call core's `TransferAdapter` for Twilio: the live call leaves the stream for the handoff TwiML."""
 
     rest: TwilioRest
-    target: HandoffTarget
+    target: TwilioTransferTarget
 
     async def transfer(self, call: CallStart) -> None:
         await self.rest.update_call(call.call_id, self.target.twiml())

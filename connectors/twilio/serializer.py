@@ -157,17 +157,14 @@ def check_media_format(start: CallStart) -> None:
 
 
 class TwilioSerializer:
-    """The `CallSerializer` of one Twilio Media Stream (outbound messages carry its stream SID)."""
-
-    def __init__(self) -> None:
-        self.stream_sid = ""
+    """The `CallSerializer` of Twilio Media Streams (outbound messages carry the stream SID of the call's start,
+    which the call's stream hands in: the serializer keeps nothing)."""
 
     def parse(self, data: str | bytes) -> InboundFrame:
         return parse(data)
 
     def accept(self, start: CallStart) -> None:
         check_media_format(start)
-        self.stream_sid = start.stream_id
 
-    def encode(self, frame: OutboundFrame) -> str:
-        return serialize(frame, self.stream_sid)
+    def encode(self, frame: OutboundFrame, start: CallStart | None = None) -> str:
+        return serialize(frame, start.stream_id if start is not None else "")

@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from connectors.call.simulator import FRAME_SECONDS, Reply, SimulatedCall
 from connectors.speech.codec import MULAW_8K
 from connectors.twilio import signature
+from plugin.metadata import HANDOFF_ACTION, PARSE_KEY, SlotNames
 
 __all__ = ["CallerOutcome", "Reply", "TurnReport", "TwilioCall", "place_call", "run_caller", "turn_reports", "webhook"]
 
@@ -167,10 +168,10 @@ def turn_reports(tracker: dict[str, Any]) -> list[TurnReport]:
     tone = "neutral"
     for event in tracker.get("events", []):
         kind = event.get("event")
-        if kind == "slot" and event.get("name") == "toneline_tone" and reports:
+        if kind == "slot" and event.get("name") == SlotNames().tone and reports:
             tone = str(event.get("value"))
             reports[-1] = replace(reports[-1], tone=tone)
-        elif kind == "action" and event.get("name") == "action_handoff" and reports:
+        elif kind == "action" and event.get("name") == HANDOFF_ACTION and reports:
             reports[-1] = replace(reports[-1], handoff=True)
         elif kind == "user":
             reports.append(_report(event, tone))
@@ -178,7 +179,7 @@ def turn_reports(tracker: dict[str, Any]) -> list[TurnReport]:
 
 
 def _report(event: dict[str, Any], tone: str) -> TurnReport:
-    emotion = (event.get("parse_data") or {}).get("toneline") or {}
+    emotion = (event.get("parse_data") or {}).get(PARSE_KEY) or {}
     by_modality = {e.get("modality"): e.get("label") for e in emotion.get("estimates", [])}
     return TurnReport(
         transcript=str(event.get("text") or ""),

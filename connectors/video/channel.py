@@ -19,7 +19,6 @@ The socket refuses (403, before the handshake) an upgrade whose `Origin` is not 
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 import os
@@ -34,6 +33,7 @@ from sanic.response import HTTPResponse
 
 from connectors.bot import BotGateway, RasaBot
 from connectors.frames import ProtocolError
+from connectors.receive import EndOfStream, receive_loop
 from connectors.transport import NORMAL, TOO_BIG, WebSocketTransport
 from connectors.video import serializer
 from connectors.video.faces import FaceWorker, weights_path
@@ -162,42 +162,64 @@ class VideoInput(InputChannel):
         return bp
 
     async def serve(self, transport: WebSocketTransport, bot: BotGateway) -> None:
-        """Run one page's session to its end; every way out closes the camera, the session and the socket."""
+        """Run one page's session to its end (`connectors.receive`); every way out closes the camera, the session
+        and the socket."""
+        wire = serializer.VideoSerializer()
 
         async def send(frame: OutboundFrame) -> bool:
-            return await transport.send(serializer.serialize(frame))
+            return await transport.send(wire.encode(frame))
 
         session = VideoSession(bot, self.faces, send, self.settings, consent=self.consent)
         log_event(logger, logging.INFO, "video.session.started", session_id=session.session_id)
+        await receive_loop(transport, VideoStream(transport, wire, session, send, self.faces))
+
+
+class VideoStream:
+    """One page's signalling socket, as the receive loop drives it: messages -> serializer -> session."""
+
+    def __init__(
+        self,
+        transport: WebSocketTransport,
+        wire: serializer.VideoSerializer,
+        session: VideoSession,
+        send: Callable[[OutboundFrame], Awaitable[bool]],
+        faces: FaceWorker,
+    ) -> None:
+        self.transport = transport
+        self.wire = wire
+        self.session = session
+        self.send = send
+        self.faces = faces
+
+    async def begin(self) -> None:
+        """The page learns its session id and whether faces can be read before it sends anything."""
+        await self.send(Ready(self.session.session_id, face=await self.faces.model() is not None))
+
+    async def on_message(self, message: str | bytes) -> None:
         try:
-            await send(Ready(session.session_id, face=await self.faces.model() is not None))
-            while (message := await transport.receive()) is not None:
-                try:
-                    frame = serializer.parse(message)
-                except ProtocolError as exc:
-                    log_event(
-                        logger,
-                        logging.WARNING,
-                        "video.ws.bad_message",
-                        session_id=session.session_id,
-                        code=exc.code,
-                        detail=exc.detail[:200],
-                    )
-                    if exc.code in _CLOSING:
-                        await transport.close(TOO_BIG, exc.code)
-                        break
-                    await send(ErrorOut(exc.code, exc.detail[:200]))
-                    continue
-                await session.handle(frame)
-            else:
-                log_event(logger, logging.INFO, "video.ws.disconnected", session_id=session.session_id)
-        except asyncio.CancelledError:
-            # Sanic cancels the handler when the TCP connection drops without a close frame.
-            log_event(logger, logging.INFO, "video.ws.disconnected", session_id=session.session_id)
-            raise
-        finally:
-            await session.close()
-            await transport.close(NORMAL, "session ended")
+            frame = self.wire.parse(message)
+        except ProtocolError as exc:
+            log_event(
+                logger,
+                logging.WARNING,
+                "video.ws.bad_message",
+                session_id=self.session.session_id,
+                code=exc.code,
+                detail=exc.detail[:200],
+            )
+            if exc.code in _CLOSING:
+                await self.transport.close(TOO_BIG, exc.code)
+                raise EndOfStream() from None
+            await self.send(ErrorOut(exc.code, exc.detail[:200]))
+            return
+        await self.session.handle(frame)
+
+    def on_disconnect(self) -> None:
+        log_event(logger, logging.INFO, "video.ws.disconnected", session_id=self.session.session_id)
+
+    async def finish(self) -> None:
+        await self.session.close()
+        await self.transport.close(NORMAL, "session ended")
 
 
 def _asset(name: str, disclosure: str | None = None) -> HTTPResponse:

@@ -102,3 +102,16 @@ def serialize(frame: OutboundFrame) -> str:
     else:  # pragma: no cover - the union is exhaustive
         raise TypeError(f"cannot serialise {type(frame).__name__}")
     return json.dumps(body, separators=(",", ":"))
+
+
+class VideoSerializer:
+    """The video page's wire format behind the one serializer protocol (`connectors.serializer.WireSerializer`);
+    it holds nothing between messages (the page's session does: `connectors.video.session`)."""
+
+    def parse(self, data: str | bytes) -> InboundFrame:
+        """One page message -> a frame, or `ProtocolError` with a code."""
+        return parse(data)
+
+    def encode(self, frame: OutboundFrame) -> str:
+        """One outbound frame -> the JSON text the page reads."""
+        return serialize(frame)

@@ -36,7 +36,7 @@ from connectors.frames import ProtocolError
 from connectors.speech.codec import Linear16Codec
 from connectors.vonage import serializer as wire
 from connectors.vonage import signature
-from connectors.vonage.rest import DEFAULT_API_BASE, HandoffTarget, VonageRest, VonageTransfer
+from connectors.vonage.rest import DEFAULT_API_BASE, VonageRest, VonageTransfer, VonageTransferTarget
 from connectors.wire import identifier
 from models.logs import log_event
 from plugin import settings as toneline_settings
@@ -59,7 +59,7 @@ class VonageVoiceInput(CallChannel):
     def from_credentials(cls, credentials: Dict[str, Any] | None) -> InputChannel:
         creds = credentials or {}
         key_path = credential(creds, "private_key_path", "VONAGE_PRIVATE_KEY_PATH")
-        handoff = HandoffTarget(
+        handoff = VonageTransferTarget(
             number=credential(creds, "handoff_number", "TONELINE_VONAGE_HANDOFF_NUMBER") or None,
             sip=credential(creds, "handoff_sip", "TONELINE_VONAGE_HANDOFF_SIP") or None,
             announcement=creds.get("handoff_announcement") or None,
@@ -79,7 +79,7 @@ class VonageVoiceInput(CallChannel):
         self,
         signature_secret: str,
         application: tuple[str, str] = ("", ""),  # application id and its private key (PEM), for transfers
-        handoff: HandoffTarget | None = None,
+        handoff: VonageTransferTarget | None = None,
         api_base: str | None = None,
         toneline: toneline_settings.Settings | None = None,
         **common: Any,
@@ -89,7 +89,7 @@ class VonageVoiceInput(CallChannel):
         # Signed stream URLs already opened: in Redis, so a URL replayed to another replica is refused too.
         state = toneline or toneline_settings.load(None)
         self._used_streams = SingleUse(lambda: StateStore(state.redis, state.state), "vonage_stream")
-        target, (application_id, private_key) = handoff or HandoffTarget(), application
+        target, (application_id, private_key) = handoff or VonageTransferTarget(), application
         rest = VonageRest(application_id, private_key, api_base or DEFAULT_API_BASE)
         transfer = VonageTransfer(rest, target) if application_id and private_key and target.configured else None
         self.provider = Provider(wire.PROVIDER, Linear16Codec(wire.SAMPLE_RATE), wire.TRACKS, transfer)

@@ -27,7 +27,7 @@ TOKEN_TTL_S = 300
 
 
 @dataclass(frozen=True)
-class HandoffTarget:
+class VonageTransferTarget:
     """Where a handed-off call goes: a phone number (E.164 digits) or a SIP URI, after an optional announcement."""
 
     number: str | None = None
@@ -71,7 +71,7 @@ class VonageTransfer:
     """The call core's `TransferAdapter` for Vonage."""
 
     rest: VonageRest
-    target: HandoffTarget
+    target: VonageTransferTarget
 
     async def transfer(self, call: CallStart) -> None:
         await self.rest.transfer(call.call_id, self.target.ncco())

@@ -124,5 +124,5 @@ class VonageSerializer:
         if self.expected_call is not None and start.call_id != self.expected_call:
             raise ProtocolError("wrong_call", "the stream's call_uuid differs from the signed upgrade's")
 
-    def encode(self, frame: OutboundFrame) -> str | bytes:
-        return encode(frame)
+    def encode(self, frame: OutboundFrame, start: CallStart | None = None) -> str | bytes:
+        return encode(frame)  # Vonage's messages name no call: the socket is the call

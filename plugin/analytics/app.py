@@ -29,8 +29,8 @@ from plugin.analytics.live import LiveHub
 from plugin.analytics.rollups import Rollups
 from plugin.corrections import BadCorrection, CorrectionRequest, CorrectionStore, agreement
 from plugin.erasure import Eraser
-from plugin.keys import Keys
 from plugin.redis_client import AsyncClient, connect_async
+from plugin.schema import Keys
 from plugin.settings import Settings
 from plugin.state import StateStore
 

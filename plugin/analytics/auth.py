@@ -15,8 +15,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Mapping
 
-from plugin.keys import Keys
 from plugin.redis_client import AsyncClient
+from plugin.schema import Keys
 
 ALGORITHM = "pbkdf2_sha256"
 ITERATIONS = 310_000  # OWASP 2023 guidance for PBKDF2-HMAC-SHA256

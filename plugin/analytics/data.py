@@ -1,6 +1,6 @@
 """Read models of the dashboard: what supervisors see, computed from Toneline's Redis keys.
 
-Key layout: see `plugin.keys` (conversations spread over hash-tag shards; every
+Key layout, fields and entries: see `plugin.schema` (conversations spread over hash-tag shards; every
 reader here reads all shards). Rollups (`{p}:{sNN}:rollup:{YYYYMMDDHH}`) are
 written by `plugin.analytics.rollups` from each shard's event stream.
 """
@@ -13,8 +13,20 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, TypeVar
 
-from plugin.keys import Keys
 from plugin.redis_client import AsyncClient
+from plugin.schema import (
+    ROLLUP_CHANNEL,
+    ROLLUP_INTENT,
+    ROLLUP_LABEL,
+    ConsentField,
+    ConversationMeta,
+    ConvKey,
+    CustKey,
+    Keys,
+    MetaField,
+    RollupField,
+    handoff_case,
+)
 
 T = TypeVar("T")
 
@@ -39,16 +51,16 @@ def trend_arrow(trend: float) -> str:
     return "up" if trend > TREND_FLAT else "down" if trend < -TREND_FLAT else "flat"
 
 
-def floor_row(conversation_id: str, meta: dict[str, str], now: float) -> dict[str, Any]:
-    """One line of the live floor."""
-    summary = json.loads(meta.get("summary") or "{}")
-    last = json.loads(meta.get("last_turn") or "{}")
-    escalated = bool(meta.get("escalated_message_id"))
-    started = float(meta.get("started_at") or now)
+def floor_row(conversation_id: str, fields: dict[str, str], now: float) -> dict[str, Any]:
+    """One line of the live floor, from the conversation's meta hash."""
+    meta = ConversationMeta.from_hash(fields)
+    summary, last = meta.summary, meta.last_turn
+    escalated = meta.escalated_message_id is not None
+    started = meta.started_at or now
     return {
         "conversation_id": conversation_id,
-        "customer_id": meta.get("customer_id", ""),
-        "channel": meta.get("channel", "unknown"),
+        "customer_id": meta.customer_id,
+        "channel": meta.channel,
         "label": last.get("label"),
         "valence": last.get("valence"),
         "arousal": last.get("arousal"),
@@ -56,12 +68,12 @@ def floor_row(conversation_id: str, meta: dict[str, str], now: float) -> dict[st
         "trend": summary.get("trend", 0.0),
         "trend_arrow": trend_arrow(float(summary.get("trend", 0.0))),
         "negative_streak": summary.get("negative_streak", 0),
-        "n_turns": int(meta.get("n_turns") or 0),
-        "tone": meta.get("tone"),
+        "n_turns": meta.n_turns,
+        "tone": meta.tone,
         "escalated": escalated,
-        "escalation_reason": meta.get("escalation_reason"),
+        "escalation_reason": meta.escalation_reason,
         "started_at": started,
-        "last_at": float(meta.get("last_at") or started),
+        "last_at": meta.last_at or started,
         "seconds_since_start": round(now - started, 1),
         "risk": risk(summary, last, escalated),
     }
@@ -79,12 +91,12 @@ class Dashboard:
         """`read` of every shard, concurrently (on a cluster each goes to the master owning that shard's slot)."""
         return list(await asyncio.gather(*(read(shard) for shard in self.keys.all_shards())))
 
-    async def _metas(self, conversation_ids: list[str], fields: list[str] | None = None) -> list[Any]:
+    async def _metas(self, conversation_ids: list[str], fields: list[MetaField] | None = None) -> list[Any]:
         # Not a transaction: the conversations live in different shards (a cluster pipeline splits them by node).
         pipe = self.redis.pipeline(transaction=False)
         for conv in conversation_ids:
-            key = self.keys.conv(conv, "meta")
-            pipe.hgetall(key) if fields is None else pipe.hmget(key, fields)
+            key = self.keys.conv(conv, ConvKey.META)
+            pipe.hgetall(key) if fields is None else pipe.hmget(key, [f.value for f in fields])
         return list(await pipe.execute())
 
     async def rows(self, conversation_ids: list[str], now: float) -> list[dict[str, Any]]:
@@ -97,7 +109,7 @@ class Dashboard:
         # Not a transaction: each customer's consent lives under that customer's own tag.
         pipe = self.redis.pipeline(transaction=False)
         for row in rows:
-            pipe.hget(self.keys.cust(row["customer_id"], "consent"), "opted_out")
+            pipe.hget(self.keys.cust(row["customer_id"], CustKey.CONSENT), ConsentField.OPTED_OUT.value)
         for row, flag in zip(rows, await pipe.execute()):
             row["opted_out"] = flag == "1"
         return rows
@@ -119,16 +131,16 @@ class Dashboard:
         """Timeline of one conversation: turns with label, valence/arousal, weights; escalations."""
         now = time.time() if now is None else now
         pipe = self.redis.pipeline(transaction=False)  # one conversation's keys: one slot
-        pipe.hgetall(self.keys.conv(conversation_id, "meta"))
-        pipe.lrange(self.keys.conv(conversation_id, "turns"), 0, -1)
-        pipe.lrange(self.keys.conv(conversation_id, "escalations"), 0, -1)
+        pipe.hgetall(self.keys.conv(conversation_id, ConvKey.META))
+        pipe.lrange(self.keys.conv(conversation_id, ConvKey.TURNS), 0, -1)
+        pipe.lrange(self.keys.conv(conversation_id, ConvKey.ESCALATIONS), 0, -1)
         meta, turns, escalations = await pipe.execute()
         if not meta:
             return None
         (row,) = await self._consent([floor_row(conversation_id, meta, now)])
         return {
             **row,
-            "summary": json.loads(meta.get("summary") or "{}"),
+            "summary": ConversationMeta.from_hash(meta).summary,
             "turns": [json.loads(t) for t in turns],
             "escalations": [json.loads(e) for e in escalations],
         }
@@ -139,7 +151,7 @@ class Dashboard:
         return [
             {
                 "case_id": Keys.case_id(shard, entry_id),
-                **json.loads(fields["data"]),
+                **handoff_case(fields),
                 "claim": json.loads(claims[entry_id]) if entry_id in claims else None,
             }
             for entry_id, fields in entries
@@ -174,7 +186,9 @@ class Dashboard:
         )
         ids = [conv for convs in per_shard for conv in convs]
         out: dict[str, dict[str, int]] = {}
-        for started, last, escalated in await self._metas(ids, ["started_at", "last_at", "escalated_message_id"]):
+        for started, last, escalated in await self._metas(
+            ids, [MetaField.STARTED_AT, MetaField.LAST_AT, MetaField.ESCALATED_MESSAGE_ID]
+        ):
             if started is None or not start <= float(started) < end:
                 continue
             outcome = "escalated" if escalated else "active" if now - float(last) < self.idle_seconds else "resolved"
@@ -188,7 +202,7 @@ class Dashboard:
         for shard in self.keys.all_shards():
             pipe.hgetall(self.keys.rollup(shard, hour))
         # PFCOUNT one key at a time: redis-py's cluster pipelines refuse it (a multi-key command elsewhere).
-        counts = await self._each_shard(lambda shard: self.redis.pfcount(self.keys.rollup(shard, hour) + ":convs"))
+        counts = await self._each_shard(lambda shard: self.redis.pfcount(self.keys.rollup_convs(shard, hour)))
         totals = _Totals()
         for fields in await pipe.execute():
             totals.add(fields)
@@ -233,25 +247,25 @@ class _Totals:
         return {name: stats(self.fields, f"{dimension}:{name}:") for name in sorted(names)}
 
     def as_dict(self) -> dict[str, Any]:
-        labels = {k.split(":", 1)[1]: int(v) for k, v in self.fields.items() if k.startswith("label:")}
+        labels = {k.split(":", 1)[1]: int(v) for k, v in self.fields.items() if k.startswith(f"{ROLLUP_LABEL}:")}
         return {
-            "channels": self.group("channel"),
-            "intents": self.group("intent"),
+            "channels": self.group(ROLLUP_CHANNEL),
+            "intents": self.group(ROLLUP_INTENT),
             "labels": labels,
             "total": stats(self.fields, ""),
         }
 
 
 def stats(fields: dict[str, Any], prefix: str) -> dict[str, Any]:
-    turns = int(float(fields.get(f"{prefix}turns", 0)))
-    negative = int(float(fields.get(f"{prefix}neg_turns", 0)))
-    valence_sum = float(fields.get(f"{prefix}valence_sum", 0.0))
+    turns = int(float(fields.get(f"{prefix}{RollupField.TURNS.value}", 0)))
+    negative = int(float(fields.get(f"{prefix}{RollupField.NEG_TURNS.value}", 0)))
+    valence_sum = float(fields.get(f"{prefix}{RollupField.VALENCE_SUM.value}", 0.0))
     return {
         "turns": turns,
         "negative_turns": negative,
         "negative_share": round(negative / turns, 4) if turns else None,
         "mean_valence": round(valence_sum / turns, 4) if turns else None,
-        "escalations": int(float(fields.get(f"{prefix}escalations", 0))),
+        "escalations": int(float(fields.get(f"{prefix}{RollupField.ESCALATIONS.value}", 0))),
     }
 
 

@@ -9,7 +9,6 @@ to keep up is dropped; its browser reconnects and gets a fresh snapshot.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
@@ -18,8 +17,8 @@ import redis
 
 from models.logs import log_event
 from plugin.analytics.data import Dashboard
-from plugin.keys import Keys
 from plugin.redis_client import AsyncClient
+from plugin.schema import Keys, StreamEvent, handoff_case
 
 logger = logging.getLogger(__name__)
 QUEUE_SIZE = 2000
@@ -89,10 +88,10 @@ class LiveHub:
             for entry_id, fields in entries:
                 if stream in handoff_streams:
                     case_id = Keys.case_id(handoff_streams[stream], entry_id)
-                    case = {"case_id": case_id, **json.loads(fields["data"]), "claim": None}
+                    case = {"case_id": case_id, **handoff_case(fields), "claim": None}
                     self.broadcast({"type": "escalation", "case": case})
-                elif fields.get("conversation_id"):
-                    changed[fields["conversation_id"]] = None
+                elif conversation_id := StreamEvent.from_fields(fields).conversation_id:
+                    changed[conversation_id] = None
         if changed:
             for row in await self.dashboard.rows(list(changed), time.time()):
                 self.broadcast({"type": "conversation", "row": row})

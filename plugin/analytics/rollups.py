@@ -20,10 +20,18 @@ import redis
 
 from models.logs import log_event
 from plugin.analytics.data import hour_key
-from plugin.keys import Keys
 from plugin.metadata import EVENT_ESCALATION, EVENT_TURN
 from plugin.redis_client import AsyncClient, execute_on_key_node
 from plugin.routing import RoutingConfig, TurnRecord, is_negative
+from plugin.schema import (
+    ROLLUP_CHANNEL,
+    ROLLUP_INTENT,
+    Keys,
+    RollupField,
+    StreamEvent,
+    rollup_field,
+    rollup_label_field,
+)
 
 logger = logging.getLogger(__name__)
 GROUP = "toneline-rollups"
@@ -119,14 +127,14 @@ class Rollups:
         return len(entries)
 
     def apply(self, batch: _Batch, shard: int, fields: dict[str, str]) -> None:
-        data = json.loads(fields.get("data") or "{}")
-        channel, kind = fields.get("channel", "unknown"), fields.get("type")
-        if kind == EVENT_TURN:
-            self._turn(batch, shard, data, channel, fields.get("conversation_id", ""))
-        elif kind == EVENT_ESCALATION and data.get("at"):
+        event = StreamEvent.from_fields(fields)
+        data, channel = event.data, event.channel
+        if event.type == EVENT_TURN:
+            self._turn(batch, shard, data, channel, event.conversation_id)
+        elif event.type == EVENT_ESCALATION and data.get("at"):
             key = self.keys.rollup(shard, hour_key(float(data["at"])))
-            for prefix in ("", f"channel:{channel}:"):
-                batch.hincrby(key, f"{prefix}escalations", 1)
+            for dimension, name in (("", ""), (ROLLUP_CHANNEL, channel)):
+                batch.hincrby(key, rollup_field(RollupField.ESCALATIONS, dimension, name), 1)
             batch.expire(key, self.ttl)
 
     def _turn(self, batch: _Batch, shard: int, turn: dict[str, Any], channel: str, conversation_id: str) -> None:
@@ -136,14 +144,15 @@ class Rollups:
             return
         key = self.keys.rollup(shard, hour_key(record.ts))
         negative = 1 if is_negative(record, self.routing) else 0
-        for prefix in ("", f"channel:{channel}:", f"intent:{turn.get('intent') or 'none'}:"):
-            batch.hincrby(key, f"{prefix}turns", 1)
-            batch.hincrby(key, f"{prefix}neg_turns", negative)
-            batch.hincrbyfloat(key, f"{prefix}valence_sum", record.valence)
-        batch.hincrby(key, f"label:{turn.get('label', 'unknown')}", 1)
-        batch.pfadd(key + ":convs", conversation_id)
+        hour = hour_key(record.ts)
+        for dimension, name in (("", ""), (ROLLUP_CHANNEL, channel), (ROLLUP_INTENT, turn.get("intent") or "none")):
+            batch.hincrby(key, rollup_field(RollupField.TURNS, dimension, name), 1)
+            batch.hincrby(key, rollup_field(RollupField.NEG_TURNS, dimension, name), negative)
+            batch.hincrbyfloat(key, rollup_field(RollupField.VALENCE_SUM, dimension, name), record.valence)
+        batch.hincrby(key, rollup_label_field(str(turn.get("label", "unknown"))), 1)
+        batch.pfadd(self.keys.rollup_convs(shard, hour), conversation_id)
         batch.expire(key, self.ttl)
-        batch.expire(key + ":convs", self.ttl)
+        batch.expire(self.keys.rollup_convs(shard, hour), self.ttl)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: first this consumer's unacknowledged events, then new ones; survives Redis outages."""

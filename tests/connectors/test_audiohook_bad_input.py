@@ -12,7 +12,7 @@ from websockets.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
 from connectors.audiohook.simulator import AudioHookClient, connect_session, headers, open_message, open_session
-from plugin.keys import Keys
+from plugin.schema import Keys
 from tests.connectors.conftest import AUDIOHOOK_API_KEY, AUDIOHOOK_SECRET, VoiceStack
 from tests.connectors.speech_fixtures import needs_espeak, speak
 from tests.connectors.test_audiohook_session import ws_url

@@ -16,7 +16,7 @@ from connectors.speech.runtime import RuntimeSettings, SpeechRuntime
 from connectors.speech.turns import Turn
 from models.emotion import EmotionEstimate
 from plugin.consent import Consent
-from plugin.keys import Keys
+from plugin.schema import Keys
 from plugin.settings import RedisSettings, Settings
 from plugin.turn import TurnService
 from scripts.stack import RedisEndpoint

@@ -57,7 +57,7 @@ def test_open_is_parsed_into_typed_fields_and_stereo_pcmu_is_chosen() -> None:
         (msg("pause"), wire.Pause()),
         (msg("resume"), wire.Resume()),
         (msg("close", reason="end"), wire.Close("end")),
-        (msg("dtmf", digit="5", duration="PT0.2S"), wire.Dtmf("5")),
+        (msg("dtmf", digit="5", duration="PT0.2S"), wire.DtmfMessage("5")),
         (msg("transcript"), wire.Unknown("transcript")),
     ],
 )

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.audiohook.simulator import open_session
 from models.audio import SAMPLE_RATE
-from plugin.keys import Keys
+from plugin.schema import Keys
 from tests.connectors.conftest import AUDIOHOOK_API_KEY, AUDIOHOOK_SECRET, VoiceStack
 from tests.connectors.speech_fixtures import needs_espeak, speak
 

@@ -20,7 +20,7 @@ from connectors.frames import (
     ProtocolError,
 )
 from connectors.vonage import serializer, signature
-from connectors.vonage.rest import HandoffTarget
+from connectors.vonage.rest import VonageTransferTarget
 from tests.connectors.fuzz import batch, outcome
 
 CALL = "63f61863-4a51-4f6b-86e1-46edebcf9356"
@@ -130,10 +130,10 @@ def test_stream_urls_are_signed_for_one_call_and_expire() -> None:
 
 
 def test_the_handoff_ncco_connects_a_number_or_a_sip_uri() -> None:
-    assert HandoffTarget(number="15550123").ncco() == [
+    assert VonageTransferTarget(number="15550123").ncco() == [
         {"action": "connect", "endpoint": [{"type": "phone", "number": "15550123"}]}
     ]
-    announced = HandoffTarget(sip="sip:agents@pbx.example.com", announcement="Connecting you.").ncco()
+    announced = VonageTransferTarget(sip="sip:agents@pbx.example.com", announcement="Connecting you.").ncco()
     assert announced[0] == {"action": "talk", "text": "Connecting you."}
     assert announced[1]["endpoint"] == [{"type": "sip", "uri": "sip:agents@pbx.example.com"}]
-    assert not HandoffTarget().configured
+    assert not VonageTransferTarget().configured

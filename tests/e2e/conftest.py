@@ -19,7 +19,7 @@ from typing import IO, Any, Iterator
 import pytest
 import redis
 
-from plugin.keys import Keys
+from plugin.schema import Keys
 from scripts.stack import (
     RASA_TOKEN_ENV,
     REPO,
@@ -118,7 +118,7 @@ class Stack:
         return Keys(self.prefix)
 
     def handoffs(self, sender: str) -> list[dict]:
-        """The conversation's handoff cases (in its shard's stream, plugin.keys)."""
+        """The conversation's handoff cases (in its shard's stream, plugin.schema)."""
         entries = self.redis().xrange(self.keys.handoffs(self.keys.shard_of(sender)))
         cases = [json.loads(fields["data"]) for _, fields in entries]
         return [c for c in cases if c["conversation_id"] == sender]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from plugin import settings as toneline_settings
-from plugin.keys import Keys
+from plugin.schema import Keys
 from scripts.stack import RASA_DIR, free_port, start_dashboard, stop
 from tests.e2e.conftest import ARTIFACTS, Stack
 from tests.e2e.test_dashboard import Dashboard, browser, shot, sign_in  # noqa: F401 (the browser fixture)

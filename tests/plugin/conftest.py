@@ -12,7 +12,7 @@ from scripts.stack import RedisEndpoint
 from tests.conftest import cluster_endpoint
 
 # The tests of Toneline's state (store, policy, outbox, handoff, turn service, dashboard) run against a single Redis
-# and against a real Redis Cluster: the same code, the same key layout (plugin.keys).
+# and against a real Redis Cluster: the same code, the same key layout (plugin.schema).
 BACKENDS = ["single", "cluster"]
 
 

@@ -24,10 +24,10 @@ from models import adapt
 from models.emotion import LABELS
 from models.text import DEFAULT_MODEL, TextEmotionModel
 from plugin.corrections import CorrectionRequest, CorrectionStore, export
-from plugin.keys import Keys
 from plugin.nlu import served_text_weights
 from plugin.redis_client import connect_async
 from plugin.routing import Decision, RoutingConfig, TurnRecord, summarize
+from plugin.schema import Keys
 from plugin.settings import AdaptationSettings, RedisSettings, Settings, SettingsError
 from plugin.state import ConversationInfo, StateStore
 from scripts.stack import RedisEndpoint

@@ -21,11 +21,11 @@ from models.fusion import load_fusion
 from models.text import TextEmotionModel
 from plugin import settings as toneline_settings
 from plugin.consent import Consent, Reading, StoredConsent, asked
-from plugin.keys import Keys
 from plugin.metadata import CONSENT_KEY, PARSE_KEY, TurnMetadata, parse
 from plugin.nlu import EmotionRecognizer, shared_text_model
 from plugin.outbox import outbox_for
 from plugin.redis_client import connect
+from plugin.schema import Keys
 from plugin.settings import ConsentSettings, RedisSettings, Settings, SettingsError
 from plugin.state import ConversationInfo, StateStore
 from plugin.turn import ConversationLog, TurnService

@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from plugin.analytics.app import PASSWORD_ENV, create_app
 from plugin.corrections import BadCorrection, CorrectionRequest, VoiceRetainer, agreement, week_of
-from plugin.keys import Keys
 from plugin.redis_client import connect
 from plugin.routing import Decision, RoutingConfig, TurnRecord, summarize
+from plugin.schema import Keys
 from plugin.settings import from_mapping
 from plugin.state import ConversationInfo, StateStore
 from scripts.stack import RedisEndpoint

@@ -21,10 +21,10 @@ from plugin.analytics.data import Dashboard
 from plugin.consent import Consent
 from plugin.erasure import Eraser, scan
 from plugin.handoff import HandoffOutbox, build_case_from_records
-from plugin.keys import Keys
 from plugin.metadata import TurnMetadata
 from plugin.outbox import outbox_for
 from plugin.redis_client import SyncClient, connect, connect_async
+from plugin.schema import Keys
 from plugin.settings import PrivacySettings, RedisSettings, Settings
 from plugin.state import ConversationInfo, StateStore
 from plugin.turn import ConversationLog, TurnService

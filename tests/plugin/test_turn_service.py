@@ -13,7 +13,7 @@ from plugin.nlu import shared_text_model
 from plugin.routing import Decision, RoutingConfig, TurnRecord, summarize
 from plugin.settings import PrivacySettings, RedisSettings, Settings
 from plugin.state import ConversationInfo
-from plugin.turn import ConversationLog, TurnReader, TurnService
+from plugin.turn import ConversationLog, EmotionReader, TurnService
 from scripts.stack import RedisEndpoint
 
 ANGRY = EmotionEstimate.from_probs("voice", {"angry": 0.8, "neutral": 0.2})
@@ -90,7 +90,7 @@ def test_a_customer_escalated_before_is_escalated_one_negative_turn_sooner(
 
 def test_the_customer_s_previous_words_are_the_text_model_s_context() -> None:
     model = shared_text_model(None, None)
-    reader = TurnReader(EvidenceFusion.load(DEFAULT_FUSION), lambda: model)
+    reader = EmotionReader(EvidenceFusion.load(DEFAULT_FUSION), lambda: model)
     before = ["My refund was rejected again.", "Nobody ever calls me back."]
     in_context = reader.text_estimate("Right.", "s:3.0", before)
     alone = reader.text_estimate("Right.", "s:3.0")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from plugin.keys import Keys
+from plugin.schema import Keys
 
 KEYS = Keys("toneline", 16)
 
@@ -55,5 +55,29 @@ def test_erasure_reads_a_conversation_id_back_from_any_of_its_keys(conversation:
 
 def test_scan_patterns_take_ids_literally_and_stay_under_their_tags() -> None:
     assert KEYS.cust_pattern("a*") == "toneline:cust:{c:a\\*}:*"
-    assert KEYS.conv_pattern("c-1") == KEYS.conv("c-1", "") + "*"
+    assert KEYS.conv_pattern("c-1") == KEYS.conv_stem("c-1") + "*"
     assert KEYS.meta_pattern() == "toneline:{s*}:conv:*:meta"
+
+
+def test_the_write_scripts_name_every_field_of_the_schema_and_nothing_unfilled() -> None:
+    """The scripts are where fields are written: every meta, event, handoff and consent field is one of theirs."""
+    from plugin import schema
+
+    for script in (schema.RECORD_LUA, schema.HANDOFF_LUA, schema.CONSENT_LUA):
+        assert "$" not in script, "a placeholder left unfilled"
+    for fields, script in (
+        (schema.MetaField, schema.RECORD_LUA),
+        (schema.EventField, schema.RECORD_LUA),
+        (schema.HandoffField, schema.HANDOFF_LUA),
+        (schema.ConsentField, schema.CONSENT_LUA),
+    ):
+        assert all(f"'{field.value}'" in script for field in fields), fields
+
+
+def test_kinds_are_typed_and_a_wrong_kind_fails_by_name() -> None:
+    from plugin.schema import ConvKey, CustKey
+
+    assert KEYS.conv("c-1", ConvKey.META) == KEYS.conv("c-1", "meta")  # type: ignore[arg-type]
+    assert KEYS.cust("u-1", CustKey.CONSENT).endswith("}:consent")
+    with pytest.raises(ValueError, match="metadata"):
+        KEYS.conv("c-1", "metadata")  # type: ignore[arg-type]
