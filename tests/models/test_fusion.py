@@ -47,7 +47,10 @@ def test_shipped_weights_are_small_and_carry_their_provenance() -> None:
     params = info["params"]
     assert params["trust"]["text"] == 1.0 and 0.0 < params["trust"]["voice"] <= 1.0
     assert params["trust"]["face"] <= min(params["trust"]["text"], params["trust"]["voice"])
-    assert 0.05 < params["tau"] < 10.0
+    # The fit's bounds (log tau in [-3, 2]). RAVDESS, the only two-modality turns, leaves tau nearly flat below
+    # about 0.2 (its words never carry emotion), so the fit may rest on the lower bound: the channel that departs
+    # most leads alone (fusion card).
+    assert math.exp(-3.0) - 1e-9 <= params["tau"] <= math.exp(2.0) + 1e-9
     for prior in (*params["priors"].values(), params["reference"]):
         assert len(prior) == len(LABELS) and min(prior) > 0 and math.isclose(sum(prior), 1.0, abs_tol=1e-6)
     assert params["reference"] == params["priors"]["text"]  # a calm everyday turn: the text model's habit

@@ -161,6 +161,13 @@ def voice_temperature() -> float:
     return float(json.loads(VOICE_HEAD.with_suffix(".json").read_text())["temperature"])
 
 
+def voice_neutral_offset() -> float:
+    """What the voice recipe added to the exported head's neutral logit (issue 30). Out-of-fold logits come from
+    fold heads before it, so the fusion adds it too: its voice prior and fit must see the voice the runtime sees."""
+    settings = json.loads(VOICE_HEAD.with_suffix(".json").read_text()).get("settings", {})
+    return float(settings.get("neutral_offset", 0.0))
+
+
 def oof_path(runs: Path | None = None) -> Path:
     """The voice head's out-of-fold logits: `TONELINE_VOICE_OOF` if set, else the voice recipe's run folder."""
     named = os.environ.get("TONELINE_VOICE_OOF")
@@ -192,7 +199,9 @@ def voice_confidence(probs: NDArray[Any], distance: NDArray[Any], with_baseline:
 
 def _voice_estimates(oof: dict[str, NDArray[Any]], variant: str) -> tuple[NDArray[Any], NDArray[Any]]:
     """Calibrated voice distributions and confidences of `variant` (`studio`, `tel-eval`, `*_first`)."""
-    probs = softmax(oof[f"logits_{variant}"].astype(np.float64) / voice_temperature())
+    logits = oof[f"logits_{variant}"].astype(np.float64).copy()
+    logits[:, LABEL_INDEX["neutral"]] += voice_neutral_offset()
+    probs = softmax(logits / voice_temperature())
     audio = variant.removesuffix("_first")
     if f"distance_{audio}" not in oof:  # an older voice recipe: confidence is the top probability
         return probs, probs.max(axis=-1)
