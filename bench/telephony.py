@@ -1,6 +1,7 @@
 """Concurrent Twilio calls against the demo bot: end of caller speech to first reply audio.
 
     python -m bench.telephony [--calls 1 2 4 6 8] [--turns 3] [--speed 1.0] [--early both|on|off]
+    python -m bench.telephony --soak 600 --calls 20     # N callers calling again and again for SECONDS
 
 Starts the action server and Rasa with the Toneline channels (as `make demo`
 does), then for each N places N simulated Twilio calls at once (staggered over
@@ -11,8 +12,17 @@ espeak-ng. Each clip is trimmed to its speech, so latency = first reply media
 frame received minus the moment the caller's last spoken frame was sent; it
 includes the VAD's end-of-turn silence (450 ms), Whisper, Rasa with Toneline,
 and TTS. A caller speaks again only once the bot's reply has played, as
-callers do (no barge-in), so the bot synthesises every reply whole. Prints a
-table and the largest N whose p95 stays under 1 s.
+callers do (no barge-in), so the bot synthesises every reply whole. Every level
+of the sweep runs (a level over 1 s does not stop it); per level it prints
+p50/p95/max, the turns answered and the share of turns that carried a voice
+estimate (read back from Rasa's tracker: under load the call core may skip the
+voice head), then `largest N with p95 < 1 s: N`, counting only levels where
+every turn was answered.
+
+`--soak SECONDS` keeps `--calls` callers calling one call after another for
+that long, then prints the turns answered and unanswered, the voice share, the
+error lines in the server log and Rasa's resident memory after the warm-up and
+at the end (growth in %).
 
 `--early both` (the default) runs the sweep twice in the same run, first with
 the Whisper pass started only when the turn is cut (the simple way), then with
@@ -29,15 +39,16 @@ import platform
 import random
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from bench.quality_calls import trimmed
+from bench.quality_calls import fetch_tracker, trimmed
 from connectors.speech.tts import EspeakEngine, Prosody
-from connectors.twilio.simulator import place_call
+from connectors.twilio.simulator import place_call, turn_reports
 from models.audio import load
 from models.data import data_root
 from scripts.stack import ensure_model, ensure_redis, free_port, stack_env, start_actions, start_rasa, stop
@@ -56,52 +67,124 @@ async def caller_clips() -> tuple[list[NDArray[Any]], str]:
     return [trimmed(await engine.synthesize(t)) for t in ESPEAK_LINES], "espeak-ng en-us+m3"
 
 
-async def one_call(url: str, clips: list[NDArray[Any]], turns: int, speed: float, delay: float) -> list[float]:
+@dataclass
+class CallTiming:
+    """One call's turns: the latency of each reply heard, how many turns were said, how many had a voice estimate."""
+
+    latencies: list[float] = field(default_factory=list)
+    said: int = 0
+    with_voice: int = 0
+    heard: int = 0  # customer turns Rasa recorded
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    rasa_token: str | None
+
+
+async def one_call(target: Target, clips: list[NDArray[Any]], turns: int, speed: float, delay: float) -> CallTiming:
     await asyncio.sleep(delay)
-    call = await place_call(url, TOKEN, caller=f"+1555{random.randint(0, 9999999):07d}", speed=speed)
-    latencies = []
+    call = await place_call(target.url, TOKEN, caller=f"+1555{random.randint(0, 9999999):07d}", speed=speed)
+    timing = CallTiming()
     try:
         await call.silence(0.6)
         await call.hear_opening()  # the emotion-analysis notice is not a reply: it is not timed
         for i in range(turns):
             reply = await call.say(clips[(i + random.randint(0, 99)) % len(clips)], then_silence=2.0)
+            timing.said += 1
             await call.wait_reply(reply, timeout=20, quiet=0.3)
             await call.wait_played()  # the caller lets the bot finish: the whole reply is synthesised, as in a call
             if reply.first_audio_at is not None:
-                latencies.append((reply.first_audio_at - call.speech_ended_at[-1]) * speed)
+                timing.latencies.append((reply.first_audio_at - call.speech_ended_at[-1]) * speed)
     finally:
         await call.hang_up()
-    return latencies
+    reports = turn_reports(await fetch_tracker(target.url, call.call_sid, target.rasa_token))
+    timing.heard, timing.with_voice = len(reports), sum(r.voice is not None for r in reports)
+    return timing
 
 
-async def level(url: str, clips: list[NDArray[Any]], n: int, turns: int, speed: float) -> list[float]:
-    results = await asyncio.gather(*(one_call(url, clips, turns, speed, random.uniform(0, 1.0)) for _ in range(n)))
-    return [x for r in results for x in r]
+async def level(target: Target, clips: list[NDArray[Any]], n: int, turns: int, speed: float) -> list[CallTiming]:
+    return list(
+        await asyncio.gather(*(one_call(target, clips, turns, speed, random.uniform(0, 1.0)) for _ in range(n)))
+    )
 
 
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) if xs else float("nan")
 
 
-async def sweep(url: str, levels: list[int], turns: int, speed: float) -> dict[int, list[float]]:
+def voice_share(calls: list[CallTiming]) -> float:
+    heard = sum(c.heard for c in calls)
+    return sum(c.with_voice for c in calls) / heard if heard else float("nan")
+
+
+async def sweep(target: Target, levels: list[int], turns: int, speed: float) -> dict[int, list[float]]:
     clips, source = await caller_clips()
     print(f"speech: {source}; {turns} turns per call; speed {speed}x real time", flush=True)
-    print("| concurrent calls | turns answered | p50 | p95 | max |\n|---|---|---|---|---|", flush=True)
+    print(
+        "| concurrent calls | turns answered | p50 | p95 | max | voice estimate |\n|---|---|---|---|---|---|",
+        flush=True,
+    )
     best, results = 0, {}
-    await level(url, clips, 1, 1, speed)  # warm-up: first Rasa parse and model caches
+    await level(target, clips, 1, 1, speed)  # warm-up: first Rasa parse and model caches
     for n in levels:
-        lat = results[n] = await level(url, clips, n, turns, speed)
+        calls = await level(target, clips, n, turns, speed)
+        lat = results[n] = [x for c in calls for x in c.latencies]
         expected = n * turns
         p50, p95 = pct(lat, 50), pct(lat, 95)
         worst = max(lat) if lat else float("nan")
-        row = f"| {n} | {len(lat)} of {expected} | {p50 * 1000:.0f} ms | {p95 * 1000:.0f} ms | {worst * 1000:.0f} ms |"
-        print(row, flush=True)
+        row = f"| {n} | {len(lat)} of {expected} | {p50 * 1000:.0f} ms | {p95 * 1000:.0f} ms | {worst * 1000:.0f} ms "
+        print(row + f"| {voice_share(calls):.0%} |", flush=True)
         if p95 < 1.0 and len(lat) == expected:
-            best = n
-        elif n > 1:
-            break
+            best = max(best, n)
     print(f"largest N with p95 < 1 s: {best}", flush=True)
     return results
+
+
+async def soak(target: Target, callers: int, seconds: float, turns: int, speed: float, rasa_pid: int) -> None:
+    """`callers` callers, each placing one call after another until `seconds` have passed."""
+    clips, source = await caller_clips()
+    await level(target, clips, 1, 1, speed)  # warm-up, so the first RSS reading includes the loaded models
+    rss_start, started = rss_mb(rasa_pid), time.monotonic()
+    print(f"soak: {callers} callers for {seconds:.0f} s; speech: {source}; Rasa RSS after warm-up {rss_start:.0f} MB")
+
+    async def caller() -> list[CallTiming]:
+        done = []
+        while time.monotonic() - started < seconds:
+            done.append(await one_call(target, clips, turns, speed, random.uniform(0, 1.0)))
+        return done
+
+    calls = [c for batch in await asyncio.gather(*(caller() for _ in range(callers))) for c in batch]
+    lat = [x for c in calls for x in c.latencies]
+    said = sum(c.said for c in calls)
+    rss_end = rss_mb(rasa_pid)
+    print(f"calls {len(calls)}, turns said {said}, answered {len(lat)}, unanswered {said - len(lat)}")
+    print(
+        f"p50 {pct(lat, 50) * 1000:.0f} ms, p95 {pct(lat, 95) * 1000:.0f} ms, voice estimate {voice_share(calls):.0%}"
+    )
+    print(f"Rasa RSS {rss_start:.0f} -> {rss_end:.0f} MB ({(rss_end / rss_start - 1) * 100:+.1f} %)", flush=True)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (Rasa's workers), from /proc."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        direct = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return [c for d in direct for c in (d, *_children(d))]
 
 
 def run_mode(
@@ -113,8 +196,12 @@ def run_mode(
     when = "200 ms into the pause" if early else "when the turn is cut"
     print(f"\n## Whisper pass started {when}", flush=True)
     rasa = start_rasa(env, model, rasa_port, log)
+    target = Target(f"http://127.0.0.1:{rasa_port}", env.get("TONELINE_RASA_TOKEN"))
     try:
-        return asyncio.run(sweep(f"http://127.0.0.1:{rasa_port}", args.calls, args.turns, args.speed))
+        if args.soak:
+            asyncio.run(soak(target, args.calls[0], args.soak, args.turns, args.speed, rasa.pid))
+            return {}
+        return asyncio.run(sweep(target, args.calls, args.turns, args.speed))
     finally:
         stop(rasa)
 
@@ -149,7 +236,10 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--early", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS", help="soak with --calls callers")
     args = parser.parse_args()
+    if args.soak and (len(args.calls) != 1 or args.early == "both"):
+        parser.error("--soak takes one --calls level and --early on or off")
     random.seed(7)
     env, model, action_port, redis_proc = twilio_stack()
     log_path = Path(os.environ.get("TONELINE_BENCH_LOG", "/tmp/toneline-bench-telephony.log"))
@@ -163,6 +253,9 @@ def main() -> None:
             stop(actions, redis_proc)
     if len(results) == 2:
         print_ratios(results[False], results[True])
+    if args.soak:
+        errors = [line for line in log_path.read_text().splitlines() if " ERROR " in line or "Traceback" in line]
+        print(f"error lines in the server log ({log_path}): {len(errors)}", *errors[:10], sep="\n")
 
 
 if __name__ == "__main__":
