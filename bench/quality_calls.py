@@ -39,8 +39,8 @@ from numpy.typing import NDArray
 
 from connectors.twilio.simulator import CallerOutcome, run_caller
 from models.audio import SAMPLE_RATE, load, to_canonical
-from models.data import data_root
 from scripts.stack import REPO, ensure_model, ensure_redis, free_port, stack_env, start_actions, start_rasa, stop
+from training.data import data_root
 
 POCKETSPHINX = Path("/usr/share/pocketsphinx/test/data")
 FSDD_SPEAKERS = ("george", "jackson", "lucas")

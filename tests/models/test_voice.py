@@ -86,7 +86,7 @@ def cut(recordings: list[np.ndarray]) -> list[np.ndarray]:
 
 def held_out_fsdd_turns(n: int) -> list[np.ndarray]:
     """Digit strings of the FSDD speaker the shipped head never heard, as a caller reads an account number."""
-    from models.recipes.voice.calm import fsdd_turns
+    from training.recipes.voice.calm import fsdd_turns
 
     shared_data("speech", "fsdd")
     speaker = held_out_speakers().fsdd_speakers[0]
@@ -104,7 +104,7 @@ def test_a_calm_caller_never_heard_reads_not_negative_in_a_call(model: VoiceEmot
 
 
 def test_read_sentences_of_a_speaker_never_heard_are_not_negative(model: VoiceEmotionModel) -> None:
-    from models.recipes.voice.calm import POCKETSPHINX, pocketsphinx_recordings
+    from training.recipes.voice.calm import POCKETSPHINX, pocketsphinx_recordings
 
     recordings = pocketsphinx_recordings()
     if not recordings:
@@ -140,7 +140,7 @@ def test_first_turns_are_less_confident_than_the_same_turns_with_a_baseline(mode
 
 
 def test_confidence_falls_on_synthetic_voices(model: VoiceEmotionModel) -> None:
-    from models.recipes.voice.calm import tts_available, tts_recordings
+    from training.recipes.voice.calm import tts_available, tts_recordings
 
     if not tts_available()["espeak-ng"]:
         pytest.skip("needs espeak-ng (Debian: apt-get install espeak-ng)")

@@ -1,8 +1,8 @@
 """Probes beside the shipped encoder, each measured against its head (issue 18, fifth and sixth sessions).
 
-    python -m models.recipes.text.alternatives lexical [--C 1 4] [--alpha 0.25 0.5 1] [--show-test]
-    python -m models.recipes.text.alternatives pooling [--sets message,context,layers,all] [--show-test]
-    python -m models.recipes.text.alternatives encoders --encoder DIR [DIR ...] [--goemotions-share 0.25]
+    python -m training.recipes.text.alternatives lexical [--C 1 4] [--alpha 0.25 0.5 1] [--show-test]
+    python -m training.recipes.text.alternatives pooling [--sets message,context,layers,all] [--show-test]
+    python -m training.recipes.text.alternatives encoders --encoder DIR [DIR ...] [--goemotions-share 0.25]
 
 - `lexical`: a bag of words beside the encoder. TF-IDF of word 1- and 2-grams
   (and "!" and "?") with a multinomial logistic regression, trained on the head
@@ -40,9 +40,9 @@ from numpy.typing import NDArray
 
 from models.checkpoint import Checkpoint
 from models.emotion import LABELS
-from models.recipes.calibration import fit_temperature
-from models.recipes.text import head as recipe
 from models.text import DEFAULT_MODEL, collate, encoder_path, mean_pool
+from training.recipes.calibration import fit_temperature
+from training.recipes.text import head as recipe
 
 # Blocks of the pooling probe, in the order `pooled_blocks` stacks them.
 BLOCKS = ("message_l6", "message_l4", "context_l6", "cls_l6")

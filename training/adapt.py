@@ -42,7 +42,7 @@ from torch import nn
 
 from models.checkpoint import Checkpoint
 from models.emotion import LABELS
-from models.metrics import evaluate
+from training.metrics import evaluate
 
 MANIFEST = "manifest.json"
 WEIGHTS = "text.pt"
@@ -214,7 +214,7 @@ def cached(key: str, compute: Callable[[], NDArray[np.float32]]) -> NDArray[np.f
 def standard_sets(context_turns: int) -> dict[str, tuple[list[str], list[list[str]], list[str]]]:
     """The standard evaluation sets as production reads them: texts, contexts, gold labels."""
     from models import data
-    from models.recipes.text.head import dailydialog_split
+    from training.recipes.text.head import dailydialog_split
 
     sets = {"meld_test": data.meld("test"), "goemotions_test": data.goemotions("test")}
     sets["dailydialog_heldout"] = dailydialog_split()["test"]
@@ -230,7 +230,7 @@ REPLAY = "meld_dev+goemotions_dev+dailydialog_selection"
 def replay_texts(context_turns: int) -> tuple[list[str], list[list[str]]]:
     """Selection sets (never test), with their context: what the refit head must keep reading as the parent does."""
     from models import data
-    from models.recipes.text.head import dailydialog_split
+    from training.recipes.text.head import dailydialog_split
 
     samples = data.meld("dev") + data.goemotions("dev") + dailydialog_split()["selection"]
     return [s.text for s in samples], data.contexts(samples, context_turns)

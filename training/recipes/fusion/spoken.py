@@ -1,6 +1,6 @@
 """The contact-centre spoken set: our own sentences, spoken at run time by local synthetic voices.
 
-    python -m models.recipes.fusion.spoken [--out DIR]   # synthesise (cached) and write DIR/turns.csv
+    python -m training.recipes.fusion.spoken [--out DIR]   # synthesise (cached) and write DIR/turns.csv
 
 `contact_centre_turns.csv` (beside this file) holds 72 sentences a contact centre hears
 (plain requests, account numbers, thanks, anger, polite anger, worry, grief), each with
@@ -25,7 +25,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.recipes.fusion.paths import CACHE
+from training.recipes.fusion.paths import CACHE
 
 SENTENCES = Path(__file__).resolve().parent / "contact_centre_turns.csv"
 SPOKEN_CACHE = CACHE / "spoken"

@@ -1,6 +1,6 @@
 """Transcribed manifests of speakers no Toneline model trained on, for `python -m models.evaluate asr`.
 
-    python -m models.recipes.asr_manifest [--out DIR]
+    python -m training.recipes.asr_manifest [--out DIR]
 
 Writes into DIR (default ~/.cache/toneline/asr, outside the repository: the
 manifests name data files by absolute path, and the data is not ours to ship):
@@ -11,7 +11,7 @@ manifests name data files by absolute path, and the data is not ours to ship):
 - `pocketsphinx.csv`: the recordings of Debian's `pocketsphinx-testdata` that come
   with a transcript (the LibriVox reader's five sentences, five card names);
 - `fsdd_held_out.csv`: the held-out FSDD speaker's digits joined into 2-5 s digit
-  strings (`models.recipes.voice.calm.fsdd_turns`: pauses of the speaker's own room
+  strings (`training.recipes.voice.calm.fsdd_turns`: pauses of the speaker's own room
   tone), written as 16 kHz WAV under DIR/fsdd, as a caller reads an account number.
 
 A corpus whose data is missing is skipped, saying so. Whisper itself trained on
@@ -28,9 +28,9 @@ from pathlib import Path
 import soundfile as sf
 
 from models.audio import SAMPLE_RATE
-from models.data import data_root
-from models.recipes.voice.calm import POCKETSPHINX, fsdd_turns
 from models.voice import held_out_speakers
+from training.data import data_root
+from training.recipes.voice.calm import POCKETSPHINX, fsdd_turns
 
 OUT = Path.home() / ".cache" / "toneline" / "asr"
 FSDD_TURNS = 60

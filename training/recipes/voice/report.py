@@ -1,6 +1,6 @@
 """The voice head's numbers side by side: acted emotion, calm people, synthetic voices, calibration.
 
-    python -m models.recipes.voice.report [--head models/weights/voice_head.pt] [--runs-dir DIR] [--calm skip]
+    python -m training.recipes.voice.report [--head models/weights/voice_head.pt] [--runs-dir DIR] [--calm skip]
 
 Reads the cross-validation the recipe wrote (`cv.json`: RAVDESS actor folds and
 FSDD leave one speaker out, from fold heads that never heard the speaker) and
@@ -24,14 +24,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.emotion import FAMILIES, LABELS, canonical_label, family_of
-from models.metrics import confidence_calibration_error, evaluate
-from models.recipes.calibration import softmax
-from models.recipes.voice.config import HERE, RUNS, load_hparams
-from models.recipes.voice.features import EVAL_VARIANT, Source, extract_pooled, ravdess_clips
 from models.voice import DEFAULT_HEAD, CallerBaseline, VoiceEmotionModel, held_out_speakers
+from training.metrics import confidence_calibration_error, evaluate
+from training.recipes.calibration import softmax
+from training.recipes.voice.config import HERE, RUNS, load_hparams
+from training.recipes.voice.features import EVAL_VARIANT, Source, extract_pooled, ravdess_clips
 
 if TYPE_CHECKING:
-    from models.recipes.voice.train import Corpus, OutOfFold
+    from training.recipes.voice.train import Corpus, OutOfFold
 
 VARIANT_NAMES = {"studio": "studio", EVAL_VARIANT: "phone"}
 
@@ -159,7 +159,7 @@ def calls_report(
 
 def probe_report(head: Path) -> dict[str, Any]:
     """The head on speakers and voices it never trained on, each read as calls."""
-    from models.recipes.voice.calm import fsdd_turns, pocketsphinx_recordings, tts_recordings
+    from training.recipes.voice.calm import fsdd_turns, pocketsphinx_recordings, tts_recordings
 
     model = VoiceEmotionModel.load(head)
     held = held_out_speakers(head)

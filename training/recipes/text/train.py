@@ -1,6 +1,7 @@
 """Fine-tune MiniLM for contact-centre emotion: LoRA adapters, dialogue context, calibrated.
 
-    python -m models.recipes.text.train [--epochs 2] [--rank 8] [--context-turns 2] [--out models/weights/text_lora.pt]
+    python -m training.recipes.text.train [--epochs 2] [--rank 8] [--context-turns 2]
+        [--out models/weights/text_lora.pt]
 
 Data (from $TONELINE_DATA, default ../shared/data):
 - train: MELD train (each utterance with the two before it in its dialogue; the
@@ -27,7 +28,7 @@ after the first steps the schedule is laid over the steps that fit, and the last
 state is scored, so a cut run still ends with a decayed learning rate and a pick.
 `TONELINE_TEXT_ENCODER` points at a copy of the encoder on a machine without the
 PyPI package. `--teacher` distils a larger fine-tuned model's logits
-(`models.recipes.text.distill`) into the run, beside the labels.
+(`training.recipes.text.distill`) into the run, beside the labels.
 """
 
 from __future__ import annotations
@@ -51,10 +52,6 @@ from tqdm import tqdm
 from models import data
 from models.checkpoint import Checkpoint
 from models.emotion import LABEL_INDEX, LABELS
-from models.metrics import evaluate, expected_calibration_error
-from models.recipes.calibration import fit_temperature, softmax
-from models.recipes.text.head import dailydialog_split
-from models.recipes.text.teacher import Teacher, turn_key
 from models.text import (
     CONTEXT_TURNS,
     DEFAULT_MODEL,
@@ -67,6 +64,10 @@ from models.text import (
     load_tokenizer,
     trained_delta,
 )
+from training.metrics import evaluate, expected_calibration_error
+from training.recipes.calibration import fit_temperature, softmax
+from training.recipes.text.head import dailydialog_split
+from training.recipes.text.teacher import Teacher, turn_key
 
 TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
 CONTACT_CENTRE = Path(__file__).resolve().parents[3] / "tests" / "models" / "data" / "contact_centre.csv"
@@ -385,7 +386,7 @@ def build_parser(description: str | None = __doc__) -> argparse.ArgumentParser:
     parser.add_argument(
         "--encoder-only",
         action="store_true",
-        help="with --init: keep the last step, score nothing (models.recipes.text.head refits, selects, reports)",
+        help="with --init: keep the last step, score nothing (training.recipes.text.head refits, selects, reports)",
     )
     parser.add_argument("--bf16", action="store_true", help="on a GPU, run the forward pass in bfloat16")
     parser.add_argument(
@@ -431,7 +432,7 @@ def main() -> None:
 
     selection = {k: round(v, 4) for k, v in best.items() if k not in ("delta",)}
     selection["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    if args.encoder_only:  # models.recipes.text.head refits head and temperature and reports every split
+    if args.encoder_only:  # training.recipes.text.head refits head and temperature and reports every split
         temperature, results = float(start.temperature), {"selection": selection}
     else:
         temperature, results = report(net, tokenizer, dev, tests, args)

@@ -1,6 +1,6 @@
 """Teach the text model dissatisfaction (issue 31): a sentiment branch beside the emotion head, on the same encoder.
 
-    python -m models.recipes.text.sentiment [--depth 1] [--epochs 1 2 3] [--out models/weights/text_lora.pt]
+    python -m training.recipes.text.sentiment [--depth 1] [--epochs 1 2 3] [--out models/weights/text_lora.pt]
 
 Emotion corpora (sitcom lines, Reddit, everyday dialogue) call a complaint stated
 calmly "neutral": "my bag has been missing for three days and nobody has called
@@ -55,9 +55,6 @@ from torch import nn
 from models import data
 from models.checkpoint import Checkpoint
 from models.emotion import FAMILY_NAMES, FAMILY_OF_LABEL, LABEL_INDEX, LABELS, family_masses
-from models.metrics import evaluate
-from models.recipes.calibration import fit_temperature, softmax
-from models.recipes.text.head import CACHE, contact_centre, contact_centre_rows, dailydialog_split
 from models.text import (
     BLENDS,
     DEFAULT_MODEL,
@@ -72,6 +69,9 @@ from models.text import (
     mean_pool,
     net_from_checkpoint,
 )
+from training.metrics import evaluate
+from training.recipes.calibration import fit_temperature, softmax
+from training.recipes.text.head import CACHE, contact_centre, contact_centre_rows, dailydialog_split
 
 SPLIT_SEED = 31
 SHARES = {"train": 0.6, "selection": 0.15, "test": 0.25}
@@ -529,7 +529,7 @@ def save(checkpoint: Checkpoint, best: dict[str, Any], base: dict[str, Any], arg
     info = dict(checkpoint.info)
     info["version"] = time.strftime("%Y%m%d")
     info["sentiment_head"] = {
-        "recipe": "models.recipes.text.sentiment (issue 31): encoder and emotion head as shipped; a copy of the "
+        "recipe": "training.recipes.text.sentiment (issue 31): encoder and emotion head as shipped; a copy of the "
         f"last {args.depth} encoder layer(s) fine-tuned with a 3-way head over the shared layers' states",
         "train": "TweetEval sentiment (seeded 60 % part, SemEval-2017 4A) + TweetEval emotion train (SemEval-2018 "
         "1, as families) + ISEAR training respondents (60 %, shame/guilt negative) + the DailyDialog training part "

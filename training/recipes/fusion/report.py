@@ -1,6 +1,6 @@
 """What the fusion's evaluation reports: each modality alone and fused, family accuracy, calibration.
 
-Used by `python -m models.recipes.fusion.train` (numbers in `fusion.json`) and
+Used by `python -m training.recipes.fusion.train` (numbers in `fusion.json`) and
 `python -m models.evaluate fusion` (printed report). It imports nothing from the
 training script (that would be a cycle: the script imports this).
 """
@@ -14,8 +14,8 @@ from numpy.typing import NDArray
 
 from models.emotion import LABELS
 from models.fusion import EvidenceWeights
-from models.metrics import Report, evaluate, expected_calibration_error
-from models.recipes.fusion.data import (
+from training.metrics import Report, evaluate, expected_calibration_error
+from training.recipes.fusion.data import (
     FACE,
     TEXT,
     VOICE,
@@ -26,7 +26,7 @@ from models.recipes.fusion.data import (
     spoken_estimates,
     text_only,
 )
-from models.recipes.fusion.turns import family_scores
+from training.recipes.fusion.turns import family_scores
 
 # The contact-centre spoken set's bar (issue 16): fused family accuracy, and how far under text alone it may be.
 SPOKEN_FLOOR = 0.85

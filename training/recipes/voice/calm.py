@@ -1,6 +1,6 @@
 """Calm, unacted speech: FSDD digit-string turns (training and evaluation) and out-of-distribution probes.
 
-    python -m models.recipes.voice.calm [--variants studio tel0 tel1 tel2 tel3 tel-eval]
+    python -m training.recipes.voice.calm [--variants studio tel0 tel1 tel2 tel3 tel-eval]
 
 - `fsdd_turns()`: the three FSDD speakers' single digits (8 kHz) joined, with
   short pauses filled with the speaker's own room tone, into 2-5 s turns, as a
@@ -33,9 +33,9 @@ import soundfile as sf
 from numpy.typing import NDArray
 
 from models import audio
-from models.data import data_root
-from models.recipes.voice.features import ALL_VARIANTS, CACHE, READING, READINGS, extract, set_reading
 from models.voice import WhisperEncoder
+from training.data import data_root
+from training.recipes.voice.features import ALL_VARIANTS, CACHE, READING, READINGS, extract, set_reading
 
 logger = logging.getLogger(__name__)
 POCKETSPHINX = Path("/usr/share/pocketsphinx/test/data")

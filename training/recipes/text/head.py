@@ -1,6 +1,6 @@
 """Refit the text head on the shipped fine-tuned encoder so that neutral is the common case it is (issue 18).
 
-    python -m models.recipes.text.head [--extract-only] [--out models/weights/text_lora.pt]
+    python -m training.recipes.text.head [--extract-only] [--out models/weights/text_lora.pt]
 
 The shipped model read 29 % of plain DailyDialog turns as an emotion: its
 training mix (MELD x2 + GoEmotions, class weights of inverse frequency) makes
@@ -29,7 +29,7 @@ cached pooled features, read in context as production reads turns:
 - `--dair fear,sadness,anger`: dair-ai/emotion's sentences of those classes as
   a further training corpus (a grid of weights, `--dair-repeat`);
 - `--teacher teacher.npz`: a larger fine-tuned model's logits on the training
-  turns (`models.recipes.text.distill`) matched beside the labels, with weight
+  turns (`training.recipes.text.distill`) matched beside the labels, with weight
   `--distill-weight` at `--distill-temperature` (knowledge distillation);
 - selection (never one corpus alone): among the configurations that keep
   DailyDialog-selection neutral recall >= `--min-neutral-recall`, MELD dev
@@ -61,9 +61,6 @@ from torch import nn
 from models import data
 from models.checkpoint import Checkpoint
 from models.emotion import FAMILY_OF_LABEL, LABEL_INDEX, LABELS
-from models.metrics import confusion_f1, evaluate
-from models.recipes.calibration import fit_temperature, softmax
-from models.recipes.text.teacher import Teacher, teacher_logits, turn_key
 from models.text import (
     DEFAULT_MODEL,
     MAX_TOKENS,
@@ -76,6 +73,9 @@ from models.text import (
     net_from_checkpoint,
     reads_segments,
 )
+from training.metrics import confusion_f1, evaluate
+from training.recipes.calibration import fit_temperature, softmax
+from training.recipes.text.teacher import Teacher, teacher_logits, turn_key
 
 CACHE = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "text-head"
 CONTACT_CENTRE = Path(__file__).resolve().parents[3] / "tests" / "models" / "data" / "contact_centre.csv"
@@ -642,7 +642,7 @@ def save(checkpoint: Checkpoint, best: dict[str, Any], baseline: dict[str, Any],
         else "train part"
     )
     info["head_refit"] = {
-        "recipe": f"models.recipes.text.head (issue 18): encoder delta of {args.weights.name} as it is, "
+        "recipe": f"training.recipes.text.head (issue 18): encoder delta of {args.weights.name} as it is, "
         "head refit on cached features",
         "train": f"MELD train x2 + GoEmotions train (no approval/desire, {args.goemotions_share:.0%}) "
         f"+ DailyDialog-validation {dd_rows} "

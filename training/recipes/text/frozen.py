@@ -1,8 +1,8 @@
 """Baseline: the foundation's text head on frozen MiniLM embeddings (no context, no fine-tuning).
 
-    python -m models.recipes.text.frozen [--epochs 40] [--out models/weights/text_head.pt]
+    python -m training.recipes.text.frozen [--epochs 40] [--out training/weights/text_head.pt]
 
-Kept as the reference the fine-tuned model (`models.recipes.text.train`) is
+Kept as the reference the fine-tuned model (`training.recipes.text.train`) is
 measured against, in quality (card) and cost (bench/text.py).
 
 Data (from $TONELINE_DATA, default ../shared/data): MELD train + GoEmotions
@@ -30,10 +30,11 @@ from tqdm import tqdm
 from models import data
 from models.checkpoint import Checkpoint
 from models.emotion import LABEL_INDEX, LABELS
-from models.metrics import evaluate
-from models.recipes.calibration import fit_temperature
-from models.recipes.text.train import class_weights, report_split
-from models.text import ENCODER_NAME, FROZEN_HEAD, EmotionHead, MiniLMEncoder
+from models.text import ENCODER_NAME, EmotionHead, MiniLMEncoder
+from training.baselines import FROZEN_HEAD
+from training.metrics import evaluate
+from training.recipes.calibration import fit_temperature
+from training.recipes.text.train import class_weights, report_split
 
 CACHE = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "text-emb"
 

@@ -54,7 +54,7 @@ second of silence is appended (the caller stops talking), then
 `models.turns.TurnSegmenter` with its default settings (silero VAD) cuts it, and
 the clip's transcript is its turns' texts joined. `--whole` reads each clip whole
 instead; `--telephone` first passes it through the simulated phone line (seeded
-per row, before the cut, as a call hears it). Prints the WER (`models.wer`:
+per row, before the cut, as a call hears it). Prints the WER (`training.wer`:
 lower case, no punctuation, numbers as digits however written), the share of
 clips whose transcript has a repeated phrase (a word n-gram of at least 3 words
 found twice in it but not twice in the reference), the decode time per turn and
@@ -66,7 +66,7 @@ RAVDESS actors (actor folds; each fold's fusion never saw them), voice alone,
 ASR-text alone and fused, studio and telephone; then MELD test text alone and
 FER2013 PublicTest face alone vs the shipped fusion (`--head`); then the
 calibration check. It needs the voice
-head's out-of-fold logits (`python -m models.recipes.voice.train --no-export`).
+head's out-of-fold logits (`python -m training.recipes.voice.train --no-export`).
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.emotion import FAMILY_NAMES, FAMILY_OF_LABEL, LABELS, MODALITIES, canonical_label
-from models.metrics import bootstrap_interval, evaluate, json_line
-from models.recipes.fusion.turns import family_scores
-from models.wer import WordErrors, repeated_phrase, word_errors
+from training.metrics import bootstrap_interval, evaluate, json_line
+from training.recipes.fusion.turns import family_scores
+from training.wer import WordErrors, repeated_phrase, word_errors
 
 if TYPE_CHECKING:
     from models.asr import WhisperDecoder
@@ -120,8 +120,8 @@ def read_manifest(
 
 
 def evaluate_text(args: argparse.Namespace) -> str:
-    from models.data import TextSample, contexts
     from models.text import TextEmotionModel
+    from training.data import TextSample, contexts
 
     rows, skipped = read_manifest(args.manifest, ("text", "label"), also=FAMILY_NAMES)
     _print_skipped(skipped)
@@ -291,8 +291,8 @@ def evaluate_fusion(args: argparse.Namespace) -> str:
     import json
 
     from models.fusion import DEFAULT_FUSION, EvidenceFusion
-    from models.recipes.fusion.report import calibration_check, fer_test, meld_test, ravdess_arms, summarise
-    from models.recipes.fusion.train import HPARAMS, SYNTHETIC_TEST, cross_validate
+    from training.recipes.fusion.report import calibration_check, fer_test, meld_test, ravdess_arms, summarise
+    from training.recipes.fusion.train import HPARAMS, SYNTHETIC_TEST, cross_validate
 
     held, _ = cross_validate(HPARAMS)
     summary = summarise(held)
@@ -336,7 +336,7 @@ def evaluate_turns(args: argparse.Namespace) -> str:
     import json
 
     from models.fusion import DEFAULT_FUSION, EvidenceFusion
-    from models.recipes.fusion.turns import TurnReader, TurnsManifestError, read_rows, turn_arrays
+    from training.recipes.fusion.turns import TurnReader, TurnsManifestError, read_rows, turn_arrays
 
     try:
         rows, skipped = read_rows(args.manifest)
@@ -470,8 +470,8 @@ def clip_turns(
     """Each readable row with the turns a call would cut from it (or the whole clip); unreadable rows are
     reported on stderr and left out."""
     from models.audio import SAMPLE_RATE, AudioError, TelephoneChannel
-    from models.recipes.voice.calm import load_any
     from models.turns import cut_turns
+    from training.recipes.voice.calm import load_any
 
     channel = TelephoneChannel()
     for i, row in enumerate(rows):

@@ -1,8 +1,8 @@
 """Average several trained face CNNs into one shipped model.
 
-    python -m models.recipes.face.ensemble MEMBER.pt MEMBER.pt [...] [--out models/weights/face_cnn.pt]
+    python -m training.recipes.face.ensemble MEMBER.pt MEMBER.pt [...] [--out models/weights/face_cnn.pt]
 
-Each member is a checkpoint written by `models.recipes.face.train` (same channels,
+Each member is a checkpoint written by `training.recipes.face.train` (same channels,
 different `--seed`). All must have held out the same selection set (the same
 `--split-seed`), so the ensemble's temperature is fitted on faces none of them
 trained on. Prints every member's and the ensemble's PublicTest report (ten views)
@@ -23,9 +23,9 @@ import torch
 from models.checkpoint import Checkpoint
 from models.emotion import LABELS
 from models.face import DEFAULT_WEIGHTS, FaceCNN, FaceEnsemble, net_from
-from models.metrics import evaluate, expected_calibration_error
-from models.recipes.calibration import fit_temperature, softmax
-from models.recipes.face.train import SELECTION_SHARE, held_out_seed, load_fer, predict_logits, stratified_split
+from training.metrics import evaluate, expected_calibration_error
+from training.recipes.calibration import fit_temperature, softmax
+from training.recipes.face.train import SELECTION_SHARE, held_out_seed, load_fer, predict_logits, stratified_split
 
 
 def load_members(paths: list[Path]) -> tuple[list[FaceCNN], list[Checkpoint]]:

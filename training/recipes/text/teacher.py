@@ -3,7 +3,7 @@
 Knowledge distillation (Hinton et al., 2015): besides the label, a student also
 matches a larger fine-tuned model's distribution at a temperature, which says
 how alike the classes of a turn are (a complaint that is half angry, half sad)
-where a one-hot label says only which one won. `models.recipes.text.distill`
+where a one-hot label says only which one won. `training.recipes.text.distill`
 writes the teacher's logits on every training turn, keyed by turn; the LoRA
 recipe (`train.py --teacher`) and the head recipe (`head.py --teacher`) read them.
 """

@@ -1,7 +1,7 @@
 """A distillation teacher: a larger encoder fine-tuned whole on the text recipe's data (issue 18).
 
-    python -m models.recipes.text.distill --encoder DIR --logits teacher.npz [train.py's data options]
-    python -m models.recipes.text.train --teacher teacher.npz [--distill-weight 0.5] [--distill-temperature 2] ...
+    python -m training.recipes.text.distill --encoder DIR --logits teacher.npz [train.py's data options]
+    python -m training.recipes.text.train --teacher teacher.npz [--distill-weight 0.5] [--distill-temperature 2] ...
 
 The shipped model is MiniLM-L6 with LoRA because it must answer within the NLU
 component's 25 ms per message on 2 cores. A stronger encoder (all-mpnet-base-v2,
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.recipes.text.train import build_parser, load_splits, logits_of, report, train
 from models.text import EmotionHead, TextEmotionNet
+from training.recipes.text.train import build_parser, load_splits, logits_of, report, train
 
 
 def teacher_net(directory: Path, hidden: int) -> tuple[Any, TextEmotionNet]:

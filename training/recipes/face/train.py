@@ -1,6 +1,6 @@
 """Train the facial expression CNN on FER2013.
 
-    python -m models.recipes.face.train [--epochs 40] [--threads 1] [--precision bf16]
+    python -m training.recipes.face.train [--epochs 40] [--threads 1] [--precision bf16]
                                         [--seed 13] [--teacher ENSEMBLE.pt]
                                         [--out models/weights/face_cnn.pt]
 
@@ -15,7 +15,7 @@ random erasing. AdamW with a one-cycle schedule, label smoothing, the epoch
 with the best calibration-set accuracy is kept, then a temperature is fitted on
 that set. Inference averages ten views (five crops, mirrored).
 
-`--teacher` distils from a trained net or ensemble (`models.recipes.face.ensemble`):
+`--teacher` distils from a trained net or ensemble (`training.recipes.face.ensemble`):
 the loss mixes the labels' cross-entropy with the KL divergence to the teacher's
 softened logits on the same augmented views (`--kd-weight`, `--kd-temperature`).
 
@@ -43,11 +43,11 @@ from torch import nn
 from tqdm import tqdm
 
 from models.checkpoint import Checkpoint
-from models.data import data_root
 from models.emotion import LABELS
 from models.face import CROP, DEFAULT_WEIGHTS, FaceCNN, canonical_classes, five_crops, net_from
-from models.metrics import evaluate, expected_calibration_error
-from models.recipes.calibration import fit_temperature, softmax
+from training.data import data_root
+from training.metrics import evaluate, expected_calibration_error
+from training.recipes.calibration import fit_temperature, softmax
 
 RUNS = Path(os.environ.get("TONELINE_CACHE", Path.home() / ".cache" / "toneline")) / "face-runs"
 SELECTION_SHARE = 0.1  # of Training, held out for model selection and the temperature

@@ -1,12 +1,12 @@
 """Train, cross-validate and export the voice emotion head (SpeechBrain `Brain`).
 
-    python -m models.recipes.voice.train [--hparams models/recipes/voice/hparams.yaml]
+    python -m training.recipes.voice.train [--hparams training/recipes/voice/hparams.yaml]
         [--calm neutral|skip] [--set KEY=VALUE ...] [--no-export] [--out models/weights/voice_head.pt] [--runs-dir DIR]
 
 1. Pooled statistics of the Whisper encoder states (`models.voice.pooled_stats`)
    of every RAVDESS clip and every FSDD digit-string turn (calm, unacted,
    neutral), studio and through simulated phone lines, come from the feature
-   cache (`models.recipes.voice.features`, `models.recipes.voice.calm`).
+   cache (`training.recipes.voice.features`, `training.recipes.voice.calm`).
 2. Each training example is a turn read beside a baseline: the mean statistics
    of a random handful of the same speaker's other turns in the same channel (as
    a call's earlier turns), sometimes none (a first turn), sometimes only their
@@ -19,7 +19,7 @@
    turn / with a baseline) and the familiar distance of held-out speakers.
 5. The exported head is trained on every speaker but `HELD_OUT` (two RAVDESS
    actors, one FSDD speaker), so tests and quality runs have callers it never
-   heard; then scored on those and on the probes (`models.recipes.voice.report`).
+   heard; then scored on those and on the probes (`training.recipes.voice.report`).
 
 Per-fold JSON, confusion PNGs and the out-of-fold logits (`oof.npz`, RAVDESS, read
 by the fusion recipe; `oof-calm.npz`, FSDD) go to --runs-dir (default
@@ -46,17 +46,17 @@ from torch.utils.data import DataLoader, Dataset
 
 from models.emotion import LABEL_INDEX, LABELS, canonical_label
 from models.logs import log_event
-from models.metrics import evaluate
-from models.recipes.calibration import fit_temperature, softmax
-from models.recipes.voice.calm import fsdd_turns
-from models.recipes.voice.config import HERE, RUNS, load_hparams
-from models.recipes.voice.features import EVAL_VARIANT, TRAIN_VARIANTS, Source, extract_pooled, ravdess_clips
-from models.recipes.voice.report import cv_report, headline, names, probe_report, render
 from models.voice import DEFAULT_HEAD, ENCODER_NAME, HEAD_KIND, HeldOut, VoiceCheckpoint, VoiceHead
+from training.metrics import evaluate
+from training.recipes.calibration import fit_temperature, softmax
+from training.recipes.voice.calm import fsdd_turns
+from training.recipes.voice.config import HERE, RUNS, load_hparams
+from training.recipes.voice.features import EVAL_VARIANT, TRAIN_VARIANTS, Source, extract_pooled, ravdess_clips
+from training.recipes.voice.report import cv_report, headline, names, probe_report, render
 
 logger = logging.getLogger(__name__)
 VERSION = "20261207"
-OOF_FILE = "oof.npz"  # RAVDESS out-of-fold logits per variant, read by models.recipes.fusion
+OOF_FILE = "oof.npz"  # RAVDESS out-of-fold logits per variant, read by training.recipes.fusion
 OOF_CALM_FILE = "oof-calm.npz"  # FSDD out-of-fold logits (leave one speaker out)
 EVAL_VARIANTS = ("studio", EVAL_VARIANT)
 # Speakers the exported head never hears: one RAVDESS man, one woman, one FSDD speaker.

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from models.data import TextSample, contexts
 from models.emotion import (
     FAMILIES,
     FAMILY_OF_LABEL,
@@ -38,6 +37,7 @@ from models.emotion import (
     canonical_label,
     family_of,
 )
+from training.data import TextSample, contexts
 
 COLUMNS = {Modality.TEXT: "text", Modality.VOICE: "audio", Modality.FACE: "image"}
 
