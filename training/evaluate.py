@@ -253,7 +253,7 @@ def evaluate_voice(args: argparse.Namespace) -> str:
             uncut += 1
             continue
         if args.whole:
-            estimate = model.predict(turns[0], baseline=baseline)
+            estimate = model.predict(turns[0], baseline=baseline, learn=True)
         else:
             listening = listener.listen(max(turns, key=len), baseline=baseline)
             if listening.voice is None:

@@ -199,7 +199,9 @@ class TurnReader:
         if row.audio is None:
             return None
         try:
-            estimate: EmotionEstimate = self._model(Modality.VOICE).predict(load(row.audio), baseline=baseline)
+            estimate: EmotionEstimate = self._model(Modality.VOICE).predict(
+                load(row.audio), baseline=baseline, learn=True
+            )
         except ValueError as exc:  # AudioError: counted by `read`; the bad turn never joins the baseline
             return exc
         return estimate

@@ -130,7 +130,7 @@ def read_calls(
     estimates, first = [], []
     for s, speaker in zip(stats, speakers):
         first.append(baselines[speaker].turns == 0)
-        estimates += model.predict_from_stats(s[None], baseline=baselines[speaker])
+        estimates += model.predict_from_stats(s[None], baseline=baselines[speaker], learn=True)
     return estimates, np.array(first)
 
 
