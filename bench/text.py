@@ -94,7 +94,7 @@ def suite_quality(model: TextEmotionModel, rows: list[dict[str, str]]) -> dict[s
 
 
 def quality(models: dict[str, TextEmotionModel], rows: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
-    from models import data
+    from training import data
     from training.recipes.text.head import dailydialog_split
     from training.recipes.text.sentiment import held_out_sentiment, probe
 

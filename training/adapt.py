@@ -65,7 +65,7 @@ class Correction:
 
 
 @dataclass(frozen=True)
-class Split:
+class CustomerSplit:
     train: list[Correction]
     held_out: list[Correction]
 
@@ -85,7 +85,7 @@ class Options:
 
 
 @dataclass
-class Outcome:
+class AdaptOutcome:
     """What an adaptation run measured and did."""
 
     counts: dict[str, int]
@@ -113,14 +113,14 @@ def read_corrections(path: Path) -> tuple[list[Correction], int]:
     return rows, skipped
 
 
-def split_by_customer(rows: Sequence[Correction], share: float, seed: int) -> Split:
+def split_by_customer(rows: Sequence[Correction], share: float, seed: int) -> CustomerSplit:
     """Whole customers to the held-out part, by a seeded hash of their id (stable as corrections grow)."""
 
     def held(customer: str) -> bool:
         digest = hashlib.sha256(f"{seed}:{customer}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64 < share
 
-    return Split([r for r in rows if not held(r.customer_id)], [r for r in rows if held(r.customer_id)])
+    return CustomerSplit([r for r in rows if not held(r.customer_id)], [r for r in rows if held(r.customer_id)])
 
 
 # -- the head ------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def cached(key: str, compute: Callable[[], NDArray[np.float32]]) -> NDArray[np.f
 
 def standard_sets(context_turns: int) -> dict[str, tuple[list[str], list[list[str]], list[str]]]:
     """The standard evaluation sets as production reads them: texts, contexts, gold labels."""
-    from models import data
+    from training import data
     from training.recipes.text.head import dailydialog_split
 
     sets = {"meld_test": data.meld("test"), "goemotions_test": data.goemotions("test")}
@@ -229,7 +229,7 @@ REPLAY = "meld_dev+goemotions_dev+dailydialog_selection"
 
 def replay_texts(context_turns: int) -> tuple[list[str], list[list[str]]]:
     """Selection sets (never test), with their context: what the refit head must keep reading as the parent does."""
-    from models import data
+    from training import data
     from training.recipes.text.head import dailydialog_split
 
     samples = data.meld("dev") + data.goemotions("dev") + dailydialog_split()["selection"]
@@ -244,7 +244,7 @@ def error_rate(head: nn.Module, embeddings: NDArray[np.float32], gold: Sequence[
     return float(np.mean([LABELS[int(p)] != g for p, g in zip(predicted, gold)]))
 
 
-def adapt(corrections: Path, parent_path: Path, out: Path | None, o: Options, standard: bool = True) -> Outcome:
+def adapt(corrections: Path, parent_path: Path, out: Path | None, o: Options, standard: bool = True) -> AdaptOutcome:
     """Refit, measure, and write (unless refused); `standard=False` skips the standard sets (and so never writes)."""
     rows, skipped = read_corrections(corrections)
     split = split_by_customer(rows, o.held_out_share, o.seed)
@@ -261,7 +261,7 @@ def adapt(corrections: Path, parent_path: Path, out: Path | None, o: Options, st
     labels = np.array([LABEL_INDEX[r.label] for r in split.train], dtype=np.int64)
     student = refit(parent, train_x, labels, replay, o)
     held_gold = [r.label for r in split.held_out]
-    outcome = Outcome(
+    outcome = AdaptOutcome(
         counts=_counts(rows, skipped, split),
         held_out={"before": error_rate(parent, held_x, held_gold), "after": error_rate(student, held_x, held_gold)},
     )
@@ -286,7 +286,7 @@ def compare_standard(
     return scores
 
 
-def _counts(rows: Sequence[Correction], skipped: int, split: Split) -> dict[str, int]:
+def _counts(rows: Sequence[Correction], skipped: int, split: CustomerSplit) -> dict[str, int]:
     return {
         "corrections": len(rows),
         "skipped": skipped,
@@ -298,7 +298,13 @@ def _counts(rows: Sequence[Correction], skipped: int, split: Split) -> dict[str,
 
 
 def write(
-    out: Path, checkpoint: Checkpoint, head: nn.Module, parent: Path, parent_hash: str, outcome: Outcome, o: Options
+    out: Path,
+    checkpoint: Checkpoint,
+    head: nn.Module,
+    parent: Path,
+    parent_hash: str,
+    outcome: AdaptOutcome,
+    o: Options,
 ) -> Path:
     """The deployment weights directory: the parent checkpoint with the refit head, and its manifest.
 
@@ -349,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if outcome.written else 1
 
 
-def report(outcome: Outcome) -> str:
+def report(outcome: AdaptOutcome) -> str:
     lines = [f"corrections: {json.dumps(outcome.counts)}"]
     held = outcome.held_out
     lines.append(f"held-out customers' error rate: before {held['before']:.3f}, after {held['after']:.3f}")

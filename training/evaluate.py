@@ -336,14 +336,14 @@ def evaluate_turns(args: argparse.Namespace) -> str:
     import json
 
     from models.fusion import DEFAULT_FUSION, EvidenceFusion
-    from training.recipes.fusion.turns import TurnReader, TurnsManifestError, read_rows, turn_arrays
+    from training.recipes.fusion.turns import ManifestReader, TurnsManifestError, read_rows, turn_arrays
 
     try:
         rows, skipped = read_rows(args.manifest)
     except TurnsManifestError as exc:
         raise ManifestError(str(exc)) from None
     fusion = EvidenceFusion.load(args.head or DEFAULT_FUSION)
-    read = TurnReader().read(rows)
+    read = ManifestReader().read(rows)
     skipped.update(read.skipped)
     _print_turn_skips(skipped, read.no_face)
     if not read.rows:

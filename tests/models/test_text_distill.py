@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from models import data
 from models.emotion import LABEL_INDEX
 from models.text import EmotionHead, TextEmotionNet, encoder_path, load_tokenizer, mean_pool
+from training import data
 from training.recipes.text import distill
 from training.recipes.text.head import train_head
 from training.recipes.text.teacher import Teacher

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from models import data
 from models.emotion import FAMILY_OF_LABEL
 from models.text import TextEmotionModel
 from tests.conftest import shared_data
+from training import data
 from training.metrics import evaluate
 
 NEUTRAL_RECALL_FLOOR = 0.85  # issue 18

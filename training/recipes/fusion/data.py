@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from models import data
 from models.emotion import LABEL_INDEX, LABELS, MODALITIES, Modality
 from models.face import DEFAULT_WEIGHTS as FACE_MODEL
 from models.text import CONTEXT_TURNS
 from models.text import DEFAULT_MODEL as TEXT_MODEL
 from models.voice import DEFAULT_HEAD as VOICE_HEAD
+from training import data
 from training.recipes.calibration import softmax
 from training.recipes.fusion.paths import CACHE
 
@@ -269,7 +269,7 @@ def synthetic_pairs(voice_turns: Turns, text_turns: Turns, seed: int, per_turn: 
 
 
 @dataclass(frozen=True)
-class HeldOut:
+class FoldReadings:
     """Fused predictions of every RAVDESS clip by the fold fusion that never saw its actor."""
 
     turns: Turns
@@ -282,14 +282,14 @@ def spoken_estimates(cache: Path | None = None) -> Turns:
     text model on the words, the voice model on the synthetic speech. Cached by both models' weights;
     raises `SynthesisUnavailable` without espeak-ng or flite."""
     from training.recipes.fusion.spoken import SENTENCES, SPOKEN_CACHE, VOICES, build_manifest
-    from training.recipes.fusion.turns import TurnReader, read_rows, turn_arrays
+    from training.recipes.fusion.turns import ManifestReader, read_rows, turn_arrays
 
     voices = [f"{v.engine}:{v.name}" for v in VOICES]
     key = _digest(TEXT_MODEL, _digest(VOICE_HEAD, SENTENCES.read_text(), *voices))
     path = (cache or CACHE) / f"spoken-{key}.npz"
     if not path.exists():
         rows, _ = read_rows(build_manifest(SPOKEN_CACHE))
-        read = TurnReader().read(rows)
+        read = ManifestReader().read(rows)
         if read.skipped:
             raise ValueError(f"spoken set: rows could not be read: {dict(read.skipped)}")
         probs, confidence, mask = turn_arrays(read.estimates)

@@ -19,7 +19,7 @@ from training.recipes.fusion.data import (
     FACE,
     TEXT,
     VOICE,
-    HeldOut,
+    FoldReadings,
     Turns,
     calm_callers,
     face_only,
@@ -53,14 +53,14 @@ def _scores(report: Report, probs: NDArray[Any], gold: NDArray[Any]) -> dict[str
     }
 
 
-def ravdess_arms(held: HeldOut) -> dict[str, tuple[NDArray[Any], Report]]:
+def ravdess_arms(held: FoldReadings) -> dict[str, tuple[NDArray[Any], Report]]:
     """Voice alone, ASR-text alone and fused distributions of held-out turns, with their reports."""
     y = held.turns.labels
     arms = {"voice": held.turns.probs[:, VOICE], "asr_text": held.turns.probs[:, TEXT], "fused": held.fused}
     return {name: (p, _report(p, y)) for name, p in arms.items()}
 
 
-def summarise_variant(held: HeldOut) -> dict[str, Any]:
+def summarise_variant(held: FoldReadings) -> dict[str, Any]:
     y = held.turns.labels
     out: dict[str, Any] = {"n": len(y)}
     for name, (probs, report) in ravdess_arms(held).items():
@@ -76,7 +76,7 @@ def summarise_variant(held: HeldOut) -> dict[str, Any]:
     return out
 
 
-def summarise(held: dict[str, HeldOut]) -> dict[str, Any]:
+def summarise(held: dict[str, FoldReadings]) -> dict[str, Any]:
     """Speaker-held-out numbers per RAVDESS variant (studio, telephone; and the synthetic pairs test, where
     "asr_text" is the MELD test text paired with the voice turn), with the acceptance check."""
     out: dict[str, Any] = {name: summarise_variant(h) for name, h in held.items()}
@@ -127,7 +127,7 @@ def ece_gap(fused: NDArray[Any], single: NDArray[Any], gold: NDArray[Any], draws
     return {"gap": round(float(point), 4), "low": round(float(low), 4), "high": round(float(high), 4)}
 
 
-def calibration_check(held: dict[str, HeldOut]) -> dict[str, Any]:
+def calibration_check(held: dict[str, FoldReadings]) -> dict[str, Any]:
     """Is the fused ECE no worse than the best single modality's? Per RAVDESS set: the gap to the better
     calibrated of voice alone and ASR text alone, and whether its bootstrap interval admits 0 or less."""
     out: dict[str, Any] = {}

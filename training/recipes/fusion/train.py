@@ -50,7 +50,7 @@ from training.recipes.fusion.data import (
     FACE,
     TEXT,
     VOICE,
-    HeldOut,
+    FoldReadings,
     Turns,
     calm_callers,
     concat,
@@ -166,7 +166,7 @@ def cross_validate(
     text: list[Turns] | None = None,
     face: list[Turns] | None = None,
     calm: list[Turns] | None = None,
-) -> tuple[dict[str, HeldOut], list[EvidenceWeights]]:
+) -> tuple[dict[str, FoldReadings], list[EvidenceWeights]]:
     """Actor-fold predictions for each RAVDESS variant (studio and telephone, in a call and as first turns; and
     the synthetic test), and each fold's fit (on the in-call studio turns of its training actors)."""
     # The voice recipe's folds; imported here because it pulls in SpeechBrain, which importing this module must not.
@@ -198,7 +198,7 @@ def cross_validate(
             trust_voice=round(float(weights.trust[VOICE]), 3),
             tau=round(weights.tau, 3),
         )
-    return {k: HeldOut(variants[k], *out[k]) for k in variants}, fits
+    return {k: FoldReadings(variants[k], *out[k]) for k in variants}, fits
 
 
 def export(weights: EvidenceWeights, info: dict[str, Any], path: Path) -> None:

@@ -117,7 +117,7 @@ def read_rows(manifest: Path) -> tuple[list[TurnRow], Counter[str]]:
     return rows, skipped
 
 
-class TurnReader:
+class ManifestReader:
     """The production models, loaded on first need; `read(rows)` -> per-row estimates."""
 
     def __init__(self, threads: int = 1) -> None:

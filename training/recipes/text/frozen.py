@@ -27,10 +27,10 @@ from numpy.typing import NDArray
 from torch import nn
 from tqdm import tqdm
 
-from models import data
 from models.checkpoint import Checkpoint
 from models.emotion import LABEL_INDEX, LABELS
 from models.text import ENCODER_NAME, EmotionHead, MiniLMEncoder
+from training import data
 from training.baselines import FROZEN_HEAD
 from training.metrics import evaluate
 from training.recipes.calibration import fit_temperature

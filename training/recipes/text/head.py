@@ -58,7 +58,6 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from models import data
 from models.checkpoint import Checkpoint
 from models.emotion import FAMILY_OF_LABEL, LABEL_INDEX, LABELS
 from models.text import (
@@ -73,6 +72,7 @@ from models.text import (
     net_from_checkpoint,
     reads_segments,
 )
+from training import data
 from training.metrics import confusion_f1, evaluate
 from training.recipes.calibration import fit_temperature, softmax
 from training.recipes.text.teacher import Teacher, teacher_logits, turn_key

@@ -52,7 +52,6 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from models import data
 from models.checkpoint import Checkpoint
 from models.emotion import FAMILY_NAMES, FAMILY_OF_LABEL, LABEL_INDEX, LABELS, family_masses
 from models.text import (
@@ -69,6 +68,7 @@ from models.text import (
     mean_pool,
     net_from_checkpoint,
 )
+from training import data
 from training.metrics import evaluate
 from training.recipes.calibration import fit_temperature, softmax
 from training.recipes.text.head import CACHE, contact_centre, contact_centre_rows, dailydialog_split

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from models import data
+from training import data
 
 
 def turn_key(sample: data.TextSample, context: Sequence[str]) -> str:

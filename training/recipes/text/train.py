@@ -49,7 +49,6 @@ from numpy.typing import NDArray
 from torch import nn
 from tqdm import tqdm
 
-from models import data
 from models.checkpoint import Checkpoint
 from models.emotion import LABEL_INDEX, LABELS
 from models.text import (
@@ -64,6 +63,7 @@ from models.text import (
     load_tokenizer,
     trained_delta,
 )
+from training import data
 from training.metrics import evaluate, expected_calibration_error
 from training.recipes.calibration import fit_temperature, softmax
 from training.recipes.text.head import dailydialog_split
