@@ -109,6 +109,17 @@ def test_the_runtime_never_imports_training() -> None:
     assert not wrong, "runtime code imports the training side:\n" + "\n".join(wrong)
 
 
+@pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
+def test_entry_points_import_training_only_when_run(module: str) -> None:
+    # At module level an entry point may import nothing of the project: importing `models` (or running
+    # `--help` of another tool that imports it) must never load the training side.
+    tree = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in names if m.split(".")[0] in PACKAGES], f"{module} imports the project at module level"
+
+
 def test_training_imports_are_found() -> None:
     graph = {"plugin.nlu": {"training.metrics"}, "models.voice": {"models.evaluate"}, "models.adapt": {"training"}}
     assert training_imports(graph) == ["models.voice imports models.evaluate", "plugin.nlu imports training.metrics"]
