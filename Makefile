@@ -25,27 +25,27 @@ train:  ## train the demo bot's Rasa model if its inputs changed
 
 train-text:  ## fine-tune the text model in two stages (LoRA on MiniLM, dialogue context), then refit its head for everyday conversation (issue 18; needs ../shared/data; about 100 minutes on 2 cores)
 	@venv="$$(./scripts/env.sh)" && stage1="$${TONELINE_CACHE:-$$HOME/.cache/toneline}/text-stage1.pt" && \
-	  $$venv/bin/python -m models.recipes.text.train --epochs 2 --out "$$stage1" && \
-	  $$venv/bin/python -m models.recipes.text.train --init "$$stage1" --epochs 1 --goemotions-share 0.5 \
+	  $$venv/bin/python -m training.recipes.text.train --epochs 2 --out "$$stage1" && \
+	  $$venv/bin/python -m training.recipes.text.train --init "$$stage1" --epochs 1 --goemotions-share 0.5 \
 	    --goemotions-exclude approval,desire --class-weight-power 0.25 --lr 2e-4 --head-lr 5e-4 && \
-	  $$venv/bin/python -m models.recipes.text.head --dd-repeat 5 8 --power 0.25 0.5 --epochs 20 40 --neutral-offset 0 0.5 1 --tune-offsets 4 --out models/weights/text_lora.pt
+	  $$venv/bin/python -m training.recipes.text.head --dd-repeat 5 8 --power 0.25 0.5 --epochs 20 40 --neutral-offset 0 0.5 1 --tune-offsets 4 --out models/weights/text_lora.pt
 
 train-text-frozen:  ## retrain the foundation's frozen-encoder text head, the baseline (needs ../shared/data)
-	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.text.frozen
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m training.recipes.text.frozen
 
 train-voice:  ## recompute voice features (RAVDESS, FSDD digit strings, pocketsphinx-testdata and espeak-ng/flite probes; ~15 minutes once, ~3 GB) and retrain the voice head with its caller baseline (CV + export ~10 minutes on one core), then print the report
-	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.voice.features && $$venv/bin/python -m models.recipes.voice.calm && \
-	$$venv/bin/python -m models.recipes.voice.train && $$venv/bin/python -m models.recipes.voice.report
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m training.recipes.voice.features && $$venv/bin/python -m training.recipes.voice.calm && \
+	$$venv/bin/python -m training.recipes.voice.train && $$venv/bin/python -m training.recipes.voice.report
 
 train-face:  ## retrain the facial expression ensemble on FER2013 (needs ../shared/data): three CNNs side by side, 40 epochs each on one thread (with bf16 on AMX/AVX512-BF16 CPUs about 41 min a member when two share two cores; use --precision fp32 elsewhere), then the ensemble
 	@venv="$$(./scripts/env.sh)" && runs="$${TONELINE_CACHE:-$$HOME/.cache/toneline}/face-runs" && mkdir -p "$$runs" && \
 	pids=""; for seed in 13 7 29; do \
-	  $$venv/bin/python -m models.recipes.face.train --epochs 40 --threads 1 --precision bf16 --seed $$seed --split-seed 13 --out "$$runs/seed$$seed.pt" > "$$runs/seed$$seed.log" 2>&1 & pids="$$pids $$!"; \
+	  $$venv/bin/python -m training.recipes.face.train --epochs 40 --threads 1 --precision bf16 --seed $$seed --split-seed 13 --out "$$runs/seed$$seed.pt" > "$$runs/seed$$seed.log" 2>&1 & pids="$$pids $$!"; \
 	done; for pid in $$pids; do wait $$pid || { echo "a face member failed: see $$runs/seed*.log" >&2; exit 1; }; done && \
-	$$venv/bin/python -m models.recipes.face.ensemble "$$runs/seed13.pt" "$$runs/seed7.pt" "$$runs/seed29.pt"
+	$$venv/bin/python -m training.recipes.face.ensemble "$$runs/seed13.pt" "$$runs/seed7.pt" "$$runs/seed29.pt"
 
-train-fusion:  ## refit the evidence fusion (needs ../shared/data, espeak-ng + flite for the spoken check, and the voice CV's out-of-fold logits: make train-voice, or python -m models.recipes.voice.train --no-export)
-	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m models.recipes.fusion.train
+train-fusion:  ## refit the evidence fusion (needs ../shared/data, espeak-ng + flite for the spoken check, and the voice CV's out-of-fold logits: make train-voice, or python -m training.recipes.voice.train --no-export)
+	@venv="$$(./scripts/env.sh)" && $$venv/bin/python -m training.recipes.fusion.train
 
 adapt:  ## adapt the text head to this deployment's corrections (issue 35): OUT=dir (and TONELINE_CONFIG for its Redis); refuses a standard set's drop over 2 points unless FORCE=1
 	@test -n "$(OUT)" || { echo "make adapt OUT=/path/to/weights-dir [FORCE=1]"; exit 2; }

@@ -3,7 +3,7 @@
     python -m bench.asr_decode MANIFEST.csv [MANIFEST.csv ...] [--telephone] [--both] [--whole]
 
 Each manifest (`path,text`, as for `python -m models.evaluate asr`; `python -m
-models.recipes.asr_manifest` writes the held-out ones) is cut as the call core
+training.recipes.asr_manifest` writes the held-out ones) is cut as the call core
 cuts turns, each turn encoded once by the shipped listener, then decoded twice
 on the same states, one after the other: as before the fix (the turn's states
 alone, `no_repeat_ngram_size=3`, no safety net) and as shipped (states completed
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from models.asr import DecodeSettings, WhisperDecoder
-from models.evaluate import asr_conditions, asr_summary, hear_clips, read_transcripts, render_asr
 from models.listen import TurnListener
+from training.evaluate import asr_conditions, asr_summary, hear_clips, read_transcripts, render_asr
 
 
 def main(argv: list[str] | None = None) -> None:

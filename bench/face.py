@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from models.data import data_root
 from models.face import SIZE, FaceEmotionModel, FaceEnsemble, crop_face, to_gray
+from training.data import data_root
 
 SIZES = ((240, 320), (480, 640))
 

@@ -39,7 +39,6 @@ from numpy.typing import NDArray
 
 from connectors.twilio.simulator import CallerOutcome, run_caller
 from models.audio import SAMPLE_RATE, load, to_canonical
-from models.data import data_root
 from scripts.stack import (
     REPO,
     RedisEndpoint,
@@ -51,6 +50,7 @@ from scripts.stack import (
     start_rasa,
     stop,
 )
+from training.data import data_root
 
 POCKETSPHINX = Path("/usr/share/pocketsphinx/test/data")
 FSDD_SPEAKERS = ("george", "jackson", "lucas")
@@ -66,7 +66,7 @@ class MaterialMissing(RuntimeError):
 
 
 @dataclass(frozen=True)
-class HeldOut:
+class HeldOutCallers:
     """Speakers the shipped voice head was not trained on, and where that comes from."""
 
     ravdess_actors: tuple[int, ...]
@@ -74,15 +74,15 @@ class HeldOut:
     source: str
 
 
-def held_out(head: Path | None = None) -> HeldOut:
+def held_out(head: Path | None = None) -> HeldOutCallers:
     """Ask the voice head which speakers it never heard; a head that names none has heard every RAVDESS actor."""
     try:
         from models.voice import held_out_speakers  # type: ignore[attr-defined,unused-ignore]
 
         spec = held_out_speakers(head)
     except (ImportError, ValueError, OSError) as exc:
-        return HeldOut((), FSDD_SPEAKERS, f"the shipped head names none ({exc}); it was trained on no FSDD speaker")
-    return HeldOut(
+        return HeldOutCallers((), FSDD_SPEAKERS, f"the shipped head names none ({exc}); it was trained on no FSDD speaker")
+    return HeldOutCallers(
         tuple(int(a) for a in spec.ravdess_actors),
         tuple(str(s) for s in spec.fsdd_speakers),
         f"models.voice.held_out_speakers({head or ''})",
@@ -231,7 +231,7 @@ def _count(labels: Any) -> dict[str, int]:
 
 
 async def place_all(
-    url: str, token: str, args: argparse.Namespace, held: HeldOut, rasa_token: str | None = None
+    url: str, token: str, args: argparse.Namespace, held: HeldOutCallers, rasa_token: str | None = None
 ) -> list[CallResult]:
     rng = random.Random(args.seed)
     sentences = pocketsphinx_sentences()
@@ -280,7 +280,7 @@ def main() -> int:
         "--fold-heads",
         type=Path,
         help="a directory of cross-validation fold heads (fold-*/voice_head.pt, written by `python -m "
-        "models.recipes.voice.train --fold-heads`): each fold's stack serves its own head, and every actor that "
+        "training.recipes.voice.train --fold-heads`): each fold's stack serves its own head, and every actor that "
         "head never heard places one angry call (--angry per fold is then the number of its actors), its FSDD "
         "speaker calm calls (--calm spread over the folds that hold one out)",
     )
@@ -321,7 +321,7 @@ def main() -> int:
 
 
 def place_with_stack(
-    redis_endpoint: RedisEndpoint, model: Path, args: argparse.Namespace, held: HeldOut, head: Path | None
+    redis_endpoint: RedisEndpoint, model: Path, args: argparse.Namespace, held: HeldOutCallers, head: Path | None
 ) -> list[CallResult]:
     """Start the action server and Rasa (serving `head` as the voice head, when given), place the calls, stop both."""
     token = "quality-" + uuid.uuid4().hex[:8]

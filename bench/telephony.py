@@ -50,8 +50,8 @@ from bench.quality_calls import fetch_tracker, trimmed
 from connectors.speech.tts import EspeakEngine, Prosody
 from connectors.twilio.simulator import place_call, turn_reports
 from models.audio import load
-from models.data import data_root
 from scripts.stack import ensure_model, ensure_redis, free_port, stack_env, start_actions, start_rasa, stop
+from training.data import data_root
 
 TOKEN = "bench-" + uuid.uuid4().hex[:8]
 ESPEAK_LINES = ["Hello, is anyone there?", "I have a question about my bill.", "My internet is down again."]

@@ -4,7 +4,7 @@
 
 Quality (skipped with --no-quality or without ../shared/data): the shipped model
 (`text_lora.pt`), the previous one (`PREVIOUS_MODEL`) and any `--candidate` on the DailyDialog
-held-out part (`models.recipes.text.head.dailydialog_split`, read in context),
+held-out part (`training.recipes.text.head.dailydialog_split`, read in context),
 MELD test (in context), GoEmotions test and the contact-centre suite by kind:
 macro-F1, weighted-F1, neutral recall and the share of plain turns read as
 negative.
@@ -47,12 +47,13 @@ from numpy.typing import NDArray
 
 from bench.voice import machine
 from models.emotion import FAMILY_OF_LABEL
-from models.metrics import evaluate
-from models.text import DEFAULT_MODEL, FROZEN_HEAD, WEIGHTS_DIR, TextEmotionModel
+from models.text import DEFAULT_MODEL, TextEmotionModel
+from training.baselines import FROZEN_HEAD
+from training.baselines import PREVIOUS_TEXT as PREVIOUS_MODEL
+from training.metrics import evaluate
 
 FAMILY_KEYS = ("complaints_negative", "neutral_negative", "praise_positive")
 MESSAGES = Path(__file__).resolve().parents[1] / "tests" / "models" / "data" / "contact_centre.csv"
-PREVIOUS_MODEL = WEIGHTS_DIR / "text_lora_20261202.pt"
 # Depth, width and feed-forward width of the encoders compared by cost (their published configurations).
 ENCODER_SHAPES = {
     "MiniLM-L6 (shipped)": (6, 384, 1536),
@@ -63,7 +64,7 @@ ENCODER_SHAPES = {
 
 def corpus_quality(model: TextEmotionModel, samples: list[Any]) -> dict[str, float]:
     """Headline numbers of `model` on labelled samples read in their dialogue context."""
-    from models.data import contexts
+    from training.data import contexts
 
     context = contexts(samples, model.context_turns)
     predicted = []
@@ -93,9 +94,9 @@ def suite_quality(model: TextEmotionModel, rows: list[dict[str, str]]) -> dict[s
 
 
 def quality(models: dict[str, TextEmotionModel], rows: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
-    from models import data
-    from models.recipes.text.head import dailydialog_split
-    from models.recipes.text.sentiment import held_out_sentiment, probe
+    from training import data
+    from training.recipes.text.head import dailydialog_split
+    from training.recipes.text.sentiment import held_out_sentiment, probe
 
     corpora = {
         "dailydialog_heldout": dailydialog_split()["test"],

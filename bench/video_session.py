@@ -35,7 +35,7 @@ from connectors.bot import BotGateway, BotReply
 from connectors.video.faces import FaceWorker, weights_path
 from connectors.video.frames import CameraAnswer, CameraOffer
 from connectors.video.session import VideoSession, VideoSettings
-from models.data import data_root
+from training.data import data_root
 
 WARMUP_S = 3.0
 

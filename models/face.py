@@ -3,7 +3,7 @@
 Detection is OpenCV's frontal-face Haar cascade from `cv2.data` (ships in the
 PyPI wheel, nothing is fetched). The expression classifier is an ensemble of
 compact VGG-style CNNs over 48x48 grayscale faces, trained here
-(`models/recipes/face/`); their weights (about 7 MB in float16) live in
+(`training/recipes/face/`); their weights (about 7 MB in float16) live in
 `models/weights/`. Outputs follow the canonical `LABELS` directly.
 
 Pipeline per frame: `preprocess` (grayscale, largest face, square crop with

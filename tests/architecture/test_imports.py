@@ -1,4 +1,5 @@
-"""The layers import one way (connectors -> plugin -> models) and no module graph has a cycle.
+"""The layers import one way (connectors -> plugin -> models), the runtime never imports the training side,
+connectors and the plugin use only `models`' public names, and no module graph has a cycle.
 
 Read from the source with `ast`, so the test sees lazy imports inside functions
 too (they are dependencies all the same); imports under `if TYPE_CHECKING:` are
@@ -13,9 +14,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("models", "plugin", "connectors")
-# A module may import from its own layer or from layers to its right, never to its left.
-LAYER = {"connectors": 0, "plugin": 1, "models": 2}
+PACKAGES = ("models", "plugin", "connectors", "training")
+# A module may import from its own layer or from layers to its right, never to its left. `training` sits
+# above `models` only (it reads the runtime's models); that the runtime never imports it is its own test.
+LAYER = {"connectors": 0, "plugin": 1, "training": 2, "models": 3}
+RUNTIME = ("models", "plugin", "connectors")
+# The two command-name entry points: other tools call `python -m models.evaluate ...` (independent
+# evaluations, bench, the cards) and `python -m models.adapt ...` (`make adapt`, deployments' scripts) by
+# these names, so they stay in models/ and import `training` lazily, when run. Nothing else may import them.
+ENTRY_POINTS = frozenset({"models.evaluate", "models.adapt"})
 
 
 def module_name(path: Path) -> str:
@@ -79,10 +86,93 @@ def test_no_import_runs_back_up_the_layers() -> None:
     wrong = sorted(
         f"{module} imports {target}"
         for module, targets in project_graph().items()
+        if module not in ENTRY_POINTS  # they reach `training` by design; see ENTRY_POINTS
         for target in targets
         if LAYER[target.split(".")[0]] < LAYER[module.split(".")[0]]
     )
     assert not wrong, "a lower layer imports a higher one:\n" + "\n".join(wrong)
+
+
+def training_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of the training side (or of an entry point that reaches it) by a runtime module."""
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if module.split(".")[0] in RUNTIME and module not in ENTRY_POINTS
+        for target in targets
+        if target.split(".")[0] == "training" or target in ENTRY_POINTS
+    )
+
+
+def test_the_runtime_never_imports_training() -> None:
+    wrong = training_imports(project_graph())
+    assert not wrong, "runtime code imports the training side:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
+def test_entry_points_import_training_only_when_run(module: str) -> None:
+    # At module level an entry point may import nothing of the project: importing `models` (or running
+    # `--help` of another tool that imports it) must never load the training side.
+    tree = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in names if m.split(".")[0] in PACKAGES], f"{module} imports the project at module level"
+
+
+def test_training_imports_are_found() -> None:
+    graph = {"plugin.nlu": {"training.metrics"}, "models.voice": {"models.evaluate"}, "models.adapt": {"training"}}
+    assert training_imports(graph) == ["models.voice imports models.evaluate", "plugin.nlu imports training.metrics"]
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_models_names(source: str, module: str, is_package: bool = False) -> list[str]:
+    """Private names of `models` that `source` uses: imported by name, through a private module, or read as an
+    attribute of an imported `models` module (`voice._gate`)."""
+    tree = ast.parse(source)
+    found: list[str] = []
+    aliases: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            target = _resolve(module, is_package, node)
+            if target.split(".")[0] != "models":
+                continue
+            found.extend(
+                f"{target}.{a.name}" for a in node.names if _private(a.name) or any(map(_private, target.split(".")))
+            )
+            aliases.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "models":
+                    found.extend(alias.name for part in alias.name.split(".") if _private(part))
+                    aliases.add(alias.asname or alias.name.split(".")[0])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            base = node.value
+            while isinstance(base, ast.Attribute):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in aliases:
+                found.append(f"{ast.unparse(node.value)}.{node.attr}")
+    return found
+
+
+def test_connectors_and_plugin_use_only_public_names_of_models() -> None:
+    wrong = sorted(
+        f"{module_name(path)} uses {name}"
+        for package in ("connectors", "plugin")
+        for path in (REPO / package).rglob("*.py")
+        for name in private_models_names(path.read_text(), module_name(path), path.name == "__init__.py")
+    )
+    assert not wrong, "private names of models used outside it:\n" + "\n".join(wrong)
+
+
+def test_private_names_are_found() -> None:
+    source = "from models.voice import CallerBaseline, _gate\nimport models.listen as listen\nlisten._pass()\n"
+    assert private_models_names(source, "connectors.x") == ["models.voice._gate", "listen._pass"]
+    assert private_models_names("from models._x import y\nfrom plugin import _z\n", "connectors.x") == ["models._x.y"]
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -132,6 +222,6 @@ def test_no_import_cycles(package: str) -> None:
 
 
 def _is_parent(target: str, module: str) -> bool:
-    # `from models.recipes import fusion` inside models.recipes.fusion.x names its own package's __init__,
+    # `from training.recipes import fusion` inside training.recipes.fusion.x names its own package's __init__,
     # which Python imports first anyway; that is not a cycle between modules.
     return module.startswith(target + ".")

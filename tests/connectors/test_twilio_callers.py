@@ -21,8 +21,8 @@ from bench.quality_calls import (
     pocketsphinx_sentences,
 )
 from connectors.twilio.simulator import CallerOutcome, run_caller
-from models.data import data_root
 from tests.connectors.conftest import AUTH_TOKEN, VoiceStack
+from training.data import data_root
 
 pytestmark = [
     pytest.mark.e2e,

@@ -19,7 +19,7 @@ from models.asr import DecodeSettings, WhisperDecoder, drop_repeated_tail
 from models.audio import SAMPLE_RATE, load
 from models.listen import TurnListener
 from models.turns import cut_turns
-from models.wer import normalise, repeated_phrase, word_errors
+from training.wer import normalise, repeated_phrase, word_errors
 
 REPO = Path(__file__).resolve().parents[2]
 CARDS = Path("/usr/share/pocketsphinx/test/data/cards")

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.data import data_root, goemotions, meld
 from models.emotion import LABELS
 from tests.conftest import shared_data
+from training.data import data_root, goemotions, meld
 
 REPO = Path(__file__).resolve().parents[2]
 

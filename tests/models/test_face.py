@@ -25,9 +25,9 @@ from models.face import (
     FaceReading,
     canonical_classes,
 )
-from models.recipes.face.ensemble import load_members
-from models.recipes.face.train import distillation_loss, load_teacher
 from tests.conftest import shared_data
+from training.recipes.face.ensemble import load_members
+from training.recipes.face.train import distillation_loss, load_teacher
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from models.recipes.fusion.data import oof_path
 from tests.conftest import shared_data
+from training.recipes.fusion.data import oof_path
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def test_fusion_report_meets_the_acceptance_criteria() -> None:
     if not oof_path().exists():
         pytest.skip(
             f"needs the voice head's out-of-fold logits at {oof_path()}: "
-            "run `python -m models.recipes.voice.train --no-export` (about 15 minutes) first"
+            "run `python -m training.recipes.voice.train --no-export` (about 15 minutes) first"
         )
     done = subprocess.run(
         [sys.executable, "-m", "models.evaluate", "fusion"],

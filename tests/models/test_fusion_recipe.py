@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from models.emotion import LABELS
-from models.recipes.fusion.data import FACE, TEXT, VOICE, Turns, face_only, synthetic_pairs
-from models.recipes.fusion.spoken import VOICES, missing_engines, sentences, synthesise
-from models.recipes.fusion.train import HPARAMS, FitData, fit, mean_distribution, priors
 from tests.conftest import shared_data
+from training.recipes.fusion.data import FACE, TEXT, VOICE, Turns, face_only, synthetic_pairs
+from training.recipes.fusion.spoken import VOICES, missing_engines, sentences, synthesise
+from training.recipes.fusion.train import HPARAMS, FitData, fit, mean_distribution, priors
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,7 +89,7 @@ def test_synthetic_pairs_join_same_label_turns() -> None:
 
 def test_report_and_train_import_in_either_order() -> None:
     for first, second in (("report", "train"), ("train", "report")):
-        code = f"import models.recipes.fusion.{first}, models.recipes.fusion.{second}"
+        code = f"import training.recipes.fusion.{first}, training.recipes.fusion.{second}"
         done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-1500:]
 
@@ -117,7 +117,7 @@ def test_each_voice_speaks_into_the_cache_once(tmp_path: Path) -> None:
 def test_face_only_turns_are_the_face_models_estimates_on_faces_it_held_out() -> None:
     shared_data("faces", "fer2013")
     from models.face import FaceEmotionModel
-    from models.recipes.face.train import load_fer
+    from training.recipes.face.train import load_fer
 
     selection = face_only("selection")
     # 10 % of Training, stratified: the faces the shipped face model held out for selection (0.63 there).
@@ -131,7 +131,7 @@ def test_face_only_turns_are_the_face_models_estimates_on_faces_it_held_out() ->
 
 def test_calm_callers_are_the_voice_recipes_fsdd_turns_with_their_digits() -> None:
     shared_data("speech", "fsdd")
-    from models.recipes.fusion.data import calm_callers, oof_path
+    from training.recipes.fusion.data import calm_callers, oof_path
 
     if not oof_path().with_name("oof-calm.npz").exists():
         pytest.skip(f"needs the voice recipe's FSDD out-of-fold logits beside {oof_path()}")

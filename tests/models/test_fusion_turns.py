@@ -10,11 +10,11 @@ import pytest
 from models import audio
 from models.emotion import VALENCE
 from models.fusion import EvidenceFusion
-from models.recipes.fusion.report import SPOKEN_FLOOR, SPOKEN_MARGIN, spoken_check
-from models.recipes.fusion.spoken import missing_engines, sentences
 from models.text import TextEmotionModel
 from models.voice import VoiceEmotionModel
 from tests.conftest import shared_data
+from training.recipes.fusion.report import SPOKEN_FLOOR, SPOKEN_MARGIN, spoken_check
+from training.recipes.fusion.spoken import missing_engines, sentences
 
 POLITE = "Thank you so much for your help, I really appreciate it."
 

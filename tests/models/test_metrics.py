@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.metrics import bootstrap_interval, confidence_calibration_error, evaluate, expected_calibration_error
+from training.metrics import bootstrap_interval, confidence_calibration_error, evaluate, expected_calibration_error
 
 
 def test_calibration_error_is_the_gap_between_confidence_and_accuracy() -> None:

@@ -15,13 +15,13 @@ from models.lora import LoRALinear, apply_lora, merge_lora
 from models.text import (
     CONTEXT_TURNS,
     DEFAULT_MODEL,
-    FROZEN_HEAD,
     MAX_TOKENS,
     TextEmotionModel,
     encode_turn,
     load_tokenizer,
     net_from_checkpoint,
 )
+from training.baselines import FROZEN_HEAD
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 
 from models.checkpoint import Checkpoint
 from models.emotion import LABEL_INDEX, LABELS
-from models.recipes.text.alternatives import BLOCKS, class_weights, feature_set, lexical_log_probs, pooled_blocks
-from models.recipes.text.head import encoder_pooled, logits_with, pooled, train_head
 from models.text import DEFAULT_MODEL, MAX_TOKENS, encode_turn, load_tokenizer, net_from_checkpoint
+from training.recipes.text.alternatives import BLOCKS, class_weights, feature_set, lexical_log_probs, pooled_blocks
+from training.recipes.text.head import encoder_pooled, logits_with, pooled, train_head
 
 
 def test_feature_sets_normalise_each_block_and_keep_the_order() -> None:
@@ -66,8 +66,8 @@ def test_class_weights_have_mean_one_and_favour_the_rare_class(power: float) -> 
 
 
 def test_a_stock_encoder_read_without_context_gives_its_package_sentence_embedding() -> None:
-    from models.recipes.text.alternatives import stock_encoder
     from models.text import MiniLMEncoder, encoder_path
+    from training.recipes.text.alternatives import stock_encoder
 
     tokenizer, encoder = stock_encoder(encoder_path())()
     texts = ["I'd like to check my balance.", "This is the third time I've called about this!"]

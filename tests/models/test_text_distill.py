@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from models import data
 from models.emotion import LABEL_INDEX
-from models.recipes.text import distill
-from models.recipes.text.head import train_head
-from models.recipes.text.teacher import Teacher
-from models.recipes.text.train import Split, logits_of, train
 from models.text import EmotionHead, TextEmotionNet, encoder_path, load_tokenizer, mean_pool
+from training import data
+from training.recipes.text import distill
+from training.recipes.text.head import train_head
+from training.recipes.text.teacher import Teacher
+from training.recipes.text.train import Split, logits_of, train
 
 from .test_text_train_recipe import SAMPLES, args, net
 
@@ -137,7 +137,7 @@ def test_the_teacher_recipe_trains_reports_and_writes_logits_a_student_can_read(
 
     # A student with fewer repeats reads the same turns: every one of its rows has a teacher's target.
     student_args = argparse_of(["--limit", "6", "--dailydialog-repeat", "1", "--max-tokens", "32"])
-    from models.recipes.text.train import load_splits
+    from training.recipes.text.train import load_splits
 
     student_split, _, _ = load_splits(load_tokenizer(), student_args)
     teacher = Teacher.load(out, student_split.keys, 0.5, 2.0)
@@ -145,6 +145,6 @@ def test_the_teacher_recipe_trains_reports_and_writes_logits_a_student_can_read(
 
 
 def argparse_of(argv: list[str]) -> object:
-    from models.recipes.text.train import build_parser
+    from training.recipes.text.train import build_parser
 
     return build_parser().parse_args(argv)

@@ -8,8 +8,10 @@ import numpy as np
 import torch
 
 from models.emotion import LABELS
-from models.metrics import evaluate
-from models.recipes.text.head import (
+from models.text import EmotionHead
+from tests.conftest import shared_data
+from training.metrics import evaluate
+from training.recipes.text.head import (
     SELECTION,
     SPLIT_SHARES,
     best_offset,
@@ -25,8 +27,6 @@ from models.recipes.text.head import (
     trained,
     with_offset,
 )
-from models.text import EmotionHead
-from tests.conftest import shared_data
 
 
 def test_dailydialog_split_is_by_dialogue_seeded_and_complete() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import data
-from models.recipes.text.train import TARGETS, Split, fitted_total, train
 from models.text import TextEmotionNet, adapted_net, encoder_path, load_tokenizer, trained_delta
+from training import data
+from training.recipes.text.train import TARGETS, Split, fitted_total, train
 
 SAMPLES = [
     data.TextSample("I'd like to check my balance, please.", "neutral", "d-1", 0),

@@ -86,7 +86,7 @@ def cut(recordings: list[np.ndarray]) -> list[np.ndarray]:
 
 def held_out_fsdd_turns(n: int) -> list[np.ndarray]:
     """Digit strings of the FSDD speaker the shipped head never heard, as a caller reads an account number."""
-    from models.recipes.voice.calm import fsdd_turns
+    from training.recipes.voice.calm import fsdd_turns
 
     shared_data("speech", "fsdd")
     speaker = held_out_speakers().fsdd_speakers[0]
@@ -98,13 +98,13 @@ def test_a_calm_caller_never_heard_reads_not_negative_in_a_call(model: VoiceEmot
     telephone = audio.TelephoneChannel()
     phone = [telephone.apply(pcm, np.random.default_rng(i)) for i, pcm in enumerate(turns)]
     for call in (turns, phone):
-        estimates = model.predict_batch(call, baseline=CallerBaseline())
+        estimates = model.predict_batch(call, baseline=CallerBaseline(), learn=True)
         assert sum(e.family == "negative" for e in estimates) <= 1, [e.label for e in estimates]
         assert sum(e.family == "neutral" for e in estimates) >= 6, [e.label for e in estimates]
 
 
 def test_read_sentences_of_a_speaker_never_heard_are_not_negative(model: VoiceEmotionModel) -> None:
-    from models.recipes.voice.calm import POCKETSPHINX, pocketsphinx_recordings
+    from training.recipes.voice.calm import POCKETSPHINX, pocketsphinx_recordings
 
     recordings = pocketsphinx_recordings()
     if not recordings:
@@ -116,7 +116,9 @@ def test_read_sentences_of_a_speaker_never_heard_are_not_negative(model: VoiceEm
         for i, r in enumerate(recordings):
             pcm = r.load() if channel == "studio" else telephone.apply(r.load(), np.random.default_rng(i))
             turn = cut([pcm])[0]
-            families.append(model.predict(turn, baseline=baselines.setdefault(r.speaker, CallerBaseline())).family)
+            families.append(
+                model.predict(turn, baseline=baselines.setdefault(r.speaker, CallerBaseline()), learn=True).family
+            )
         assert families.count("negative") <= 1 and families.count("neutral") >= 0.6 * len(families), families
 
 
@@ -140,7 +142,7 @@ def test_first_turns_are_less_confident_than_the_same_turns_with_a_baseline(mode
 
 
 def test_confidence_falls_on_synthetic_voices(model: VoiceEmotionModel) -> None:
-    from models.recipes.voice.calm import tts_available, tts_recordings
+    from training.recipes.voice.calm import tts_available, tts_recordings
 
     if not tts_available()["espeak-ng"]:
         pytest.skip("needs espeak-ng (Debian: apt-get install espeak-ng)")
@@ -179,7 +181,9 @@ def test_predict_from_encoder_states_equals_predict(model: VoiceEmotionModel) ->
     assert np.allclose(model.predict_from_encoder(states[None]).probs, direct.probs, atol=1e-6)
     # With a baseline, audio and encoder states give the same reading too.
     a, b = CallerBaseline(), CallerBaseline()
-    for x, y in ((model.predict(pcm, baseline=a), model.predict_from_encoder(states, baseline=b)),) * 2:
+    for x, y in (
+        (model.predict(pcm, baseline=a, learn=True), model.predict_from_encoder(states, baseline=b, learn=True)),
+    ) * 2:
         assert np.allclose(x.probs, y.probs, atol=1e-6)
 
 
@@ -192,8 +196,8 @@ def test_a_turn_is_scored_the_same_alone_or_in_a_batch(model: VoiceEmotionModel)
     ]
     # With a baseline, a batch is one caller's turns in order: the same as one at a time.
     a, b = CallerBaseline(), CallerBaseline()
-    in_order = model.predict_batch(clips, baseline=a)
-    one_by_one = [model.predict(c, baseline=b) for c in clips]
+    in_order = model.predict_batch(clips, baseline=a, learn=True)
+    one_by_one = [model.predict(c, baseline=b, learn=True) for c in clips]
     assert all(np.allclose(x.probs, y.probs, atol=1e-5) for x, y in zip(in_order, one_by_one))
     # Each turn was offered to the baseline after it was read; the calm ones joined it (issue 30).
     assert (a.turns, a.passed_over) == (b.turns, b.passed_over) and a.turns >= 1 and a.turns + a.passed_over == 4
@@ -220,7 +224,7 @@ def test_concurrent_predictions_from_threads_agree(model: VoiceEmotionModel) -> 
 def test_bad_audio_raises_audio_error(model: VoiceEmotionModel, pcm: np.ndarray, message: str) -> None:
     baseline = CallerBaseline()
     with pytest.raises(audio.AudioError, match=message):
-        model.predict(pcm, baseline=baseline)
+        model.predict(pcm, baseline=baseline, learn=True)
     assert baseline.turns == 0  # a bad turn loses nothing and adds nothing
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from models import adapt
 from models.emotion import LABELS
 from models.text import DEFAULT_MODEL, TextEmotionModel
 from plugin.corrections import CorrectionRequest, CorrectionStore, export
@@ -33,6 +32,7 @@ from plugin.state import ConversationInfo, StateStore
 from scripts.stack import RedisEndpoint
 from tests.conftest import shared_data
 from tests.models.deployment import Turn, customers
+from training import adapt
 
 REPO = Path(__file__).resolve().parents[2]
 RETAIN = AdaptationSettings(retain=True, retention_days=30)
@@ -110,7 +110,7 @@ def test_the_adapted_checkpoint_keeps_the_parent_s_sentiment_branch(tmp_path: Pa
     head = adapt.head_copy(adapt.head_of(parent))
     with torch.no_grad():
         next(iter(head.parameters())).add_(1.0)  # a refit head: different from the parent's
-    outcome = adapt.Outcome(counts={}, held_out={})
+    outcome = adapt.AdaptOutcome(counts={}, held_out={})
     written = Checkpoint.load(adapt.write(tmp_path, parent, head, DEFAULT_MODEL, "0" * 16, outcome, adapt.Options()))
     assert written.arch["sentiment"] == spec
     assert torch.equal(written.state_dict["sentiment.head.out.weight"], branch["sentiment.head.out.weight"])
