@@ -81,7 +81,9 @@ def held_out(head: Path | None = None) -> HeldOutCallers:
 
         spec = held_out_speakers(head)
     except (ImportError, ValueError, OSError) as exc:
-        return HeldOutCallers((), FSDD_SPEAKERS, f"the shipped head names none ({exc}); it was trained on no FSDD speaker")
+        return HeldOutCallers(
+            (), FSDD_SPEAKERS, f"the shipped head names none ({exc}); it was trained on no FSDD speaker"
+        )
     return HeldOutCallers(
         tuple(int(a) for a in spec.ravdess_actors),
         tuple(str(s) for s in spec.fsdd_speakers),
