@@ -142,11 +142,13 @@ async def sweep(target: Target, levels: list[int], turns: int, speed: float) -> 
     return results
 
 
-async def soak(target: Target, callers: int, seconds: float, turns: int, speed: float, rasa_pid: int) -> None:
+async def soak(
+    target: Target, callers: int, seconds: float, turns: int, speed: float, rasa_pid: int, log: Path
+) -> None:
     """`callers` callers, each placing one call after another until `seconds` have passed."""
     clips, source = await caller_clips()
     await level(target, clips, 1, 1, speed)  # warm-up, so the first RSS reading includes the loaded models
-    rss_start, started = rss_mb(rasa_pid), time.monotonic()
+    rss_start, started, log_from = rss_mb(rasa_pid), time.monotonic(), log.stat().st_size
     print(f"soak: {callers} callers for {seconds:.0f} s; speech: {source}; Rasa RSS after warm-up {rss_start:.0f} MB")
 
     async def caller() -> list[CallTiming]:
@@ -164,6 +166,10 @@ async def soak(target: Target, callers: int, seconds: float, turns: int, speed: 
         f"p50 {pct(lat, 50) * 1000:.0f} ms, p95 {pct(lat, 95) * 1000:.0f} ms, voice estimate {voice_share(calls):.0%}"
     )
     print(f"Rasa RSS {rss_start:.0f} -> {rss_end:.0f} MB ({(rss_end / rss_start - 1) * 100:+.1f} %)", flush=True)
+    with log.open() as handle:  # the server's lines during the soak only (start-up warnings are not the soak's)
+        handle.seek(log_from)
+        errors = [line.rstrip() for line in handle if " ERROR " in line or "Traceback" in line]
+    print(f"error lines in the server log during the soak ({log}): {len(errors)}", *errors[:10], sep="\n")
 
 
 def rss_mb(pid: int) -> float:
@@ -199,7 +205,7 @@ def run_mode(
     target = Target(f"http://127.0.0.1:{rasa_port}", env.get("TONELINE_RASA_TOKEN"))
     try:
         if args.soak:
-            asyncio.run(soak(target, args.calls[0], args.soak, args.turns, args.speed, rasa.pid))
+            asyncio.run(soak(target, args.calls[0], args.soak, args.turns, args.speed, rasa.pid, Path(log.name)))
             return {}
         return asyncio.run(sweep(target, args.calls, args.turns, args.speed))
     finally:
@@ -253,9 +259,6 @@ def main() -> None:
             stop(actions, redis_proc)
     if len(results) == 2:
         print_ratios(results[False], results[True])
-    if args.soak:
-        errors = [line for line in log_path.read_text().splitlines() if " ERROR " in line or "Traceback" in line]
-        print(f"error lines in the server log ({log_path}): {len(errors)}", *errors[:10], sep="\n")
 
 
 if __name__ == "__main__":
