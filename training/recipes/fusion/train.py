@@ -69,7 +69,7 @@ from training.recipes.fusion.report import (
 )
 
 logger = logging.getLogger(__name__)
-VERSION = "20261203"
+VERSION = "20261208"  # refit on the 20261207 voice head, with its neutral offset (issue 30)
 SYNTHETIC_TEST = "synthetic_pairs_test"
 # Report name -> the voice recipe's out-of-fold variant: clips read in a call (the actor's other clips as the
 # caller's baseline) and as a caller's first turn, studio and through the evaluation phone line.
