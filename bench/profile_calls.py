@@ -12,8 +12,8 @@ the codec, the call core's frame handling, Rasa's own turn processing, ...).
 
 Prints, per level: the buckets' shares of the busy samples (threads waiting are left out), the mean number of
 busy threads (busy samples / rate / seconds: 1.0 is one core's worth), the turns answered and their latency
-(p50/p95, end of caller speech to the first reply frame, as `bench.telephony` measures it). A sampling profiler on the real server, not timers in the
-code: nothing in Toneline is changed to be measured.
+(p50/p95, end of caller speech to the first reply frame, as `bench.telephony` measures it). A sampling profiler
+on the real server, not timers in the code: nothing in Toneline is changed to be measured.
 """
 
 from __future__ import annotations
