@@ -44,7 +44,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("voice head", ("models/voice/",)),
     ("text model", ("models/text", "transformers/", "onnxruntime")),
     ("fusion", ("models/fusion",)),
-    ("VAD and turn cutting", ("silero", "models/turns", "connectors/speech/turns", "connectors/speech/vad")),
+    ("VAD and turn cutting", ("silero", "models/turns")),
     ("codec and resampling (per frame)", ("connectors/speech/codec", "audioop", "soxr", "resample")),
     ("TTS (espeak-ng)", ("connectors/speech/tts",)),
     ("policy, routing, state, Redis", ("plugin/policy", "plugin/routing", "plugin/state", "plugin/schema", "redis/")),

@@ -14,9 +14,9 @@ few windows and the first syllable would otherwise be clipped.
 One segmenter per call channel: the VAD is a recurrent model with state.
 Not thread-safe; a session feeds it from one task at a time.
 
-The call core (`connectors.call`, `connectors.audiohook`) uses it through
-`connectors.speech.turns`; it lives in `models/` so that offline evaluation
-(`python -m models.evaluate asr`) cuts recordings exactly as calls do.
+The call core (`connectors.call`, `connectors.audiohook`) imports it from here; it lives in
+`models/` so that offline evaluation (`python -m models.evaluate asr`) cuts recordings exactly
+as calls do.
 """
 
 from __future__ import annotations

@@ -41,9 +41,9 @@ from connectors.audiohook.serializer import Open
 from connectors.audiohook.session import AudioHookSession, SessionSettings
 from connectors.call.channel import credential, toneline_settings_at
 from connectors.speech.runtime import SpeechRuntime, shared_runtime
-from connectors.speech.turns import TurnSettings
 from connectors.transport import WebSocketTransport
 from models.logs import log_event
+from models.turns import TurnSettings
 from plugin import settings as toneline_settings
 from plugin.nlu import turn_service
 from plugin.single_use import SingleUse

@@ -20,10 +20,10 @@ from connectors.audiohook.serializer import CUSTOMER, Open
 from connectors.call.worker import QueueWorker
 from connectors.speech.codec import InboundDecoder
 from connectors.speech.runtime import SpeechRuntime
-from connectors.speech.turns import Turn, TurnEvent, TurnSegmenter, TurnSettings
 from models.audio import AudioError
 from models.logs import log_event
 from models.text import CONTEXT_TURNS
+from models.turns import Turn, TurnEvent, TurnSegmenter, TurnSettings
 from models.voice import CallerBaseline
 from plugin.metadata import TurnMetadata
 from plugin.state import ConversationInfo

@@ -35,9 +35,9 @@ from connectors.call.stream import CallStream
 from connectors.frames import CallStart
 from connectors.serializer import CallSerializer
 from connectors.speech.runtime import SpeechRuntime, shared_runtime
-from connectors.speech.turns import TurnSettings
 from connectors.transport import WebSocketTransport
 from models.logs import log_event
+from models.turns import TurnSettings
 from plugin import settings as toneline_settings
 from plugin.consent import StoredConsent
 from plugin.corrections import VoiceRetainer

@@ -40,10 +40,10 @@ from connectors.speech.codec import WireCodec
 from connectors.speech.recognizer import Hearing
 from connectors.speech.runtime import SpeechRuntime
 from connectors.speech.tts import TtsError, sentences
-from connectors.speech.turns import SpeechStarted, Turn, TurnEnding, TurnEvent, TurnSegmenter, TurnSettings
 from models.audio import AudioError
 from models.emotion import EmotionEstimate
 from models.logs import log_event
+from models.turns import SpeechStarted, Turn, TurnEnding, TurnEvent, TurnSegmenter, TurnSettings
 from models.voice import CallerBaseline
 from plugin.metadata import NEUTRAL_TONE, TurnMetadata
 

@@ -13,8 +13,8 @@ import redis
 from connectors.audiohook.serializer import MediaFormat, Open, Participant
 from connectors.audiohook.session import AudioHookSession
 from connectors.speech.runtime import RuntimeSettings, SpeechRuntime
-from connectors.speech.turns import Turn
 from models.emotion import EmotionEstimate
+from models.turns import Turn
 from plugin.consent import Consent
 from plugin.schema import Keys
 from plugin.settings import RedisSettings, Settings

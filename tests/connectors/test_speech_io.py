@@ -12,10 +12,10 @@ import pytest
 from connectors.speech import codec
 from connectors.speech.recognizer import SpeechRecognizer
 from connectors.speech.tts import DEFAULT_PROSODY, EspeakEngine, sentences
-from connectors.speech.turns import SpeechStarted, Turn, TurnEnding, TurnSegmenter, TurnSettings
 from models.audio import SAMPLE_RATE, float_to_pcm16, rms_db, ulaw_encode
 from models.emotion import LABELS, EmotionEstimate, Modality
 from models.listen import TurnListener
+from models.turns import SpeechStarted, Turn, TurnEnding, TurnSegmenter, TurnSettings
 from models.voice import CallerBaseline, WhisperEncoder
 from tests.connectors.speech_fixtures import needs_espeak, speak
 
