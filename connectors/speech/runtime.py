@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -26,6 +27,7 @@ from numpy.typing import NDArray
 
 from connectors.speech.recognizer import Hearing, Recognizer, SpeechRecognizer
 from connectors.speech.tts import EspeakEngine, TtsEngine
+from models.audio import SAMPLE_RATE
 from models.logs import log_event
 from models.voice import CallerBaseline
 
@@ -42,6 +44,8 @@ class RuntimeSettings:
     emotion: bool = True
     # Another voice head than the shipped one (an adapted one, or a cross-validation fold's head in quality runs).
     voice_head: Path | None = None
+    # Seconds of synthesised reply audio kept to be played again (0: none); see `SpokenCache`.
+    tts_cache_s: float = 600.0
 
     @classmethod
     def from_env(cls) -> RuntimeSettings:
@@ -50,6 +54,7 @@ class RuntimeSettings:
             overload_after=int(os.environ.get("TONELINE_SPEECH_OVERLOAD_AFTER", "2")),
             emotion=os.environ.get("TONELINE_SPEECH_EMOTION", "1") != "0",
             voice_head=_voice_head(os.environ.get("TONELINE_VOICE_HEAD", "")),
+            tts_cache_s=float(os.environ.get("TONELINE_TTS_CACHE_S", "600")),
         )
 
 
@@ -61,6 +66,42 @@ def _voice_head(named: str) -> Path | None:
     if not path.is_file() or not path.with_suffix(".json").is_file():
         raise ValueError(f"TONELINE_VOICE_HEAD={named}: no voice head (.pt with its .json sidecar) there")
     return path
+
+
+class SpokenCache:
+    """Reply sentences already synthesised, per tone, most recently used kept, up to `seconds` of audio in all.
+
+    A bot says the same sentences again and again ("Let me check that for you."): synthesising each once per
+    tone takes the TTS off the reply's critical path (issue 33). Only sentences without digits are kept, so an
+    account number, an amount or a date read back to one caller never stays in memory; the audio is read-only.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.budget = int(seconds * SAMPLE_RATE)
+        self.held = 0
+        self._audio: OrderedDict[tuple[str, str], NDArray[np.float32]] = OrderedDict()
+
+    @staticmethod
+    def keeps(text: str) -> bool:
+        return not any(ch.isdigit() for ch in text)
+
+    def get(self, text: str, tone: str) -> NDArray[np.float32] | None:
+        pcm = self._audio.get((text, tone))
+        if pcm is not None:
+            self._audio.move_to_end((text, tone))
+        return pcm
+
+    def put(self, text: str, tone: str, pcm: NDArray[np.float32]) -> NDArray[np.float32]:
+        if not self.keeps(text) or pcm.size > self.budget or (text, tone) in self._audio:
+            return pcm
+        pcm = pcm.copy()
+        pcm.flags.writeable = False  # shared by every call that says it
+        self._audio[(text, tone)] = pcm
+        self.held += pcm.size
+        while self.held > self.budget:
+            _, dropped = self._audio.popitem(last=False)
+            self.held -= dropped.size
+        return pcm
 
 
 class SpeechRuntime:
@@ -80,6 +121,7 @@ class SpeechRuntime:
         self._models = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="toneline-asr")
         self._light = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toneline-vad")
         self._recognizer: Recognizer | None = None
+        self._spoken = SpokenCache(self.settings.tts_cache_s) if self.settings.tts_cache_s > 0 else None
         self._loading: asyncio.Future[Recognizer] | None = None
         self.pending = 0
 
@@ -135,8 +177,13 @@ class SpeechRuntime:
             self.pending -= 1
 
     async def speak(self, text: str, tone: str) -> NDArray[np.float32]:
-        """Canonical audio of `text` in `tone`."""
-        return await self.tts.synthesize(text, tone)
+        """Canonical audio of `text` in `tone` (read-only when it comes from the cache)."""
+        if self._spoken is None:
+            return await self.tts.synthesize(text, tone)
+        cached = self._spoken.get(text, tone)
+        if cached is not None:
+            return cached
+        return self._spoken.put(text, tone, await self.tts.synthesize(text, tone))
 
     def close(self) -> None:
         self._models.shutdown(wait=False, cancel_futures=True)

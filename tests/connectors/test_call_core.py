@@ -127,7 +127,8 @@ async def make_call() -> AsyncIterator[Callable[..., Call]]:
     ) -> Call:
         recognizer = FakeRecognizer(lines, delay_s=delay_s)
         tts = tts or FakeTts()
-        runtime = SpeechRuntime(RuntimeSettings(), tts=tts, loader=lambda _: recognizer)
+        # No reply cache: these tests watch every sentence the bot says arrive at the fake TTS.
+        runtime = SpeechRuntime(RuntimeSettings(tts_cache_s=0), tts=tts, loader=lambda _: recognizer)
         runtimes.append(runtime)
         bot = FakeBot() if reply is None else FakeBot(reply)
         transfer = transfer or FakeTransfer()
@@ -542,7 +543,7 @@ async def run_stream(messages: list[str | bytes], caplog: pytest.LogCaptureFixtu
     socket = MemorySocket(messages)
     opened: list[Call] = []
     recognizer = FakeRecognizer([])
-    runtime = SpeechRuntime(RuntimeSettings(), tts=FakeTts(), loader=lambda _: recognizer)
+    runtime = SpeechRuntime(RuntimeSettings(tts_cache_s=0), tts=FakeTts(), loader=lambda _: recognizer)
 
     def open_session(start: CallStart, send: Callable) -> CallSession:
         provider = Provider("twilio", MULAW_8K, ("inbound",), FakeTransfer())
@@ -623,7 +624,7 @@ class HangingSocket(MemorySocket):
 
 async def test_a_stream_cancelled_twice_still_closes_its_call(caplog: pytest.LogCaptureFixture) -> None:
     recognizer = FakeRecognizer([])
-    runtime = SpeechRuntime(RuntimeSettings(), tts=FakeTts(), loader=lambda _: recognizer)
+    runtime = SpeechRuntime(RuntimeSettings(tts_cache_s=0), tts=FakeTts(), loader=lambda _: recognizer)
 
     def open_session(start: CallStart, send: Callable) -> CallSession:
         provider = Provider("twilio", MULAW_8K, ("inbound",), FakeTransfer())
@@ -737,3 +738,30 @@ async def test_a_caller_who_speaks_while_the_call_opens_is_answered_after_the_no
     await call.session.close()
     assert [text for text, _ in call.tts.spoken][2] == "You said hello.", "no reply before the notice"
     assert call.recognizer.emotions == [True] and call.session.early_used == 0, "heard once the call was open"
+
+
+async def test_reply_sentences_are_synthesised_once_per_tone_and_never_with_digits() -> None:
+    tts = FakeTts(seconds=0.2)
+    runtime = SpeechRuntime(RuntimeSettings(tts_cache_s=1.0), tts=tts, loader=lambda _: FakeRecognizer([]))
+    first = await runtime.speak("Let me check that for you.", "calm")
+    again = await runtime.speak("Let me check that for you.", "calm")
+    assert tts.spoken == [("Let me check that for you.", "calm")] and np.array_equal(first, again)
+    with pytest.raises(ValueError):  # shared by every call that says it: nobody may change it in place
+        again[0] = 1.0
+    await runtime.speak("Let me check that for you.", "empathetic")  # another tone is another recording
+    for _ in range(2):  # an account number read back is personal: synthesised every time, never kept
+        await runtime.speak("Your account 123456 is active.", "calm")
+    assert (
+        tts.spoken[1:]
+        == [("Let me check that for you.", "empathetic")] + [("Your account 123456 is active.", "calm")] * 2
+    )
+    for n in range(5):  # 1 s of audio in all: the least recently used sentence goes first
+        await runtime.speak(f"Sentence number {'x' * n}.", "calm")
+    await runtime.speak("Let me check that for you.", "calm")
+    assert tts.spoken[-1] == ("Let me check that for you.", "calm")
+    uncached = SpeechRuntime(RuntimeSettings(tts_cache_s=0), tts=FakeTts(), loader=lambda _: FakeRecognizer([]))
+    for _ in range(2):
+        await uncached.speak("Hello.", "neutral")
+    assert isinstance(uncached.tts, FakeTts) and len(uncached.tts.spoken) == 2
+    runtime.close()
+    uncached.close()
