@@ -32,7 +32,9 @@ def tracker(slots: dict[str, Any]) -> Tracker:
     return Tracker("c-1", slots, {}, [], False, None, None, "action_listen")
 
 
-def run(action: Any, slots: dict[str, Any], domain: dict | None = None) -> tuple[list[dict], list[dict]]:
+def run(
+    action: Any, slots: dict[str, Any], domain: dict[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     dispatcher = CollectingDispatcher()
     events = asyncio.run(action.run(dispatcher, tracker(slots), domain or {}))
     return dispatcher.messages, events

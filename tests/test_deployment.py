@@ -22,7 +22,7 @@ def compose_command() -> list[str]:
 SECRETS = {"TONELINE_RASA_TOKEN": "t" * 24, "TONELINE_ACTION_SECRET": "s" * 24}
 
 
-def compose_config(**env: str) -> subprocess.CompletedProcess:
+def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in SECRETS}
     return subprocess.run([*compose_command(), "config"], cwd=REPO, capture_output=True, text=True, env=clean | env)
 

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
+from typing import cast
 
 from plugin import schema
 
@@ -131,9 +132,10 @@ def violations(path: Path) -> list[str]:
     for const in _strings(tree):
         if id(const) in docs:
             continue
-        hit = next((f for f in sorted(fragments) if f in const.value), None)
+        text = cast(str, const.value)  # _strings yields string constants only
+        hit = next((f for f in sorted(fragments) if f in text), None)
         if hit is not None:
-            found.append(f"{where}:{const.lineno}: key fragment {hit!r} in {const.value[:60]!r}")
+            found.append(f"{where}:{const.lineno}: key fragment {hit!r} in {text[:60]!r}")
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             method = node.func.attr
@@ -144,9 +146,8 @@ def violations(path: Path) -> list[str]:
                         found.append(f"{where}:{const.lineno}: {const.value!r} handed to {method}()")
             first = node.args[0] if node.args else None
             if method == "get" and isinstance(first, ast.Constant) and first.value in stored_only:
-                found.append(f"{where}:{node.lineno}: stored field {node.args[0].value!r} read by .get()")
-        key = node.slice if isinstance(node, ast.Subscript) else None
-        if isinstance(key, ast.Constant) and key.value in stored_only:
+                found.append(f"{where}:{node.lineno}: stored field {first.value!r} read by .get()")
+        if isinstance(node, ast.Subscript) and isinstance(key := node.slice, ast.Constant) and key.value in stored_only:
             found.append(f"{where}:{node.lineno}: stored field {key.value!r} read by subscript")
     return found
 

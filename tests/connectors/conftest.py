@@ -9,7 +9,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import redis
@@ -52,10 +52,11 @@ class VoiceStack:
     log_path: Path
     token: str
 
-    def tracker(self, sender: str) -> dict:
+    def tracker(self, sender: str) -> dict[str, Any]:
         url = api_url(self.url, f"/conversations/{sender}/tracker", self.token)
         with urllib.request.urlopen(url, timeout=30) as response:
-            return json.loads(response.read())
+            tracker: dict[str, Any] = json.loads(response.read())
+            return tracker
 
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url, decode_responses=True)

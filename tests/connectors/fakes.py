@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.signal import lfilter
 
 from connectors.bot import BotGateway, BotReply
@@ -37,7 +38,7 @@ _VOWELS = (
 )
 
 
-def _syllable(vowel: int, seconds: float, f0: float, rng: np.random.Generator) -> np.ndarray:
+def _syllable(vowel: int, seconds: float, f0: float, rng: np.random.Generator) -> NDArray[Any]:
     """A short noise burst (a consonant), then glottal pulses with a falling pitch through a vowel's formants."""
     n = int(seconds * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
@@ -51,7 +52,7 @@ def _syllable(vowel: int, seconds: float, f0: float, rng: np.random.Generator) -
     return np.concatenate([consonant, 0.3 * signal / np.abs(signal).max()])
 
 
-def caller_speech(seconds: float, seed: int = 0) -> np.ndarray:
+def caller_speech(seconds: float, seed: int = 0) -> NDArray[Any]:
     """300 ms of quiet, then `seconds` of speech-like syllables the real silero VAD takes for speech
     (it does not fire on sound that starts a stream, hence the lead-in)."""
     rng = np.random.default_rng(seed)
@@ -60,10 +61,11 @@ def caller_speech(seconds: float, seed: int = 0) -> np.ndarray:
         part = _syllable(vowel, rng.uniform(0.15, 0.3), rng.uniform(100, 140), rng)
         parts.append(part)
         total, vowel = total + part.size, vowel + 1
-    return np.concatenate(parts)[: int((seconds + 0.3) * SAMPLE_RATE)].astype(np.float32)
+    pcm: NDArray[Any] = np.concatenate(parts)[: int((seconds + 0.3) * SAMPLE_RATE)].astype(np.float32)
+    return pcm
 
 
-def silence(seconds: float) -> np.ndarray:
+def silence(seconds: float) -> NDArray[Any]:
     return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
 
 
@@ -96,7 +98,7 @@ class FakeRecognizer(Recognizer):
 
     def hear(
         self,
-        pcm: np.ndarray,
+        pcm: NDArray[Any],
         start: float | None = None,
         end: float | None = None,
         emotion: bool = True,
@@ -127,13 +129,14 @@ class FakeTts(TtsEngine):
         self.fail_on = fail_on
         self.spoken: list[tuple[str, str]] = []
 
-    async def synthesize(self, text: str, tone: str = "neutral") -> np.ndarray:
+    async def synthesize(self, text: str, tone: str = "neutral") -> NDArray[Any]:
         await asyncio.sleep(self.delay_s)
         if self.fail_on is not None and self.fail_on in text:
             raise TtsError(f"cannot say {text!r}")
         self.spoken.append((text, tone))
         t = np.arange(int(self.seconds * SAMPLE_RATE)) / SAMPLE_RATE
-        return (0.1 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+        pcm: NDArray[Any] = (0.1 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+        return pcm
 
 
 @dataclass

@@ -79,7 +79,7 @@ json_values = st.recursive(
 )
 
 
-def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [prefix]
     if isinstance(value, dict):
         for key, child in value.items():
@@ -90,7 +90,7 @@ def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     return out
 
 
-def _replace(value: Any, path: tuple, new: Any) -> Any:
+def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
     if not path:
         return new
     head, rest = path[0], path[1:]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
-import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from connectors.speech.tts import EspeakEngine
 
@@ -14,13 +15,13 @@ needs_espeak = pytest.mark.skipif(
 )
 
 
-async def speak(text: str, rate: int = 150) -> np.ndarray:
+async def speak(text: str, rate: int = 150) -> NDArray[Any]:
     """A caller saying `text`: espeak-ng's en-us male variant 3 (transcribes best over mu-law), at `rate` wpm."""
     engine = EspeakEngine(voice="en-us+m3")
     return await engine.synthesize(text, "neutral") if rate == 170 else await _at_rate(engine, text, rate)
 
 
-async def _at_rate(engine: EspeakEngine, text: str, rate: int) -> np.ndarray:
+async def _at_rate(engine: EspeakEngine, text: str, rate: int) -> NDArray[Any]:
     from connectors.speech.tts import Prosody
 
     caller = EspeakEngine(voice=engine.voice, prosody={"neutral": Prosody(rate=rate, pitch=45)})

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import json
 import uuid
+from typing import Any
 
 import pytest
 from websockets.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
 from connectors.audiohook.simulator import AudioHookClient, connect_session, headers, open_message, open_session
-from plugin.schema import Keys
+from plugin.schema import ConvKey, Keys
 from tests.connectors.conftest import AUDIOHOOK_API_KEY, AUDIOHOOK_SECRET, VoiceStack
 from tests.connectors.speech_fixtures import needs_espeak, speak
 from tests.connectors.test_audiohook_session import ws_url
@@ -59,7 +60,7 @@ async def raw_session(stack: VoiceStack) -> AudioHookClient:
     return AudioHookClient(ws, sid, str(uuid.uuid4()), ("external", "internal"))
 
 
-async def until_closed(client: AudioHookClient) -> list[dict]:
+async def until_closed(client: AudioHookClient) -> list[dict[str, Any]]:
     """Everything the server sends until it closes the socket (the client does not answer `disconnect`)."""
     received = []
     with contextlib.suppress(ConnectionClosed):
@@ -68,7 +69,7 @@ async def until_closed(client: AudioHookClient) -> list[dict]:
     return received
 
 
-def opening(client: AudioHookClient, fmt: str = "PCMU") -> dict:
+def opening(client: AudioHookClient, fmt: str = "PCMU") -> dict[str, Any]:
     return open_message(client.conversation_id, "+15550111", client.channels, fmt)
 
 
@@ -84,7 +85,7 @@ def opening(client: AudioHookClient, fmt: str = "PCMU") -> dict:
     ],
 )
 async def test_protocol_errors_disconnect_with_reason_error_and_close_cleanly(
-    voice_stack: VoiceStack, steps: list, close_code: int, code: str
+    voice_stack: VoiceStack, steps: list[Any], close_code: int, code: str
 ) -> None:
     client = await raw_session(voice_stack)
     for kind, value in steps:
@@ -128,7 +129,7 @@ async def test_unknown_types_are_skipped_and_a_dropped_session_harms_no_other(vo
     await cut
     dropped.ws.transport.abort()
     await healthy.close()
-    turns = voice_stack.redis().lrange(Keys(voice_stack.prefix).conv(healthy.conversation_id, "turns"), 0, -1)
+    turns = voice_stack.redis().lrange(Keys(voice_stack.prefix).conv(healthy.conversation_id, ConvKey.TURNS), 0, -1)
     assert len(turns) == 1 and "help" in json.loads(turns[0])["text"].lower()
     log = voice_stack.log()
     assert "code=unknown_type type=transcript" in log

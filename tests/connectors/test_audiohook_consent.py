@@ -16,7 +16,7 @@ from connectors.speech.runtime import RuntimeSettings, SpeechRuntime
 from models.emotion import EmotionEstimate
 from models.turns import Turn
 from plugin.consent import Consent
-from plugin.schema import Keys
+from plugin.schema import ConvKey, Keys
 from plugin.settings import RedisSettings, Settings
 from plugin.turn import TurnService
 from scripts.stack import RedisEndpoint
@@ -49,6 +49,6 @@ async def test_an_opted_out_customer_s_voice_is_never_read(redis_endpoint: Redis
         executor.shutdown()
         runtime.close()
     turns = redis.Redis.from_url(redis_endpoint.url, decode_responses=True).lrange(
-        Keys(redis_prefix).conv("conv-ah-1", "turns"), 0, -1
+        Keys(redis_prefix).conv("conv-ah-1", ConvKey.TURNS), 0, -1
     )
     assert len(turns) == 1, "only the turn before the opt-out is recorded"

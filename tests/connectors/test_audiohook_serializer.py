@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from connectors.audiohook import signature
 from connectors.frames import ProtocolError
 
 SESSION = "e160e428-53e2-487c-977d-96989bf5c99d"
-OPEN = {
+OPEN: dict[str, Any] = {
     "version": "2",
     "type": "open",
     "seq": 1,
@@ -180,7 +181,7 @@ def test_known_answer_signature_verifies() -> None:
         ({"signature": "sig1=not-base64"}, "malformed_signature"),
     ],
 )
-def test_bad_signatures_are_named(change: dict, code: str) -> None:
+def test_bad_signatures_are_named(change: dict[str, Any], code: str) -> None:
     headers = dict(HEADERS)
     if "header" in change:
         headers[change["header"][0]] = change["header"][1]

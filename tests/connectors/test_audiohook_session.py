@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from connectors.audiohook.simulator import open_session
 from models.audio import SAMPLE_RATE
-from plugin.schema import Keys
+from plugin.schema import ConvKey, Keys
 from tests.connectors.conftest import AUDIOHOOK_API_KEY, AUDIOHOOK_SECRET, VoiceStack
 from tests.connectors.speech_fixtures import needs_espeak, speak
 
@@ -28,11 +30,11 @@ def ws_url(stack: VoiceStack) -> str:
     return stack.url.replace("http://", "ws://") + "/webhooks/toneline_audiohook/ws"
 
 
-def silence(seconds: float) -> np.ndarray:
+def silence(seconds: float) -> NDArray[Any]:
     return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
 
 
-async def conversation() -> tuple[np.ndarray, np.ndarray]:
+async def conversation() -> tuple[NDArray[Any], NDArray[Any]]:
     """Alternating turns: each side is silent while the other speaks, as on a real call."""
     customer, agent = [], []
     for said, answered in zip(CUSTOMER, AGENT):
@@ -61,7 +63,7 @@ async def test_customer_turns_reach_redis_and_the_agent_channel_is_never_analyse
 
     client = voice_stack.redis()
     keys, conv = Keys(voice_stack.prefix), call.conversation_id
-    turns = [json.loads(t) for t in client.lrange(keys.conv(conv, "turns"), 0, -1)]
+    turns = [json.loads(t) for t in client.lrange(keys.conv(conv, ConvKey.TURNS), 0, -1)]
     assert len(turns) == len(CUSTOMER)
     text = " ".join(t["text"].lower() for t in turns)
     assert "waiting" in text and "money" in text
@@ -72,7 +74,7 @@ async def test_customer_turns_reach_redis_and_the_agent_channel_is_never_analyse
     ]
     assert [e["type"] for e in events if e["type"] == "turn"] == ["turn"] * len(CUSTOMER)
     assert {e["channel"] for e in events} == {"genesys"} and {e["customer_id"] for e in events} == {"+15550123"}
-    meta = client.hgetall(keys.conv(conv, "meta"))
+    meta = client.hgetall(keys.conv(conv, ConvKey.META))
     assert (meta["channel"], meta["n_turns"]) == ("genesys", str(len(CUSTOMER)))
     closed_line = re.search(rf"audiohook\.session\.closed session_id={call.session_id} .*", voice_stack.log())
     # Every analysed customer turn was offered to the session's caller baseline, which took the calm ones

@@ -13,11 +13,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 import numpy as np
 import pytest
 import pytest_asyncio
+from numpy.typing import NDArray
 
 from connectors.bot import BotReply
 from connectors.call.channel import barge_in_mode, no_input_settings, reprompt_settings
@@ -28,6 +29,7 @@ from connectors.call.session import (
     NoInputSettings,
     Provider,
     RepromptSettings,
+    SendFrame,
 )
 from connectors.call.stream import CallStream
 from connectors.frames import (
@@ -80,7 +82,7 @@ class Call:
     recognizer: FakeRecognizer
     transfer: FakeTransfer
 
-    async def say(self, pcm: np.ndarray, codec: WireCodec = L16, live: bool = False) -> None:
+    async def say(self, pcm: NDArray[Any], codec: WireCodec = L16, live: bool = False) -> None:
         """Stream caller audio: at once, or in real time (`live`, 20 ms a frame) as a provider does."""
         for chunk in codec.frames(pcm):
             await self.session.handle(AudioIn(chunk, None, None, "inbound"))
@@ -527,7 +529,7 @@ class MemorySocket:
         self.close_code = code
 
 
-TWILIO_START = {
+TWILIO_START: dict[str, Any] = {
     "event": "start",
     "sequenceNumber": "1",
     "start": {
@@ -545,7 +547,7 @@ async def run_stream(messages: list[str | bytes], caplog: pytest.LogCaptureFixtu
     recognizer = FakeRecognizer([])
     runtime = SpeechRuntime(RuntimeSettings(tts_cache_s=0), tts=FakeTts(), loader=lambda _: recognizer)
 
-    def open_session(start: CallStart, send: Callable) -> CallSession:
+    def open_session(start: CallStart, send: SendFrame) -> CallSession:
         provider = Provider("twilio", MULAW_8K, ("inbound",), FakeTransfer())
         session = CallSession(start, send, FakeBot(), CallServices(runtime, provider, CallSettings(drain_s=1.0)))
         opened.append(Call(session, Line(), FakeTts(), FakeBot(), recognizer, FakeTransfer()))
@@ -626,7 +628,7 @@ async def test_a_stream_cancelled_twice_still_closes_its_call(caplog: pytest.Log
     recognizer = FakeRecognizer([])
     runtime = SpeechRuntime(RuntimeSettings(tts_cache_s=0), tts=FakeTts(), loader=lambda _: recognizer)
 
-    def open_session(start: CallStart, send: Callable) -> CallSession:
+    def open_session(start: CallStart, send: SendFrame) -> CallSession:
         provider = Provider("twilio", MULAW_8K, ("inbound",), FakeTransfer())
         return CallSession(start, send, FakeBot(), CallServices(runtime, provider, CallSettings(drain_s=1.0)))
 

@@ -131,7 +131,7 @@ async def twilio_run(message: str | bytes) -> MemorySocket:
     socket = MemorySocket()
     for item in (message, None):
         socket.inbox.put_nowait(item)
-    await asyncio.wait_for(channel.serve(WebSocketTransport(socket, "twilio"), EchoBot()), 20)  # type: ignore[arg-type]
+    await asyncio.wait_for(channel.serve(WebSocketTransport(socket, "twilio"), EchoBot()), 20)
     return socket
 
 

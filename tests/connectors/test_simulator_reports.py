@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from connectors.twilio.simulator import turn_reports
 
 
-def user(text: str, voice: str | None, fused: str, valence: float) -> dict:
+def user(text: str, voice: str | None, fused: str, valence: float) -> dict[str, Any]:
     estimates = [{"modality": "text", "label": "neutral"}]
     if voice:
         estimates.append({"modality": "voice", "label": voice})

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from connectors.speech import codec
 from connectors.speech.recognizer import SpeechRecognizer
@@ -20,12 +21,13 @@ from models.voice import CallerBaseline, WhisperEncoder
 from tests.connectors.speech_fixtures import needs_espeak, speak
 
 
-def tone(seconds: float, freq: float = 440.0, level: float = 0.3) -> np.ndarray:
+def tone(seconds: float, freq: float = 440.0, level: float = 0.3) -> NDArray[Any]:
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    pcm: NDArray[Any] = (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return pcm
 
 
-def trimmed(pcm: np.ndarray) -> np.ndarray:
+def trimmed(pcm: NDArray[Any]) -> NDArray[Any]:
     """The speech only: espeak-ng pads its output with silence."""
     loud = np.flatnonzero(np.abs(pcm) > 0.01)
     return pcm[loud[0] : loud[-1] + 1]
@@ -160,7 +162,7 @@ def test_a_caller_who_never_pauses_is_cut_at_the_cap() -> None:
     assert turns and turns[0].forced and turns[0].seconds <= 1.05
 
 
-def speak_sync(text: str) -> np.ndarray:
+def speak_sync(text: str) -> NDArray[Any]:
     import asyncio
 
     return asyncio.run(speak(text))
@@ -195,8 +197,8 @@ class LoudnessHead:
 
     def read_turn(
         self,
-        pcm: np.ndarray,
-        states: np.ndarray,
+        pcm: NDArray[Any],
+        states: NDArray[Any],
         start: float | None,
         end: float | None,
         baseline: CallerBaseline | None,

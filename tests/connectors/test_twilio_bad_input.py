@@ -7,6 +7,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 import pytest
 from websockets.client import WebSocketClientProtocol, connect
@@ -94,7 +95,7 @@ async def test_stream_upgrade_needs_a_valid_signature(voice_stack: VoiceStack, t
     ],
 )
 async def test_protocol_errors_close_the_stream_cleanly(
-    voice_stack: VoiceStack, messages: list, code: int, logged: str
+    voice_stack: VoiceStack, messages: list[Any], code: int, logged: str
 ) -> None:
     ws = await open_stream(voice_stack)
     for message in messages:

@@ -9,6 +9,7 @@ answers, Redis records. Callers are speakers the shipped voice head never heard
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -45,8 +46,8 @@ def evidence(outcome: CallerOutcome) -> str:
     return "\n".join(turn.line() for turn in outcome.turns)
 
 
-async def play(stack: VoiceStack, utterances: list, caller: str) -> CallerOutcome:
-    async def tracker(sender: str) -> dict:
+async def play(stack: VoiceStack, utterances: list[Any], caller: str) -> CallerOutcome:
+    async def tracker(sender: str) -> dict[str, Any]:
         return stack.tracker(sender)
 
     return await run_caller(stack.url, AUTH_TOKEN, utterances, tracker, caller=caller, speed=SPEED)

@@ -67,7 +67,8 @@ def say(page: Any, text: str) -> None:
 def last_user_event(stack: VoiceStack, session_id: str) -> dict[str, Any]:
     events = [e for e in stack.tracker(session_id)["events"] if e["event"] == "user"]
     assert events, "the turn reached Rasa"
-    return events[-1]
+    event: dict[str, Any] = events[-1]
+    return event
 
 
 def shot(page: Any, name: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ SDP = "v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/R
         ({"type": "camera_off"}, CameraOff()),
     ],
 )
-def test_page_messages_become_frames(message: dict, frame: object) -> None:
+def test_page_messages_become_frames(message: dict[str, Any], frame: object) -> None:
     assert serializer.parse(json.dumps(message)) == frame
 
 
@@ -85,5 +86,5 @@ def test_binary_messages_are_refused() -> None:
         (ErrorOut("unknown_type", "type 'dance'"), {"type": "error", "code": "unknown_type", "detail": "type 'dance'"}),
     ],
 )
-def test_frames_become_page_messages(frame: object, wire: dict) -> None:
+def test_frames_become_page_messages(frame: object, wire: dict[str, Any]) -> None:
     assert json.loads(serializer.serialize(frame)) == wire  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from numpy.typing import NDArray
 
 from connectors.bot import BotGateway, BotReply
 from connectors.video.faces import FaceWorker
@@ -36,7 +37,8 @@ class RecordingBot(BotGateway):
         return BotReply((f"you said {text}",), "calm")
 
     def toneline(self, turn: int = -1) -> dict[str, Any]:
-        return self.turns[turn][2]["toneline"]
+        toneline: dict[str, Any] = self.turns[turn][2]["toneline"]
+        return toneline
 
 
 class Page:
@@ -174,7 +176,7 @@ async def test_a_camera_that_sends_nothing_degrades_to_text(worker: FaceWorker) 
     ids=["50x30-frames", "no-face-in-view"],
 )
 async def test_frames_without_a_usable_face_give_no_face_estimate(
-    worker: FaceWorker, caplog: pytest.LogCaptureFixture, pictures: list[np.ndarray], logged: str | None
+    worker: FaceWorker, caplog: pytest.LogCaptureFixture, pictures: list[NDArray[Any]], logged: str | None
 ) -> None:
     caplog.set_level(logging.INFO)
     bot, page = RecordingBot(), Page()

@@ -8,6 +8,7 @@ import json
 import re
 import urllib.error
 import urllib.request
+from typing import Any
 
 import numpy as np
 import pytest
@@ -122,7 +123,7 @@ async def test_the_stream_upgrade_needs_a_signed_unused_url(voice_stack: VoiceSt
     ],
 )
 async def test_bad_first_messages_close_the_stream_with_a_named_code(
-    voice_stack: VoiceStack, first: str | bytes | dict, close: int, code: str
+    voice_stack: VoiceStack, first: str | bytes | dict[str, Any], close: int, code: str
 ) -> None:
     call_uuid = f"call-bad-{code}"
     ws = await connect(await stream_uri(voice_stack, call_uuid))

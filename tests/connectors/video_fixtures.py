@@ -7,9 +7,11 @@ weights are the ones the channel would load (skipped with a reason when absent).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from connectors.video.faces import weights_path
 from connectors.video.simulator import PictureTrack, face_frame, offer_with, write_y4m
@@ -26,7 +28,7 @@ def face_weights() -> Path:
     return path
 
 
-def fer_faces(count: int = 10, start: int = 0) -> list[np.ndarray]:
+def fer_faces(count: int = 10, start: int = 0) -> list[NDArray[Any]]:
     """`count` different 48x48 faces from FER2013's public test split."""
     with np.load(shared_data("faces", "fer2013", "PublicTest.npz")) as data:
         return [np.array(face, dtype=np.uint8) for face in data["images"][start : start + count]]

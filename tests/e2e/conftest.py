@@ -43,7 +43,7 @@ class StateRedis:
 
     port: int
     data_dir: Path
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -64,7 +64,7 @@ class ActionServer:
     env: dict[str, str]
     port: int
     log: IO[str]
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -90,10 +90,10 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     actions: ActionServer | None = None
 
-    def say(self, sender: str, text: str, metadata: dict | None = None) -> list[str]:
+    def say(self, sender: str, text: str, metadata: dict[str, Any] | None = None) -> list[str]:
         return [r.get("text", "") for r in self.post_turn(sender, text, metadata)]
 
-    def post_turn(self, sender: str, text: str, metadata: dict | None = None) -> list[dict[str, Any]]:
+    def post_turn(self, sender: str, text: str, metadata: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """One turn to Rasa's REST channel; the bot's messages as the channel returns them."""
         payload: dict[str, Any] = {"sender": sender, "message": text}
         if metadata is not None:
@@ -105,10 +105,11 @@ class Stack:
     def token(self) -> str:
         return self.env[RASA_TOKEN_ENV]
 
-    def tracker(self, sender: str) -> dict:
+    def tracker(self, sender: str) -> dict[str, Any]:
         url = api_url(self.url, f"/conversations/{sender}/tracker", self.token)
         with urllib.request.urlopen(url, timeout=30) as response:
-            return json.loads(response.read())
+            tracker: dict[str, Any] = json.loads(response.read())
+            return tracker
 
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.state_url, decode_responses=True)
@@ -117,14 +118,14 @@ class Stack:
     def keys(self) -> Keys:
         return Keys(self.prefix)
 
-    def handoffs(self, sender: str) -> list[dict]:
+    def handoffs(self, sender: str) -> list[dict[str, Any]]:
         """The conversation's handoff cases (in its shard's stream, plugin.schema)."""
         entries = self.redis().xrange(self.keys.handoffs(self.keys.shard_of(sender)))
         cases = [json.loads(fields["data"]) for _, fields in entries]
         return [c for c in cases if c["conversation_id"] == sender]
 
 
-def _post(url: str, payload: dict) -> Any:
+def _post(url: str, payload: dict[str, Any]) -> Any:
     request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())

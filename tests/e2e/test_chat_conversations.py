@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 import yaml
 
 from models.emotion import LABELS, EmotionEstimate
-from tests.e2e.conftest import REPO, Stack
+from plugin.schema import ConvKey
+from scripts.stack import REPO
+from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -37,8 +40,9 @@ def sender() -> str:
     return f"e2e-{uuid.uuid4().hex[:10]}"
 
 
-def emotion_of(stack: Stack, who: str) -> dict:
-    return stack.tracker(who)["latest_message"]["toneline"]
+def emotion_of(stack: Stack, who: str) -> dict[str, Any]:
+    emotion: dict[str, Any] = stack.tracker(who)["latest_message"]["toneline"]
+    return emotion
 
 
 def test_a_customer_growing_angrier_is_handed_to_a_human_with_the_reason(stack: Stack) -> None:
@@ -60,7 +64,7 @@ def test_a_customer_growing_angrier_is_handed_to_a_human_with_the_reason(stack: 
     assert len(case["emotion_timeline"]) == turn
     assert case["emotion_timeline"][-1]["valence"] < 0
     assert case["transcript"][0] == {"from": "customer", "text": ANGRIER[0], "ts": case["transcript"][0]["ts"]}
-    meta = stack.redis().hgetall(stack.keys.conv(who, "meta"))
+    meta = stack.redis().hgetall(stack.keys.conv(who, ConvKey.META))
     assert meta["escalation_reason"] == case["reason"]
 
 
@@ -73,7 +77,7 @@ def test_a_calm_customer_is_not_escalated(stack: Stack) -> None:
     assert tracker["slots"]["handed_off"] is False
     assert tracker["slots"]["toneline_tone"] in {"neutral", "upbeat"}
     assert stack.handoffs(who) == []
-    assert stack.redis().llen(stack.keys.conv(who, "turns")) == len(CALM)
+    assert stack.redis().llen(stack.keys.conv(who, ConvKey.TURNS)) == len(CALM)
 
 
 def test_the_same_intent_gets_a_gentler_reply_when_the_customer_is_upset(stack: Stack) -> None:
@@ -102,11 +106,11 @@ def test_a_voice_estimate_in_metadata_reaches_the_parse_data(stack: Stack) -> No
     emotion = emotion_of(stack, who)
     assert set(emotion["weights"]) == {"text", "voice"}
     assert emotion["weights"]["voice"] > emotion["weights"]["text"]
-    assert stack.redis().hget(stack.keys.conv(who, "meta"), "channel") == "twilio"
+    assert stack.redis().hget(stack.keys.conv(who, ConvKey.META), "channel") == "twilio"
 
 
 @pytest.mark.parametrize("metadata", [{"toneline": "loud"}, {"toneline": {"voice": {"probs": [9]}}}, {"other": 1}])
-def test_malformed_metadata_still_gets_an_answer(stack: Stack, metadata: dict) -> None:
+def test_malformed_metadata_still_gets_an_answer(stack: Stack, metadata: dict[str, Any]) -> None:
     who = sender()
     assert stack.say(who, "my internet is down", metadata)
     assert set(emotion_of(stack, who)["weights"]) == {"text"}
@@ -116,7 +120,7 @@ def test_redis_outage_mid_conversation(stack: Stack) -> None:
     if stack.state is None:
         pytest.skip("needs `redis-server` on PATH to stop and restart Toneline's Redis")
     who = sender()
-    turns_key = stack.keys.conv(who, "turns")
+    turns_key = stack.keys.conv(who, ConvKey.TURNS)
     assert stack.say(who, "Hello there")
     assert stack.redis().llen(turns_key) == 1
     stack.state.stop()

@@ -9,13 +9,13 @@ import re
 import secrets
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import yaml
 
 from plugin import settings as toneline_settings
-from plugin.schema import Keys
+from plugin.schema import CustKey, Keys
 from scripts.stack import RASA_DIR, free_port, start_dashboard, stop
 from tests.e2e.conftest import ARTIFACTS, Stack
 from tests.e2e.test_dashboard import Dashboard, browser, shot, sign_in  # noqa: F401 (the browser fixture)
@@ -52,7 +52,7 @@ def page(browser: object, admin_dashboard: Dashboard) -> Iterator[object]:  # no
     context.close()
 
 
-def user_events(stack: Stack, sender: str) -> list[dict]:
+def user_events(stack: Stack, sender: str) -> list[dict[str, Any]]:
     return [e for e in stack.tracker(sender)["events"] if e["event"] == "user"]
 
 
@@ -86,7 +86,7 @@ def test_an_opt_out_stops_the_analysis_shows_on_the_dashboard_and_corrections_an
         assert "toneline" not in event["parse_data"], "no emotion after the opt-out"
         assert event["parse_data"]["toneline_consent"]["opted_out"] is True
     state = stack.redis()
-    assert state.hget(Keys(stack.prefix).cust(who, "consent"), "opted_out") == "1"
+    assert state.hget(Keys(stack.prefix).cust(who, CustKey.CONSENT), "opted_out") == "1"
     assert re.search(r"toneline\.turn\.not_analysed", stack.log_path.read_text())
 
     sign_in(page, admin_dashboard)
@@ -103,7 +103,7 @@ def test_an_opt_out_stops_the_analysis_shows_on_the_dashboard_and_corrections_an
     turns.nth(0).locator("button.mark-right").click()
     expect(turns.nth(0).locator(".correction-note")).to_have_text(re.compile(r"^right \(supervisor\)$"))
     shot(page, "6-corrections")
-    stored = {f: json.loads(v) for f, v in state.hgetall(Keys(stack.prefix).cust(who, "corrections")).items()}
+    stored = {f: json.loads(v) for f, v in state.hgetall(Keys(stack.prefix).cust(who, CustKey.CORRECTIONS)).items()}
     assert len(stored) == 2
     wrong = next(c for c in stored.values() if c["verdict"] == "wrong")
     assert wrong["label"] == "sad" and wrong["by"] == "supervisor" and wrong["at"] > 0

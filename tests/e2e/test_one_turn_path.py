@@ -36,6 +36,7 @@ from connectors.speech.runtime import RuntimeSettings, SpeechRuntime
 from models.emotion import EmotionEstimate
 from plugin import settings as toneline_settings
 from plugin.metadata import TurnMetadata
+from plugin.schema import ConvKey
 from scripts.stack import REPO
 from tests.connectors.fakes import FakeRecognizer, FakeTransfer, FakeTts, caller_speech, silence
 from tests.e2e.conftest import Stack
@@ -131,9 +132,9 @@ def run(door: Door, stack: Stack, customer: str, words: list[str], voice: Emotio
 def recorded(stack: Stack, conversation: str) -> dict[str, Any]:
     """What Redis holds of a conversation, without ids, times, channel, intent or transcript."""
     client, keys = stack.redis(), stack.keys
-    turns = [json.loads(t) for t in client.lrange(keys.conv(conversation, "turns"), 0, -1)]
-    meta = client.hgetall(keys.conv(conversation, "meta"))
-    escalations = [json.loads(e) for e in client.lrange(keys.conv(conversation, "escalations"), 0, -1)]
+    turns = [json.loads(t) for t in client.lrange(keys.conv(conversation, ConvKey.TURNS), 0, -1)]
+    meta = client.hgetall(keys.conv(conversation, ConvKey.META))
+    escalations = [json.loads(e) for e in client.lrange(keys.conv(conversation, ConvKey.ESCALATIONS), 0, -1)]
     cases = stack.handoffs(conversation)
     return {
         "turns": [

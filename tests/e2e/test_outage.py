@@ -13,6 +13,7 @@ from typing import Callable
 
 import pytest
 
+from plugin.schema import ConvKey, CustKey
 from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
@@ -60,22 +61,22 @@ def wait_for(check: Callable[[], bool], seconds: float = 20.0) -> bool:
 
 def assert_escalation_recorded_once(stack: Stack, who: str) -> None:
     redis, keys = stack.redis(), stack.keys
-    meta_key = keys.conv(who, "meta")
+    meta_key = keys.conv(who, ConvKey.META)
     assert wait_for(lambda: bool(redis.hget(meta_key, "escalation_reason"))), "escalation state replayed"
     assert wait_for(lambda: len(stack.handoffs(who)) == 1), "handoff case replayed without further traffic"
     reason = redis.hget(meta_key, "escalation_reason")
     assert reason and redis.hget(meta_key, "escalation_rule")
-    assert redis.sismember(keys.cust(who, "escalated"), who), "the customer's 'escalated before' mark"
+    assert redis.sismember(keys.cust(who, CustKey.ESCALATED), who), "the customer's 'escalated before' mark"
     (case,) = stack.handoffs(who)
     assert case["reason"] == reason and case["customer_id"] == who
     assert stack.say(who, "ok, thanks") is not None  # traffic after recovery adds no second copy
     time.sleep(1.0)
-    assert redis.llen(keys.conv(who, "escalations")) == 1
+    assert redis.llen(keys.conv(who, ConvKey.ESCALATIONS)) == 1
     assert len(stack.handoffs(who)) == 1
     events = [f for _, f in redis.xrange(keys.events(keys.shard_of(who))) if f.get("conversation_id") == who]
     assert [f["type"] for f in events].count("escalation") == 1
     turn_events = [f["data"] for f in events if f["type"] == "turn"]
-    assert len(turn_events) == len(set(turn_events)) == redis.llen(keys.conv(who, "turns")), "no turn twice"
+    assert len(turn_events) == len(set(turn_events)) == redis.llen(keys.conv(who, ConvKey.TURNS)), "no turn twice"
 
 
 def test_an_escalation_during_a_redis_outage_is_in_redis_after_recovery(stack: Stack) -> None:

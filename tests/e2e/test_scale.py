@@ -27,6 +27,7 @@ from typing import IO, Any, Callable, Iterator
 import pytest
 import requests
 
+from plugin.schema import ConvKey
 from plugin.settings import RedisSettings
 from plugin.state import StateStore
 from scripts.postgres import LocalPostgres, pg_binary
@@ -337,7 +338,7 @@ def test_a_redis_master_killed_mid_conversation_loses_no_acknowledged_turn(scale
     who = f"scale-failover-{uuid.uuid4().hex[:8]}"
     for text in ANGRY[:2]:
         assert scale.say(who, text)
-    master = scale.store.client.get_node_from_key(scale.store.keys.conv(who, "meta"))  # type: ignore[union-attr]
+    master = scale.store.client.get_node_from_key(scale.store.keys.conv(who, ConvKey.META))
     # The first node of TONELINE_REDIS_URL too when it is the one: a process connecting after this finds the
     # cluster through the others.
     scale.cluster.kill(int(master.port))

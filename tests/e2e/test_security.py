@@ -9,6 +9,7 @@ import re
 import socket
 import urllib.error
 import urllib.request
+from typing import cast
 from urllib.parse import urlparse
 
 import pytest
@@ -51,7 +52,7 @@ def status_of(method: str, url: str, headers: dict[str, str] | None = None, body
 def upgrade_status(url: str, headers: dict[str, str] | None = None) -> int:
     """Status line of a WebSocket upgrade request: 101 means the handshake was granted."""
     parts = urlparse(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn = http.client.HTTPConnection(cast(str, parts.hostname), parts.port, timeout=10)
     conn.request(
         "GET",
         parts.path,

@@ -10,9 +10,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from connectors.speech.recognizer import SpeechRecognizer
 from models.asr import DecodeSettings, WhisperDecoder, drop_repeated_tail
@@ -36,7 +38,7 @@ def listener() -> TurnListener:
     return TurnListener.load(emotion=False)
 
 
-def turn_of(path: Path) -> np.ndarray:
+def turn_of(path: Path) -> NDArray[Any]:
     """The one turn a call cuts from the recording followed by a second of silence."""
     turns = cut_turns(np.concatenate([load(path), np.zeros(SAMPLE_RATE, np.float32)]))
     assert len(turns) == 1, f"{path.name}: cut into {len(turns)} turns"

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import audioop
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
+from numpy.typing import NDArray
 
 from models import audio
 
 RATE = audio.SAMPLE_RATE
 
 
-def tone(freq: float, seconds: float = 1.0, rate: int = RATE, amplitude: float = 0.5) -> np.ndarray:
+def tone(freq: float, seconds: float = 1.0, rate: int = RATE, amplitude: float = 0.5) -> NDArray[Any]:
     t = np.arange(int(seconds * rate)) / rate
-    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    pcm: NDArray[Any] = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return pcm
 
 
-def band_energy(pcm: np.ndarray, lo: float, hi: float, rate: int = RATE) -> float:
+def band_energy(pcm: NDArray[Any], lo: float, hi: float, rate: int = RATE) -> float:
     spectrum = np.abs(np.fft.rfft(pcm * np.hanning(pcm.size))) ** 2
     freqs = np.fft.rfftfreq(pcm.size, 1.0 / rate)
     return float(spectrum[(freqs >= lo) & (freqs < hi)].sum())
@@ -71,7 +74,7 @@ def test_int16_input_is_scaled_to_unit_range() -> None:
         (np.full(RATE, np.nan, dtype=np.float32), "NaN"),
     ],
 )
-def test_bad_audio_raises_a_named_error(samples: np.ndarray, message: str) -> None:
+def test_bad_audio_raises_a_named_error(samples: NDArray[Any], message: str) -> None:
     with pytest.raises(audio.AudioError, match=message):
         audio.to_canonical(samples, RATE)
 

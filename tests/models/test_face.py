@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from numpy.typing import NDArray
 
 from models.checkpoint import Checkpoint
 from models.emotion import LABELS, Modality
@@ -38,12 +40,12 @@ def model() -> FaceEmotionModel:
 
 
 @pytest.fixture(scope="module")
-def public_test() -> dict[str, np.ndarray]:
+def public_test() -> dict[str, NDArray[Any]]:
     with np.load(shared_data("faces", "fer2013", "PublicTest.npz")) as raw:
         return {k: raw[k] for k in ("images", "labels", "classes")}
 
 
-def in_frame(face: np.ndarray, scale: int = 4, size: tuple[int, int] = (272, 352)) -> np.ndarray:
+def in_frame(face: NDArray[Any], scale: int = 4, size: tuple[int, int] = (272, 352)) -> NDArray[Any]:
     """A FER2013 face upscaled into a larger mid-gray camera frame, off centre."""
     big = cv2.resize(face, (SIZE * scale, SIZE * scale), interpolation=cv2.INTER_CUBIC)
     frame = np.full(size, 128, np.uint8)
@@ -67,7 +69,7 @@ def test_fer_class_names_map_to_the_canonical_labels() -> None:
 
 
 def test_faces_are_found_in_camera_frames_and_read_like_the_crops(
-    model: FaceEmotionModel, public_test: dict[str, np.ndarray]
+    model: FaceEmotionModel, public_test: dict[str, NDArray[Any]]
 ) -> None:
     faces = public_test["images"][:60]
     readings = [model.read_frame(in_frame(face), at=float(i)) for i, face in enumerate(faces)]
@@ -95,13 +97,13 @@ def test_a_frame_without_a_face_gives_no_reading(model: FaceEmotionModel) -> Non
     ],
 )
 def test_frames_that_are_not_usable_images_raise_face_error(
-    model: FaceEmotionModel, frame: np.ndarray, problem: str
+    model: FaceEmotionModel, frame: NDArray[Any], problem: str
 ) -> None:
     with pytest.raises(FaceError, match=problem):
         model.read_frame(frame, at=0.0)
 
 
-def test_rgb_and_gray_frames_read_the_same(model: FaceEmotionModel, public_test: dict[str, np.ndarray]) -> None:
+def test_rgb_and_gray_frames_read_the_same(model: FaceEmotionModel, public_test: dict[str, NDArray[Any]]) -> None:
     gray = in_frame(public_test["images"][1])
     rgb = np.repeat(gray[:, :, None], 3, axis=2)
     a, b = model.read_frame(gray, 1.0), model.read_frame(rgb, 1.0)
@@ -124,7 +126,7 @@ def test_a_turn_estimate_is_the_mean_of_its_frames_and_grows_surer_with_more(mod
 SMALL = [8, 16, 16, 32]
 
 
-def save_nets(path: Path, nets: list[FaceCNN], info: dict, half: bool = False) -> None:
+def save_nets(path: Path, nets: list[FaceCNN], info: dict[str, Any], half: bool = False) -> None:
     """A checkpoint of one net, or (several) of an ensemble, in the shipped format."""
     net = nets[0] if len(nets) == 1 else FaceEnsemble(nets)
     state = {k: v.half() if half and v.is_floating_point() else v for k, v in net.state_dict().items()}
@@ -189,7 +191,7 @@ def test_crops_of_the_wrong_shape_are_refused(model: FaceEmotionModel) -> None:
 
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason=f"face weights {DEFAULT_WEIGHTS} not trained yet")
 def test_the_evaluation_cli_reports_the_shipped_model_on_held_out_faces(
-    tmp_path: Path, public_test: dict[str, np.ndarray]
+    tmp_path: Path, public_test: dict[str, NDArray[Any]]
 ) -> None:
     # The full PublicTest (held out from training, selection and calibration), already in the documented
     # NPZ format: the acceptance bar of the face model is 0.68 accuracy on it.

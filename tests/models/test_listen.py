@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from models.audio import SAMPLE_RATE, AudioError
 from models.listen import MAX_TURN_SAMPLES, PAD_SECONDS, TurnListener
@@ -16,13 +19,14 @@ def listener() -> TurnListener:
     return TurnListener.load()
 
 
-def voiced(seconds: float, seed: int = 0) -> np.ndarray:
+def voiced(seconds: float, seed: int = 0) -> NDArray[Any]:
     """A buzzy, pitch-varying sound with some noise: not speech, but audio the encoder and head read."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     pitch = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
     buzz = np.sign(np.sin(2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE))
-    return (0.2 * buzz + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    pcm: NDArray[Any] = (0.2 * buzz + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    return pcm
 
 
 def test_one_pass_gives_the_decoder_its_states_and_reads_the_voice_without_learning(listener: TurnListener) -> None:
@@ -53,6 +57,6 @@ def test_a_long_turn_is_cut_so_that_it_and_its_pad_fit_whispers_window(listener:
 
 
 @pytest.mark.parametrize("pcm", [np.zeros(100, np.float32), np.zeros((2, 8000), np.float32)], ids=["short", "2-d"])
-def test_audio_outside_the_internal_format_is_refused(listener: TurnListener, pcm: np.ndarray) -> None:
+def test_audio_outside_the_internal_format_is_refused(listener: TurnListener, pcm: NDArray[Any]) -> None:
     with pytest.raises(AudioError):
         listener.listen(pcm)

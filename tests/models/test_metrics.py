@@ -31,7 +31,10 @@ def test_bootstrap_interval_holds_the_point_estimate_and_counts_a_dialogue_as_on
     by_dialogue = bootstrap_interval(gold, pred, [f"d{i // 30}" for i in range(600)], labels, resamples=400)
     by_row = bootstrap_interval(gold, pred, None, labels, resamples=400)
     assert by_dialogue["macro_f1"][0] < point < by_dialogue["macro_f1"][1]
-    width = lambda iv: iv[1] - iv[0]  # noqa: E731
+
+    def width(iv: tuple[float, float]) -> float:
+        return iv[1] - iv[0]
+
     assert width(by_dialogue["macro_f1"]) > 2 * width(by_row["macro_f1"]), "20 dialogues are not 600 turns"
     assert set(by_dialogue) == {"macro_f1", "recall_neutral", "recall_happy", "recall_sad"}
 

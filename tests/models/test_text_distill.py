@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from numpy.typing import NDArray
 
 from models.emotion import LABEL_INDEX
 from models.text import EmotionHead, TextEmotionNet, encoder_path, load_tokenizer, mean_pool
@@ -38,7 +41,8 @@ def tiny_mpnet(directory: Path | None = None) -> torch.nn.Module:
         packaged = encoder_path()
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
             shutil.copy(packaged / name, directory / name)
-    return model
+    module: torch.nn.Module = model  # transformers' models are untyped to mypy
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +64,7 @@ def test_an_encoder_without_segment_embeddings_reads_the_ids_and_pools_the_messa
     assert torch.allclose(got, want)
 
 
-def save_teacher(path: Path, keys: list[str], logits: np.ndarray) -> Path:
+def save_teacher(path: Path, keys: list[str], logits: NDArray[Any]) -> Path:
     about = np.array(json.dumps({"encoder": "test"}))
     np.savez(path, keys=np.array(keys), with_context=logits, alone=logits - 1.0, about=about)
     return path
@@ -144,7 +148,7 @@ def test_the_teacher_recipe_trains_reports_and_writes_logits_a_student_can_read(
     assert teacher.with_context.shape == (len(student_split), 7)
 
 
-def argparse_of(argv: list[str]) -> object:
+def argparse_of(argv: list[str]) -> argparse.Namespace:
     from training.recipes.text.train import build_parser
 
     return build_parser().parse_args(argv)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from models.emotion import LABELS
 from models.text import EmotionHead
@@ -109,7 +111,7 @@ def test_dailydialog_folds_pool_train_and_selection_and_keep_each_dialogue_in_on
 def test_fold_heads_score_each_pool_row_out_of_fold_and_ship_as_their_mean() -> None:
     rng = np.random.default_rng(3)
 
-    def part(n: int) -> dict[str, np.ndarray]:
+    def part(n: int) -> dict[str, NDArray[Any]]:
         return {"x": rng.normal(size=(n, 384)).astype(np.float32), "y": rng.integers(0, len(LABELS), n)}
 
     feats = {"meld_train": part(40), "goemotions_train": part(40), "dd_train": part(30), "dd_selection": part(30)}

@@ -6,9 +6,11 @@ import csv
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from models import audio
 from models.emotion import LABELS, Modality
@@ -76,7 +78,7 @@ def test_held_out_actors_anger_reads_negative_studio_and_phone(model: VoiceEmoti
     assert np.mean(arousal[0]) > np.mean(arousal[1]) + 0.2
 
 
-def cut(recordings: list[np.ndarray]) -> list[np.ndarray]:
+def cut(recordings: list[NDArray[Any]]) -> list[NDArray[Any]]:
     """Each recording as a call hears it: the turn the call core's VAD cuts from it (`models.turns.call_turn`;
     the head reads turns, not the silence acted corpora have around each sentence)."""
     turns = [call_turn(pcm) for pcm in recordings]
@@ -84,7 +86,7 @@ def cut(recordings: list[np.ndarray]) -> list[np.ndarray]:
     return [turn for turn in turns if turn is not None]
 
 
-def held_out_fsdd_turns(n: int) -> list[np.ndarray]:
+def held_out_fsdd_turns(n: int) -> list[NDArray[Any]]:
     """Digit strings of the FSDD speaker the shipped head never heard, as a caller reads an account number."""
     from training.recipes.voice.calm import fsdd_turns
 
@@ -155,7 +157,7 @@ def test_confidence_falls_on_synthetic_voices(model: VoiceEmotionModel) -> None:
     assert np.mean(conf_synthetic) < np.mean(conf_people)
 
 
-def model_stats(model: VoiceEmotionModel, pcm: np.ndarray) -> np.ndarray:
+def model_stats(model: VoiceEmotionModel, pcm: NDArray[Any]) -> NDArray[Any]:
     return pooled_stats(model.encode(pcm))
 
 
@@ -221,7 +223,7 @@ def test_concurrent_predictions_from_threads_agree(model: VoiceEmotionModel) -> 
         (np.zeros(16_000, dtype=np.int16), "float"),
     ],
 )
-def test_bad_audio_raises_audio_error(model: VoiceEmotionModel, pcm: np.ndarray, message: str) -> None:
+def test_bad_audio_raises_audio_error(model: VoiceEmotionModel, pcm: NDArray[Any], message: str) -> None:
     baseline = CallerBaseline()
     with pytest.raises(audio.AudioError, match=message):
         model.predict(pcm, baseline=baseline, learn=True)
@@ -237,7 +239,7 @@ def test_bad_audio_raises_audio_error(model: VoiceEmotionModel, pcm: np.ndarray,
         np.full((50, WhisperEncoder.dim), np.nan),
     ],
 )
-def test_bad_encoder_states_raise_audio_error(model: VoiceEmotionModel, states: np.ndarray) -> None:
+def test_bad_encoder_states_raise_audio_error(model: VoiceEmotionModel, states: NDArray[Any]) -> None:
     with pytest.raises(audio.AudioError, match="encoder states"):
         model.predict_from_encoder(states)
 

@@ -7,10 +7,12 @@ import copy
 import json
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from numpy.typing import NDArray
 
 from connectors.speech.recognizer import Hearing
 from models.audio import AudioError
@@ -18,7 +20,7 @@ from models.emotion import EmotionEstimate, Modality
 from models.voice import STATS_DIM, CallerBaseline, CalmGate, VoiceHead, held_out_speakers, pooled_stats
 
 
-def stats(seed: int) -> np.ndarray:
+def stats(seed: int) -> NDArray[Any]:
     return np.random.default_rng(seed).normal(size=STATS_DIM).astype(np.float32)
 
 
@@ -35,7 +37,7 @@ def test_a_turn_is_read_against_the_turns_before_it_then_joins_them() -> None:
 
 
 @pytest.mark.parametrize("bad", [np.zeros(10), np.full(STATS_DIM, np.nan), np.zeros((2, STATS_DIM))])
-def test_bad_statistics_are_refused_and_change_nothing(bad: np.ndarray) -> None:
+def test_bad_statistics_are_refused_and_change_nothing(bad: NDArray[Any]) -> None:
     baseline = CallerBaseline()
     with pytest.raises(AudioError, match="baseline statistics"):
         baseline.add(bad)

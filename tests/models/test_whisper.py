@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from models import audio
 from models.voice import WhisperEncoder, encoder_path, last_layer
@@ -19,25 +21,26 @@ def encoder() -> WhisperEncoder:
 
 
 @pytest.fixture(scope="module")
-def ct2_whisper():  # type: ignore[no-untyped-def]
+def ct2_whisper() -> Any:  # ctranslate2 ships no type information
     import ctranslate2
 
     return ctranslate2.models.Whisper(str(encoder_path()), device="cpu", compute_type="int8", intra_threads=1)
 
 
-def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+def speech_like(seconds: float, seed: int = 0) -> NDArray[Any]:
     """A voiced, amplitude-modulated harmonic signal with noise: not speech, but a spectrum that moves."""
     t = np.arange(int(seconds * audio.SAMPLE_RATE)) / audio.SAMPLE_RATE
     f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
     phase = 2 * np.pi * np.cumsum(f0) / audio.SAMPLE_RATE
     voiced = sum(np.sin(k * phase) / k for k in range(1, 12)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
     noise = np.random.default_rng(seed).normal(0, 0.02, t.size)
-    return (0.2 * voiced + noise).astype(np.float32)
+    pcm: NDArray[Any] = (0.2 * voiced + noise).astype(np.float32)
+    return pcm
 
 
 def test_all_four_blocks_come_out_and_the_last_is_ctranslate2s_encoder_output(
-    encoder: WhisperEncoder, ct2_whisper
-) -> None:  # type: ignore[no-untyped-def]
+    encoder: WhisperEncoder, ct2_whisper: Any
+) -> None:
     import ctranslate2
 
     pcm = speech_like(3.2)
@@ -53,7 +56,7 @@ def test_all_four_blocks_come_out_and_the_last_is_ctranslate2s_encoder_output(
     assert not np.allclose(blocks[:, 0], blocks[:, -1], atol=0.1)
 
 
-def test_the_ctranslate2_decoder_reads_our_states_as_its_own(encoder: WhisperEncoder, ct2_whisper) -> None:  # type: ignore[no-untyped-def]
+def test_the_ctranslate2_decoder_reads_our_states_as_its_own(encoder: WhisperEncoder, ct2_whisper: Any) -> None:
     import ctranslate2
     import tokenizers
     from faster_whisper.tokenizer import Tokenizer
@@ -65,9 +68,10 @@ def test_the_ctranslate2_decoder_reads_our_states_as_its_own(encoder: WhisperEnc
     mel = encoder.mel(pcm)
     mel = mel[:, : mel.shape[1] // 2 * 2]
 
-    def decode(features: np.ndarray) -> str:
+    def decode(features: NDArray[Any]) -> str:
         result = ct2_whisper.generate(ctranslate2.StorageView.from_array(features), [prompt], beam_size=1)
-        return tokenizer.decode(result[0].sequences_ids[0]).strip().lower()
+        text: str = tokenizer.decode(result[0].sequences_ids[0]).strip().lower()
+        return text
 
     ours = decode(last_layer(encoder.encode_mel(mel))[None])
     assert ours == decode(np.ascontiguousarray(mel[None]))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rasa.engine.graph import ExecutionContext, GraphSchema
@@ -31,6 +32,6 @@ def rasa_context(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalModelSt
 
 
 @pytest.fixture(scope="session")
-def recognizer(rasa_context: tuple) -> EmotionRecognizer:
+def recognizer(rasa_context: tuple[Any, ...]) -> EmotionRecognizer:
     storage, resource, context = rasa_context
     return EmotionRecognizer.create(EmotionRecognizer.get_default_config(), storage, resource, context)

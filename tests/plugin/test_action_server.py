@@ -9,7 +9,7 @@ from plugin import action_server
 
 @pytest.mark.parametrize("secret", [None, "", "short"])
 def test_a_missing_or_short_secret_stops_the_server_before_it_listens(
-    secret: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    secret: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if secret is None:
         monkeypatch.delenv(action_server.SECRET_ENV, raising=False)

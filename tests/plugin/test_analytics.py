@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, cast
 
 import pytest
 import pytest_asyncio
@@ -94,7 +94,7 @@ def test_risk_ranks_unhappy_agitated_conversations_first() -> None:
 @pytest.mark.asyncio
 async def test_every_route_refuses_a_stranger(client: TestClient) -> None:
     open_paths = {"/login", "/healthz", "/static/{name}"}
-    for resource in client.server.app.router.resources():
+    for resource in cast(TestServer, client.server).app.router.resources():
         path = resource.canonical
         if path in open_paths:
             continue

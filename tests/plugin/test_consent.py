@@ -25,7 +25,7 @@ from plugin.metadata import CONSENT_KEY, PARSE_KEY, TurnMetadata, parse
 from plugin.nlu import EmotionRecognizer, shared_text_model
 from plugin.outbox import outbox_for
 from plugin.redis_client import connect
-from plugin.schema import Keys
+from plugin.schema import ConvKey, CustKey, Keys
 from plugin.settings import ConsentSettings, RedisSettings, Settings, SettingsError
 from plugin.state import ConversationInfo, StateStore
 from plugin.turn import ConversationLog, TurnService
@@ -139,7 +139,7 @@ def test_an_opt_out_by_intent_stops_every_model_for_that_customer_on_every_chann
 ) -> None:
     settings = settings_on(redis_endpoint, redis_prefix)
     recognizer, text_model = recognizer_on(settings)
-    voice = {"voice": ANGRY_VOICE.to_dict()}
+    voice: dict[str, Any] = {"voice": ANGRY_VOICE.to_dict()}
     first = turn("my bill is wrong", "billing_question", "cust-9")
     recognizer.process([first])
     assert PARSE_KEY in first.as_dict() and len(text_model.calls) == 1
@@ -148,7 +148,7 @@ def test_an_opt_out_by_intent_stops_every_model_for_that_customer_on_every_chann
     recognizer.process([stop])
     assert PARSE_KEY not in stop.as_dict(only_output_properties=True), "the opt-out turn itself is not read"
     assert stop.get(CONSENT_KEY)["opted_out"] is True and stop.get(CONSENT_KEY)["changed"] is True
-    stored = connect(settings.redis).hgetall(Keys(redis_prefix).cust("cust-9", "consent"))
+    stored = connect(settings.redis).hgetall(Keys(redis_prefix).cust("cust-9", CustKey.CONSENT))
     assert stored["opted_out"] == "1" and stored["source"] == "intent" and float(stored["at"]) >= before
     # Later turns, on the phone too (another conversation, the voice estimate in the metadata): nothing runs.
     for message in (
@@ -220,7 +220,7 @@ def test_an_opted_out_conversation_is_recorded_without_emotion(
     assert service.turn(log, "I am furious", meta, "m-1") is None
     assert not log.turns
     client = connect(settings_on(redis_endpoint, redis_prefix).redis)
-    meta_fields = client.hgetall(Keys(redis_prefix).conv("conv-7", "meta"))
+    meta_fields = client.hgetall(Keys(redis_prefix).conv("conv-7", ConvKey.META))
     assert meta_fields["customer_id"] == "cust-7" and meta_fields["n_turns"] == "0" and meta_fields["tone"] == "neutral"
 
 
@@ -246,11 +246,11 @@ def test_only_analysed_turns_words_are_retained_and_only_when_the_deployment_ret
             message.set("message_id", f"m{i}")
             recognizer.process([message], tracker)
         keys = Keys(prefix)
-        retained = client.hgetall(keys.conv("conv-r", "retained"))
+        retained = client.hgetall(keys.conv("conv-r", ConvKey.RETAINED))
         if retain:
             assert retained == {"m0": json.dumps({"text": "where is my refund", "voice_ref": "ref-1"})}
-            assert 0 < client.ttl(keys.conv("conv-r", "retained")) <= 90 * 86400
+            assert 0 < client.ttl(keys.conv("conv-r", ConvKey.RETAINED)) <= 90 * 86400
         else:
             assert retained == {}
-        for key in (keys.conv("conv-r", "retained"), keys.cust("cust-r", "consent")):  # different slots
+        for key in (keys.conv("conv-r", ConvKey.RETAINED), keys.cust("cust-r", CustKey.CONSENT)):  # different slots
             client.delete(key)

@@ -15,7 +15,7 @@ from plugin.analytics.app import PASSWORD_ENV, create_app
 from plugin.corrections import BadCorrection, CorrectionRequest, VoiceRetainer, agreement, week_of
 from plugin.redis_client import connect
 from plugin.routing import Decision, RoutingConfig, TurnRecord, summarize
-from plugin.schema import Keys
+from plugin.schema import CustKey, Keys
 from plugin.settings import from_mapping
 from plugin.state import ConversationInfo, StateStore
 from scripts.stack import RedisEndpoint
@@ -116,7 +116,7 @@ async def test_a_correction_keeps_who_when_the_readings_and_retained_material_on
         response = await client.post(url, json=body, headers={"X-CSRF-Token": csrf})
         assert response.status == 200, await response.text()
         raw = connect(settings.redis).hget(
-            Keys(f"{redis_prefix}-{retain}").cust("cust-1", "corrections"), "conv-1|m1|emotion"
+            Keys(f"{redis_prefix}-{retain}").cust("cust-1", CustKey.CORRECTIONS), "conv-1|m1|emotion"
         )
         stored = json.loads(raw)
         assert stored["by"] == "supervisor" and stored["at"] >= before and stored["label"] == "neutral"
@@ -137,14 +137,14 @@ async def test_an_opted_out_customer_s_words_are_never_retained(
     settings = settings_for(redis_endpoint, redis_prefix, True)
     store = seed(settings)
     store.client.hset(
-        Keys(redis_prefix).cust("cust-1", "consent"), mapping={"opted_out": "1", "at": "1", "source": "intent"}
+        Keys(redis_prefix).cust("cust-1", CustKey.CONSENT), mapping={"opted_out": "1", "at": "1", "source": "intent"}
     )
     client, csrf = await make_client(settings)
     body = {"message_id": "m1", "kind": "emotion", "verdict": "right"}
     stored = await (
         await client.post("/api/conversations/conv-1/corrections", json=body, headers={"X-CSRF-Token": csrf})
     ).json()
-    raw = json.loads(store.client.hget(Keys(redis_prefix).cust("cust-1", "corrections"), "conv-1|m1|emotion"))
+    raw = json.loads(store.client.hget(Keys(redis_prefix).cust("cust-1", CustKey.CORRECTIONS), "conv-1|m1|emotion"))
     assert "retained" not in raw and stored["label"] == "angry"
     floor = await (await client.get("/api/floor")).json()
     assert floor["conversations"][0]["opted_out"] is True

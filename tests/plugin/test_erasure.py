@@ -24,7 +24,7 @@ from plugin.handoff import HandoffOutbox, build_case_from_records
 from plugin.metadata import TurnMetadata
 from plugin.outbox import outbox_for
 from plugin.redis_client import SyncClient, connect, connect_async
-from plugin.schema import Keys
+from plugin.schema import CustKey, Keys
 from plugin.settings import PrivacySettings, RedisSettings, Settings
 from plugin.state import ConversationInfo, StateStore
 from plugin.turn import ConversationLog, TurnService
@@ -128,14 +128,14 @@ def test_erasure_leaves_nothing_that_names_the_customer_and_keeps_everyone_else(
     assert sum(n for s, n in report.stream_entries.items() if s in handoffs) == 2 and report.claims == 2
     assert sum(n for s, n in report.stream_entries.items() if s in events) >= 8  # 8 turns and 2 escalations
     assert report.outbox_records == 1
-    assert keys.cust(GONE, "consent") in report.keys
+    assert keys.cust(GONE, CustKey.CONSENT) in report.keys
     assert mentions(client, redis_prefix, GONE) == []
     held = outbox_for(StateStore(redis_on(redis_endpoint, redis_prefix)), "handoffs").path.read_text()
     assert GONE not in held and KEPT in held
     # Everyone else is untouched.
     assert mentions(client, redis_prefix, KEPT)
     assert len(store.handoff_cases()) == 2
-    assert client.hget(keys.cust(KEPT, "consent"), "opted_out") == "1"
+    assert client.hget(keys.cust(KEPT, CustKey.CONSENT), "opted_out") == "1"
     assert client.zscore(keys.active(keys.shard_of(f"{KEPT}-chat")), f"{KEPT}-chat") is not None
     assert client.zscore(keys.active(keys.shard_of(f"{GONE}-chat")), f"{GONE}-chat") is None
 
@@ -168,5 +168,5 @@ def test_glob_characters_in_an_id_erase_only_that_customer(redis_endpoint: Redis
     for customer in ("a*", "ab"):
         service.keep_consent(customer, Consent(True, time.time(), "metadata"))
     Eraser(store).erase("a*")
-    assert store.client.exists(store.keys.cust("ab", "consent"))
-    assert not store.client.exists(store.keys.cust("a*", "consent"))
+    assert store.client.exists(store.keys.cust("ab", CustKey.CONSENT))
+    assert not store.client.exists(store.keys.cust("a*", CustKey.CONSENT))

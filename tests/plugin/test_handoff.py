@@ -1,10 +1,17 @@
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
 from models.emotion import EmotionEstimate
 from models.fusion import AttentionFusion
 from plugin.handoff import build_case
 from plugin.routing import message_key
+from scripts.stack import RedisEndpoint
 
 
-def user(text: str, ts: float, **probs: float) -> dict:
+def user(text: str, ts: float, **probs: float) -> dict[str, Any]:
     emotion = AttentionFusion().fuse([EmotionEstimate.from_probs("text", probs)]).to_dict()
     return {
         "event": "user",
@@ -15,7 +22,7 @@ def user(text: str, ts: float, **probs: float) -> dict:
     }
 
 
-EVENTS = [
+EVENTS: list[Mapping[str, Any]] = [
     {"event": "action", "name": "action_listen"},
     user("hi", 1.0, neutral=1.0),
     {"event": "bot", "text": "Hello!", "timestamp": 1.5},
@@ -57,8 +64,8 @@ def test_messages_without_an_id_get_distinct_ids_from_their_time_not_the_string_
 
 
 def test_cases_held_while_redis_is_down_are_written_once_in_order_after_a_restart(
-    redis_endpoint, redis_prefix, tmp_path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    redis_endpoint: RedisEndpoint, redis_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
 
     from plugin.handoff import HandoffOutbox
     from plugin.settings import RedisSettings
@@ -92,7 +99,7 @@ def test_the_emotion_analysis_notice_is_not_part_of_the_agent_s_transcript() -> 
     from plugin.handoff import transcript
     from plugin.metadata import DISCLOSURE_KEY
 
-    events = [
+    events: list[Mapping[str, Any]] = [
         {"event": "bot", "text": "This service uses emotion recognition.", "metadata": {DISCLOSURE_KEY: True}},
         {"event": "user", "text": "my bill is wrong", "timestamp": 1.0},
         {"event": "bot", "text": "Let me check.", "timestamp": 2.0},

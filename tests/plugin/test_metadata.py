@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def test_good_identifiers_pass_through() -> None:
     ],
 )
 def test_unusable_identifiers_are_dropped_and_logged(
-    block: dict, problem: str, caplog: pytest.LogCaptureFixture
+    block: dict[str, Any], problem: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
     parsed = metadata.parse({"toneline": block}, "m-1")

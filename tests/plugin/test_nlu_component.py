@@ -1,4 +1,5 @@
 import logging
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ def test_every_customer_message_gets_a_text_emotion(recognizer: EmotionRecognize
     assert turn.valence < 0, f"an angry complaint must read negative, got {turn.to_dict()}"
 
 
-def test_the_model_is_loaded_once_per_process(rasa_context: tuple, recognizer: EmotionRecognizer) -> None:
+def test_the_model_is_loaded_once_per_process(rasa_context: tuple[Any, ...], recognizer: EmotionRecognizer) -> None:
     again = EmotionRecognizer.create(EmotionRecognizer.get_default_config(), *rasa_context)
     assert again.text_model is recognizer.text_model is shared_text_model(None, None)
 

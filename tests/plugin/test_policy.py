@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 DOMAIN = Domain.load(str(REPO / "rasa_project" / "domain.yml"))
 
 
-def policy_with(tmp_path: Path, rasa_context: tuple, redis: RedisEndpoint | str, prefix: str) -> EmotionPolicy:
+def policy_with(
+    tmp_path: Path, rasa_context: tuple[Any, ...], redis: RedisEndpoint | str, prefix: str
+) -> EmotionPolicy:
     config_file = tmp_path / "toneline.yml"
     url, cluster = (redis, False) if isinstance(redis, str) else (redis.url, redis.cluster)
     settings = {"url": url, "cluster": cluster, "prefix": prefix, "retry_after_seconds": 60}
@@ -55,8 +58,8 @@ ANGRY = [
 ]
 
 
-def conversation(turns: list) -> list:
-    events: list = []
+def conversation(turns: list[Any]) -> list[Any]:
+    events: list[Any] = []
     for text, intent, probs in turns:
         events += [
             user_turn(text, intent, **probs),
@@ -67,7 +70,7 @@ def conversation(turns: list) -> list:
 
 
 def test_sustained_anger_predicts_the_handoff_and_records_it(
-    tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
+    tmp_path: Path, rasa_context: tuple[Any, ...], redis_endpoint: RedisEndpoint, redis_prefix: str
 ) -> None:
     policy = policy_with(tmp_path, rasa_context, redis_endpoint, redis_prefix)
     tracker = tracker_of(*conversation(ANGRY))
@@ -82,7 +85,7 @@ def test_sustained_anger_predicts_the_handoff_and_records_it(
 
 
 def test_calm_customer_gets_no_prediction_and_no_needless_slot_events(
-    tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
+    tmp_path: Path, rasa_context: tuple[Any, ...], redis_endpoint: RedisEndpoint, redis_prefix: str
 ) -> None:
     policy = policy_with(tmp_path, rasa_context, redis_endpoint, redis_prefix)
     tracker = tracker_of(*conversation([("hello", "greet", {"neutral": 0.9, "happy": 0.1})] * 4))
@@ -92,7 +95,7 @@ def test_calm_customer_gets_no_prediction_and_no_needless_slot_events(
 
 
 def test_after_the_handoff_it_listens_and_mid_turn_it_abstains(
-    tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
+    tmp_path: Path, rasa_context: tuple[Any, ...], redis_endpoint: RedisEndpoint, redis_prefix: str
 ) -> None:
     policy = policy_with(tmp_path, rasa_context, redis_endpoint, redis_prefix)
     handed = tracker_of(*conversation(ANGRY), ActionExecuted("action_handoff"))
@@ -102,7 +105,7 @@ def test_after_the_handoff_it_listens_and_mid_turn_it_abstains(
 
 
 def test_no_second_escalation_during_the_cooldown(
-    tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
+    tmp_path: Path, rasa_context: tuple[Any, ...], redis_endpoint: RedisEndpoint, redis_prefix: str
 ) -> None:
     policy = policy_with(tmp_path, rasa_context, redis_endpoint, redis_prefix)
     events = conversation(ANGRY) + [ActionExecuted("action_handoff"), ActionExecuted(ACTION_LISTEN_NAME)]
@@ -110,10 +113,11 @@ def test_no_second_escalation_during_the_cooldown(
     assert predicted(policy.predict_action_probabilities(tracker_of(*events), DOMAIN)) is None
 
 
-def test_without_redis_the_policy_still_decides_from_the_tracker(tmp_path: Path, rasa_context: tuple) -> None:
+def test_without_redis_the_policy_still_decides_from_the_tracker(tmp_path: Path, rasa_context: tuple[Any, ...]) -> None:
     policy = policy_with(tmp_path, rasa_context, f"redis://127.0.0.1:{free_port()}/0", "nowhere")
     prediction = policy.predict_action_probabilities(tracker_of(*conversation(ANGRY)), DOMAIN)
     assert predicted(prediction) == "action_handoff"
+    assert policy.service.store is not None
     assert policy.service.store.breaker.failures == 1
 
 
@@ -127,7 +131,7 @@ MOSTLY_UPSET = [
 
 
 def test_mostly_upset_turns_hand_over_with_redis_and_from_the_tracker_alone(
-    tmp_path: Path, rasa_context: tuple, redis_endpoint: RedisEndpoint, redis_prefix: str
+    tmp_path: Path, rasa_context: tuple[Any, ...], redis_endpoint: RedisEndpoint, redis_prefix: str
 ) -> None:
     policy = policy_with(tmp_path, rasa_context, redis_endpoint, redis_prefix)
     for n in range(1, len(MOSTLY_UPSET)):
@@ -150,7 +154,7 @@ def test_mostly_upset_turns_hand_over_with_redis_and_from_the_tracker_alone(
 
 
 def test_turns_without_emotion_are_left_alone(
-    tmp_path: Path, rasa_context: tuple, redis_prefix: str, redis_endpoint: RedisEndpoint
+    tmp_path: Path, rasa_context: tuple[Any, ...], redis_prefix: str, redis_endpoint: RedisEndpoint
 ) -> None:
     policy = policy_with(tmp_path, rasa_context, redis_endpoint, redis_prefix)
     agent = UserUttered("let me check", parse_data={"intent": {"name": "affirm"}}, message_id="x")
@@ -158,7 +162,7 @@ def test_turns_without_emotion_are_left_alone(
     assert predicted(prediction) is None and prediction.events == []
 
 
-def test_training_checks_the_domain(tmp_path: Path, rasa_context: tuple) -> None:
+def test_training_checks_the_domain(tmp_path: Path, rasa_context: tuple[Any, ...]) -> None:
     policy = policy_with(tmp_path, rasa_context, "redis://127.0.0.1:1/0", "x")
     policy.train([], DOMAIN)
     with pytest.raises(Exception, match="slots"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from plugin.schema import Keys
+from plugin.schema import ConvKey, CustKey, Keys
 
 KEYS = Keys("toneline", 16)
 
@@ -17,7 +17,10 @@ def slot(key: str) -> int:
 @pytest.mark.parametrize("conversation", ["c-1", "+15550123", "a}b{c", "", "é" * 40])
 def test_a_conversation_s_keys_share_one_slot_with_its_shard_s_streams_and_active_set(conversation: str) -> None:
     shard = KEYS.shard_of(conversation)
-    keys = [KEYS.conv(conversation, kind) for kind in ("turns", "seen", "meta", "escalations", "retained")]
+    keys = [
+        KEYS.conv(conversation, kind)
+        for kind in (ConvKey.TURNS, ConvKey.SEEN, ConvKey.META, ConvKey.ESCALATIONS, ConvKey.RETAINED)
+    ]
     keys += [KEYS.active(shard), KEYS.events(shard), KEYS.handoffs(shard), KEYS.claims(shard)]
     keys += [
         KEYS.handoff_seen(shard, "k"),
@@ -29,7 +32,7 @@ def test_a_conversation_s_keys_share_one_slot_with_its_shard_s_streams_and_activ
 
 @pytest.mark.parametrize("customer", ["cust-1", "", "}", "{x}"])
 def test_a_customer_s_keys_share_one_slot(customer: str) -> None:
-    kinds = ("convs", "escalated", "consent", "corrections")
+    kinds = (CustKey.CONVS, CustKey.ESCALATED, CustKey.CONSENT, CustKey.CORRECTIONS)
     assert len({slot(KEYS.cust(customer, kind)) for kind in kinds}) == 1
 
 
@@ -48,9 +51,9 @@ def test_case_ids_name_their_shard() -> None:
 
 @pytest.mark.parametrize("conversation", ["c-1", "a:b:c", "x}:conv:y", "*[?]"])
 def test_erasure_reads_a_conversation_id_back_from_any_of_its_keys(conversation: str) -> None:
-    for kind in ("meta", "retained"):
+    for kind in (ConvKey.META, ConvKey.RETAINED):
         assert KEYS.conv_id(KEYS.conv(conversation, kind)) == conversation
-    assert Keys("a}b", 3).conv_id(Keys("a}b", 3).conv(conversation, "meta")) == conversation
+    assert Keys("a}b", 3).conv_id(Keys("a}b", 3).conv(conversation, ConvKey.META)) == conversation
 
 
 def test_scan_patterns_take_ids_literally_and_stay_under_their_tags() -> None:

@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_a_redis_cluster_is_chosen_in_the_file_or_the_environment() -> None:
         ({"redis": {"shards": 0}}, "redis.shards"),
     ],
 )
-def test_bad_settings_fail_fast_naming_the_key(data: dict, key: str) -> None:
+def test_bad_settings_fail_fast_naming_the_key(data: dict[str, Any], key: str) -> None:
     with pytest.raises(settings.SettingsError, match=key):
         settings.from_mapping(data, env={})
 

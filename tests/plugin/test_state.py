@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from plugin.routing import Decision, RoutingConfig, TurnRecord, summarize
+from plugin.schema import ConvKey
 from plugin.settings import RedisSettings, StateSettings
 from plugin.state import ConversationInfo, StateStore, StateUnavailable
 from scripts.stack import RedisEndpoint, free_port
@@ -125,7 +126,7 @@ def test_breaker_retries_after_the_pause(redis_endpoint: RedisEndpoint, redis_pr
     store = store_for(redis_endpoint, redis_prefix, retry_after_seconds=0.0)
     store.breaker.trip()
     assert record(store, INFO, turns(1)) == 1
-    assert store.client.exists(store.keys.conv("conv-1", "turns"))
+    assert store.client.exists(store.keys.conv("conv-1", ConvKey.TURNS))
 
 
 def test_meta_keeps_the_last_turn_and_every_escalation(redis_endpoint: RedisEndpoint, redis_prefix: str) -> None:
