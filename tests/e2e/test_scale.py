@@ -272,7 +272,10 @@ def test_turns_alternating_between_replicas_lose_nothing_and_escalate_once(scale
     per_turn = {k: round((v - before[k]) / took, 1) for k, v in _pg_counters(scale).items()}
     (ARTIFACTS / "scale-postgres-per-turn.json").write_text(json.dumps({"turns": took, "per_turn": per_turn}))
     served = scale.served_by[-took:]
-    assert set(served) == {"rasa1", "rasa2"} and all(a != b for a, b in zip(served, served[1:])), served
+    # Round robin alternates, but HAProxy rightly takes a replica out for a moment when it misses two health
+    # checks in a row (inter 500 ms, fall 2), which a loaded 2-core machine can make it do (CI saw rasa1, rasa2,
+    # rasa2 once). What the test needs: one conversation's turns crossed from one replica to the other.
+    assert set(served) == {"rasa1", "rasa2"} and any(a != b for a, b in zip(served, served[1:])), served
     assert scale.say(who, "hello?") is not None  # after the handoff: paused on whichever replica
     _assert_recorded_once(scale, who, took)
     case = scale.cases(who)[0]
